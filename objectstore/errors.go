@@ -1,0 +1,77 @@
+package objectstore
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// Sentinel errors. Every error this package returns wraps exactly one of
+// them, so callers map them to API codes with errors.Is.
+var (
+	// ErrSQL is a statement SQLite rejected: syntax, unknown table, type
+	// mismatch and so on. API code SQL_ERROR.
+	ErrSQL = errors.New("sql error")
+	// ErrConstraint is a violated UNIQUE, NOT NULL, CHECK or FOREIGN KEY
+	// constraint. API code CONSTRAINT.
+	ErrConstraint = errors.New("constraint failed")
+	// ErrNotAuthorized is a statement the sandbox refuses: reserved names,
+	// ATTACH, load_extension, pragmas off the allow-list. API code
+	// NOT_AUTHORIZED.
+	ErrNotAuthorized = errors.New("not authorized")
+	// ErrTooLarge is a statement, parameter list, value or column list over
+	// its limit. API code TOO_LARGE.
+	ErrTooLarge = errors.New("too large")
+	// ErrStorageFull is a write that would take the object over its size
+	// limit. API code STORAGE_FULL.
+	ErrStorageFull = errors.New("storage full")
+	// ErrTimeout is a statement that ran past the statement time limit.
+	// API code TIMEOUT.
+	ErrTimeout = errors.New("statement timed out")
+	// ErrNotOneRow is Cursor.One on a result with zero or several rows.
+	ErrNotOneRow = errors.New("expected exactly one row")
+	// ErrBadRequest is a call this package refuses before SQLite sees it:
+	// an empty query, parameters on a statement that is not the last, an
+	// invalid KV key. API code BAD_REQUEST.
+	ErrBadRequest = errors.New("bad request")
+	// ErrClosed is any use of a Store after Close.
+	ErrClosed = errors.New("object store closed")
+	// ErrCorrupt is an imported file that is not a sound SQLite database.
+	ErrCorrupt = errors.New("invalid database file")
+)
+
+// classify wraps a SQLite driver error with the sentinel that names its kind.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		if strings.Contains(err.Error(), "interrupt") {
+			return fmt.Errorf("%w: %v", ErrTimeout, err)
+		}
+		return fmt.Errorf("%w: %v", ErrSQL, err)
+	}
+	msg := se.Error()
+	switch se.Code {
+	case sqlite3.ErrConstraint:
+		return fmt.Errorf("%w: %s", ErrConstraint, msg)
+	case sqlite3.ErrFull:
+		return fmt.Errorf("%w: the object reached its size limit (%s)", ErrStorageFull, msg)
+	case sqlite3.ErrInterrupt:
+		return fmt.Errorf("%w: %s", ErrTimeout, msg)
+	case sqlite3.ErrAuth:
+		return fmt.Errorf("%w: %s", ErrNotAuthorized, msg)
+	case sqlite3.ErrTooBig:
+		return fmt.Errorf("%w: %s", ErrTooLarge, msg)
+	}
+	switch {
+	case strings.HasPrefix(msg, "too many columns"), strings.HasPrefix(msg, "too many SQL variables"):
+		return fmt.Errorf("%w: %s", ErrTooLarge, msg)
+	case strings.Contains(msg, "not authorized"), strings.Contains(msg, "prohibited"):
+		return fmt.Errorf("%w: %s", ErrNotAuthorized, msg)
+	}
+	return fmt.Errorf("%w: %s", ErrSQL, msg)
+}

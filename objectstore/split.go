@@ -1,0 +1,162 @@
+package objectstore
+
+import (
+	"fmt"
+	"strings"
+)
+
+// splitStatements cuts a query into its ';'-separated statements, ignoring
+// semicolons inside string literals, quoted identifiers, comments and the
+// body of CREATE TRIGGER (which ends only at "END;"), the same rules as
+// sqlite3_complete. Empty statements are dropped.
+func splitStatements(q string) ([]string, error) {
+	var out []string
+	start := 0
+	var words []string // leading keywords of the current statement, upper-cased
+	lastWord := ""     // last bare word seen in the current statement
+	inTrigger := false
+	flush := func(end int) {
+		s := strings.TrimSpace(q[start:end])
+		if s != "" {
+			out = append(out, s)
+		}
+		start = end + 1
+		words, lastWord, inTrigger = words[:0], "", false
+	}
+	for i := 0; i < len(q); {
+		c := q[i]
+		switch {
+		case c == '\'' || c == '"' || c == '`':
+			j := i + 1
+			for {
+				if j >= len(q) {
+					return nil, fmt.Errorf("%w: unterminated quoted text", ErrSQL)
+				}
+				if q[j] == c {
+					if j+1 < len(q) && q[j+1] == c {
+						j += 2
+						continue
+					}
+					break
+				}
+				j++
+			}
+			i = j + 1
+			lastWord = ""
+		case c == '[':
+			j := strings.IndexByte(q[i:], ']')
+			if j < 0 {
+				return nil, fmt.Errorf("%w: unterminated [identifier]", ErrSQL)
+			}
+			i += j + 1
+			lastWord = ""
+		case c == '-' && i+1 < len(q) && q[i+1] == '-':
+			j := strings.IndexByte(q[i:], '\n')
+			if j < 0 {
+				i = len(q)
+			} else {
+				i += j + 1
+			}
+		case c == '/' && i+1 < len(q) && q[i+1] == '*':
+			j := strings.Index(q[i+2:], "*/")
+			if j < 0 {
+				i = len(q)
+			} else {
+				i += j + 4
+			}
+		case c == ';':
+			if inTrigger && lastWord != "END" {
+				i++
+				lastWord = ""
+				continue
+			}
+			flush(i)
+			i++
+		case isWordByte(c):
+			j := i
+			for j < len(q) && isWordByte(q[j]) {
+				j++
+			}
+			w := strings.ToUpper(q[i:j])
+			lastWord = w
+			if len(words) < 4 {
+				words = append(words, w)
+				if isCreateTrigger(words) {
+					inTrigger = true
+				}
+			}
+			i = j
+		default:
+			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+				lastWord = ""
+			}
+			i++
+		}
+	}
+	flush(len(q))
+	return out, nil
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+func isCreateTrigger(w []string) bool {
+	if len(w) < 2 || w[0] != "CREATE" {
+		return false
+	}
+	if w[1] == "TRIGGER" {
+		return true
+	}
+	return len(w) >= 3 && (w[1] == "TEMP" || w[1] == "TEMPORARY") && w[2] == "TRIGGER"
+}
+
+// txKind says how a statement takes part in transaction control.
+type txKind int
+
+const (
+	txNone     txKind = iota // an ordinary statement
+	txBegin                  // BEGIN [DEFERRED|IMMEDIATE|EXCLUSIVE] [TRANSACTION]
+	txCommit                 // COMMIT or END [TRANSACTION]
+	txRollback               // ROLLBACK [TRANSACTION] (not ROLLBACK TO)
+)
+
+// classifyTx recognises the explicit transaction statements that the store
+// turns into savepoints. SAVEPOINT, RELEASE and ROLLBACK TO pass through to
+// SQLite unchanged: they already nest inside the event transaction.
+func classifyTx(stmt string) txKind {
+	f := strings.Fields(strings.ToUpper(strings.TrimRight(stmt, "; \t\r\n")))
+	if len(f) == 0 {
+		return txNone
+	}
+	rest := f[1:]
+	only := func(allowed ...string) bool {
+		for _, w := range rest {
+			ok := false
+			for _, a := range allowed {
+				if w == a {
+					ok = true
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	switch f[0] {
+	case "BEGIN":
+		if len(rest) <= 2 && only("DEFERRED", "IMMEDIATE", "EXCLUSIVE", "TRANSACTION") {
+			return txBegin
+		}
+	case "COMMIT", "END":
+		if len(rest) <= 1 && only("TRANSACTION") {
+			return txCommit
+		}
+	case "ROLLBACK":
+		if len(rest) <= 1 && only("TRANSACTION") {
+			return txRollback
+		}
+	}
+	return txNone
+}

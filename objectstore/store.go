@@ -1,0 +1,626 @@
+package objectstore
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// Config says where an object's database lives and how far it may grow.
+type Config struct {
+	// Path of the SQLite file; its directory is created if missing.
+	Path string
+	// MaxBytes caps the database size in bytes (pages in use and free);
+	// a write past it fails with ErrStorageFull. 0 means DefaultMaxBytes.
+	MaxBytes int64
+	// StatementTimeout bounds one Exec call. 0 means DefaultStatementTimeout.
+	StatementTimeout time.Duration
+	// StatementCache is how many prepared statements the connection keeps.
+	// 0 means 32.
+	StatementCache int
+}
+
+const (
+	// DefaultMaxBytes is the per-object size limit when none is configured.
+	DefaultMaxBytes = 1 << 30
+	// DefaultStatementTimeout is the per-Exec time limit when none is configured.
+	DefaultStatementTimeout = 5 * time.Second
+)
+
+// Validate reports a Config that cannot be opened.
+func (c Config) Validate() error {
+	if c.Path == "" {
+		return fmt.Errorf("%w: empty database path", ErrBadRequest)
+	}
+	if c.MaxBytes < 0 || c.StatementTimeout < 0 || c.StatementCache < 0 {
+		return fmt.Errorf("%w: negative limit", ErrBadRequest)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.StatementTimeout == 0 {
+		c.StatementTimeout = DefaultStatementTimeout
+	}
+	if c.StatementCache == 0 {
+		c.StatementCache = 32
+	}
+	return c
+}
+
+// Store is one object's open database. It is used by one event at a time
+// and is not safe for concurrent use.
+type Store struct {
+	cfg  Config
+	conn *sqlite3.SQLiteConn
+
+	internal bool   // the store runs its own SQL: the sandbox lets it through
+	denied   string // why the authorizer last refused, for the error message
+
+	inEvent   bool
+	savepoint []savepoint // open nested savepoints, innermost last
+	spSeq     int
+
+	totalChanges int64 // total_changes() after the last statement
+	lastChanges  int64 // changes() after the last statement
+	lastInsertID int64 // last_insert_rowid() after the last statement
+	kvReady      bool  // _dura_kv is known to exist
+	closed       bool
+}
+
+type savepoint struct {
+	name     string
+	explicit bool // opened by a user BEGIN, closed by COMMIT/ROLLBACK
+}
+
+// Open opens (creating if needed) the database at cfg.Path with WAL,
+// synchronous=FULL and foreign keys on, and installs the sandbox.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
+		return nil, fmt.Errorf("open object db: %w", err)
+	}
+	c, err := openConn(cfg.Path, "_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_stmt_cache_size="+strconv.Itoa(cfg.StatementCache))
+	if err != nil {
+		return nil, fmt.Errorf("open object db: %w", classify(err))
+	}
+	s := &Store{cfg: cfg, conn: c}
+	c.RegisterAuthorizer(s.authorize)
+	applyLimits(c)
+	if err := s.applyMaxBytes(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := s.refreshChanges(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openConn(path, params string) (*sqlite3.SQLiteConn, error) {
+	d := &sqlite3.SQLiteDriver{}
+	c, err := d.Open("file:" + path + "?" + params)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*sqlite3.SQLiteConn), nil
+}
+
+func (s *Store) applyMaxBytes() error {
+	pageSize, err := s.pragmaInt("page_size")
+	if err != nil {
+		return err
+	}
+	pages := s.cfg.MaxBytes / pageSize
+	if pages < 1 {
+		pages = 1
+	}
+	return s.execInternal("PRAGMA max_page_count = " + strconv.FormatInt(pages, 10))
+}
+
+// Path is the database file. Safe for concurrent use.
+func (s *Store) Path() string { return s.cfg.Path }
+
+// Close rolls back an open event and closes the database. Closing twice is
+// harmless.
+func (s *Store) Close() error {
+	if s.closed {
+		return nil
+	}
+	if s.inEvent {
+		_ = s.Rollback()
+	}
+	s.closed = true
+	return s.conn.Close()
+}
+
+// Begin starts the implicit transaction of an event.
+func (s *Store) Begin() error {
+	if s.closed {
+		return ErrClosed
+	}
+	if s.inEvent {
+		return fmt.Errorf("%w: event already open", ErrBadRequest)
+	}
+	if err := s.execInternal("BEGIN"); err != nil {
+		return err
+	}
+	s.inEvent = true
+	s.savepoint = s.savepoint[:0]
+	return nil
+}
+
+// Commit commits the event's transaction. If the commit fails, the
+// transaction is rolled back and the error returned.
+func (s *Store) Commit() error {
+	if !s.inEvent {
+		return fmt.Errorf("%w: no event open", ErrBadRequest)
+	}
+	s.inEvent = false
+	s.savepoint = s.savepoint[:0]
+	if s.conn.AutoCommit() {
+		// SQLite already rolled the transaction back (for example after
+		// SQLITE_FULL); reporting success would lose writes silently.
+		return fmt.Errorf("%w: the transaction was rolled back by an earlier error", ErrSQL)
+	}
+	if err := s.execInternal("COMMIT"); err != nil {
+		if !s.conn.AutoCommit() {
+			_ = s.execInternal("ROLLBACK")
+		}
+		return err
+	}
+	return nil
+}
+
+// Rollback undoes the event's transaction.
+func (s *Store) Rollback() error {
+	if !s.inEvent {
+		return nil
+	}
+	s.inEvent = false
+	s.savepoint = s.savepoint[:0]
+	if s.conn.AutoCommit() {
+		return nil
+	}
+	err := s.execInternal("ROLLBACK")
+	_ = s.refreshChanges()
+	return err
+}
+
+// InEvent reports whether an event transaction is open.
+func (s *Store) InEvent() bool { return s.inEvent }
+
+// Transaction runs fn inside a savepoint: its writes are kept if fn returns
+// nil and undone if it returns an error or panics (the panic goes on).
+func (s *Store) Transaction(fn func() error) (err error) {
+	name, err := s.pushSavepoint(false)
+	if err != nil {
+		return err
+	}
+	level := len(s.savepoint)
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// fn panicked: undo its writes, then let the panic continue.
+		s.popTo(level, name, true)
+	}()
+	ferr := fn()
+	done = true
+	if perr := s.popTo(level, name, ferr != nil); perr != nil && ferr == nil {
+		return perr
+	}
+	return ferr
+}
+
+func (s *Store) pushSavepoint(explicit bool) (string, error) {
+	if s.closed {
+		return "", ErrClosed
+	}
+	s.spSeq++
+	name := ReservedPrefix + "sp" + strconv.Itoa(s.spSeq)
+	if err := s.execInternal("SAVEPOINT " + name); err != nil {
+		return "", err
+	}
+	s.savepoint = append(s.savepoint, savepoint{name: name, explicit: explicit})
+	return name, nil
+}
+
+// popTo closes the savepoint at stack level (1-based), and everything
+// nested in it, keeping or undoing its writes.
+func (s *Store) popTo(level int, name string, undo bool) error {
+	if len(s.savepoint) < level || s.savepoint[level-1].name != name {
+		return fmt.Errorf("%w: savepoint %s was already released", ErrSQL, name)
+	}
+	s.savepoint = s.savepoint[:level-1]
+	if s.conn.AutoCommit() {
+		return fmt.Errorf("%w: the transaction was rolled back by an earlier error", ErrSQL)
+	}
+	var err error
+	if undo {
+		err = s.execInternal("ROLLBACK TO " + name + "; RELEASE " + name)
+	} else {
+		err = s.execInternal("RELEASE " + name)
+	}
+	_ = s.refreshChanges()
+	return err
+}
+
+// Exec runs one or more ';'-separated statements; args bind to the last
+// one. BEGIN, COMMIT/END and ROLLBACK become nested savepoints. The cursor
+// holds the last statement's rows; RowsRead and RowsWritten add up all of
+// them.
+func (s *Store) Exec(query string, args ...any) (*Cursor, error) {
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if len(query) > MaxStatementBytes {
+		return nil, fmt.Errorf("%w: statement is %d bytes, the limit is %d", ErrTooLarge, len(query), MaxStatementBytes)
+	}
+	if len(args) > MaxParams {
+		return nil, fmt.Errorf("%w: %d bound parameters, the limit is %d", ErrTooLarge, len(args), MaxParams)
+	}
+	named, err := bindArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	stmts, err := splitStatements(query)
+	if err != nil {
+		return nil, err
+	}
+	if len(stmts) == 0 {
+		return nil, fmt.Errorf("%w: empty query", ErrBadRequest)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StatementTimeout)
+	defer cancel()
+	var total Cursor
+	var cur *Cursor
+	for i, stmt := range stmts {
+		var a []driver.NamedValue
+		if i == len(stmts)-1 {
+			a = named
+		}
+		cur, err = s.execOne(ctx, stmt, a)
+		if err != nil {
+			if len(stmts) > 1 {
+				return nil, fmt.Errorf("statement %d: %w", i+1, err)
+			}
+			return nil, err
+		}
+		total.rowsRead += cur.rowsRead
+		total.rowsWritten += cur.rowsWritten
+	}
+	cur.rowsRead, cur.rowsWritten = total.rowsRead, total.rowsWritten
+	return cur, nil
+}
+
+func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedValue) (*Cursor, error) {
+	switch classifyTx(stmt) {
+	case txBegin:
+		if _, err := s.pushSavepoint(true); err != nil {
+			return nil, err
+		}
+		return &Cursor{}, nil
+	case txCommit, txRollback:
+		n := len(s.savepoint)
+		if n == 0 || !s.savepoint[n-1].explicit {
+			return nil, fmt.Errorf("%w: cannot %s - no transaction is active", ErrSQL, firstWord(stmt))
+		}
+		if err := s.popTo(n, s.savepoint[n-1].name, classifyTx(stmt) == txRollback); err != nil {
+			return nil, err
+		}
+		return &Cursor{}, nil
+	}
+	s.denied = ""
+	rows, err := s.conn.QueryContext(ctx, stmt, args)
+	if err != nil {
+		return nil, s.userErr(ctx, err)
+	}
+	cur := &Cursor{cols: rows.Columns()}
+	dest := make([]driver.Value, len(cur.cols))
+	for {
+		err = rows.Next(dest)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			rows.Close()
+			return nil, s.userErr(ctx, err)
+		}
+		row := make([]any, len(dest))
+		for i, v := range dest {
+			row[i] = fromDriver(v)
+		}
+		cur.rows = append(cur.rows, row)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, s.userErr(ctx, err)
+	}
+	cur.rowsRead = int64(len(cur.rows))
+	before := s.totalChanges
+	if err := s.refreshChanges(); err != nil {
+		return nil, err
+	}
+	cur.rowsWritten = s.totalChanges - before
+	if cur.rowsWritten > 0 {
+		cur.changes = s.lastChanges
+	}
+	cur.lastInsertID = s.lastInsertID
+	return cur, nil
+}
+
+func firstWord(stmt string) string {
+	for i, r := range stmt {
+		if r == ' ' || r == '\t' || r == '\n' || r == ';' {
+			return stmt[:i]
+		}
+	}
+	return stmt
+}
+
+func (s *Store) userErr(ctx context.Context, err error) error {
+	if s.denied != "" {
+		return fmt.Errorf("%w: %s", ErrNotAuthorized, s.denied)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: statement ran longer than %s", ErrTimeout, s.cfg.StatementTimeout)
+	}
+	return classify(err)
+}
+
+// refreshChanges reads the connection's change counters after a statement.
+func (s *Store) refreshChanges() error {
+	rows, err := s.queryInternal("SELECT changes(), last_insert_rowid(), total_changes()")
+	if err != nil {
+		return err
+	}
+	r := rows[0]
+	s.lastChanges, s.lastInsertID, s.totalChanges = r[0].(int64), r[1].(int64), r[2].(int64)
+	return nil
+}
+
+// execInternal runs the store's own SQL past the sandbox.
+func (s *Store) execInternal(q string, args ...any) error {
+	_, err := s.queryInternal(q, args...)
+	return err
+}
+
+// queryInternal runs the store's own statements (possibly several, the
+// last taking args) past the sandbox and returns the last one's rows.
+func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
+	if s.closed {
+		return nil, ErrClosed
+	}
+	named, err := bindArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	s.internal = true
+	defer func() { s.internal = false }()
+	stmts, err := splitStatements(q)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]any
+	for i, stmt := range stmts {
+		var a []driver.NamedValue
+		if i == len(stmts)-1 {
+			a = named
+		}
+		rows, err := s.conn.QueryContext(context.Background(), stmt, a)
+		if err != nil {
+			return nil, classify(err)
+		}
+		out = out[:0]
+		dest := make([]driver.Value, len(rows.Columns()))
+		for {
+			err = rows.Next(dest)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				rows.Close()
+				return nil, classify(err)
+			}
+			row := make([]any, len(dest))
+			for i, v := range dest {
+				row[i] = fromDriver(v)
+			}
+			out = append(out, row)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, classify(err)
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) pragmaInt(name string) (int64, error) {
+	rows, err := s.queryInternal("PRAGMA " + name)
+	if err != nil {
+		return 0, err
+	}
+	if len(rows) != 1 {
+		return 0, fmt.Errorf("%w: PRAGMA %s returned %d rows", ErrSQL, name, len(rows))
+	}
+	v, ok := rows[0][0].(int64)
+	if !ok {
+		return 0, fmt.Errorf("%w: PRAGMA %s returned %T", ErrSQL, name, rows[0][0])
+	}
+	return v, nil
+}
+
+// DatabaseSize is the bytes of pages in use: (page_count - freelist_count)
+// * page_size.
+func (s *Store) DatabaseSize() (int64, error) {
+	pc, err := s.pragmaInt("page_count")
+	if err != nil {
+		return 0, err
+	}
+	fl, err := s.pragmaInt("freelist_count")
+	if err != nil {
+		return 0, err
+	}
+	ps, err := s.pragmaInt("page_size")
+	if err != nil {
+		return 0, err
+	}
+	return (pc - fl) * ps, nil
+}
+
+// SchemaVersion is the highest version recorded in _dura_schema_version,
+// 0 if none.
+func (s *Store) SchemaVersion() (int, error) {
+	rows, err := s.queryInternal("SELECT name FROM sqlite_master WHERE type='table' AND name='_dura_schema_version'")
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	rows, err = s.queryInternal("SELECT COALESCE(MAX(version), 0) FROM _dura_schema_version")
+	if err != nil {
+		return 0, err
+	}
+	return int(rows[0][0].(int64)), nil
+}
+
+// RecordSchemaVersion notes that migration v was applied at time at.
+func (s *Store) RecordSchemaVersion(v int, at time.Time) error {
+	return s.execInternal(`CREATE TABLE IF NOT EXISTS _dura_schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+		INSERT INTO _dura_schema_version (version, applied_at) VALUES (?, ?)`, v, at.UnixMilli())
+}
+
+// DeleteAll removes every table, view, trigger and index and all KV
+// entries, in the current transaction, so it is atomic with the event.
+func (s *Store) DeleteAll() error {
+	rows, err := s.queryInternal(`SELECT type, name FROM sqlite_master
+		WHERE type IN ('table','view','trigger') AND name NOT LIKE 'sqlite\_%' ESCAPE '\'
+		ORDER BY CASE type WHEN 'trigger' THEN 0 WHEN 'view' THEN 1 ELSE 2 END`)
+	if err != nil {
+		return err
+	}
+	// Dropping a parent table deletes its rows first; deferring foreign
+	// keys lets the children go in any order within the transaction.
+	if err := s.execInternal("PRAGMA defer_foreign_keys = ON"); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		typ, name := r[0].(string), r[1].(string)
+		if err := s.execInternal("DROP " + typ + " IF EXISTS " + quoteIdent(name)); err != nil {
+			return err
+		}
+	}
+	s.kvReady = false
+	rows, err = s.queryInternal("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")
+	if err == nil && len(rows) > 0 {
+		err = s.execInternal("DELETE FROM sqlite_sequence")
+	}
+	return err
+}
+
+func quoteIdent(name string) string {
+	out := []byte{'"'}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '"' {
+			out = append(out, '"')
+		}
+		out = append(out, name[i])
+	}
+	return string(append(out, '"'))
+}
+
+// bindArgs turns Go values into driver values, refusing types SQLite
+// cannot store and values over the size limit.
+func bindArgs(args []any) ([]driver.NamedValue, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	out := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		v, err := toDriver(a)
+		if err != nil {
+			return nil, fmt.Errorf("parameter %d: %w", i+1, err)
+		}
+		out[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
+	}
+	return out, nil
+}
+
+var errUnsupported = errors.New("unsupported parameter type")
+
+func toDriver(a any) (driver.Value, error) {
+	switch v := a.(type) {
+	case nil:
+		return nil, nil
+	case int64, float64:
+		return v, nil
+	case int:
+		return int64(v), nil
+	case int32:
+		return int64(v), nil
+	case int16:
+		return int64(v), nil
+	case int8:
+		return int64(v), nil
+	case uint32:
+		return int64(v), nil
+	case uint16:
+		return int64(v), nil
+	case uint8:
+		return int64(v), nil
+	case float32:
+		return float64(v), nil
+	case bool:
+		if v {
+			return int64(1), nil
+		}
+		return int64(0), nil
+	case string:
+		if len(v) > MaxValueBytes {
+			return nil, fmt.Errorf("%w: text of %d bytes, the limit is %d", ErrTooLarge, len(v), MaxValueBytes)
+		}
+		return v, nil
+	case []byte:
+		if len(v) > MaxValueBytes {
+			return nil, fmt.Errorf("%w: blob of %d bytes, the limit is %d", ErrTooLarge, len(v), MaxValueBytes)
+		}
+		if v == nil {
+			return []byte{}, nil
+		}
+		return v, nil
+	case time.Time:
+		return v.UnixMilli(), nil
+	}
+	return nil, fmt.Errorf("%w: %w %T", ErrBadRequest, errUnsupported, a)
+}
+
+// fromDriver normalises what go-sqlite3 returns to int64, float64, string,
+// []byte or nil. The driver turns columns declared DATE, DATETIME or
+// TIMESTAMP into time.Time and BOOLEAN into bool; they come back as text in
+// SQLite's own format and as 0/1.
+func fromDriver(v driver.Value) any {
+	switch t := v.(type) {
+	case time.Time:
+		return t.UTC().Format("2006-01-02 15:04:05.999999999")
+	case bool:
+		if t {
+			return int64(1)
+		}
+		return int64(0)
+	}
+	return v
+}
