@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"github.com/dura-dev/dura/internal/apierr"
 )
 
 // Sentinel errors. Every error this package returns wraps exactly one of
@@ -13,33 +15,33 @@ import (
 var (
 	// ErrSQL is a statement SQLite rejected: syntax, unknown table, type
 	// mismatch and so on. API code SQL_ERROR.
-	ErrSQL = errors.New("sql error")
+	ErrSQL = apierr.ErrSQL
 	// ErrConstraint is a violated UNIQUE, NOT NULL, CHECK or FOREIGN KEY
 	// constraint. API code CONSTRAINT.
-	ErrConstraint = errors.New("constraint failed")
+	ErrConstraint = apierr.ErrConstraint
 	// ErrNotAuthorized is a statement the sandbox refuses: reserved names,
 	// ATTACH, load_extension, pragmas off the allow-list. API code
 	// NOT_AUTHORIZED.
-	ErrNotAuthorized = errors.New("not authorized")
+	ErrNotAuthorized = apierr.ErrNotAuthorized
 	// ErrTooLarge is a statement, parameter list, value or column list over
 	// its limit. API code TOO_LARGE.
-	ErrTooLarge = errors.New("too large")
+	ErrTooLarge = apierr.ErrTooLarge
 	// ErrStorageFull is a write that would take the object over its size
 	// limit. API code STORAGE_FULL.
-	ErrStorageFull = errors.New("storage full")
+	ErrStorageFull = apierr.ErrStorageFull
 	// ErrTimeout is a statement that ran past the statement time limit.
 	// API code TIMEOUT.
-	ErrTimeout = errors.New("statement timed out")
+	ErrTimeout = apierr.ErrTimeout
 	// ErrNotOneRow is Cursor.One on a result with zero or several rows.
-	ErrNotOneRow = errors.New("expected exactly one row")
+	ErrNotOneRow = fmt.Errorf("%w: expected exactly one row", apierr.ErrNotFound)
 	// ErrBadRequest is a call this package refuses before SQLite sees it:
 	// an empty query, parameters on a statement that is not the last, an
 	// invalid KV key. API code BAD_REQUEST.
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = apierr.ErrBadRequest
 	// ErrClosed is any use of a Store after Close.
-	ErrClosed = errors.New("object store closed")
+	ErrClosed = fmt.Errorf("%w: object store closed", apierr.ErrInternal)
 	// ErrCorrupt is an imported file that is not a sound SQLite database.
-	ErrCorrupt = errors.New("invalid database file")
+	ErrCorrupt = fmt.Errorf("%w: invalid database file", apierr.ErrBadRequest)
 )
 
 // classify wraps a SQLite driver error with the sentinel that names its kind.

@@ -94,7 +94,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
 		return nil, fmt.Errorf("open object db: %w", err)
 	}
-	c, err := openConn(cfg.Path, "_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_stmt_cache_size="+strconv.Itoa(cfg.StatementCache))
+	c, err := openConn(cfg.Path, "_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_busy_timeout=5000&_stmt_cache_size="+strconv.Itoa(cfg.StatementCache))
 	if err != nil {
 		return nil, fmt.Errorf("open object db: %w", classify(err))
 	}
@@ -624,3 +624,7 @@ func fromDriver(v driver.Value) any {
 	}
 	return v
 }
+
+// Depth is the number of open nested savepoints (explicit BEGINs and
+// Transaction calls) inside the event.
+func (s *Store) Depth() int { return len(s.savepoint) }

@@ -1,0 +1,69 @@
+// Package apierr holds the sentinel errors shared from the SQL layer up to
+// the HTTP API, and the one table that maps them to API codes and statuses.
+package apierr
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Sentinel errors. Lower layers wrap them with %w; the HTTP layer maps them
+// with Code. Each comment names the API code.
+var (
+	ErrBadRequest       = errors.New("bad request")       // BAD_REQUEST 400
+	ErrUnauthenticated  = errors.New("unauthenticated")   // UNAUTHENTICATED 401
+	ErrForbidden        = errors.New("forbidden")         // FORBIDDEN 403
+	ErrUnknownClass     = errors.New("unknown class")     // UNKNOWN_CLASS 404
+	ErrNotFound         = errors.New("not found")         // NOT_FOUND 404
+	ErrSQL              = errors.New("sql error")         // SQL_ERROR 400
+	ErrConstraint       = errors.New("constraint failed") // CONSTRAINT 409
+	ErrConflict         = errors.New("conflict")          // CONFLICT 409
+	ErrNotAuthorized    = errors.New("not authorized")    // NOT_AUTHORIZED 403
+	ErrTooLarge         = errors.New("too large")         // TOO_LARGE 413
+	ErrStorageFull      = errors.New("storage full")      // STORAGE_FULL 507
+	ErrOwnerUnavailable = errors.New("owner unavailable") // OWNER_UNAVAILABLE 503
+	ErrTimeout          = errors.New("timed out")         // TIMEOUT 504
+	ErrInternal         = errors.New("internal error")    // INTERNAL 500
+)
+
+var table = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{ErrBadRequest, "BAD_REQUEST", http.StatusBadRequest},
+	{ErrUnauthenticated, "UNAUTHENTICATED", http.StatusUnauthorized},
+	{ErrForbidden, "FORBIDDEN", http.StatusForbidden},
+	{ErrUnknownClass, "UNKNOWN_CLASS", http.StatusNotFound},
+	{ErrNotFound, "NOT_FOUND", http.StatusNotFound},
+	{ErrSQL, "SQL_ERROR", http.StatusBadRequest},
+	{ErrConstraint, "CONSTRAINT", http.StatusConflict},
+	{ErrConflict, "CONFLICT", http.StatusConflict},
+	{ErrNotAuthorized, "NOT_AUTHORIZED", http.StatusForbidden},
+	{ErrTooLarge, "TOO_LARGE", http.StatusRequestEntityTooLarge},
+	{ErrStorageFull, "STORAGE_FULL", http.StatusInsufficientStorage},
+	{ErrOwnerUnavailable, "OWNER_UNAVAILABLE", http.StatusServiceUnavailable},
+	{ErrTimeout, "TIMEOUT", http.StatusGatewayTimeout},
+	{ErrInternal, "INTERNAL", http.StatusInternalServerError},
+}
+
+// Code maps an error to its API code and HTTP status; errors wrapping no
+// sentinel are INTERNAL 500.
+func Code(err error) (code string, status int) {
+	for _, e := range table {
+		if errors.Is(err, e.err) {
+			return e.code, e.status
+		}
+	}
+	return "INTERNAL", http.StatusInternalServerError
+}
+
+// FromCode is the sentinel for an API code, for clients decoding errors.
+func FromCode(code string) error {
+	for _, e := range table {
+		if e.code == code {
+			return e.err
+		}
+	}
+	return ErrInternal
+}

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dura-dev/dura/placement"
+	"github.com/dura-dev/dura/replication"
+)
+
+// Config configures a Runtime.
+type Config struct {
+	// NodeName names this node in responses and logs.
+	NodeName string
+	// HTTPAddr is the address clients reach this node at, for /v1/cluster.
+	HTTPAddr string
+	// DataDir holds partitions/<p>/<id>.db.
+	DataDir string
+	// IdleTimeout closes an object's database after this long without an
+	// event. Default 5 minutes.
+	IdleTimeout time.Duration
+	// MaxOpenFiles caps the files held by open object databases (each holds
+	// up to FilesPerObject); the least recently used idle objects are
+	// closed to stay under it. Default 3072.
+	MaxOpenFiles int
+	// MaxObjectBytes is the per-object database size limit. Default 1 GiB.
+	MaxObjectBytes int64
+	// StatementTimeout bounds one SQL call. Default 5 s.
+	StatementTimeout time.Duration
+	// Partitions is the partition count. Default 271.
+	Partitions int
+	// AlarmConcurrency bounds alarms running at once. Default 64.
+	AlarmConcurrency int
+	// Schedule stores alarms; nil opens a LocalSchedule in DataDir.
+	Schedule AlarmSchedule
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the runtime's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// FilesPerObject is how many file descriptors one open object database
+// holds: the database, its -wal and its -shm.
+const FilesPerObject = 3
+
+// DefaultConfig returns the defaults for a node whose data is in dataDir.
+func DefaultConfig(dataDir string) Config {
+	return Config{
+		NodeName:         "dura-1",
+		DataDir:          dataDir,
+		IdleTimeout:      5 * time.Minute,
+		MaxOpenFiles:     3072,
+		MaxObjectBytes:   1 << 30,
+		StatementTimeout: 5 * time.Second,
+		Partitions:       placement.DefaultPartitions,
+		AlarmConcurrency: 64,
+	}
+}
+
+// Validate reports a Config the runtime cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	if c.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("idle timeout %s must be positive", c.IdleTimeout))
+	}
+	if c.MaxOpenFiles < FilesPerObject {
+		errs = append(errs, fmt.Errorf("max open files %d must be at least %d", c.MaxOpenFiles, FilesPerObject))
+	}
+	if c.MaxObjectBytes < 64*1024 {
+		errs = append(errs, fmt.Errorf("max object bytes %d must be at least 64 KiB", c.MaxObjectBytes))
+	}
+	if c.StatementTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("statement timeout %s must be positive", c.StatementTimeout))
+	}
+	if c.Partitions <= 0 {
+		errs = append(errs, fmt.Errorf("partitions %d must be positive", c.Partitions))
+	}
+	if c.AlarmConcurrency <= 0 {
+		errs = append(errs, fmt.Errorf("alarm concurrency %d must be positive", c.AlarmConcurrency))
+	}
+	return errors.Join(errs...)
+}
+
+// AlarmSchedule is where alarms are kept. A change must be durable when
+// PutAlarm or DeleteAlarm returns. All methods are safe to call
+// concurrently. replication.LocalSchedule implements it.
+type AlarmSchedule interface {
+	PutAlarm(a replication.Alarm) error
+	DeleteAlarm(id string) error
+	GetAlarm(id string) (replication.Alarm, bool, error)
+	Alarms() ([]replication.Alarm, error)
+}

@@ -1,0 +1,38 @@
+package node
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	activeObjects     prometheus.Gauge
+	openDatabases     prometheus.Gauge
+	storageBytes      prometheus.Gauge
+	alarmsScheduled   prometheus.Gauge
+	activations       prometheus.Counter
+	evictions         prometheus.Counter
+	alarmsFired       prometheus.Counter
+	alarmsRetried     prometheus.Counter
+	activationSeconds prometheus.Histogram
+	alarmLag          prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
+	m := &metrics{
+		activeObjects:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_active_objects", Help: "Objects activated on this node."}),
+		openDatabases:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_open_databases", Help: "Object databases open on this node."}),
+		storageBytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_storage_bytes", Help: "Bytes of object database files on this node (sampled every minute)."}),
+		alarmsScheduled: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_alarms_scheduled", Help: "Alarms armed on this node."}),
+		activations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_activations_total", Help: "Object activations."}),
+		evictions:       prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_evictions_total", Help: "Objects closed for idleness or the open-files cap."}),
+		alarmsFired:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_alarms_fired_total", Help: "Alarm handler runs, successful or not."}),
+		alarmsRetried:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_alarms_retried_total", Help: "Alarm runs that failed and were rescheduled."}),
+		activationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dura_activation_seconds", Help: "Time to open an object and run its constructor.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
+		alarmLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dura_alarm_lag_seconds", Help: "Delay between an alarm's time and its handler start.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.activeObjects, m.openDatabases, m.storageBytes, m.alarmsScheduled, m.activations,
+			m.evictions, m.alarmsFired, m.alarmsRetried, m.activationSeconds, m.alarmLag)
+	}
+	return m
+}

@@ -1,0 +1,625 @@
+package node
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/placement"
+	"github.com/dura-dev/dura/replication"
+)
+
+// Object is an instance of a class. Fetch handles one HTTP request as an
+// event: returning an error (or panicking) rolls back every write of the
+// event and discards what was written to w. Errors wrapping the sentinels
+// of this package (ErrBadRequest, ErrNotFound, ErrConflict, ...) become
+// the matching API error; others are INTERNAL.
+type Object interface {
+	Fetch(w http.ResponseWriter, r *http.Request) error
+}
+
+// Alarmer is implemented by classes that handle alarms.
+type Alarmer interface {
+	Alarm(ctx context.Context, info AlarmInfo) error
+}
+
+// AlarmInfo describes the alarm being delivered.
+type AlarmInfo struct {
+	RetryCount    int       // retries made before this run
+	IsRetry       bool      // RetryCount > 0
+	ScheduledTime time.Time // the time SetAlarm asked for
+}
+
+// Constructor builds an object when it is activated. Storage set-up goes
+// in st.BlockConcurrencyWhile; the constructor runs inside an event, so
+// its writes commit or roll back together.
+type Constructor func(st *State) (Object, error)
+
+// Runtime runs objects on this node. All exported methods are safe to
+// call concurrently.
+type Runtime struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	schedule AlarmSchedule
+	catalog  *replication.LocalSchedule // object index; nil when Schedule was given
+	closers  []io.Closer
+	metrics  *metrics
+	timers   *timers
+	alarmSem chan struct{}
+
+	classMu sync.RWMutex
+	classes map[string]Constructor
+
+	mu       sync.Mutex
+	objects  map[string]*instance
+	lru      *list.List // of *instance, most recently used at the front
+	open     int        // instances holding an open database
+	inflight int        // events running or waiting
+	closing  bool
+	drained  chan struct{} // closed when inflight reaches 0 while closing
+
+	bg     sync.WaitGroup // WaitUntil functions and alarm deliveries
+	stop   chan struct{}
+	loopWG sync.WaitGroup
+}
+
+// New builds a runtime; it does no I/O until Start.
+func New(cfg Config) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	rt := &Runtime{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		schedule: cfg.Schedule,
+		classes:  map[string]Constructor{},
+		objects:  map[string]*instance{},
+		lru:      list.New(),
+		stop:     make(chan struct{}),
+		alarmSem: make(chan struct{}, cfg.AlarmConcurrency),
+	}
+	if rt.log == nil {
+		rt.log = slog.New(slog.DiscardHandler)
+	}
+	if rt.now == nil {
+		rt.now = time.Now
+	}
+	rt.metrics = newMetrics(cfg.Registerer, rt)
+	rt.timers = newTimers(rt.now)
+	rt.Register("db", func(*State) (Object, error) { return dbObject{}, nil })
+	return rt, nil
+}
+
+// dbObject is the storage-only class: no handler, alarms just clear.
+type dbObject struct{}
+
+func (dbObject) Fetch(http.ResponseWriter, *http.Request) error {
+	return fmt.Errorf("%w: class db has no request handler; use the /v1 routes", ErrNotFound)
+}
+
+// Register adds a class. Registering a name twice replaces it.
+func (rt *Runtime) Register(class string, ctor Constructor) error {
+	if err := placement.ValidateClass(class); err != nil {
+		return err
+	}
+	rt.classMu.Lock()
+	defer rt.classMu.Unlock()
+	rt.classes[class] = ctor
+	return nil
+}
+
+// Classes lists the registered classes.
+func (rt *Runtime) Classes() []string {
+	rt.classMu.RLock()
+	defer rt.classMu.RUnlock()
+	out := make([]string, 0, len(rt.classes))
+	for c := range rt.classes {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (rt *Runtime) class(name string) (Constructor, bool) {
+	rt.classMu.RLock()
+	defer rt.classMu.RUnlock()
+	c, ok := rt.classes[name]
+	return c, ok
+}
+
+// Start opens the alarm schedule, arms every stored alarm and starts the
+// eviction loop.
+func (rt *Runtime) Start(ctx context.Context) error {
+	if err := os.MkdirAll(rt.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+	local, err := replication.OpenLocalSchedule(filepath.Join(rt.cfg.DataDir, "node.db"))
+	if err != nil {
+		return err
+	}
+	rt.catalog = local
+	rt.closers = append(rt.closers, local)
+	if rt.schedule == nil {
+		rt.schedule = local
+	}
+	alarms, err := rt.schedule.Alarms()
+	if err != nil {
+		return fmt.Errorf("start node: load alarms: %w", err)
+	}
+	for _, a := range alarms {
+		rt.timers.set(a)
+	}
+	rt.metrics.alarmsScheduled.Set(float64(len(alarms)))
+	rt.loopWG.Add(2)
+	go func() { defer rt.loopWG.Done(); rt.timers.run(rt.stop, rt.deliverAlarm) }()
+	go func() { defer rt.loopWG.Done(); rt.janitor() }()
+	rt.log.Info("node started", "data", rt.cfg.DataDir, "alarms", len(alarms), "classes", len(rt.Classes()))
+	return nil
+}
+
+// Close stops taking events, waits for running ones (and their WaitUntil
+// work) until ctx ends, then closes every database.
+func (rt *Runtime) Close(ctx context.Context) error {
+	rt.mu.Lock()
+	if rt.closing {
+		rt.mu.Unlock()
+		return nil
+	}
+	rt.closing = true
+	rt.drained = make(chan struct{})
+	if rt.inflight == 0 {
+		close(rt.drained)
+	}
+	rt.mu.Unlock()
+	close(rt.stop)
+	var err error
+	select {
+	case <-rt.drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("close node: events still running: %w", ctx.Err())
+	}
+	bgDone := make(chan struct{})
+	go func() { rt.bg.Wait(); close(bgDone) }()
+	select {
+	case <-bgDone:
+	case <-ctx.Done():
+	}
+	rt.loopWG.Wait()
+	rt.mu.Lock()
+	var stores []*objectstore.Store
+	for id, inst := range rt.objects {
+		if inst.refs == 0 && inst.store != nil {
+			stores = append(stores, inst.store)
+			inst.store = nil
+		}
+		delete(rt.objects, id)
+	}
+	rt.open = 0
+	rt.mu.Unlock()
+	for _, s := range stores {
+		s.Close()
+	}
+	for _, c := range rt.closers {
+		c.Close()
+	}
+	return err
+}
+
+// objectRef identifies an object.
+type objectRef struct {
+	id, class, name string
+	partition       int
+}
+
+func (rt *Runtime) ref(class, name string) (objectRef, error) {
+	if err := placement.ValidateClass(class); err != nil {
+		return objectRef{}, err
+	}
+	if err := placement.ValidateName(name); err != nil {
+		return objectRef{}, err
+	}
+	if _, ok := rt.class(class); !ok {
+		return objectRef{}, fmt.Errorf("%w: %q", apierr.ErrUnknownClass, class)
+	}
+	id := placement.ObjectID(class, name)
+	return objectRef{id: id, class: class, name: name, partition: placement.PartitionOf(id, rt.cfg.Partitions)}, nil
+}
+
+func (rt *Runtime) path(ref objectRef) string {
+	return filepath.Join(rt.cfg.DataDir, "partitions", strconv.Itoa(ref.partition), ref.id+".db")
+}
+
+// instance is an activated object.
+type instance struct {
+	ref objectRef
+	sem chan struct{} // held by the one event running on the object
+
+	// Guarded by sem.
+	store *objectstore.Store
+	obj   Object
+	state *State
+	ev    *event
+
+	// Guarded by Runtime.mu.
+	refs     int
+	elem     *list.Element
+	lastUsed time.Time
+}
+
+// event is the state of the event running on an instance.
+type event struct {
+	ctx       context.Context
+	alarm     *alarmChange
+	waitUntil []func(context.Context) error
+}
+
+type alarmChange struct {
+	del bool
+	a   replication.Alarm
+}
+
+// acquire finds or creates the instance of ref and pins it against eviction.
+func (rt *Runtime) acquire(ref objectRef) (*instance, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closing {
+		return nil, fmt.Errorf("%w: node is shutting down", apierr.ErrOwnerUnavailable)
+	}
+	inst := rt.objects[ref.id]
+	if inst == nil {
+		inst = &instance{ref: ref, sem: make(chan struct{}, 1)}
+		inst.elem = rt.lru.PushFront(inst)
+		rt.objects[ref.id] = inst
+		rt.metrics.activeObjects.Set(float64(len(rt.objects)))
+	}
+	inst.refs++
+	rt.inflight++
+	return inst, nil
+}
+
+func (rt *Runtime) release(inst *instance) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	inst.refs--
+	inst.lastUsed = rt.now()
+	if inst.elem != nil {
+		rt.lru.MoveToFront(inst.elem)
+	}
+	if inst.refs == 0 && inst.store == nil && inst.elem != nil {
+		// Never activated (or failed to): nothing to keep.
+		rt.lru.Remove(inst.elem)
+		inst.elem = nil
+		delete(rt.objects, inst.ref.id)
+		rt.metrics.activeObjects.Set(float64(len(rt.objects)))
+	}
+	rt.inflight--
+	if rt.closing && rt.inflight == 0 {
+		close(rt.drained)
+	}
+}
+
+// exclusive runs fn while holding the object's event slot, without
+// activating it or opening a transaction.
+func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *instance) error) error {
+	if chainHas(ctx, ref.id) {
+		return fmt.Errorf("%w: call cycle: object %s/%s is already handling this call", apierr.ErrConflict, ref.class, ref.name)
+	}
+	inst, err := rt.acquire(ref)
+	if err != nil {
+		return err
+	}
+	defer rt.release(inst)
+	select {
+	case inst.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting for object %s/%s: %v", apierr.ErrTimeout, ref.class, ref.name, ctx.Err())
+	}
+	defer func() { <-inst.sem }()
+	return fn(inst)
+}
+
+// run runs fn as one event of the object: activated if needed, inside a
+// transaction that commits (with its alarm change) only if fn succeeds.
+// after, if given, runs with fn's result while the object is still held.
+func (rt *Runtime) run(ctx context.Context, ref objectRef, fn func(inst *instance) error, after func(inst *instance, err error)) error {
+	return rt.exclusive(ctx, ref, func(inst *instance) error {
+		var err error
+		if inst.store == nil {
+			err = rt.activate(ctx, inst)
+		}
+		if err == nil {
+			err = rt.event(ctx, inst, fn)
+		}
+		if after != nil {
+			after(inst, err)
+		}
+		return err
+	})
+}
+
+// activate opens the object's database and runs its constructor in an
+// event of its own.
+func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
+	ctor, ok := rt.class(inst.ref.class)
+	if !ok {
+		return fmt.Errorf("%w: %q", apierr.ErrUnknownClass, inst.ref.class)
+	}
+	start := rt.now()
+	victims := rt.reserveOpenSlot()
+	for _, v := range victims {
+		v.Close()
+	}
+	path := rt.path(inst.ref)
+	_, statErr := os.Stat(path)
+	isNew := errors.Is(statErr, os.ErrNotExist)
+	store, err := objectstore.Open(objectstore.Config{
+		Path:             path,
+		MaxBytes:         rt.cfg.MaxObjectBytes,
+		StatementTimeout: rt.cfg.StatementTimeout,
+	})
+	if err != nil {
+		rt.releaseOpenSlot()
+		return err
+	}
+	if isNew && rt.catalog != nil {
+		if err := rt.catalog.RecordObject(recordOf(inst.ref)); err != nil {
+			store.Close()
+			rt.releaseOpenSlot()
+			return err
+		}
+	}
+	inst.store = store
+	inst.state = &State{rt: rt, inst: inst}
+	err = rt.event(ctx, inst, func(inst *instance) error {
+		obj, err := ctor(inst.state)
+		if err != nil {
+			return err
+		}
+		if obj == nil {
+			return fmt.Errorf("%w: constructor of %q returned no object", apierr.ErrInternal, inst.ref.class)
+		}
+		inst.obj = obj
+		return nil
+	})
+	if err != nil {
+		inst.store, inst.obj, inst.state = nil, nil, nil
+		store.Close()
+		rt.releaseOpenSlot()
+		return fmt.Errorf("activate %s/%s: %w", inst.ref.class, inst.ref.name, err)
+	}
+	rt.metrics.activations.Inc()
+	rt.metrics.activationSeconds.Observe(rt.now().Sub(start).Seconds())
+	return nil
+}
+
+// reserveOpenSlot counts one more open database and picks least recently
+// used idle objects to close so the open files stay under the cap. The
+// caller closes the returned stores outside the lock.
+func (rt *Runtime) reserveOpenSlot() []*objectstore.Store {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.open++
+	limit := rt.cfg.MaxOpenFiles / FilesPerObject
+	var victims []*objectstore.Store
+	for e := rt.lru.Back(); e != nil && rt.open > limit; {
+		prev := e.Prev()
+		inst := e.Value.(*instance)
+		if inst.refs == 0 && inst.store != nil {
+			victims = append(victims, rt.evictLocked(inst))
+		}
+		e = prev
+	}
+	rt.metrics.openDatabases.Set(float64(rt.open))
+	return victims
+}
+
+func (rt *Runtime) releaseOpenSlot() {
+	rt.mu.Lock()
+	rt.open--
+	rt.metrics.openDatabases.Set(float64(rt.open))
+	rt.mu.Unlock()
+}
+
+// evictLocked forgets an idle instance and returns its store to close.
+func (rt *Runtime) evictLocked(inst *instance) *objectstore.Store {
+	s := inst.store
+	inst.store, inst.obj, inst.state = nil, nil, nil
+	rt.lru.Remove(inst.elem)
+	inst.elem = nil
+	delete(rt.objects, inst.ref.id)
+	rt.open--
+	rt.metrics.evictions.Inc()
+	rt.metrics.activeObjects.Set(float64(len(rt.objects)))
+	rt.metrics.openDatabases.Set(float64(rt.open))
+	return s
+}
+
+// janitor closes objects idle past the idle timeout.
+func (rt *Runtime) janitor() {
+	every := rt.cfg.IdleTimeout / 4
+	if every > 30*time.Second {
+		every = 30 * time.Second
+	}
+	if every < 10*time.Millisecond {
+		every = 10 * time.Millisecond
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	lastWalk := time.Time{}
+	for {
+		select {
+		case <-rt.stop:
+			return
+		case <-tick.C:
+		}
+		rt.evictIdle()
+		if time.Since(lastWalk) > time.Minute {
+			lastWalk = time.Now()
+			rt.metrics.storageBytes.Set(float64(diskUsage(filepath.Join(rt.cfg.DataDir, "partitions"))))
+		}
+	}
+}
+
+func (rt *Runtime) evictIdle() {
+	cutoff := rt.now().Add(-rt.cfg.IdleTimeout)
+	rt.mu.Lock()
+	var victims []*objectstore.Store
+	for e := rt.lru.Back(); e != nil; {
+		prev := e.Prev()
+		inst := e.Value.(*instance)
+		if inst.lastUsed.After(cutoff) {
+			break // the rest were used more recently
+		}
+		if inst.refs == 0 && inst.store != nil {
+			victims = append(victims, rt.evictLocked(inst))
+		}
+		e = prev
+	}
+	rt.mu.Unlock()
+	for _, s := range victims {
+		s.Close()
+	}
+}
+
+func diskUsage(dir string) int64 {
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}
+
+// event runs fn in a transaction on an active instance.
+func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *instance) error) error {
+	ev := &event{ctx: withChain(ctx, inst.ref.id)}
+	inst.ev = ev
+	defer func() { inst.ev = nil }()
+	if err := inst.store.Begin(); err != nil {
+		return err
+	}
+	if err := safeCall(rt, inst, fn); err != nil {
+		inst.store.Rollback()
+		return err
+	}
+	if err := rt.commit(inst, ev); err != nil {
+		return err
+	}
+	for _, w := range ev.waitUntil {
+		rt.spawnWaitUntil(inst.ref, w)
+	}
+	return nil
+}
+
+// commit makes the event durable: its alarm change first (an alarm that
+// cannot be recorded fails the event), then the SQLite transaction.
+func (rt *Runtime) commit(inst *instance, ev *event) error {
+	var prev replication.Alarm
+	var hadPrev bool
+	if ev.alarm != nil {
+		var err error
+		prev, hadPrev, err = rt.schedule.GetAlarm(inst.ref.id)
+		if err == nil {
+			err = rt.applyAlarm(inst.ref, ev.alarm)
+		}
+		if err != nil {
+			inst.store.Rollback()
+			return fmt.Errorf("%w: record alarm: %v", apierr.ErrInternal, err)
+		}
+	}
+	if err := inst.store.Commit(); err != nil {
+		if ev.alarm != nil {
+			// Undo the alarm change so it does not outlive the writes.
+			if hadPrev {
+				rt.applyAlarm(inst.ref, &alarmChange{a: prev})
+			} else {
+				rt.applyAlarm(inst.ref, &alarmChange{del: true})
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+func (rt *Runtime) applyAlarm(ref objectRef, c *alarmChange) error {
+	if c.del {
+		if err := rt.schedule.DeleteAlarm(ref.id); err != nil {
+			return err
+		}
+		rt.timers.remove(ref.id)
+	} else {
+		if err := rt.schedule.PutAlarm(c.a); err != nil {
+			return err
+		}
+		rt.timers.set(c.a)
+	}
+	rt.metrics.alarmsScheduled.Set(float64(rt.timers.len()))
+	return nil
+}
+
+// safeCall runs fn, turning a panic into an INTERNAL error.
+func safeCall(rt *Runtime, inst *instance, fn func(*instance) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			rt.log.Error("handler panicked", "class", inst.ref.class, "name", inst.ref.name, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: handler panicked: %v", apierr.ErrInternal, p)
+		}
+	}()
+	return fn(inst)
+}
+
+// spawnWaitUntil runs a WaitUntil function as an event of its own once
+// the event that asked for it has committed.
+func (rt *Runtime) spawnWaitUntil(ref objectRef, fn func(context.Context) error) {
+	rt.bg.Add(1)
+	go func() {
+		defer rt.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err := rt.run(ctx, ref, func(inst *instance) error { return fn(ctx) }, nil)
+		if err != nil {
+			rt.log.Warn("waitUntil failed", "class", ref.class, "name", ref.name, "err", err)
+		}
+	}()
+}
+
+type chainKey struct{}
+
+// chainHas reports whether object id is already handling the call that
+// carries ctx (A calls B calls A would wait on itself forever).
+func chainHas(ctx context.Context, id string) bool {
+	chain, _ := ctx.Value(chainKey{}).([]string)
+	for _, c := range chain {
+		if c == id {
+			return true
+		}
+	}
+	return false
+}
+
+func withChain(ctx context.Context, id string) context.Context {
+	chain, _ := ctx.Value(chainKey{}).([]string)
+	next := append(append([]string(nil), chain...), id)
+	return context.WithValue(ctx, chainKey{}, next)
+}
+
+func recordOf(ref objectRef) replication.ObjectRecord {
+	return replication.ObjectRecord{ID: ref.id, Class: ref.class, Name: ref.name, Partition: ref.partition}
+}

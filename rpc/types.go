@@ -1,0 +1,154 @@
+package rpc
+
+import (
+	"context"
+	"io"
+	"net/http"
+)
+
+// Statement is one SQL statement of a /sql request.
+type Statement struct {
+	SQL    string `json:"sql"`
+	Params []any  `json:"params,omitempty"`
+}
+
+// SQLRequest is the body of POST /v1/objects/{class}/{name}/sql: either a
+// list of statements or one statement inline.
+type SQLRequest struct {
+	Statements []Statement `json:"statements,omitempty"`
+	SQL        string      `json:"sql,omitempty"`
+	Params     []any       `json:"params,omitempty"`
+}
+
+// SQLResult is the result of one statement.
+type SQLResult struct {
+	Columns      []string `json:"columns"`
+	Rows         [][]any  `json:"rows"`
+	RowsRead     int64    `json:"rows_read"`
+	RowsWritten  int64    `json:"rows_written"`
+	Changes      int64    `json:"changes"`
+	LastInsertID int64    `json:"last_insert_id"`
+}
+
+// SQLResponse is the answer of /sql.
+type SQLResponse struct {
+	Results []SQLResult `json:"results"`
+}
+
+// KVEntry is one KV pair; Value is raw JSON.
+type KVEntry struct {
+	Key   string  `json:"key"`
+	Value RawJSON `json:"value"`
+}
+
+// KVListResponse is the answer of GET .../kv.
+type KVListResponse struct {
+	Entries []KVEntry `json:"entries"`
+}
+
+// KVList selects a key range.
+type KVList struct {
+	Prefix, Start, StartAfter, End string
+	Limit                          int
+	Reverse                        bool
+}
+
+// AlarmResponse is the answer of the alarm routes; Alarm is unix ms or null.
+type AlarmResponse struct {
+	Alarm *int64 `json:"alarm"`
+}
+
+// AlarmRequest is the body of PUT .../alarm.
+type AlarmRequest struct {
+	At *int64 `json:"at"`
+}
+
+// ObjectInfo is the answer of GET /v1/objects/{class}/{name}.
+type ObjectInfo struct {
+	ID        string `json:"id"`
+	Class     string `json:"class"`
+	Name      string `json:"name"`
+	Partition int    `json:"partition"`
+	Owner     string `json:"owner"`
+	SizeBytes int64  `json:"size_bytes"`
+	Alarm     *int64 `json:"alarm"`
+}
+
+// ObjectList is the answer of GET /v1/objects.
+type ObjectList struct {
+	Objects []ObjectInfo `json:"objects"`
+	Cursor  string       `json:"cursor,omitempty"`
+}
+
+// Member is one node of /v1/cluster.
+type Member struct {
+	Name       string `json:"name"`
+	HTTP       string `json:"http"`
+	Status     string `json:"status"`
+	Partitions int    `json:"partitions"`
+}
+
+// ClusterInfo is the answer of GET /v1/cluster.
+type ClusterInfo struct {
+	Node       string   `json:"node"`
+	Leader     string   `json:"leader"`
+	Epoch      uint64   `json:"epoch"`
+	Partitions int      `json:"partitions"`
+	Members    []Member `json:"members"`
+}
+
+// ErrorBody is every error answer: {"error":{"code","message"}}, with
+// "statement" (0-based) when a /sql statement failed.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of ErrorBody.
+type ErrorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Statement *int   `json:"statement,omitempty"`
+}
+
+// RawJSON is a JSON value kept as bytes.
+type RawJSON []byte
+
+// MarshalJSON returns the bytes as they are ("null" when empty).
+func (r RawJSON) MarshalJSON() ([]byte, error) {
+	if len(r) == 0 {
+		return []byte("null"), nil
+	}
+	return r, nil
+}
+
+// UnmarshalJSON keeps a copy of the bytes.
+func (r *RawJSON) UnmarshalJSON(b []byte) error {
+	*r = append((*r)[:0], b...)
+	return nil
+}
+
+// Backend is what the HTTP API serves. The node runtime implements it.
+// All methods are safe to call concurrently.
+type Backend interface {
+	// NodeName names this node in X-Dura-Node.
+	NodeName() string
+	// Call runs the class's handler for r. The response is written to w
+	// only after the event committed; an error returned before anything
+	// was written is answered by the server.
+	Call(ctx context.Context, class, name string, w http.ResponseWriter, r *http.Request) error
+	SQL(ctx context.Context, class, name string, stmts []Statement) ([]SQLResult, error)
+	KVGet(ctx context.Context, class, name, key string) (RawJSON, error)
+	KVPut(ctx context.Context, class, name, key string, value RawJSON) error
+	KVDelete(ctx context.Context, class, name, key string) (bool, error)
+	KVList(ctx context.Context, class, name string, o KVList) ([]KVEntry, error)
+	GetAlarm(ctx context.Context, class, name string) (*int64, error)
+	SetAlarm(ctx context.Context, class, name string, atMillis int64) error
+	DeleteAlarm(ctx context.Context, class, name string) error
+	Info(ctx context.Context, class, name string) (ObjectInfo, error)
+	DeleteObject(ctx context.Context, class, name string) error
+	Export(ctx context.Context, class, name string, w io.Writer) error
+	Import(ctx context.Context, class, name string, r io.Reader) error
+	ListObjects(ctx context.Context, class, cursor string, limit int) (ObjectList, error)
+	Cluster(ctx context.Context) (ClusterInfo, error)
+	Ready(ctx context.Context) error
+}
