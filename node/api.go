@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ type StatementError struct {
 
 func (e *StatementError) Error() string { return fmt.Sprintf("statement %d: %v", e.Index, e.Err) }
 func (e *StatementError) Unwrap() error { return e.Err }
+
+// StatementIndex is the 0-based index of the failed statement.
+func (e *StatementError) StatementIndex() int { return e.Index }
 
 // SQL runs statements in one transaction: all of them or none.
 func (rt *Runtime) SQL(ctx context.Context, class, name string, stmts []rpc.Statement) ([]rpc.SQLResult, error) {
@@ -256,11 +260,15 @@ func (rt *Runtime) ListObjects(ctx context.Context, class, cursor string, limit 
 			return rpc.ObjectList{}, fmt.Errorf("%w: %q", apierr.ErrUnknownClass, class)
 		}
 	}
-	recs, next, err := rt.catalog.ListObjects(class, cursor, limit)
+	after, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return rpc.ObjectList{}, fmt.Errorf("%w: invalid cursor", apierr.ErrBadRequest)
+	}
+	recs, next, err := rt.catalog.ListObjects(class, string(after), limit)
 	if err != nil {
 		return rpc.ObjectList{}, err
 	}
-	out := rpc.ObjectList{Objects: []rpc.ObjectInfo{}, Cursor: next}
+	out := rpc.ObjectList{Objects: []rpc.ObjectInfo{}, Cursor: base64.RawURLEncoding.EncodeToString([]byte(next))}
 	for _, r := range recs {
 		info, err := rt.Info(ctx, r.Class, r.Name)
 		if err != nil {

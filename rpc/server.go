@@ -1,0 +1,466 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dura-dev/dura/internal/apierr"
+)
+
+// Headers every response carries.
+const (
+	HeaderNode = "X-Dura-Node" // the node that executed the request
+	HeaderHops = "X-Dura-Hops" // how many times it was forwarded
+)
+
+// Body limits.
+const (
+	// MaxAPIBody bounds the JSON bodies of /v1 routes (SQL, KV, alarm).
+	MaxAPIBody = 8 << 20
+	// MaxCallBody bounds the body of an object call.
+	MaxCallBody = 16 << 20
+)
+
+// ServerConfig configures the HTTP API of a node.
+type ServerConfig struct {
+	// Backend serves the requests. Required.
+	Backend Backend
+	// Logger receives request logs; nil discards them.
+	Logger *slog.Logger
+	// Registry receives the API metrics and serves /metrics; nil makes a
+	// private registry (with Go and process collectors).
+	Registry *prometheus.Registry
+	// RequestTimeout bounds one request's wait for and run of its event.
+	// 0 means 30 s.
+	RequestTimeout time.Duration
+}
+
+// Server is the HTTP API of one node. It is safe for concurrent use.
+type Server struct {
+	cfg      ServerConfig
+	log      *slog.Logger
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// NewServer builds the API; it does no I/O.
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = NewRegistry()
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	s := &Server{
+		cfg: cfg,
+		log: cfg.Logger,
+		mux: http.NewServeMux(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dura_http_requests_total", Help: "HTTP requests by class, route and status.",
+		}, []string{"class", "route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "dura_http_request_duration_seconds", Help: "HTTP request latency by class, route and status.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"class", "route", "status"}),
+	}
+	cfg.Registry.MustRegister(s.requests, s.latency)
+	s.routes()
+	return s
+}
+
+// NewRegistry is a Prometheus registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Handler is the http.Handler of the API.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) routes() {
+	b := s.cfg.Backend
+	obj := "/v1/objects/{class}/{name}"
+	s.handle("/objects/{class}/{name}", "call", s.call)
+	s.handle("/objects/{class}/{name}/{path...}", "call", s.call)
+	s.handle("POST "+obj+"/sql", "sql", s.sql)
+	s.handle("GET "+obj+"/alarm", "alarm", s.getAlarm)
+	s.handle("PUT "+obj+"/alarm", "alarm", s.putAlarm)
+	s.handle("DELETE "+obj+"/alarm", "alarm", func(w http.ResponseWriter, r *http.Request) error {
+		if err := b.DeleteAlarm(r.Context(), r.PathValue("class"), r.PathValue("name")); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, AlarmResponse{})
+	})
+	s.handle("GET "+obj+"/kv", "kv", s.kvList)
+	s.handle("GET "+obj+"/kv/{key...}", "kv", s.kvGet)
+	s.handle("PUT "+obj+"/kv/{key...}", "kv", s.kvPut)
+	s.handle("DELETE "+obj+"/kv/{key...}", "kv", s.kvDelete)
+	s.handle("GET "+obj, "object", func(w http.ResponseWriter, r *http.Request) error {
+		info, err := b.Info(r.Context(), r.PathValue("class"), r.PathValue("name"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, info)
+	})
+	s.handle("DELETE "+obj, "object", func(w http.ResponseWriter, r *http.Request) error {
+		if err := b.DeleteObject(r.Context(), r.PathValue("class"), r.PathValue("name")); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]bool{"deleted": true})
+	})
+	s.handle("GET "+obj+"/export", "export", s.export)
+	s.handle("PUT "+obj+"/import", "import", func(w http.ResponseWriter, r *http.Request) error {
+		if err := b.Import(r.Context(), r.PathValue("class"), r.PathValue("name"), r.Body); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]bool{"imported": true})
+	})
+	s.handle("GET /v1/objects", "list", s.listObjects)
+	s.handle("GET /v1/cluster", "cluster", func(w http.ResponseWriter, r *http.Request) error {
+		info, err := b.Cluster(r.Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, info)
+	})
+	s.handle("GET /healthz", "health", func(w http.ResponseWriter, r *http.Request) error {
+		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": b.NodeName()})
+	})
+	s.handle("GET /readyz", "health", func(w http.ResponseWriter, r *http.Request) error {
+		if err := b.Ready(r.Context()); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": b.NodeName()})
+	})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	s.handle("/", "unknown", func(w http.ResponseWriter, r *http.Request) error {
+		return fmt.Errorf("%w: no route for %s %s", apierr.ErrNotFound, r.Method, r.URL.Path)
+	})
+}
+
+// handle wraps a route with the headers, timeout, error answer, metrics
+// and logs every route shares.
+func (s *Server) handle(pattern, route string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		w.Header().Set(HeaderNode, s.cfg.Backend.NodeName())
+		w.Header().Set(HeaderHops, strconv.Itoa(hops(r)))
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		sw := &statusWriter{ResponseWriter: w}
+		err := h(sw, r.WithContext(ctx))
+		if err != nil {
+			if sw.status != 0 {
+				// Too late for an error answer (a stream broke midway).
+				s.log.Warn("request failed after the response started", "route", route, "err", err)
+			} else {
+				s.writeError(sw, err)
+			}
+		}
+		status := strconv.Itoa(sw.statusOr200())
+		class := r.PathValue("class")
+		s.requests.WithLabelValues(class, route, status).Inc()
+		s.latency.WithLabelValues(class, route, status).Observe(time.Since(start).Seconds())
+		level := slog.LevelDebug
+		if sw.statusOr200() >= 500 {
+			level = slog.LevelWarn
+		}
+		s.log.Log(ctx, level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.statusOr200(),
+			"ms", float64(time.Since(start).Microseconds())/1000, "err", err)
+	})
+}
+
+func hops(r *http.Request) int {
+	n, _ := strconv.Atoi(r.Header.Get(HeaderHops))
+	return n
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) statusOr200() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Flush lets streamed bodies (export) go out as they are written.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// statementIndexer is implemented by errors that name the failed statement.
+type statementIndexer interface{ StatementIndex() int }
+
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		err = fmt.Errorf("%w: request body over %d bytes", apierr.ErrTooLarge, mbe.Limit)
+	}
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, apierr.ErrTimeout) {
+		err = fmt.Errorf("%w: %v", apierr.ErrTimeout, err)
+	}
+	code, status := apierr.Code(err)
+	body := ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error()}}
+	var si statementIndexer
+	if errors.As(err, &si) {
+		i := si.StatementIndex()
+		body.Error.Statement = &i
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: encode response: %v", apierr.ErrInternal, err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+	return nil
+}
+
+// readBody reads a whole body up to limit bytes, or fails with TOO_LARGE.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: request body of %d bytes, the limit is %d", apierr.ErrTooLarge, r.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading body: %v", apierr.ErrBadRequest, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: request body over %d bytes", apierr.ErrTooLarge, limit)
+	}
+	return b, nil
+}
+
+// call runs the object's handler with URL.Path = "/" + path. The body is
+// read first, so the object's event never waits on a slow client.
+func (s *Server) call(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxCallBody)
+	if err != nil {
+		return err
+	}
+	req := r.Clone(r.Context())
+	req.URL.Path = "/" + r.PathValue("path")
+	req.URL.RawPath = ""
+	req.Body = io.NopCloser(bytesReader(body))
+	req.ContentLength = int64(len(body))
+	return s.cfg.Backend.Call(r.Context(), r.PathValue("class"), r.PathValue("name"), w, req)
+}
+
+func (s *Server) sql(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxAPIBody)
+	if err != nil {
+		return err
+	}
+	stmts, err := ParseSQLRequest(body)
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Backend.SQL(r.Context(), r.PathValue("class"), r.PathValue("name"), stmts)
+	if err != nil {
+		return err
+	}
+	for i := range res {
+		res[i].Rows = encodeRows(res[i].Rows)
+	}
+	return writeJSON(w, http.StatusOK, SQLResponse{Results: res})
+}
+
+// ParseSQLRequest decodes a /sql body into statements with SQL-typed
+// parameters.
+func ParseSQLRequest(body []byte) ([]Statement, error) {
+	var req struct {
+		Statements []struct {
+			SQL    *string `json:"sql"`
+			Params []any   `json:"params"`
+		} `json:"statements"`
+		SQL    *string `json:"sql"`
+		Params []any   `json:"params"`
+	}
+	if err := decodeJSON(body, &req); err != nil {
+		return nil, err
+	}
+	if req.SQL != nil {
+		if len(req.Statements) > 0 {
+			return nil, fmt.Errorf("%w: give either \"sql\" or \"statements\", not both", apierr.ErrBadRequest)
+		}
+		req.Statements = append(req.Statements, struct {
+			SQL    *string `json:"sql"`
+			Params []any   `json:"params"`
+		}{req.SQL, req.Params})
+	}
+	if len(req.Statements) == 0 {
+		return nil, fmt.Errorf("%w: no statements", apierr.ErrBadRequest)
+	}
+	out := make([]Statement, len(req.Statements))
+	for i, st := range req.Statements {
+		if st.SQL == nil || *st.SQL == "" {
+			return nil, fmt.Errorf("%w: statement %d has no sql", apierr.ErrBadRequest, i)
+		}
+		params := make([]any, len(st.Params))
+		for j, p := range st.Params {
+			v, err := DecodeParam(p)
+			if err != nil {
+				return nil, fmt.Errorf("statement %d parameter %d: %w", i, j+1, err)
+			}
+			params[j] = v
+		}
+		out[i] = Statement{SQL: *st.SQL, Params: params}
+	}
+	return out, nil
+}
+
+func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) error {
+	at, err := s.cfg.Backend.GetAlarm(r.Context(), r.PathValue("class"), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, AlarmResponse{Alarm: at})
+}
+
+func (s *Server) putAlarm(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxAPIBody)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		At *json.Number `json:"at"`
+	}
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	if req.At == nil {
+		return fmt.Errorf("%w: body must be {\"at\": unix_ms}", apierr.ErrBadRequest)
+	}
+	at, err := req.At.Int64()
+	if err != nil || at < 0 {
+		return fmt.Errorf("%w: \"at\" must be a non-negative integer of unix milliseconds", apierr.ErrBadRequest)
+	}
+	if err := s.cfg.Backend.SetAlarm(r.Context(), r.PathValue("class"), r.PathValue("name"), at); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, AlarmResponse{Alarm: &at})
+}
+
+func (s *Server) kvList(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	o := KVList{Prefix: q.Get("prefix"), Start: q.Get("start"), StartAfter: q.Get("startAfter"), End: q.Get("end")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: limit must be a non-negative integer", apierr.ErrBadRequest)
+		}
+		o.Limit = n
+	}
+	if v := q.Get("reverse"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%w: reverse must be true or false", apierr.ErrBadRequest)
+		}
+		o.Reverse = b
+	}
+	es, err := s.cfg.Backend.KVList(r.Context(), r.PathValue("class"), r.PathValue("name"), o)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, KVListResponse{Entries: es})
+}
+
+func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.cfg.Backend.KVGet(r.Context(), r.PathValue("class"), r.PathValue("name"), r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, KVEntry{Key: r.PathValue("key"), Value: v})
+}
+
+func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxAPIBody)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Backend.KVPut(r.Context(), r.PathValue("class"), r.PathValue("name"), r.PathValue("key"), body); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, KVEntry{Key: r.PathValue("key"), Value: body})
+}
+
+func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) error {
+	existed, err := s.cfg.Backend.KVDelete(r.Context(), r.PathValue("class"), r.PathValue("name"), r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]bool{"deleted": existed})
+}
+
+func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/vnd.sqlite3")
+	w.Header().Set("Content-Disposition", "attachment; filename=\""+r.PathValue("class")+".db\"")
+	return s.cfg.Backend.Export(r.Context(), r.PathValue("class"), r.PathValue("name"), &lazyWriter{w: w})
+}
+
+// lazyWriter leaves the status unwritten until the first byte, so an
+// export that fails before streaming still gets a JSON error.
+type lazyWriter struct{ w http.ResponseWriter }
+
+func (l *lazyWriter) Write(p []byte) (int, error) { return l.w.Write(p) }
+
+func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 1000 {
+			return fmt.Errorf("%w: limit must be 1..1000", apierr.ErrBadRequest)
+		}
+		limit = n
+	}
+	list, err := s.cfg.Backend.ListObjects(r.Context(), q.Get("class"), q.Get("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
