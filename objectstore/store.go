@@ -194,6 +194,7 @@ func (s *Store) Rollback() error {
 	}
 	s.inEvent = false
 	s.savepoint = s.savepoint[:0]
+	s.kvReady = false // the KV table may have been created by the undone writes
 	if s.conn.AutoCommit() {
 		return nil
 	}
@@ -254,6 +255,7 @@ func (s *Store) popTo(level int, name string, undo bool) error {
 	}
 	var err error
 	if undo {
+		s.kvReady = false
 		err = s.execInternal("ROLLBACK TO " + name + "; RELEASE " + name)
 	} else {
 		err = s.execInternal("RELEASE " + name)

@@ -1,0 +1,352 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/internal/apierr"
+)
+
+// newTestRuntime starts a runtime in a temp dir with cfg tweaks applied.
+func newTestRuntime(t *testing.T, dir string, tweak func(*Config), classes map[string]Constructor) *Runtime {
+	t.Helper()
+	cfg := DefaultConfig(dir)
+	cfg.NodeName = "test"
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	rt, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range classes {
+		if err := rt.Register(name, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	return rt
+}
+
+// call sends one request to an object and returns status and body.
+func call(t *testing.T, rt *Runtime, class, name, method, path, body string) (int, string, error) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	err := rt.Call(context.Background(), class, name, rec, req)
+	return rec.Code, rec.Body.String(), err
+}
+
+// funcObject adapts a function to Object (and Alarmer when alarm is set).
+type funcObject struct {
+	fetch func(w http.ResponseWriter, r *http.Request) error
+	alarm func(ctx context.Context, info AlarmInfo) error
+}
+
+func (f *funcObject) Fetch(w http.ResponseWriter, r *http.Request) error { return f.fetch(w, r) }
+func (f *funcObject) Alarm(ctx context.Context, info AlarmInfo) error {
+	if f.alarm == nil {
+		return nil
+	}
+	return f.alarm(ctx, info)
+}
+
+// poll waits for cond with a deadline.
+func poll(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestOneEventAtATime(t *testing.T) {
+	var active, maxActive atomic.Int32
+	var count int // unguarded on purpose: the runtime must serialise events
+	rt := newTestRuntime(t, t.TempDir(), nil, map[string]Constructor{
+		"seq": func(st *State) (Object, error) {
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				n := active.Add(1)
+				for {
+					m := maxActive.Load()
+					if n <= m || maxActive.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				c := count
+				time.Sleep(100 * time.Microsecond)
+				count = c + 1
+				active.Add(-1)
+				return nil
+			}}, nil
+		},
+	})
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := call(t, rt, "seq", "one", "POST", "/", ""); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if maxActive.Load() != 1 || count != 64 {
+		t.Fatalf("max concurrent events %d, count %d", maxActive.Load(), count)
+	}
+}
+
+func TestFailedEventRollsBackEverything(t *testing.T) {
+	dir := t.TempDir()
+	rt := newTestRuntime(t, dir, nil, map[string]Constructor{
+		"acct": func(st *State) (Object, error) {
+			if err := st.BlockConcurrencyWhile(func() error {
+				_, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+				return err
+			}); err != nil {
+				return nil, err
+			}
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				s := st.Storage()
+				if _, err := s.Exec("INSERT INTO t VALUES (1)"); err != nil {
+					return err
+				}
+				if err := s.Put("k", []byte(`"x"`)); err != nil {
+					return err
+				}
+				if err := s.SetAlarm(time.Now().Add(time.Hour)); err != nil {
+					return err
+				}
+				w.Write([]byte("written"))
+				switch r.URL.Path {
+				case "/fail":
+					return fmt.Errorf("%w: nope", ErrConflict)
+				case "/panic":
+					panic("boom")
+				}
+				return nil
+			}}, nil
+		},
+	})
+	for _, path := range []string{"/fail", "/panic"} {
+		code, body, err := call(t, rt, "acct", "a", "POST", path, "")
+		if err == nil || code != 200 || body != "" {
+			t.Fatalf("%s: code %d body %q err %v (the buffered response must be dropped)", path, code, body, err)
+		}
+	}
+	res, err := rt.SQL(context.Background(), "acct", "a", stmts("SELECT count(*) FROM t"))
+	if err != nil || res[0].Rows[0][0] != int64(0) {
+		t.Fatalf("rows after failed events: %v %v", res, err)
+	}
+	if _, err := rt.KVGet(context.Background(), "acct", "a", "k"); !errors.Is(err, apierr.ErrNotFound) {
+		t.Fatalf("kv after failed events: %v", err)
+	}
+	if at, _ := rt.GetAlarm(context.Background(), "acct", "a"); at != nil {
+		t.Fatalf("alarm after failed events: %v", *at)
+	}
+	if _, body, err := call(t, rt, "acct", "a", "POST", "/ok", ""); err != nil || body != "written" {
+		t.Fatalf("ok event: %q %v", body, err)
+	}
+	if at, _ := rt.GetAlarm(context.Background(), "acct", "a"); at == nil {
+		t.Fatal("alarm of a committed event missing")
+	}
+}
+
+func TestConstructorFailureFailsActivation(t *testing.T) {
+	fail := true
+	rt := newTestRuntime(t, t.TempDir(), nil, map[string]Constructor{
+		"flaky": func(st *State) (Object, error) {
+			err := st.BlockConcurrencyWhile(func() error {
+				if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS t (v)"); err != nil {
+					return err
+				}
+				if fail {
+					return errors.New("set-up failed")
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &funcObject{fetch: func(http.ResponseWriter, *http.Request) error { return nil }}, nil
+		},
+	})
+	if _, _, err := call(t, rt, "flaky", "x", "GET", "/", ""); err == nil {
+		t.Fatal("activation should fail")
+	}
+	fail = false
+	if _, _, err := call(t, rt, "flaky", "x", "GET", "/", ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWaitUntilRunsAfterResponse(t *testing.T) {
+	done := make(chan struct{})
+	rt := newTestRuntime(t, t.TempDir(), nil, map[string]Constructor{
+		"bg": func(st *State) (Object, error) {
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				if r.URL.Path == "/read" {
+					v, _, err := st.Storage().Get("bg")
+					w.Write(v)
+					return err
+				}
+				st.WaitUntil(func(ctx context.Context) error {
+					defer close(done)
+					return st.Storage().Put("bg", []byte("ran"))
+				})
+				w.Write([]byte("replied"))
+				return nil
+			}}, nil
+		},
+	})
+	if _, body, err := call(t, rt, "bg", "o", "POST", "/", ""); err != nil || body != "replied" {
+		t.Fatalf("%q %v", body, err)
+	}
+	<-done
+	poll(t, 5*time.Second, func() bool {
+		_, body, _ := call(t, rt, "bg", "o", "GET", "/read", "")
+		return body == "ran"
+	})
+}
+
+func TestStubCallsAndCycles(t *testing.T) {
+	rt := newTestRuntime(t, t.TempDir(), nil, nil)
+	var ping Constructor = func(st *State) (Object, error) {
+		return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+			target := r.URL.Query().Get("to")
+			if target == "" {
+				fmt.Fprintf(w, "pong from %s", st.Name())
+				return nil
+			}
+			next := r.URL.Query().Get("then")
+			req, _ := http.NewRequestWithContext(r.Context(), "GET", "/?to="+next, nil)
+			resp, err := st.Namespace("ping").Get(target).Fetch(req)
+			if err != nil {
+				return err
+			}
+			b, _ := io.ReadAll(resp.Body)
+			w.Write(b)
+			return nil
+		}}, nil
+	}
+	rt.Register("ping", ping)
+	if _, body, err := call(t, rt, "ping", "a", "GET", "/?to=b", ""); err != nil || body != "pong from b" {
+		t.Fatalf("stub call: %q %v", body, err)
+	}
+	_, _, err := call(t, rt, "ping", "a", "GET", "/?to=b&then=a", "")
+	if !errors.Is(err, apierr.ErrConflict) {
+		t.Fatalf("cycle a->b->a: %v", err)
+	}
+}
+
+func TestEvictionKeepsStorageAndCapsOpenFiles(t *testing.T) {
+	const cap = 4
+	rt := newTestRuntime(t, t.TempDir(), func(c *Config) {
+		c.MaxOpenFiles = cap * FilesPerObject
+		c.IdleTimeout = 50 * time.Millisecond
+	}, map[string]Constructor{
+		"mem": func(st *State) (Object, error) {
+			hits := 0 // in-memory, lost on eviction
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				hits++
+				if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS n (v); INSERT INTO n VALUES (1)"); err != nil {
+					return err
+				}
+				c, err := st.Storage().Exec("SELECT count(*) FROM n")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "%d/%v", hits, c.Raw()[0][0])
+				return nil
+			}}, nil
+		},
+	})
+	for i := 0; i < 20; i++ {
+		if _, _, err := call(t, rt, "mem", fmt.Sprint("o", i), "POST", "/", ""); err != nil {
+			t.Fatal(err)
+		}
+		rt.mu.Lock()
+		open := rt.open
+		rt.mu.Unlock()
+		if open > cap {
+			t.Fatalf("open databases %d over cap %d", open, cap)
+		}
+	}
+	// o0 was evicted by the cap: memory is fresh, storage is not.
+	if _, body, _ := call(t, rt, "mem", "o0", "POST", "/", ""); body != "1/2" {
+		t.Fatalf("after eviction: %q", body)
+	}
+	poll(t, 5*time.Second, func() bool {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		return rt.open == 0
+	})
+}
+
+func TestMigrateCommitsEachVersion(t *testing.T) {
+	dir := t.TempDir()
+	mig := func(failAt int) Constructor {
+		return func(st *State) (Object, error) {
+			err := st.BlockConcurrencyWhile(func() error {
+				return st.Storage().Migrate(
+					Migration{Version: 1, Up: func(s *Storage) error { _, err := s.Exec("CREATE TABLE a (v)"); return err }},
+					Migration{Version: 2, Up: func(s *Storage) error {
+						if failAt == 2 {
+							return errors.New("v2 broken")
+						}
+						_, err := s.Exec("CREATE TABLE b (v)")
+						return err
+					}},
+				)
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				v, err := st.Storage().SchemaVersion()
+				fmt.Fprint(w, v)
+				return err
+			}}, nil
+		}
+	}
+	rt := newTestRuntime(t, dir, nil, map[string]Constructor{"m": mig(2)})
+	if _, _, err := call(t, rt, "m", "x", "GET", "/", ""); err == nil {
+		t.Fatal("broken v2 should fail activation")
+	}
+	res, err := rt.SQL(context.Background(), "db", "unused", stmts("SELECT 1"))
+	if err != nil || len(res) != 1 {
+		t.Fatal(err)
+	}
+	rt.Register("m", mig(0))
+	if _, body, err := call(t, rt, "m", "x", "GET", "/", ""); err != nil || body != "2" {
+		t.Fatalf("version after fixed migration: %q %v", body, err)
+	}
+}
+
+func TestUnknownClassAndBadNames(t *testing.T) {
+	rt := newTestRuntime(t, t.TempDir(), nil, nil)
+	if _, _, err := call(t, rt, "nope", "x", "GET", "/", ""); !errors.Is(err, apierr.ErrUnknownClass) {
+		t.Fatalf("unknown class: %v", err)
+	}
+	for _, name := range []string{"", strings.Repeat("n", 1025), "a\x00b", "\xff"} {
+		if _, err := rt.SQL(context.Background(), "db", name, stmts("SELECT 1")); !errors.Is(err, apierr.ErrBadRequest) {
+			t.Errorf("name %q: %v", name, err)
+		}
+	}
+}
