@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -382,6 +383,14 @@ func (s *Store) userErr(ctx context.Context, err error) error {
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: statement ran longer than %s", ErrTimeout, s.cfg.StatementTimeout)
+	}
+	// A reserved table that does not exist yet fails before the authorizer
+	// sees it; the answer must not depend on whether it exists.
+	if _, name, ok := strings.Cut(err.Error(), "no such table: "); ok {
+		name = strings.TrimPrefix(name, "main.")
+		if isReserved(name) {
+			return fmt.Errorf("%w: names beginning %s are reserved", ErrNotAuthorized, ReservedPrefix)
+		}
 	}
 	return classify(err)
 }

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +42,8 @@ type ServerConfig struct {
 	// Registry receives the API metrics and serves /metrics; nil makes a
 	// private registry (with Go and process collectors).
 	Registry *prometheus.Registry
+	// AdminToken, if set, is the bearer token every /v1/ route requires.
+	AdminToken string
 	// RequestTimeout bounds one request's wait for and run of its event.
 	// 0 means 30 s.
 	RequestTimeout time.Duration
@@ -165,7 +169,10 @@ func (s *Server) handle(pattern, route string, h handlerFunc) {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		sw := &statusWriter{ResponseWriter: w}
-		err := h(sw, r.WithContext(ctx))
+		err := s.authorize(r)
+		if err == nil {
+			err = h(sw, r.WithContext(ctx))
+		}
 		if err != nil {
 			if sw.status != 0 {
 				// Too late for an error answer (a stream broke midway).
@@ -185,6 +192,22 @@ func (s *Server) handle(pattern, route string, h handlerFunc) {
 		s.log.Log(ctx, level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.statusOr200(),
 			"ms", float64(time.Since(start).Microseconds())/1000, "err", err)
 	})
+}
+
+// authorize checks the admin token on /v1/ routes.
+func (s *Server) authorize(r *http.Request) error {
+	if s.cfg.AdminToken == "" || !strings.HasPrefix(r.URL.Path, "/v1/") {
+		return nil
+	}
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return fmt.Errorf("%w: this route needs \"Authorization: Bearer <admin token>\"", apierr.ErrUnauthenticated)
+	}
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
+		return fmt.Errorf("%w: the token does not grant admin access", apierr.ErrForbidden)
+	}
+	return nil
 }
 
 func hops(r *http.Request) int {

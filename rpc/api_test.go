@@ -1,0 +1,341 @@
+package rpc_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/rpc"
+)
+
+type testNode struct {
+	rt  *node.Runtime
+	ts  *httptest.Server
+	cli *rpc.Client
+}
+
+func startNode(t *testing.T, token string) *testNode {
+	t.Helper()
+	cfg := node.DefaultConfig(t.TempDir())
+	cfg.NodeName = "n1"
+	cfg.StatementTimeout = 300 * time.Millisecond
+	cfg.MaxObjectBytes = 1 << 20
+	reg := rpc.NewRegistry()
+	cfg.Registerer = reg
+	rt, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Registry: reg, AdminToken: token})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ts.Close()
+		rt.Close(context.Background())
+	})
+	return &testNode{rt: rt, ts: ts, cli: rpc.NewClient(ts.URL, nil).WithToken(token)}
+}
+
+// raw sends a request and returns status, headers and body.
+func (n *testNode) raw(t *testing.T, method, path, body string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, n.ts.URL+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func errCode(t *testing.T, body string) string {
+	t.Helper()
+	var e rpc.ErrorBody
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("error body %q: %v", body, err)
+	}
+	return e.Error.Code
+}
+
+func TestSQLRoute(t *testing.T) {
+	n := startNode(t, "")
+	code, hdr, body := n.raw(t, "POST", "/v1/objects/db/s1/sql", `{"statements":[
+		{"sql":"CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB, f REAL)"},
+		{"sql":"INSERT INTO t (v, b, f) VALUES (?, ?, ?)","params":["hello",{"$base64":"AAH/"},1.5]},
+		{"sql":"SELECT id, v, b, f FROM t"}]}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if hdr.Get("X-Dura-Node") != "n1" || hdr.Get("X-Dura-Hops") != "0" {
+		t.Fatalf("headers %v", hdr)
+	}
+	var resp rpc.SQLResponse
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Results) != 3 || resp.Results[1].RowsWritten != 1 || resp.Results[1].LastInsertID != 1 || resp.Results[1].Changes != 1 {
+		t.Fatalf("results %+v", resp.Results)
+	}
+	want := `[[1,"hello",{"$base64":"AAH/"},1.5]]`
+	if got, _ := json.Marshal(resp.Results[2].Rows); string(got) != want {
+		t.Fatalf("rows %s want %s", got, want)
+	}
+	// The Go client maps BLOBs back to []byte.
+	res, err := n.cli.SQL(context.Background(), "db", "s1", rpc.Statement{SQL: "SELECT b FROM t WHERE v = ?", Params: []any{"hello"}})
+	if err != nil || !bytes.Equal(res[0].Rows[0][0].([]byte), []byte{0, 1, 0xff}) {
+		t.Fatalf("client rows %v %v", res, err)
+	}
+	// One inline statement is accepted too.
+	if code, _, body := n.raw(t, "POST", "/v1/objects/db/s1/sql", `{"sql":"SELECT count(*) AS n FROM t"}`); code != 200 || !strings.Contains(body, `"columns":["n"]`) {
+		t.Fatalf("inline: %d %s", code, body)
+	}
+}
+
+func TestSQLAllOrNothing(t *testing.T) {
+	n := startNode(t, "")
+	ctx := context.Background()
+	if _, err := n.cli.SQL(ctx, "db", "a", rpc.Statement{SQL: "CREATE TABLE t (v UNIQUE)"}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, body := n.raw(t, "POST", "/v1/objects/db/a/sql", `{"statements":[
+		{"sql":"INSERT INTO t VALUES (1)"},{"sql":"INSERT INTO t VALUES (1)"}]}`)
+	if code != 409 || errCode(t, body) != "CONSTRAINT" || !strings.Contains(body, `"statement":1`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	res, err := n.cli.SQL(ctx, "db", "a", rpc.Statement{SQL: "SELECT count(*) FROM t"})
+	if err != nil || res[0].Rows[0][0] != int64(0) {
+		t.Fatalf("rows after failed batch: %v %v", res, err)
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	n := startNode(t, "")
+	big := strings.Repeat("x", 200*1024)
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"unknown class sql", "POST", "/v1/objects/nope/x/sql", `{"sql":"SELECT 1"}`, 404, "UNKNOWN_CLASS"},
+		{"unknown class call", "GET", "/objects/nope/x/", "", 404, "UNKNOWN_CLASS"},
+		{"unknown class kv", "GET", "/v1/objects/nope/x/kv", "", 404, "UNKNOWN_CLASS"},
+		{"unknown class alarm", "GET", "/v1/objects/nope/x/alarm", "", 404, "UNKNOWN_CLASS"},
+		{"unknown class info", "GET", "/v1/objects/nope/x", "", 404, "UNKNOWN_CLASS"},
+		{"bad class", "POST", "/v1/objects/9bad/x/sql", `{"sql":"SELECT 1"}`, 400, "BAD_REQUEST"},
+		{"bad json", "POST", "/v1/objects/db/x/sql", `{"sql":`, 400, "BAD_REQUEST"},
+		{"no statements", "POST", "/v1/objects/db/x/sql", `{"statements":[]}`, 400, "BAD_REQUEST"},
+		{"bad param", "POST", "/v1/objects/db/x/sql", `{"sql":"SELECT ?","params":[[1]]}`, 400, "BAD_REQUEST"},
+		{"syntax", "POST", "/v1/objects/db/x/sql", `{"sql":"SELEKT"}`, 400, "SQL_ERROR"},
+		{"sandbox", "POST", "/v1/objects/db/x/sql", `{"sql":"ATTACH 'x.db' AS x"}`, 403, "NOT_AUTHORIZED"},
+		{"reserved", "POST", "/v1/objects/db/x/sql", `{"sql":"SELECT * FROM _dura_kv"}`, 403, "NOT_AUTHORIZED"},
+		{"long statement", "POST", "/v1/objects/db/x/sql", `{"sql":"SELECT '` + big + `'"}`, 413, "TOO_LARGE"},
+		{"huge blob", "POST", "/v1/objects/db/x/sql", `{"sql":"SELECT zeroblob(10000000)"}`, 413, "TOO_LARGE"},
+		{"timeout", "POST", "/v1/objects/db/x/sql", `{"sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"}`, 504, "TIMEOUT"},
+		{"storage full", "POST", "/v1/objects/db/full/sql", `{"statements":[{"sql":"CREATE TABLE t (b)"},{"sql":"INSERT INTO t SELECT randomblob(100000) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 20) SELECT x FROM c)"}]}`, 507, "STORAGE_FULL"},
+		{"body too large", "POST", "/v1/objects/db/x/sql", strings.Repeat(" ", rpc.MaxAPIBody+1), 413, "TOO_LARGE"},
+		{"missing kv", "GET", "/v1/objects/db/x/kv/nope", "", 404, "NOT_FOUND"},
+		{"kv not json", "PUT", "/v1/objects/db/x/kv/k", `{nope`, 400, "BAD_REQUEST"},
+		{"alarm bad body", "PUT", "/v1/objects/db/x/alarm", `{"at":"soon"}`, 400, "BAD_REQUEST"},
+		{"db has no handler", "GET", "/objects/db/x/", "", 404, "NOT_FOUND"},
+		{"no route", "GET", "/nowhere", "", 404, "NOT_FOUND"},
+		{"export missing", "GET", "/v1/objects/db/never/export", "", 404, "NOT_FOUND"},
+		{"import garbage", "PUT", "/v1/objects/db/x/import", "garbage", 400, "BAD_REQUEST"},
+		{"list bad limit", "GET", "/v1/objects?limit=0", "", 400, "BAD_REQUEST"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, hdr, body := n.raw(t, tc.method, tc.path, tc.body)
+			if code != tc.status || errCode(t, body) != tc.code {
+				t.Fatalf("got %d %s, want %d %s", code, body, tc.status, tc.code)
+			}
+			if hdr.Get("X-Dura-Node") != "n1" {
+				t.Fatalf("no X-Dura-Node on an error")
+			}
+		})
+	}
+	// The storage-full object kept nothing of the failed batch.
+	res, err := n.cli.SQL(context.Background(), "db", "full", rpc.Statement{SQL: "SELECT count(*) FROM sqlite_master WHERE name = 't'"})
+	if err != nil || res[0].Rows[0][0] != int64(0) {
+		t.Fatalf("after STORAGE_FULL: %v %v", res, err)
+	}
+}
+
+func TestKVRoutes(t *testing.T) {
+	n := startNode(t, "")
+	ctx := context.Background()
+	for i, k := range []string{"user:1", "user:2", "user:3", "other", "with/slash"} {
+		if err := n.cli.KVPut(ctx, "db", "kv", k, rpc.RawJSON(fmt.Sprintf(`{"n":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := n.cli.KVGet(ctx, "db", "kv", "with/slash")
+	if err != nil || string(v) != `{"n":4}` {
+		t.Fatalf("get %s %v", v, err)
+	}
+	es, err := n.cli.KVList(ctx, "db", "kv", rpc.KVList{Prefix: "user:", Reverse: true, Limit: 2})
+	if err != nil || len(es) != 2 || es[0].Key != "user:3" || es[1].Key != "user:2" {
+		t.Fatalf("list %+v %v", es, err)
+	}
+	code, _, body := n.raw(t, "GET", "/v1/objects/db/kv/kv?start=user:2&end=user:3", "")
+	if code != 200 || body != `{"entries":[{"key":"user:2","value":{"n":1}}]}`+"\n" {
+		t.Fatalf("%d %s", code, body)
+	}
+	if ok, err := n.cli.KVDelete(ctx, "db", "kv", "user:1"); !ok || err != nil {
+		t.Fatalf("delete %v %v", ok, err)
+	}
+	if _, err := n.cli.KVGet(ctx, "db", "kv", "user:1"); !errors.Is(err, apierr.ErrNotFound) {
+		t.Fatalf("deleted key: %v", err)
+	}
+}
+
+func TestAlarmInfoDeleteRoutes(t *testing.T) {
+	n := startNode(t, "")
+	ctx := context.Background()
+	at := time.Now().Add(time.Hour).UnixMilli()
+	if err := n.cli.SetAlarm(ctx, "db", "o", at); err != nil {
+		t.Fatal(err)
+	}
+	code, _, body := n.raw(t, "GET", "/v1/objects/db/o/alarm", "")
+	if code != 200 || body != fmt.Sprintf(`{"alarm":%d}`+"\n", at) {
+		t.Fatalf("%d %s", code, body)
+	}
+	n.cli.SQL(ctx, "db", "o", rpc.Statement{SQL: "CREATE TABLE t (v); INSERT INTO t VALUES (1)"})
+	n.cli.KVPut(ctx, "db", "o", "k", rpc.RawJSON(`1`))
+	info, err := n.cli.Info(ctx, "db", "o")
+	if err != nil || info.Owner != "n1" || info.SizeBytes == 0 || info.Alarm == nil || *info.Alarm != at || len(info.ID) != 64 {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	if err := n.cli.DeleteObject(ctx, "db", "o"); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := n.cli.GetAlarm(ctx, "db", "o"); a != nil {
+		t.Fatal("alarm survived delete")
+	}
+	if _, err := n.cli.KVGet(ctx, "db", "o", "k"); !errors.Is(err, apierr.ErrNotFound) {
+		t.Fatal("kv survived delete")
+	}
+	if _, err := n.cli.SQL(ctx, "db", "o", rpc.Statement{SQL: "SELECT * FROM t"}); !errors.Is(err, apierr.ErrSQL) {
+		t.Fatalf("table survived delete: %v", err)
+	}
+	if code, _, body := n.raw(t, "DELETE", "/v1/objects/db/o/alarm", ""); code != 200 || body != `{"alarm":null}`+"\n" {
+		t.Fatalf("%d %s", code, body)
+	}
+}
+
+func TestExportImportRoutes(t *testing.T) {
+	n := startNode(t, "")
+	ctx := context.Background()
+	n.cli.SQL(ctx, "db", "src", rpc.Statement{SQL: "CREATE TABLE t (v); INSERT INTO t VALUES ('exported')"})
+	n.cli.KVPut(ctx, "db", "src", "k", rpc.RawJSON(`"kv"`))
+	var buf bytes.Buffer
+	if _, err := n.cli.Export(ctx, "db", "src", &buf); err != nil {
+		t.Fatal(err)
+	}
+	// Importing over a live object with other data replaces it.
+	n.cli.SQL(ctx, "db", "dst", rpc.Statement{SQL: "CREATE TABLE old (v)"})
+	if err := n.cli.Import(ctx, "db", "dst", bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.cli.SQL(ctx, "db", "dst", rpc.Statement{SQL: "SELECT v FROM t"})
+	if err != nil || res[0].Rows[0][0] != "exported" {
+		t.Fatalf("imported rows %v %v", res, err)
+	}
+	if v, err := n.cli.KVGet(ctx, "db", "dst", "k"); err != nil || string(v) != `"kv"` {
+		t.Fatalf("imported kv %s %v", v, err)
+	}
+	if _, err := n.cli.SQL(ctx, "db", "dst", rpc.Statement{SQL: "SELECT * FROM old"}); !errors.Is(err, apierr.ErrSQL) {
+		t.Fatalf("old table still there: %v", err)
+	}
+}
+
+func TestListClusterHealthMetrics(t *testing.T) {
+	n := startNode(t, "")
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		n.cli.SQL(ctx, "db", fmt.Sprint("obj-", i), rpc.Statement{SQL: "SELECT 1"})
+	}
+	var names []string
+	cursor := ""
+	for {
+		page, err := n.cli.ListObjects(ctx, "db", cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page.Objects {
+			names = append(names, o.Name)
+		}
+		if page.Cursor == "" {
+			break
+		}
+		cursor = page.Cursor
+	}
+	if strings.Join(names, ",") != "obj-0,obj-1,obj-2,obj-3,obj-4" {
+		t.Fatalf("listed %v", names)
+	}
+	ci, err := n.cli.Cluster(ctx)
+	if err != nil || ci.Node != "n1" || ci.Leader != "n1" || len(ci.Members) != 1 || ci.Members[0].Status != "alive" || ci.Partitions != 271 {
+		t.Fatalf("cluster %+v %v", ci, err)
+	}
+	if err := n.cli.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.cli.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := n.cli.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{`dura_http_requests_total{class="db",route="sql",status="200"}`, "dura_http_request_duration_seconds_bucket",
+		"dura_active_objects", "dura_open_databases", "dura_storage_bytes", "dura_alarms_fired_total", "dura_alarms_retried_total", "process_open_fds"} {
+		if !strings.Contains(m, name) {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+}
+
+func TestAdminToken(t *testing.T) {
+	n := startNode(t, "s3cret")
+	if code, _, body := n.raw(t, "GET", "/v1/cluster", ""); code != 401 || errCode(t, body) != "UNAUTHENTICATED" {
+		t.Fatalf("no token: %d %s", code, body)
+	}
+	req, _ := http.NewRequest("GET", n.ts.URL+"/v1/cluster", nil)
+	req.Header.Set("Authorization", "Bearer wrong")
+	resp, _ := http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("wrong token: %d", resp.StatusCode)
+	}
+	if _, err := n.cli.Cluster(context.Background()); err != nil {
+		t.Fatalf("right token: %v", err)
+	}
+	if code, _, _ := n.raw(t, "GET", "/healthz", ""); code != 200 {
+		t.Fatalf("healthz needs no token: %d", code)
+	}
+}
+
+func TestEscapedNames(t *testing.T) {
+	n := startNode(t, "")
+	ctx := context.Background()
+	name := "a/b c?d"
+	if _, err := n.cli.SQL(ctx, "db", name, rpc.Statement{SQL: "CREATE TABLE t (v)"}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := n.cli.Info(ctx, "db", name)
+	if err != nil || info.Name != name {
+		t.Fatalf("info %+v %v", info, err)
+	}
+}
