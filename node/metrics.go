@@ -7,6 +7,7 @@ type metrics struct {
 	openDatabases     prometheus.Gauge
 	storageBytes      prometheus.Gauge
 	alarmsScheduled   prometheus.Gauge
+	openFilesLimit    prometheus.Gauge
 	activations       prometheus.Counter
 	evictions         prometheus.Counter
 	alarmsFired       prometheus.Counter
@@ -21,6 +22,7 @@ func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
 		openDatabases:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_open_databases", Help: "Object databases open on this node."}),
 		storageBytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_storage_bytes", Help: "Bytes of object database files on this node (sampled every minute)."}),
 		alarmsScheduled: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_alarms_scheduled", Help: "Alarms armed on this node."}),
+		openFilesLimit:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_open_files_limit", Help: "The cap on files held by open object databases (--max-open-files)."}),
 		activations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_activations_total", Help: "Object activations."}),
 		evictions:       prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_evictions_total", Help: "Objects closed for idleness or the open-files cap."}),
 		alarmsFired:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_alarms_fired_total", Help: "Alarm handler runs, successful or not."}),
@@ -31,8 +33,9 @@ func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.activeObjects, m.openDatabases, m.storageBytes, m.alarmsScheduled, m.activations,
+		reg.MustRegister(m.activeObjects, m.openFilesLimit, m.openDatabases, m.storageBytes, m.alarmsScheduled, m.activations,
 			m.evictions, m.alarmsFired, m.alarmsRetried, m.activationSeconds, m.alarmLag)
 	}
+	m.openFilesLimit.Set(float64(rt.cfg.MaxOpenFiles))
 	return m
 }

@@ -125,6 +125,17 @@ const (
 // turns into savepoints. SAVEPOINT, RELEASE and ROLLBACK TO pass through to
 // SQLite unchanged: they already nest inside the event transaction.
 func classifyTx(stmt string) txKind {
+	// Fast path: most statements start with another keyword; only look
+	// further (and allocate) for the four that matter.
+	first := stmt
+	if i := strings.IndexAny(stmt, " \t\r\n;"); i >= 0 {
+		first = stmt[:i]
+	}
+	switch strings.ToUpper(first) {
+	case "BEGIN", "COMMIT", "END", "ROLLBACK":
+	default:
+		return txNone
+	}
 	f := strings.Fields(strings.ToUpper(strings.TrimRight(stmt, "; \t\r\n")))
 	if len(f) == 0 {
 		return txNone

@@ -397,12 +397,18 @@ func (s *Store) userErr(ctx context.Context, err error) error {
 
 // refreshChanges reads the connection's change counters after a statement.
 func (s *Store) refreshChanges() error {
-	rows, err := s.queryInternal("SELECT changes(), last_insert_rowid(), total_changes()")
+	s.internal = true
+	defer func() { s.internal = false }()
+	rows, err := s.conn.QueryContext(context.Background(), "SELECT changes(), last_insert_rowid(), total_changes()", nil)
 	if err != nil {
-		return err
+		return classify(err)
 	}
-	r := rows[0]
-	s.lastChanges, s.lastInsertID, s.totalChanges = r[0].(int64), r[1].(int64), r[2].(int64)
+	defer rows.Close()
+	var v [3]driver.Value
+	if err := rows.Next(v[:]); err != nil {
+		return classify(err)
+	}
+	s.lastChanges, s.lastInsertID, s.totalChanges = v[0].(int64), v[1].(int64), v[2].(int64)
 	return nil
 }
 
@@ -424,9 +430,11 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 	}
 	s.internal = true
 	defer func() { s.internal = false }()
-	stmts, err := splitStatements(q)
-	if err != nil {
-		return nil, err
+	stmts := []string{q}
+	if strings.IndexByte(q, ';') >= 0 {
+		if stmts, err = splitStatements(q); err != nil {
+			return nil, err
+		}
 	}
 	var out [][]any
 	for i, stmt := range stmts {
