@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/rpc"
+)
+
+var (
+	e2eOnce sync.Once
+	e2eBin  string
+	e2eErr  error
+)
+
+// e2eBinary builds the dura binary once per test run.
+func e2eBinary(t *testing.T) string {
+	t.Helper()
+	e2eOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dura-e2e-bin-")
+		if err != nil {
+			e2eErr = err
+			return
+		}
+		e2eBin = filepath.Join(dir, "dura")
+		out, err := exec.Command("go", "build", "-o", e2eBin, ".").CombinedOutput()
+		if err != nil {
+			e2eErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if e2eErr != nil {
+		t.Fatal(e2eErr)
+	}
+	return e2eBin
+}
+
+// e2eNode is a "dura serve" process.
+type e2eNode struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan error
+	logs *strings.Builder
+	mu   sync.Mutex
+}
+
+// e2eStart runs "dura serve" on a random loopback port with data in dir
+// and waits until it says where it serves.
+func e2eStart(t *testing.T, dir string, extra ...string) *e2eNode {
+	t.Helper()
+	args := append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--name", "e2e", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(e2eBinary(t), args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &e2eNode{cmd: cmd, done: make(chan error, 1), logs: &strings.Builder{}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			n.mu.Lock()
+			n.logs.WriteString(line + "\n")
+			n.mu.Unlock()
+			if _, rest, ok := strings.Cut(line, "serving on http://"); ok {
+				addrc <- strings.Fields(rest)[0]
+			}
+		}
+		n.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-n.done
+		}
+	})
+	select {
+	case n.addr = <-addrc:
+	case err := <-n.done:
+		t.Fatalf("serve exited early: %v\n%s", err, n.log())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("serve did not start\n%s", n.log())
+	}
+	return n
+}
+
+func (n *e2eNode) log() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.logs.String()
+}
+
+func (n *e2eNode) client() *rpc.Client { return rpc.NewClient("http://"+n.addr, nil) }
+
+// increment calls the counter and returns the acknowledged value.
+func increment(ctx context.Context, c *rpc.Client, name string) (int64, error) {
+	resp, err := c.Call(ctx, "POST", "counter", name, "/increment", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var v struct{ Value int64 }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return 0, err
+	}
+	return v.Value, nil
+}
+
+func readCounter(t *testing.T, c *rpc.Client, name string) int64 {
+	t.Helper()
+	resp, err := c.Call(context.Background(), "GET", "counter", name, "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct{ Value int64 }
+	json.NewDecoder(resp.Body).Decode(&v)
+	return v.Value
+}
+
+// hammer increments counters from several clients until stop closes and
+// returns the highest acknowledged value of each counter.
+func hammer(c *rpc.Client, counters int, stop <-chan struct{}) map[string]int64 {
+	var mu sync.Mutex
+	acked := map[string]int64{}
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprint("k", (w+i)%counters)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				v, err := increment(ctx, c, name)
+				cancel()
+				if err != nil {
+					continue // unacknowledged: may or may not have landed
+				}
+				mu.Lock()
+				acked[name] = max(acked[name], v)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	return acked
+}
+
+func TestE2EKill9LosesNoAcknowledgedWrite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	dir := t.TempDir()
+	n := e2eStart(t, dir)
+	stop := make(chan struct{})
+	result := make(chan map[string]int64)
+	go func() { result <- hammer(n.client(), 16, stop) }()
+	// Let writes flow, then kill -9 in the middle of them.
+	deadline := time.Now().Add(30 * time.Second)
+	for readCounter(t, n.client(), "k0") < 20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.done
+	close(stop)
+	acked := <-result
+	if len(acked) == 0 {
+		t.Fatal("no write was acknowledged before the kill")
+	}
+	n2 := e2eStart(t, dir)
+	for name, v := range acked {
+		if got := readCounter(t, n2.client(), name); got < v {
+			t.Errorf("counter %s = %d after restart, but %d was acknowledged", name, got, v)
+		}
+	}
+}
+
+func TestE2ESigtermFinishesInFlightEvents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	dir := t.TempDir()
+	n := e2eStart(t, dir)
+	stop := make(chan struct{})
+	result := make(chan map[string]int64)
+	go func() { result <- hammer(n.client(), 4, stop) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for readCounter(t, n.client(), "k0") < 20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	var exitErr error
+	select {
+	case exitErr = <-n.done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+	close(stop)
+	acked := <-result
+	if exitErr != nil {
+		t.Fatalf("serve exited with %v after SIGTERM\n%s", exitErr, n.log())
+	}
+	n2 := e2eStart(t, dir)
+	for name, v := range acked {
+		if got := readCounter(t, n2.client(), name); got < v {
+			t.Errorf("counter %s = %d after restart, %d was acknowledged", name, got, v)
+		}
+	}
+}
+
+func TestE2EServeRefusesOpenAddressWithoutSecret(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	cmd := exec.Command(e2eBinary(t), "serve", "--data", t.TempDir(), "--http", "0.0.0.0:0")
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "--insecure") {
+		t.Fatalf("exit %v, output %s", err, out)
+	}
+}
+
+func TestE2EDefaultClassesServeOverHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	n := e2eStart(t, t.TempDir())
+	resp, err := http.Post("http://"+n.addr+"/objects/counter/readme/increment?key=hits&by=5", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(b)) != `{"key":"hits","value":5}` || resp.Header.Get("X-Dura-Node") != "e2e" {
+		t.Fatalf("%d %s %v", resp.StatusCode, b, resp.Header)
+	}
+}
