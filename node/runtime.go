@@ -63,13 +63,14 @@ type Runtime struct {
 	classMu sync.RWMutex
 	classes map[string]Constructor
 
-	mu       sync.Mutex
-	objects  map[string]*instance
-	lru      *list.List // of *instance, most recently used at the front
-	open     int        // instances holding an open database
-	inflight int        // events running or waiting
-	closing  bool
-	drained  chan struct{} // closed when inflight reaches 0 while closing
+	mu            sync.Mutex
+	objects       map[string]*instance
+	lru           *list.List // of *instance, most recently used at the front
+	open          int        // instances holding an open database
+	inflight      int        // events running or waiting
+	closing       bool
+	drained       chan struct{} // closed when inflight reaches 0 while closing
+	drainedClosed bool
 
 	bg     sync.WaitGroup // WaitUntil functions and alarm deliveries
 	stop   chan struct{}
@@ -182,6 +183,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	rt.drained = make(chan struct{})
 	if rt.inflight == 0 {
 		close(rt.drained)
+		rt.drainedClosed = true
 	}
 	rt.mu.Unlock()
 	close(rt.stop)
@@ -191,13 +193,15 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("close node: events still running: %w", ctx.Err())
 	}
+	// The timer loop may still be handing out a due alarm: stop it before
+	// waiting for background work, so nothing is added to bg meanwhile.
+	rt.loopWG.Wait()
 	bgDone := make(chan struct{})
 	go func() { rt.bg.Wait(); close(bgDone) }()
 	select {
 	case <-bgDone:
 	case <-ctx.Done():
 	}
-	rt.loopWG.Wait()
 	rt.mu.Lock()
 	var stores []*objectstore.Store
 	for id, inst := range rt.objects {
@@ -272,10 +276,12 @@ type alarmChange struct {
 }
 
 // acquire finds or creates the instance of ref and pins it against eviction.
-func (rt *Runtime) acquire(ref objectRef) (*instance, error) {
+// While the node shuts down only WaitUntil work (background) gets in: it
+// belongs to events that already answered.
+func (rt *Runtime) acquire(ref objectRef, background bool) (*instance, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if rt.closing {
+	if rt.closing && !background {
 		return nil, fmt.Errorf("%w: node is shutting down", apierr.ErrOwnerUnavailable)
 	}
 	inst := rt.objects[ref.id]
@@ -306,8 +312,9 @@ func (rt *Runtime) release(inst *instance) {
 		rt.metrics.activeObjects.Set(float64(len(rt.objects)))
 	}
 	rt.inflight--
-	if rt.closing && rt.inflight == 0 {
+	if rt.closing && rt.inflight == 0 && !rt.drainedClosed {
 		close(rt.drained)
+		rt.drainedClosed = true
 	}
 }
 
@@ -317,7 +324,8 @@ func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *i
 	if chainHas(ctx, ref.id) {
 		return fmt.Errorf("%w: call cycle: object %s/%s is already handling this call", apierr.ErrConflict, ref.class, ref.name)
 	}
-	inst, err := rt.acquire(ref)
+	_, background := ctx.Value(backgroundKey{}).(bool)
+	inst, err := rt.acquire(ref, background)
 	if err != nil {
 		return err
 	}
@@ -591,7 +599,7 @@ func (rt *Runtime) spawnWaitUntil(ref objectRef, fn func(context.Context) error)
 	rt.bg.Add(1)
 	go func() {
 		defer rt.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), backgroundKey{}, true), time.Minute)
 		defer cancel()
 		err := rt.run(ctx, ref, func(inst *instance) error { return fn(ctx) }, nil)
 		if err != nil {
@@ -601,6 +609,9 @@ func (rt *Runtime) spawnWaitUntil(ref objectRef, fn func(context.Context) error)
 }
 
 type chainKey struct{}
+
+// backgroundKey marks the context of WaitUntil work.
+type backgroundKey struct{}
 
 // chainHas reports whether object id is already handling the call that
 // carries ctx (A calls B calls A would wait on itself forever).

@@ -350,3 +350,38 @@ func TestUnknownClassAndBadNames(t *testing.T) {
 		}
 	}
 }
+
+func TestCloseWaitsForWaitUntil(t *testing.T) {
+	dir := t.TempDir()
+	release := make(chan struct{})
+	classes := map[string]Constructor{
+		"bg": func(st *State) (Object, error) {
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				if r.URL.Path == "/read" {
+					v, _, err := st.Storage().Get("bg")
+					w.Write(v)
+					return err
+				}
+				st.WaitUntil(func(ctx context.Context) error {
+					<-release
+					return st.Storage().Put("bg", []byte("ran"))
+				})
+				return nil
+			}}, nil
+		},
+	}
+	rt := newTestRuntime(t, dir, nil, classes)
+	if _, _, err := call(t, rt, "bg", "o", "POST", "/", ""); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error)
+	go func() { closed <- rt.Close(context.Background()) }()
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	rt2 := newTestRuntime(t, dir, nil, classes)
+	if _, body, err := call(t, rt2, "bg", "o", "GET", "/read", ""); err != nil || body != "ran" {
+		t.Fatalf("WaitUntil work lost at shutdown: %q %v", body, err)
+	}
+}
