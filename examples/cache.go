@@ -67,7 +67,9 @@ type Refresher func(ctx context.Context, key string, stale json.RawMessage) (jso
 //
 // A grace read that served an expired value (X-Cache: STALE) schedules a
 // refresh with WaitUntil: the entry gets expires_at = now + its ttl (and its
-// grace after that) and its refreshes count goes up by one.
+// grace after that) and its refreshes count goes up by one. A refresh is
+// best effort: if it fails (or never runs, say because the node stopped)
+// the entry stays stale and the next grace read schedules another.
 type Cache struct {
 	st      *node.State
 	refresh Refresher

@@ -253,7 +253,7 @@ func (c *Chat) listMessages(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return fmt.Errorf("%w: direction must be forward or backward, got %q", node.ErrBadRequest, d)
 	}
-	var at chatCursor
+	at := chatTop
 	hasCursor := q.Get("cursor") != ""
 	if hasCursor {
 		if at, err = parseChatCursor(q.Get("cursor")); err != nil {
@@ -262,16 +262,11 @@ func (c *Chat) listMessages(w http.ResponseWriter, r *http.Request) error {
 	} else if backward {
 		return fmt.Errorf("%w: direction=backward needs a cursor", node.ErrBadRequest)
 	}
-
-	var cur *objectstore.Cursor
-	switch {
-	case backward:
-		cur, err = c.st.Storage().Exec(chatNewer, at.ts, at.id, limit+1)
-	case hasCursor:
-		cur, err = c.st.Storage().Exec(chatOlder, at.ts, at.id, limit+1)
-	default:
-		cur, err = c.st.Storage().Exec(chatOlder, chatTop.ts, chatTop.id, limit+1)
+	query := chatOlder
+	if backward {
+		query = chatNewer
 	}
+	cur, err := c.st.Storage().Exec(query, at.ts, at.id, limit+1)
 	if err != nil {
 		return err
 	}
@@ -279,7 +274,7 @@ func (c *Chat) listMessages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	more := len(msgs) > limit
+	more := len(msgs) > limit // in the direction read
 	if more {
 		msgs = msgs[:limit]
 	}
@@ -290,8 +285,9 @@ func (c *Chat) listMessages(w http.ResponseWriter, r *http.Request) error {
 	// next_cursor continues to older messages, prev_cursor to newer ones;
 	// each is null when the room has nothing further that way.
 	page := chatPage{Messages: msgs}
-	older := more || backward // going backward, the cursor's message is older still
-	newer := (hasCursor && !backward) || (backward && more)
+	// Past the cursor's side lies at least the cursor's own message.
+	older := (!backward && more) || backward
+	newer := (backward && more) || (!backward && hasCursor)
 	switch {
 	case len(msgs) > 0:
 		if older {

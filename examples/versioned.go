@@ -45,7 +45,8 @@ type Versioned struct {
 // NewVersioned returns the constructor of class "versioned" that migrates
 // objects up to maxVersion (1..VersionedLatest). Builds with a lower
 // maxVersion stand in for older releases in tests. An object already past
-// maxVersion is left as it is: migrations only go up.
+// maxVersion is left as it is: migrations only go up. It panics if
+// maxVersion is out of range, a mistake in the caller's code.
 func NewVersioned(maxVersion int) node.Constructor {
 	if maxVersion < 1 || maxVersion > VersionedLatest {
 		panic(fmt.Sprintf("examples: versioned schema version %d is not in 1..%d", maxVersion, VersionedLatest))

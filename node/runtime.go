@@ -531,7 +531,7 @@ func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *inst
 		return err
 	}
 	for _, w := range ev.waitUntil {
-		rt.spawnWaitUntil(inst.ref, w)
+		rt.spawnWaitUntil(inst, w)
 	}
 	return nil
 }
@@ -594,18 +594,30 @@ func safeCall(rt *Runtime, inst *instance, fn func(*instance) error) (err error)
 }
 
 // spawnWaitUntil runs a WaitUntil function as an event of its own once
-// the event that asked for it has committed.
-func (rt *Runtime) spawnWaitUntil(ref objectRef, fn func(context.Context) error) {
+// the event that asked for it has committed. The instance stays pinned
+// until then, so the State the function captured is still the live one.
+func (rt *Runtime) spawnWaitUntil(inst *instance, fn func(context.Context) error) {
+	rt.mu.Lock()
+	inst.refs++
+	rt.mu.Unlock()
 	rt.bg.Add(1)
 	go func() {
 		defer rt.bg.Done()
+		defer rt.unpin(inst)
 		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), backgroundKey{}, true), time.Minute)
 		defer cancel()
-		err := rt.run(ctx, ref, func(inst *instance) error { return fn(ctx) }, nil)
+		err := rt.run(ctx, inst.ref, func(*instance) error { return fn(ctx) }, nil)
 		if err != nil {
-			rt.log.Warn("waitUntil failed", "class", ref.class, "name", ref.name, "err", err)
+			rt.log.Warn("waitUntil failed", "class", inst.ref.class, "name", inst.ref.name, "err", err)
 		}
 	}()
+}
+
+// unpin drops a reference taken outside an event.
+func (rt *Runtime) unpin(inst *instance) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	inst.refs--
 }
 
 type chainKey struct{}

@@ -385,3 +385,37 @@ func TestCloseWaitsForWaitUntil(t *testing.T) {
 		t.Fatalf("WaitUntil work lost at shutdown: %q %v", body, err)
 	}
 }
+
+func TestWaitUntilSurvivesEvictionPressure(t *testing.T) {
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	rt := newTestRuntime(t, t.TempDir(), func(c *Config) { c.MaxOpenFiles = FilesPerObject }, map[string]Constructor{
+		"bg": func(st *State) (Object, error) {
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				if r.URL.Path == "/later" {
+					st.WaitUntil(func(ctx context.Context) error {
+						<-release
+						err := st.Storage().Put("k", []byte("v"))
+						done <- err
+						return err
+					})
+				}
+				return nil
+			}}, nil
+		},
+	})
+	if _, _, err := call(t, rt, "bg", "a", "POST", "/later", ""); err != nil {
+		t.Fatal(err)
+	}
+	// Other objects push "a" out of the one-object cache while its
+	// WaitUntil work waits.
+	for i := 0; i < 5; i++ {
+		if _, _, err := call(t, rt, "bg", fmt.Sprint("other", i), "POST", "/", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("WaitUntil lost its storage to eviction: %v", err)
+	}
+}

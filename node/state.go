@@ -53,9 +53,10 @@ func (s *State) Logger() *slog.Logger {
 func (s *State) Now() time.Time { return s.rt.now() }
 
 // BlockConcurrencyWhile runs fn before any other event of the object can
-// start, in a savepoint: fn's writes are undone if it fails. Objects
-// already run one event at a time, so this matters for set-up in the
-// constructor, where a failure fails the activation.
+// start. In the constructor, fn is part of the activation event: if it
+// fails, the activation fails and its writes are undone, except versions
+// that Migrate already committed one by one. In a later event fn runs in
+// a savepoint, undone if it fails.
 func (s *State) BlockConcurrencyWhile(fn func() error) error {
 	st, err := s.store()
 	if err != nil {
@@ -73,7 +74,7 @@ func (s *State) BlockConcurrencyWhile(fn func() error) error {
 // response was released, as an event of its own (so it may use storage).
 func (s *State) WaitUntil(fn func(ctx context.Context) error) {
 	if s.inst.ev == nil {
-		s.rt.spawnWaitUntil(s.inst.ref, fn)
+		s.rt.spawnWaitUntil(s.inst, fn)
 		return
 	}
 	s.inst.ev.waitUntil = append(s.inst.ev.waitUntil, fn)

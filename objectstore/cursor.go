@@ -176,6 +176,11 @@ func asInt(v any) (int64, error) {
 		if x != math.Trunc(x) {
 			return 0, fmt.Errorf("%v is not an integer", x)
 		}
+		// SQLite turns an overflowing integer sum into a REAL; 2^63 itself
+		// is out of range.
+		if x >= 1<<63 || x < -(1<<63) {
+			return 0, fmt.Errorf("%v overflows int64", x)
+		}
 		return int64(x), nil
 	case nil:
 		return 0, nil

@@ -481,3 +481,11 @@ func TestSchemaVersion(t *testing.T) {
 		t.Fatalf("user read of version table: %v", err)
 	}
 }
+
+func TestScanOverflowIsAnError(t *testing.T) {
+	s := openTest(t, Config{})
+	var n int64
+	if err := mustExec(t, s, "SELECT 9223372036854775807 + 1").ScanOne(&n); err == nil {
+		t.Fatalf("overflowed sum scanned as %d without error", n)
+	}
+}
