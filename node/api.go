@@ -243,11 +243,32 @@ func (rt *Runtime) Import(ctx context.Context, class, name string, r io.Reader) 
 		if err := objectstore.ReplaceFile(rt.path(ref), tmp.Name()); err != nil {
 			return err
 		}
-		if errors.Is(statErr, os.ErrNotExist) && rt.catalog != nil {
-			return rt.catalog.RecordObject(recordOf(ref))
+		// The file may carry another object's identity: write ours.
+		if err := rt.stampIdentity(ref); err != nil {
+			return err
+		}
+		if errors.Is(statErr, os.ErrNotExist) {
+			rt.recordNew(ref)
 		}
 		return nil
 	})
+}
+
+// stampIdentity records ref's class and name in its (closed) file.
+func (rt *Runtime) stampIdentity(ref objectRef) error {
+	s, err := objectstore.Open(objectstore.Config{Path: rt.path(ref), MaxBytes: rt.cfg.MaxObjectBytes, StatementTimeout: rt.cfg.StatementTimeout})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Begin(); err != nil {
+		return err
+	}
+	if err := s.SetIdentity(ref.class, ref.name); err != nil {
+		s.Rollback()
+		return err
+	}
+	return s.Commit()
 }
 
 // ListObjects lists the objects stored on this node, by class and name.

@@ -50,15 +50,16 @@ type Constructor func(st *State) (Object, error)
 // Runtime runs objects on this node. All exported methods are safe to
 // call concurrently.
 type Runtime struct {
-	cfg      Config
-	log      *slog.Logger
-	now      func() time.Time
-	schedule AlarmSchedule
-	catalog  *replication.LocalSchedule // object index; nil when Schedule was given
-	closers  []io.Closer
-	metrics  *metrics
-	timers   *timers
-	alarmSem chan struct{}
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	schedule  AlarmSchedule
+	catalog   *replication.LocalSchedule // object index (see catalog.go)
+	catalogCh chan replication.ObjectRecord
+	closers   []io.Closer
+	metrics   *metrics
+	timers    *timers
+	alarmSem  chan struct{}
 
 	classMu sync.RWMutex
 	classes map[string]Constructor
@@ -83,15 +84,16 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
 	rt := &Runtime{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		schedule: cfg.Schedule,
-		classes:  map[string]Constructor{},
-		objects:  map[string]*instance{},
-		lru:      list.New(),
-		stop:     make(chan struct{}),
-		alarmSem: make(chan struct{}, cfg.AlarmConcurrency),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		schedule:  cfg.Schedule,
+		classes:   map[string]Constructor{},
+		objects:   map[string]*instance{},
+		lru:       list.New(),
+		stop:      make(chan struct{}),
+		alarmSem:  make(chan struct{}, cfg.AlarmConcurrency),
+		catalogCh: make(chan replication.ObjectRecord, 4096),
 	}
 	if rt.log == nil {
 		rt.log = slog.New(slog.DiscardHandler)
@@ -153,6 +155,18 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	}
 	rt.catalog = local
 	rt.closers = append(rt.closers, local)
+	clean, err := local.Clean()
+	if err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+	if !clean {
+		if err := rt.reconcileCatalog(ctx); err != nil {
+			return fmt.Errorf("start node: rebuild object catalog: %w", err)
+		}
+	}
+	if err := local.SetClean(false); err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
 	if rt.schedule == nil {
 		rt.schedule = local
 	}
@@ -164,8 +178,9 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		rt.timers.set(a)
 	}
 	rt.metrics.alarmsScheduled.Set(float64(len(alarms)))
-	rt.loopWG.Add(2)
+	rt.loopWG.Add(3)
 	go func() { defer rt.loopWG.Done(); rt.timers.run(rt.stop, rt.deliverAlarm) }()
+	go func() { defer rt.loopWG.Done(); rt.catalogWriter(rt.stop) }()
 	go func() { defer rt.loopWG.Done(); rt.janitor() }()
 	rt.log.Info("node started", "data", rt.cfg.DataDir, "alarms", len(alarms), "classes", len(rt.Classes()))
 	return nil
@@ -215,6 +230,11 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	rt.mu.Unlock()
 	for _, s := range stores {
 		s.Close()
+	}
+	if err == nil && rt.catalog != nil {
+		// Every queued record was written by the catalog writer's last
+		// flush (loopWG): the catalog is complete.
+		rt.catalog.SetClean(true)
 	}
 	for _, c := range rt.closers {
 		c.Close()
@@ -382,16 +402,14 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 		rt.releaseOpenSlot()
 		return err
 	}
-	if isNew && rt.catalog != nil {
-		if err := rt.catalog.RecordObject(recordOf(inst.ref)); err != nil {
-			store.Close()
-			rt.releaseOpenSlot()
-			return err
-		}
-	}
 	inst.store = store
 	inst.state = &State{rt: rt, inst: inst}
 	err = rt.event(ctx, inst, func(inst *instance) error {
+		if isNew {
+			if err := inst.store.SetIdentity(inst.ref.class, inst.ref.name); err != nil {
+				return err
+			}
+		}
 		obj, err := ctor(inst.state)
 		if err != nil {
 			return err
@@ -407,6 +425,9 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 		store.Close()
 		rt.releaseOpenSlot()
 		return fmt.Errorf("activate %s/%s: %w", inst.ref.class, inst.ref.name, err)
+	}
+	if isNew {
+		rt.recordNew(inst.ref)
 	}
 	rt.metrics.activations.Inc()
 	rt.metrics.activationSeconds.Observe(rt.now().Sub(start).Seconds())

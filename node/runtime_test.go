@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -417,5 +419,33 @@ func TestWaitUntilSurvivesEvictionPressure(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatalf("WaitUntil lost its storage to eviction: %v", err)
+	}
+}
+
+func TestCatalogRebuiltFromFilesAfterLoss(t *testing.T) {
+	dir := t.TempDir()
+	rt := newTestRuntime(t, dir, nil, nil)
+	ctx := context.Background()
+	for _, name := range []string{"a", "b/c", "d"} {
+		if _, err := rt.SQL(ctx, "db", name, stmts("CREATE TABLE t (v)")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.Close(ctx)
+	// Lose the catalog entirely, as if the node died before writing it.
+	if err := os.Remove(filepath.Join(dir, "node.db")); err != nil {
+		t.Fatal(err)
+	}
+	rt2 := newTestRuntime(t, dir, nil, nil)
+	list, err := rt2.ListObjects(ctx, "db", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, o := range list.Objects {
+		names = append(names, o.Name)
+	}
+	if strings.Join(names, ",") != "a,b/c,d" {
+		t.Fatalf("rebuilt catalog lists %v", names)
 	}
 }

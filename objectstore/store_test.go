@@ -489,3 +489,20 @@ func TestScanOverflowIsAnError(t *testing.T) {
 		t.Fatalf("overflowed sum scanned as %d without error", n)
 	}
 }
+
+func TestIdentity(t *testing.T) {
+	s := openTest(t, Config{})
+	if _, _, err := ReadIdentity(s.Path()); err == nil {
+		t.Fatal("identity read from a file that has none")
+	}
+	if err := s.SetIdentity("chat", "room/1"); err != nil {
+		t.Fatal(err)
+	}
+	class, name, err := ReadIdentity(s.Path())
+	if err != nil || class != "chat" || name != "room/1" {
+		t.Fatalf("identity %q %q %v", class, name, err)
+	}
+	if _, err := s.Exec("SELECT * FROM _dura_object"); !errors.Is(err, ErrNotAuthorized) {
+		t.Fatalf("user read of identity: %v", err)
+	}
+}

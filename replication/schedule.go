@@ -105,24 +105,85 @@ type ObjectRecord struct {
 	Partition int    `json:"partition"`
 }
 
-var objectsBucket = []byte("objects")
+var (
+	objectsBucket = []byte("objects") // class \x00 name -> ObjectRecord
+	idsBucket     = []byte("ids")     // object ID -> class \x00 name
+	metaBucket    = []byte("meta")
+	cleanKey      = []byte("clean")
+)
 
 func objectKey(class, name string) []byte {
 	return []byte(class + "\x00" + name)
 }
 
-// RecordObject adds an object to the catalog when its database is created.
-func (s *LocalSchedule) RecordObject(r ObjectRecord) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
+// RecordObjects adds objects to the catalog in one transaction.
+func (s *LocalSchedule) RecordObjects(rs []ObjectRecord) error {
+	if len(rs) == 0 {
+		return nil
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucketIfNotExists(objectsBucket)
+		objs, err := tx.CreateBucketIfNotExists(objectsBucket)
 		if err != nil {
 			return err
 		}
-		return bk.Put(objectKey(r.Class, r.Name), b)
+		ids, err := tx.CreateBucketIfNotExists(idsBucket)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			k := objectKey(r.Class, r.Name)
+			if err := objs.Put(k, b); err != nil {
+				return err
+			}
+			if err := ids.Put([]byte(r.ID), k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// HasObject reports whether the catalog holds the object ID.
+func (s *LocalSchedule) HasObject(id string) (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(idsBucket); b != nil {
+			ok = b.Get([]byte(id)) != nil
+		}
+		return nil
+	})
+	return ok, err
+}
+
+// Clean reports whether the node that last used the catalog closed it
+// after writing every entry.
+func (s *LocalSchedule) Clean() (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(metaBucket); b != nil {
+			ok = string(b.Get(cleanKey)) == "1"
+		}
+		return nil
+	})
+	return ok, err
+}
+
+// SetClean records whether the catalog is complete.
+func (s *LocalSchedule) SetClean(clean bool) error {
+	v := []byte("0")
+	if clean {
+		v = []byte("1")
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		return b.Put(cleanKey, v)
 	})
 }
 

@@ -267,6 +267,18 @@ func TestListClusterHealthMetrics(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		n.cli.SQL(ctx, "db", fmt.Sprint("obj-", i), rpc.Statement{SQL: "SELECT 1"})
 	}
+	// New objects reach the catalog in background batches (within ~50 ms).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		page, err := n.cli.ListObjects(ctx, "db", "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Objects) == 5 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	var names []string
 	cursor := ""
 	for {

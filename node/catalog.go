@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/placement"
+	"github.com/dura-dev/dura/replication"
+)
+
+// The catalog lists the objects stored on this node (for GET /v1/objects).
+// New objects reach it in batches written in the background, so creating
+// an object costs no extra fsync; each object file also records its own
+// class and name, and after an unclean stop the catalog is completed from
+// the files before the node serves.
+
+const catalogFlushEvery = 50 * time.Millisecond
+
+// recordNew queues a new object for the catalog.
+func (rt *Runtime) recordNew(ref objectRef) {
+	rt.catalogCh <- recordOf(ref)
+}
+
+// catalogWriter writes queued records in batches until stop, then flushes
+// what is left.
+func (rt *Runtime) catalogWriter(stop <-chan struct{}) {
+	tick := time.NewTicker(catalogFlushEvery)
+	defer tick.Stop()
+	var batch []replication.ObjectRecord
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := rt.catalog.RecordObjects(batch); err != nil {
+			rt.log.Error("cannot write the object catalog; it is rebuilt from the files at the next start", "err", err)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case r := <-rt.catalogCh:
+			batch = append(batch, r)
+			if len(batch) >= 1024 {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		case <-stop:
+			for {
+				select {
+				case r := <-rt.catalogCh:
+					batch = append(batch, r)
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// reconcileCatalog adds every object file the catalog lacks, reading the
+// identity each file records. It runs at start after an unclean stop.
+func (rt *Runtime) reconcileCatalog(ctx context.Context) error {
+	root := filepath.Join(rt.cfg.DataDir, "partitions")
+	var missing []replication.ObjectRecord
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		id, ok := strings.CutSuffix(d.Name(), ".db")
+		if d.IsDir() || !ok || len(id) != 64 {
+			return nil
+		}
+		if has, err := rt.catalog.HasObject(id); err != nil || has {
+			return err
+		}
+		class, name, err := objectstore.ReadIdentity(path)
+		if err != nil {
+			rt.log.Warn("object file without identity left out of the catalog", "path", path, "err", err)
+			return nil
+		}
+		if placement.ObjectID(class, name) != id {
+			rt.log.Warn("object file whose identity does not match its name left out of the catalog", "path", path)
+			return nil
+		}
+		missing = append(missing, replication.ObjectRecord{ID: id, Class: class, Name: name, Partition: placement.PartitionOf(id, rt.cfg.Partitions)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		rt.log.Info("object catalog completed from files", "added", len(missing))
+	}
+	return rt.catalog.RecordObjects(missing)
+}

@@ -1,0 +1,46 @@
+package objectstore
+
+import (
+	"fmt"
+)
+
+// The object's own class and name are kept inside its file, so a node can
+// rebuild its object catalog from the files alone.
+const identitySchema = `CREATE TABLE IF NOT EXISTS _dura_object (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID`
+
+// SetIdentity records the object's class and name in its file, in the
+// current transaction.
+func (s *Store) SetIdentity(class, name string) error {
+	return s.execInternal(identitySchema+`;
+		INSERT OR REPLACE INTO _dura_object (k, v) VALUES ('class', ?), ('name', ?)`, class, name)
+}
+
+// ReadIdentity reads the class and name recorded in the database at path,
+// without opening it for writing.
+func ReadIdentity(path string) (class, name string, err error) {
+	c, err := openConn(path, "mode=ro")
+	if err != nil {
+		return "", "", fmt.Errorf("read identity: %w", classify(err))
+	}
+	defer c.Close()
+	rows, err := c.Query("SELECT k, v FROM _dura_object", nil)
+	if err != nil {
+		return "", "", fmt.Errorf("read identity of %s: %w", path, classify(err))
+	}
+	vals, err := drain(rows)
+	if err != nil {
+		return "", "", fmt.Errorf("read identity of %s: %w", path, classify(err))
+	}
+	for _, r := range vals {
+		switch r[0] {
+		case "class":
+			class, _ = r[1].(string)
+		case "name":
+			name, _ = r[1].(string)
+		}
+	}
+	if class == "" || name == "" {
+		return "", "", fmt.Errorf("%w: %s records no identity", ErrCorrupt, path)
+	}
+	return class, name, nil
+}
