@@ -648,6 +648,14 @@ func TestObjects(t *testing.T) {
 		must(t, n.cli(t, "kv", "put", "db/"+name, "k", "1"))
 	}
 	must(t, n.cli(t, "alarm", "set", "db/d", "--at", "2099-01-02T03:04:05Z"))
+	// New objects reach the node's catalog in background batches.
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(must(t, n.cli(t, "objects", "--limit", "10")).stdout, "\n") < 1+len(names) {
+		if time.Now().After(deadline) {
+			t.Fatal("objects never all listed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	rows := func(out string) []string {
 		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
