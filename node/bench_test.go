@@ -79,3 +79,57 @@ func BenchmarkRawCommit(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkColdActivation measures the first event of a fresh counter
+// object (open, constructor with its schema, first write), without HTTP;
+// BenchmarkRawCold is the same work straight on go-sqlite3 (open with the
+// same pragmas, schema, one write) minus Dura's catalog and sandbox:
+//
+//	go test -run '^$' -bench 'ColdActivation|RawCold' ./node
+func BenchmarkColdActivation(b *testing.B) {
+	cfg := node.DefaultConfig(b.TempDir())
+	rt, err := node.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	examples.RegisterAll(rt)
+	rt.Start(context.Background())
+	defer rt.Close(context.Background())
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req := httptest.NewRequest("POST", "/increment", nil)
+		rec := httptest.NewRecorder()
+		if err := rt.Call(context.Background(), "counter", fmt.Sprint("cold", i), rec, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRawCold(b *testing.B) {
+	dir := b.TempDir()
+	var dbs []*sql.DB
+	defer func() {
+		for _, db := range dbs {
+			db.Close()
+		}
+	}()
+	for i := 0; i < b.N; i++ {
+		db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, fmt.Sprint(i, ".db"))+"?_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		dbs = append(dbs, db) // kept open, as Dura keeps active objects open
+		tx, _ := db.Begin()
+		tx.Exec(`CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL);
+			CREATE INDEX idx_counters_updated ON counters(updated_at DESC)`)
+		tx.Commit()
+		tx, _ = db.Begin()
+		var v int64
+		if err := tx.QueryRow(`INSERT INTO counters (name, value, updated_at) VALUES ('default', 1, ?)
+			ON CONFLICT(name) DO UPDATE SET value = value + 1, updated_at = excluded.updated_at RETURNING value`, time.Now().UnixMilli()).Scan(&v); err != nil {
+			b.Fatal(err)
+		}
+		tx.Commit()
+	}
+}

@@ -56,6 +56,7 @@ type Runtime struct {
 	schedule  AlarmSchedule
 	catalog   *replication.LocalSchedule // object index (see catalog.go)
 	catalogCh chan replication.ObjectRecord
+	closeQ    chan *objectstore.Store // evicted stores for the closer
 	closers   []io.Closer
 	metrics   *metrics
 	timers    *timers
@@ -94,6 +95,7 @@ func New(cfg Config) (*Runtime, error) {
 		stop:      make(chan struct{}),
 		alarmSem:  make(chan struct{}, cfg.AlarmConcurrency),
 		catalogCh: make(chan replication.ObjectRecord, 4096),
+		closeQ:    make(chan *objectstore.Store, maxPendingCloses),
 	}
 	if rt.log == nil {
 		rt.log = slog.New(slog.DiscardHandler)
@@ -178,7 +180,8 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		rt.timers.set(a)
 	}
 	rt.metrics.alarmsScheduled.Set(float64(len(alarms)))
-	rt.loopWG.Add(3)
+	rt.loopWG.Add(4)
+	go func() { defer rt.loopWG.Done(); rt.closer(rt.stop) }()
 	go func() { defer rt.loopWG.Done(); rt.timers.run(rt.stop, rt.deliverAlarm) }()
 	go func() { defer rt.loopWG.Done(); rt.catalogWriter(rt.stop) }()
 	go func() { defer rt.loopWG.Done(); rt.janitor() }()
@@ -386,9 +389,8 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 		return fmt.Errorf("%w: %q", apierr.ErrUnknownClass, inst.ref.class)
 	}
 	start := rt.now()
-	victims := rt.reserveOpenSlot()
-	for _, v := range victims {
-		v.Close()
+	for _, v := range rt.reserveOpenSlot() {
+		rt.closeLater(v)
 	}
 	path := rt.path(inst.ref)
 	_, statErr := os.Stat(path)
@@ -460,6 +462,40 @@ func (rt *Runtime) releaseOpenSlot() {
 	rt.open--
 	rt.metrics.openDatabases.Set(float64(rt.open))
 	rt.mu.Unlock()
+}
+
+// maxPendingCloses bounds evicted databases waiting to be closed, so open
+// files stay within MaxOpenFiles + maxPendingCloses*FilesPerObject.
+const maxPendingCloses = 8
+
+// closeLater hands an evicted store to the closer, so the event that
+// needed its slot does not wait for its checkpoint; when the closer is
+// behind, the caller closes it itself.
+func (rt *Runtime) closeLater(s *objectstore.Store) {
+	select {
+	case rt.closeQ <- s:
+	default:
+		s.Close()
+	}
+}
+
+// closer closes evicted stores until stop, then drains the queue.
+func (rt *Runtime) closer(stop <-chan struct{}) {
+	for {
+		select {
+		case s := <-rt.closeQ:
+			s.Close()
+		case <-stop:
+			for {
+				select {
+				case s := <-rt.closeQ:
+					s.Close()
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
 // evictLocked forgets an idle instance and returns its store to close.
