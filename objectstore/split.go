@@ -10,18 +10,33 @@ import (
 // body of CREATE TRIGGER (which ends only at "END;"), the same rules as
 // sqlite3_complete. Empty statements are dropped.
 func splitStatements(q string) ([]string, error) {
-	var out []string
+	stmts, _, err := scanStatements(q)
+	return stmts, err
+}
+
+// Complete reports whether text ends with a ';' that closes a statement
+// under the rules of splitStatements (and of sqlite3_complete): what an
+// interactive prompt needs to know before it sends the text.
+func Complete(text string) bool {
+	stmts, rest, err := scanStatements(text)
+	return err == nil && len(stmts) > 0 && !rest
+}
+
+// scanStatements splits q and reports whether anything but blanks and
+// comments follows the last closing ';' (an open statement, an
+// unterminated block comment).
+func scanStatements(q string) (out []string, open bool, err error) {
 	start := 0
 	var words []string // leading keywords of the current statement, upper-cased
 	lastWord := ""     // last bare word seen in the current statement
 	inTrigger := false
+	content := false // the current statement has more than blanks and comments
 	flush := func(end int) {
-		s := strings.TrimSpace(q[start:end])
-		if s != "" {
+		if s := strings.TrimSpace(q[start:end]); s != "" && content {
 			out = append(out, s)
 		}
 		start = end + 1
-		words, lastWord, inTrigger = words[:0], "", false
+		words, lastWord, inTrigger, content = words[:0], "", false, false
 	}
 	for i := 0; i < len(q); {
 		c := q[i]
@@ -30,7 +45,7 @@ func splitStatements(q string) ([]string, error) {
 			j := i + 1
 			for {
 				if j >= len(q) {
-					return nil, fmt.Errorf("%w: unterminated quoted text", ErrSQL)
+					return nil, true, fmt.Errorf("%w: unterminated quoted text", ErrSQL)
 				}
 				if q[j] == c {
 					if j+1 < len(q) && q[j+1] == c {
@@ -42,14 +57,14 @@ func splitStatements(q string) ([]string, error) {
 				j++
 			}
 			i = j + 1
-			lastWord = ""
+			lastWord, content = "", true
 		case c == '[':
 			j := strings.IndexByte(q[i:], ']')
 			if j < 0 {
-				return nil, fmt.Errorf("%w: unterminated [identifier]", ErrSQL)
+				return nil, true, fmt.Errorf("%w: unterminated [identifier]", ErrSQL)
 			}
 			i += j + 1
-			lastWord = ""
+			lastWord, content = "", true
 		case c == '-' && i+1 < len(q) && q[i+1] == '-':
 			j := strings.IndexByte(q[i:], '\n')
 			if j < 0 {
@@ -61,6 +76,7 @@ func splitStatements(q string) ([]string, error) {
 			j := strings.Index(q[i+2:], "*/")
 			if j < 0 {
 				i = len(q)
+				open = true
 			} else {
 				i += j + 4
 			}
@@ -78,7 +94,7 @@ func splitStatements(q string) ([]string, error) {
 				j++
 			}
 			w := strings.ToUpper(q[i:j])
-			lastWord = w
+			lastWord, content = w, true
 			if len(words) < 4 {
 				words = append(words, w)
 				if isCreateTrigger(words) {
@@ -87,14 +103,15 @@ func splitStatements(q string) ([]string, error) {
 			}
 			i = j
 		default:
-			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-				lastWord = ""
+			if c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\f' {
+				lastWord, content = "", true
 			}
 			i++
 		}
 	}
+	open = open || content
 	flush(len(q))
-	return out, nil
+	return out, open, nil
 }
 
 func isWordByte(c byte) bool {

@@ -506,3 +506,35 @@ func TestIdentity(t *testing.T) {
 		t.Fatalf("user read of identity: %v", err)
 	}
 }
+
+func TestComplete(t *testing.T) {
+	cases := []struct {
+		in   string
+		want bool
+	}{
+		{"SELECT 1;", true},
+		{"SELECT 1", false},
+		{"SELECT 1; -- done", true},
+		{"SELECT ';'", false},
+		{"SELECT 1; SELECT 2", false},
+		{"CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1;", false},
+		{"CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1; END;", true},
+		{"SELECT 1; /* open", false},
+		{"  ;", false},
+		{"", false},
+		{"SELECT 1;  \n", true},
+		{"SELECT 'a;';", true},
+		{"SELECT 'it''s';", true},
+		{`SELECT "x;"`, false},
+		{"SELECT [a;b];", true},
+		{"SELECT 1 /* ; */", false},
+		{"SELECT 1 /* ; */;", true},
+		{"create temp trigger t after insert on x begin select 1; end ;", true},
+		{"CREATE TABLE trigger_log (a); ", true},
+	}
+	for _, tc := range cases {
+		if got := Complete(tc.in); got != tc.want {
+			t.Errorf("Complete(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -339,35 +339,6 @@ func TestSQLInteractive(t *testing.T) {
 	}
 }
 
-func TestSQLComplete(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want bool
-	}{
-		{"SELECT 1;", true},
-		{"SELECT 1", false},
-		{"SELECT 1;  \n", true},
-		{"SELECT 1; -- done", true},
-		{"SELECT 'a;", false},
-		{"SELECT 'a;';", true},
-		{"SELECT 'it''s';", true},
-		{`SELECT "x;"`, false},
-		{"SELECT [a;b];", true},
-		{"SELECT 1 /* ; */", false},
-		{"SELECT 1 /* ; */;", true},
-		{"SELECT 1 /* unterminated;", false},
-		{"SELECT 1; SELECT 2", false},
-		{"CREATE TRIGGER t AFTER INSERT ON x BEGIN\n  UPDATE y SET n = n + 1;", false},
-		{"CREATE TRIGGER t AFTER INSERT ON x BEGIN\n  UPDATE y SET n = n + 1;\nEND;", true},
-		{"create temp trigger t after insert on x begin select 1; end ;", true},
-		{"CREATE TABLE trigger_log (a); ", true},
-	} {
-		if got := sqlComplete(tc.in); got != tc.want {
-			t.Errorf("sqlComplete(%q) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestParseParam(t *testing.T) {
 	for _, tc := range []struct {
 		in, want string

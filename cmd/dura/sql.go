@@ -14,6 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -339,7 +340,7 @@ func (s *sqlSession) interactive(ctx context.Context) error {
 		}
 		stmt.WriteString(line)
 		stmt.WriteByte('\n')
-		if !sqlComplete(stmt.String()) {
+		if !objectstore.Complete(stmt.String()) {
 			continue
 		}
 		q := stmt.String()
@@ -431,97 +432,4 @@ func (s *sqlSession) dot(ctx context.Context, line string) (quit bool, err error
 		return false, nil
 	}
 	return false, fmt.Errorf("unknown command %s; enter .help for the list", f[0])
-}
-
-// sqlComplete reports whether text ends with a ';' that closes a
-// statement: outside string literals, quoted identifiers and comments,
-// and, in CREATE TRIGGER, only the ';' after END (the rules of
-// sqlite3_complete and of the server's statement splitter).
-func sqlComplete(text string) bool {
-	var words []string // upper-cased bare words of the current statement
-	complete := false
-	inTrigger := false
-	isWord := func(c byte) bool {
-		return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
-	}
-	last := ""
-	for i := 0; i < len(text); {
-		c := text[i]
-		switch {
-		case c == '\'' || c == '"' || c == '`':
-			j := i + 1
-			for {
-				if j >= len(text) {
-					return false
-				}
-				if text[j] == c {
-					if j+1 < len(text) && text[j+1] == c {
-						j += 2
-						continue
-					}
-					break
-				}
-				j++
-			}
-			i = j + 1
-			complete, last = false, ""
-		case c == '[':
-			j := strings.IndexByte(text[i:], ']')
-			if j < 0 {
-				return false
-			}
-			i += j + 1
-			complete, last = false, ""
-		case c == '-' && i+1 < len(text) && text[i+1] == '-':
-			j := strings.IndexByte(text[i:], '\n')
-			if j < 0 {
-				i = len(text)
-			} else {
-				i += j + 1
-			}
-		case c == '/' && i+1 < len(text) && text[i+1] == '*':
-			j := strings.Index(text[i+2:], "*/")
-			if j < 0 {
-				return false
-			}
-			i += j + 4
-		case c == ';':
-			i++
-			if inTrigger && last != "END" {
-				complete, last = false, ""
-				continue
-			}
-			complete, inTrigger, words, last = true, false, words[:0], ""
-		case isWord(c):
-			j := i
-			for j < len(text) && isWord(text[j]) {
-				j++
-			}
-			w := strings.ToUpper(text[i:j])
-			i = j
-			if len(words) < 4 {
-				words = append(words, w)
-				inTrigger = isCreateTrigger(words)
-			}
-			complete, last = false, w
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
-			i++
-		default:
-			i++
-			complete, last = false, ""
-		}
-	}
-	return complete
-}
-
-// isCreateTrigger reports whether the leading words start CREATE [TEMP]
-// TRIGGER.
-func isCreateTrigger(w []string) bool {
-	if len(w) < 2 || w[0] != "CREATE" {
-		return false
-	}
-	if w[1] == "TRIGGER" {
-		return true
-	}
-	return len(w) >= 3 && (w[1] == "TEMP" || w[1] == "TEMPORARY") && w[2] == "TRIGGER"
 }
