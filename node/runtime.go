@@ -466,7 +466,7 @@ func (rt *Runtime) releaseOpenSlot() {
 
 // maxPendingCloses bounds evicted databases waiting to be closed, so open
 // files stay within MaxOpenFiles + maxPendingCloses*FilesPerObject.
-const maxPendingCloses = 8
+const maxPendingCloses = 4
 
 // closeLater hands an evicted store to the closer, so the event that
 // needed its slot does not wait for its checkpoint; when the closer is
