@@ -1,0 +1,277 @@
+package replication
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// MemberStatus is a member's place in the cluster's life cycle.
+type MemberStatus string
+
+const (
+	// Active members own partitions.
+	Active MemberStatus = "active"
+	// Leaving members are handing their partitions off.
+	Leaving MemberStatus = "leaving"
+	// Left members have handed everything off.
+	Left MemberStatus = "left"
+	// Removed members were taken out by an operator; their partitions were
+	// reassigned without their data.
+	Removed MemberStatus = "removed"
+)
+
+// Member is a node as the committed state knows it.
+type Member struct {
+	Name   string       `json:"name"`
+	HTTP   string       `json:"http"`
+	Raft   string       `json:"raft"`
+	Gossip string       `json:"gossip"`
+	Status MemberStatus `json:"status"`
+}
+
+// Partition is the committed placement of one partition. While Target is
+// set the partition is moving from Owner to Target and neither serves it;
+// it is ready when Target is empty.
+type Partition struct {
+	Owner  string `json:"owner"`
+	Target string `json:"target,omitempty"`
+}
+
+// Ready reports whether the partition may be served by its owner.
+func (p Partition) Ready() bool { return p.Owner != "" && p.Target == "" }
+
+// RingParams are the placement parameters fixed when the cluster is
+// created (see placement.RingConfig).
+type RingParams struct {
+	Partitions        int     `json:"partitions"`
+	ReplicationFactor int     `json:"replication_factor"`
+	Load              float64 `json:"load"`
+}
+
+// Assigner maps partitions to member names; it must depend only on the set
+// of names and the parameters. placement.Assign is the one Dura uses.
+type Assigner func(members []string, p RingParams) []string
+
+// ClusterState is the replicated state of the cluster: members, ring epoch
+// and partition placement. Its methods apply commands; they are
+// deterministic so every replica reaches the same state.
+type ClusterState struct {
+	Ring       RingParams         `json:"ring"`
+	Epoch      uint64             `json:"epoch"`
+	Members    map[string]*Member `json:"members"`
+	Partitions []Partition        `json:"partitions"`
+}
+
+// Command kinds.
+const (
+	CmdBootstrap   = "bootstrap"
+	CmdJoin        = "join"
+	CmdLeave       = "leave"
+	CmdHandoffDone = "handoff_done"
+	CmdRemove      = "remove"
+)
+
+// Command is one change to the cluster state, as written to the Raft log.
+type Command struct {
+	Kind      string     `json:"kind"`
+	Ring      RingParams `json:"ring,omitempty"`
+	Member    Member     `json:"member,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Partition int        `json:"partition,omitempty"`
+	// Epoch, on handoff_done, is the epoch the handoff was started at; a
+	// report from an older epoch is ignored.
+	Epoch uint64 `json:"epoch,omitempty"`
+}
+
+// Apply changes the state by c, or returns why it cannot (the state is
+// then unchanged).
+func (s *ClusterState) Apply(c Command, assign Assigner) error {
+	switch c.Kind {
+	case CmdBootstrap:
+		if s.Epoch != 0 {
+			return fmt.Errorf("cluster already bootstrapped at epoch %d", s.Epoch)
+		}
+		if c.Ring.Partitions <= 0 {
+			return fmt.Errorf("bootstrap: %d partitions", c.Ring.Partitions)
+		}
+		s.Ring = c.Ring
+		s.Epoch = 1
+		s.Members = map[string]*Member{}
+		s.Partitions = make([]Partition, c.Ring.Partitions)
+		return nil
+	case CmdJoin:
+		if err := s.bootstrapped(); err != nil {
+			return err
+		}
+		m := c.Member
+		if m.Name == "" {
+			return fmt.Errorf("join: member without a name")
+		}
+		if old := s.Members[m.Name]; old != nil && old.Status == Active && *old == withStatus(m, Active) {
+			return nil // a repeated join changes nothing
+		}
+		m.Status = Active
+		s.Members[m.Name] = &m
+		s.rebalance(assign)
+		return nil
+	case CmdLeave:
+		m, err := s.member(c.Name)
+		if err != nil {
+			return err
+		}
+		if m.Status != Active {
+			return nil
+		}
+		if s.activeCount() == 1 {
+			return fmt.Errorf("leave: %s is the last active member", c.Name)
+		}
+		m.Status = Leaving
+		s.rebalance(assign)
+		return nil
+	case CmdHandoffDone:
+		if c.Partition < 0 || c.Partition >= len(s.Partitions) {
+			return fmt.Errorf("handoff_done: no partition %d", c.Partition)
+		}
+		p := &s.Partitions[c.Partition]
+		if p.Target == "" || p.Target != c.Name {
+			return fmt.Errorf("handoff_done: partition %d is not moving to %s", c.Partition, c.Name)
+		}
+		p.Owner, p.Target = p.Target, ""
+		s.Epoch++
+		s.retireLeavers()
+		return nil
+	case CmdRemove:
+		m, err := s.member(c.Name)
+		if err != nil {
+			return err
+		}
+		if m.Status == Removed || m.Status == Left {
+			return nil
+		}
+		if m.Status == Active && s.activeCount() == 1 {
+			return fmt.Errorf("remove: %s is the last active member", c.Name)
+		}
+		m.Status = Removed
+		// The operator accepts losing what the removed node held: its
+		// partitions go straight to their new owners, ready and empty.
+		for i := range s.Partitions {
+			p := &s.Partitions[i]
+			if p.Target == c.Name {
+				p.Target = ""
+			}
+			if p.Owner == c.Name {
+				p.Owner = ""
+			}
+		}
+		s.rebalance(assign)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q", c.Kind)
+}
+
+func withStatus(m Member, st MemberStatus) Member {
+	m.Status = st
+	return m
+}
+
+func (s *ClusterState) bootstrapped() error {
+	if s.Epoch == 0 {
+		return fmt.Errorf("cluster not bootstrapped")
+	}
+	return nil
+}
+
+func (s *ClusterState) member(name string) (*Member, error) {
+	if err := s.bootstrapped(); err != nil {
+		return nil, err
+	}
+	m := s.Members[name]
+	if m == nil {
+		return nil, fmt.Errorf("no member %q", name)
+	}
+	return m, nil
+}
+
+func (s *ClusterState) activeCount() int {
+	n := 0
+	for _, m := range s.Members {
+		if m.Status == Active {
+			n++
+		}
+	}
+	return n
+}
+
+// ActiveMembers are the names of the active members, sorted.
+func (s *ClusterState) ActiveMembers() []string {
+	var out []string
+	for name, m := range s.Members {
+		if m.Status == Active {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// rebalance bumps the epoch and points every partition at the owner the
+// ring now gives it: unowned partitions are taken at once, owned ones
+// start a handoff (or cancel one that is no longer wanted).
+func (s *ClusterState) rebalance(assign Assigner) {
+	s.Epoch++
+	want := assign(s.ActiveMembers(), s.Ring)
+	if want == nil {
+		return
+	}
+	for i := range s.Partitions {
+		p := &s.Partitions[i]
+		switch {
+		case p.Owner == "":
+			p.Owner, p.Target = want[i], ""
+		case p.Owner == want[i]:
+			p.Target = ""
+		default:
+			p.Target = want[i]
+		}
+	}
+	s.retireLeavers()
+}
+
+// retireLeavers marks leaving members that own nothing any more as left.
+func (s *ClusterState) retireLeavers() {
+	for name, m := range s.Members {
+		if m.Status != Leaving {
+			continue
+		}
+		owns := false
+		for _, p := range s.Partitions {
+			if p.Owner == name || p.Target == name {
+				owns = true
+				break
+			}
+		}
+		if !owns {
+			m.Status = Left
+		}
+	}
+}
+
+// Counts returns how many partitions each member owns.
+func (s *ClusterState) Counts() map[string]int {
+	out := map[string]int{}
+	for _, p := range s.Partitions {
+		if p.Owner != "" {
+			out[p.Owner]++
+		}
+	}
+	return out
+}
+
+// Clone is a deep copy, for readers outside the FSM's lock.
+func (s *ClusterState) Clone() *ClusterState {
+	b, _ := json.Marshal(s)
+	var out ClusterState
+	json.Unmarshal(b, &out)
+	return &out
+}
