@@ -1,0 +1,318 @@
+package replication
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb"
+)
+
+// ErrNotLeader is returned by Apply on a node that is not the Raft leader.
+var ErrNotLeader = errors.New("not the raft leader")
+
+// RaftConfig configures a node's member of the cluster's Raft group.
+type RaftConfig struct {
+	// NodeID names the node; it must be stable across restarts.
+	NodeID string
+	// Bind is the Raft TCP listen address (host:port; port 0 picks one).
+	Bind string
+	// Advertise is the address other nodes dial; empty means the bound one.
+	Advertise string
+	// Dir holds raft.db (log and stable store) and snapshots.
+	Dir string
+	// Assign places partitions (placement.Assign).
+	Assign Assigner
+	// SnapshotThreshold is how many log entries trigger a snapshot; 0
+	// means 8192.
+	SnapshotThreshold uint64
+	// Logger receives Raft's logs; nil discards them.
+	Logger *slog.Logger
+	// Fast shortens Raft's timeouts, for tests on loopback.
+	Fast bool
+}
+
+// RaftNode is this node's member of the Raft group holding ClusterState.
+// All methods are safe to call concurrently.
+type RaftNode struct {
+	cfg       RaftConfig
+	fsm       *clusterFSM
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+}
+
+// NewRaftNode checks cfg; it does no I/O until Open.
+func NewRaftNode(cfg RaftConfig) (*RaftNode, error) {
+	if cfg.NodeID == "" || cfg.Bind == "" || cfg.Dir == "" || cfg.Assign == nil {
+		return nil, fmt.Errorf("raft config: node ID, bind address, dir and assigner are required")
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+	return &RaftNode{cfg: cfg, fsm: &clusterFSM{state: &ClusterState{}, assign: cfg.Assign}}, nil
+}
+
+// Open starts Raft with the stored log and snapshots, if any.
+func (n *RaftNode) Open() error {
+	if err := os.MkdirAll(n.cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("open raft: %w", err)
+	}
+	hl := hclogFor(n.cfg.Logger)
+	var adv net.Addr
+	if n.cfg.Advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", n.cfg.Advertise)
+		if err != nil {
+			return fmt.Errorf("open raft: advertise address: %w", err)
+		}
+		adv = a
+	}
+	tr, err := raft.NewTCPTransportWithLogger(n.cfg.Bind, adv, 4, 10*time.Second, hl)
+	if err != nil {
+		return fmt.Errorf("open raft transport: %w", err)
+	}
+	store, err := raftboltdb.NewBoltStore(filepath.Join(n.cfg.Dir, "raft.db"))
+	if err != nil {
+		tr.Close()
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.Dir, 2, hl)
+	if err != nil {
+		tr.Close()
+		store.Close()
+		return fmt.Errorf("open raft snapshots: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.Logger = hl
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	if n.cfg.Fast {
+		rc.HeartbeatTimeout = 200 * time.Millisecond
+		rc.ElectionTimeout = 200 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+		rc.CommitTimeout = 5 * time.Millisecond
+	}
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, tr)
+	if err != nil {
+		tr.Close()
+		store.Close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft, n.transport, n.store = r, tr, store
+	return nil
+}
+
+// Addr is the address other nodes reach this node's Raft at.
+func (n *RaftNode) Addr() string { return string(n.transport.LocalAddr()) }
+
+// HasState reports whether this node has Raft history (it was part of a
+// cluster before), in which case it must not bootstrap.
+func (n *RaftNode) HasState() (bool, error) {
+	return raft.HasExistingState(n.store, n.store, nopSnapshots{})
+}
+
+// Bootstrap makes this node a one-voter cluster; a node with history
+// refuses.
+func (n *RaftNode) Bootstrap() error {
+	f := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
+		{ID: raft.ServerID(n.cfg.NodeID), Address: n.transport.LocalAddr()},
+	}})
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap raft: %w", err)
+	}
+	return nil
+}
+
+// Apply commits c through the Raft log and returns the state machine's
+// verdict. Only the leader can apply.
+func (n *RaftNode) Apply(c Command, timeout time.Duration) error {
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	f := n.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("raft apply: %w", err)
+	}
+	if resp, ok := f.Response().(error); ok && resp != nil {
+		return resp
+	}
+	return nil
+}
+
+// State is a copy of the committed cluster state on this node.
+func (n *RaftNode) State() *ClusterState {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	return n.fsm.state.Clone()
+}
+
+// Leader returns the leader's ID and Raft address, empty if unknown.
+func (n *RaftNode) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// IsLeader reports whether this node leads.
+func (n *RaftNode) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Server is a member of the Raft configuration.
+type Server struct {
+	ID      string
+	Address string
+	Voter   bool
+}
+
+// Servers lists the Raft configuration.
+func (n *RaftNode) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddServer adds (or updates) a server as a voter or non-voter. Leader only.
+func (n *RaftNode) AddServer(id, addr string, voter bool) error {
+	var f raft.IndexFuture
+	if voter {
+		f = n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second)
+	} else {
+		f = n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second)
+	}
+	return f.Error()
+}
+
+// RemoveServer takes a server out of the Raft configuration. Leader only.
+func (n *RaftNode) RemoveServer(id string) error {
+	return n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
+}
+
+// Snapshot forces a snapshot (and log compaction).
+func (n *RaftNode) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// Close stops Raft and closes its files.
+func (n *RaftNode) Close() error {
+	if n.raft == nil {
+		return nil
+	}
+	err := n.raft.Shutdown().Error()
+	n.transport.Close()
+	n.store.Close()
+	return err
+}
+
+// clusterFSM applies Commands to a ClusterState.
+type clusterFSM struct {
+	mu     sync.RWMutex
+	state  *ClusterState
+	assign Assigner
+}
+
+func (f *clusterFSM) Apply(l *raft.Log) any {
+	var c Command
+	if err := json.Unmarshal(l.Data, &c); err != nil {
+		return fmt.Errorf("decode command: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// Apply on a copy: a refused command must leave the state untouched.
+	next := f.state.Clone()
+	if err := next.Apply(c, f.assign); err != nil {
+		return err
+	}
+	f.state = next
+	return nil
+}
+
+func (f *clusterFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(f.state)
+	if err != nil {
+		return nil, err
+	}
+	return jsonSnapshot(b), nil
+}
+
+func (f *clusterFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var s ClusterState
+	if err := json.NewDecoder(rc).Decode(&s); err != nil {
+		return fmt.Errorf("restore cluster state: %w", err)
+	}
+	f.mu.Lock()
+	f.state = &s
+	f.mu.Unlock()
+	return nil
+}
+
+type jsonSnapshot []byte
+
+func (s jsonSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (jsonSnapshot) Release() {}
+
+// nopSnapshots lets HasExistingState ignore snapshots: a node with
+// snapshots always has log or stable state too.
+type nopSnapshots struct{ raft.SnapshotStore }
+
+func (nopSnapshots) List() ([]*raft.SnapshotMeta, error) { return nil, nil }
+
+// hclogFor adapts slog for Raft: each line Raft writes becomes a slog
+// record at the level Raft gave it.
+func hclogFor(l *slog.Logger) hclog.Logger {
+	if l == nil {
+		return hclog.NewNullLogger()
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Info,
+		Output: slogWriter{l},
+	})
+}
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	level := slog.LevelInfo
+	switch {
+	case strings.Contains(line, "[ERROR]"):
+		level = slog.LevelError
+	case strings.Contains(line, "[WARN]"):
+		level = slog.LevelWarn
+	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
+		level = slog.LevelDebug
+	}
+	w.l.Log(context.Background(), level, line, "component", "raft")
+	return len(p), nil
+}

@@ -1,0 +1,105 @@
+package replication
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func startRaft(t *testing.T, dir, id string, bind ...string) *RaftNode {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if len(bind) > 0 {
+		addr = bind[0]
+	}
+	n, err := NewRaftNode(RaftConfig{NodeID: id, Bind: addr, Dir: filepath.Join(dir, id), Assign: roundRobin, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func leaderOf(nodes ...*RaftNode) *RaftNode {
+	for _, n := range nodes {
+		if n != nil && n.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
+	dir := t.TempDir()
+	a := startRaft(t, dir, "a")
+	if err := a.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a leads", a.IsLeader)
+	b := startRaft(t, dir, "b")
+	c := startRaft(t, dir, "c")
+	for _, n := range []*RaftNode{b, c} {
+		if err := a.AddServer(n.cfg.NodeID, n.Addr(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Apply(Command{Kind: CmdBootstrap, Ring: RingParams{Partitions: 6}}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"a", "b", "c"} {
+		if err := a.Apply(Command{Kind: CmdJoin, Member: Member{Name: m}}, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := a.State().Epoch
+	for _, n := range []*RaftNode{b, c} {
+		eventually(t, 10*time.Second, n.cfg.NodeID+" catches up", func() bool { return n.State().Epoch == want })
+	}
+	if err := b.Apply(Command{Kind: CmdLeave, Name: "c"}, time.Second); err != ErrNotLeader {
+		t.Fatalf("apply on a follower: %v", err)
+	}
+	// A refused command changes nothing anywhere.
+	if err := a.Apply(Command{Kind: CmdHandoffDone, Partition: 0, Name: "nobody"}, time.Second); err == nil {
+		t.Fatal("bad handoff accepted")
+	}
+	if a.State().Epoch != want {
+		t.Fatal("refused command moved the epoch")
+	}
+
+	// Kill the leader: the other two elect one and keep committing.
+	aAddr := a.Addr()
+	a.Close()
+	var l *RaftNode
+	eventually(t, 10*time.Second, "new leader", func() bool { l = leaderOf(b, c); return l != nil })
+	if err := l.Apply(Command{Kind: CmdJoin, Member: Member{Name: "d"}}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.State().Members["d"]; !ok {
+		t.Fatal("d missing after join under the new leader")
+	}
+	// Snapshots compact the log and a restarted node restores from them.
+	if err := l.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	epoch := l.State().Epoch
+	a2 := startRaft(t, dir, "a", aAddr) // a node keeps its Raft address
+	if has, _ := a2.HasState(); !has {
+		t.Fatal("restarted node has no raft state")
+	}
+	eventually(t, 15*time.Second, "restarted a catches up", func() bool { return a2.State().Epoch == epoch })
+}
