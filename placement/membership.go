@@ -1,0 +1,228 @@
+package placement
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// MemberMeta is what a node tells the others about itself by gossip.
+type MemberMeta struct {
+	HTTP string `json:"http"`
+	Raft string `json:"raft"`
+	// Leaving is set just before a graceful leave, so the others can tell
+	// a departure from a failure (memberlist's events do not say which).
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// Peer is a node as gossip sees it. Gossip only detects failures; who
+// owns what is decided by the committed (Raft) state.
+type Peer struct {
+	Name   string     `json:"name"`
+	Gossip string     `json:"gossip"`
+	Meta   MemberMeta `json:"meta"`
+	State  string     `json:"state"` // alive, dead or left
+}
+
+// MembershipConfig configures gossip membership.
+type MembershipConfig struct {
+	// Name is this node's unique name.
+	Name string
+	// Bind is the gossip listen address (TCP and UDP); port 0 picks one.
+	Bind string
+	// Advertise is the address others reach this node at; empty means the
+	// bound one.
+	Advertise string
+	// Meta is gossiped to the other members.
+	Meta MemberMeta
+	// SecretKey, if set (16, 24 or 32 bytes), encrypts gossip.
+	SecretKey []byte
+	// OnChange is called (from gossip's goroutines, not concurrently with
+	// itself) after a member joined, left, failed or changed its meta.
+	OnChange func()
+	// Logger receives memberlist's logs; nil discards them.
+	Logger *slog.Logger
+	// Fast shortens failure detection, for tests on loopback.
+	Fast bool
+}
+
+// Membership is this node's view of the cluster's members, kept by
+// memberlist gossip. All methods are safe to call concurrently.
+type Membership struct {
+	cfg MembershipConfig
+	ml  *memberlist.Memberlist
+
+	mu    sync.Mutex
+	peers map[string]Peer
+}
+
+// NewMembership checks cfg; it does no I/O until Start.
+func NewMembership(cfg MembershipConfig) (*Membership, error) {
+	if cfg.Name == "" || cfg.Bind == "" {
+		return nil, fmt.Errorf("membership config: name and bind address are required")
+	}
+	return &Membership{cfg: cfg, peers: map[string]Peer{}}, nil
+}
+
+// Start opens the gossip listeners.
+func (m *Membership) Start() error {
+	host, port, err := splitHostPort(m.cfg.Bind)
+	if err != nil {
+		return fmt.Errorf("gossip bind %q: %w", m.cfg.Bind, err)
+	}
+	c := memberlist.DefaultLANConfig()
+	if m.cfg.Fast {
+		c = memberlist.DefaultLocalConfig()
+		c.ProbeInterval = 200 * time.Millisecond
+		c.ProbeTimeout = 100 * time.Millisecond
+		c.GossipInterval = 50 * time.Millisecond
+		c.SuspicionMult = 2
+	}
+	c.Name = m.cfg.Name
+	c.BindAddr, c.BindPort = host, port
+	c.AdvertisePort = port
+	if m.cfg.Advertise != "" {
+		ah, ap, err := splitHostPort(m.cfg.Advertise)
+		if err != nil {
+			return fmt.Errorf("gossip advertise %q: %w", m.cfg.Advertise, err)
+		}
+		c.AdvertiseAddr, c.AdvertisePort = ah, ap
+	}
+	c.SecretKey = m.cfg.SecretKey
+	c.Delegate = delegate{m}
+	c.Events = events{m}
+	c.Logger = log.New(logWriter{m.cfg.Logger}, "", 0)
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		return fmt.Errorf("start gossip: %w", err)
+	}
+	m.ml = ml
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	return h, port, nil
+}
+
+// Addr is this node's gossip address.
+func (m *Membership) Addr() string {
+	n := m.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Join contacts the given members' gossip addresses; it succeeds if any
+// answered.
+func (m *Membership) Join(addrs []string) (int, error) {
+	return m.ml.Join(addrs)
+}
+
+// Peers lists every member gossip has seen, this node included, by name.
+func (m *Membership) Peers() []Peer {
+	m.mu.Lock()
+	out := make([]Peer, 0, len(m.peers))
+	for _, p := range m.peers {
+		out = append(out, p)
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Leave tells the others this node is going, then stops gossip.
+func (m *Membership) Leave(timeout time.Duration) error {
+	m.mu.Lock()
+	m.cfg.Meta.Leaving = true
+	m.mu.Unlock()
+	if err := m.ml.UpdateNode(timeout); err != nil {
+		return err
+	}
+	if err := m.ml.Leave(timeout); err != nil {
+		return err
+	}
+	return m.ml.Shutdown()
+}
+
+// Close stops gossip without a goodbye (the others will see a failure).
+func (m *Membership) Close() error { return m.ml.Shutdown() }
+
+// note records an event about n; gone is true for NotifyLeave.
+func (m *Membership) note(n *memberlist.Node, gone bool) {
+	var meta MemberMeta
+	_ = json.Unmarshal(n.Meta, &meta)
+	state := "alive"
+	if gone {
+		state = "dead"
+		if meta.Leaving {
+			state = "left"
+		}
+	}
+	m.mu.Lock()
+	m.peers[n.Name] = Peer{Name: n.Name, Gossip: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Meta: meta, State: state}
+	m.mu.Unlock()
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange()
+	}
+}
+
+type delegate struct{ m *Membership }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.m.mu.Lock()
+	b, _ := json.Marshal(d.m.cfg.Meta)
+	d.m.mu.Unlock()
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+type events struct{ m *Membership }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.m.note(n, false) }
+func (e events) NotifyLeave(n *memberlist.Node)  { e.m.note(n, true) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.m.note(n, false) }
+
+// logWriter turns memberlist's log lines into slog records.
+type logWriter struct{ l *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	if w.l == nil {
+		return len(p), nil
+	}
+	line := string(bytes.TrimSpace(p))
+	level := slog.LevelDebug
+	switch {
+	case strings.Contains(line, "[ERR]"):
+		level = slog.LevelError
+	case strings.Contains(line, "[WARN]"):
+		level = slog.LevelWarn
+	}
+	w.l.Log(context.Background(), level, line, "component", "gossip")
+	return len(p), nil
+}
+
+var _ io.Writer = logWriter{}
