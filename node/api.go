@@ -271,7 +271,8 @@ func (rt *Runtime) stampIdentity(ref objectRef) error {
 	return s.Commit()
 }
 
-// ListObjects lists the objects stored on this node, by class and name.
+// ListObjects lists the objects by class and name, a page at a time:
+// this node's catalog, or in a cluster every member's merged.
 func (rt *Runtime) ListObjects(ctx context.Context, class, cursor string, limit int) (rpc.ObjectList, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
@@ -285,7 +286,19 @@ func (rt *Runtime) ListObjects(ctx context.Context, class, cursor string, limit 
 	if err != nil {
 		return rpc.ObjectList{}, fmt.Errorf("%w: invalid cursor", apierr.ErrBadRequest)
 	}
-	recs, next, err := rt.catalog.ListObjects(class, string(after), limit)
+	if rt.cluster != nil {
+		return rt.cluster.listObjects(ctx, class, string(after), limit)
+	}
+	return rt.localObjects(ctx, class, string(after), limit)
+}
+
+// localObjects lists this node's catalog after the raw key after; the
+// cursor of the answer is that raw key, base64url-encoded.
+func (rt *Runtime) localObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	recs, next, err := rt.catalog.ListObjects(class, after, limit)
 	if err != nil {
 		return rpc.ObjectList{}, err
 	}
@@ -300,8 +313,11 @@ func (rt *Runtime) ListObjects(ctx context.Context, class, cursor string, limit 
 	return out, nil
 }
 
-// Cluster describes the one-node cluster.
+// Cluster describes the cluster (a one-node one without Raft).
 func (rt *Runtime) Cluster(ctx context.Context) (rpc.ClusterInfo, error) {
+	if rt.cluster != nil {
+		return rt.cluster.Info(), nil
+	}
 	return rpc.ClusterInfo{
 		Node: rt.cfg.NodeName, Leader: rt.cfg.NodeName, Epoch: 1, Partitions: rt.cfg.Partitions,
 		Members: []rpc.Member{{Name: rt.cfg.NodeName, HTTP: rt.cfg.HTTPAddr, Status: "alive", Partitions: rt.cfg.Partitions}},
@@ -317,6 +333,9 @@ func (rt *Runtime) Ready(ctx context.Context) error {
 	}
 	if rt.catalog == nil {
 		return fmt.Errorf("%w: node not started", apierr.ErrOwnerUnavailable)
+	}
+	if rt.cluster != nil {
+		return rt.cluster.Ready()
 	}
 	return nil
 }

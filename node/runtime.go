@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
@@ -73,6 +74,9 @@ type Runtime struct {
 	closing       bool
 	drained       chan struct{} // closed when inflight reaches 0 while closing
 	drainedClosed bool
+
+	fence   atomic.Pointer[func(partition int) error] // nil: serve every partition
+	cluster *Cluster                                  // nil on a one-node runtime without Raft
 
 	bg     sync.WaitGroup // WaitUntil functions and alarm deliveries
 	stop   chan struct{}
@@ -359,6 +363,13 @@ func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *i
 		return fmt.Errorf("%w: waiting for object %s/%s: %v", apierr.ErrTimeout, ref.class, ref.name, ctx.Err())
 	}
 	defer func() { <-inst.sem }()
+	// Fencing: checked while holding the object, so a partition that
+	// stops being ours drains (ClosePartition) behind the last event.
+	if fence := rt.fence.Load(); fence != nil {
+		if err := (*fence)(ref.partition); err != nil {
+			return err
+		}
+	}
 	return fn(inst)
 }
 

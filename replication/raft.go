@@ -42,6 +42,9 @@ type RaftConfig struct {
 	Logger *slog.Logger
 	// Fast shortens Raft's timeouts, for tests on loopback.
 	Fast bool
+	// OnChange, if set, is called after the state changed (a command
+	// applied or a snapshot restored), never concurrently with itself.
+	OnChange func()
 }
 
 // RaftNode is this node's member of the Raft group holding ClusterState.
@@ -62,7 +65,7 @@ func NewRaftNode(cfg RaftConfig) (*RaftNode, error) {
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
 	}
-	return &RaftNode{cfg: cfg, fsm: &clusterFSM{state: &ClusterState{}, assign: cfg.Assign}}, nil
+	return &RaftNode{cfg: cfg, fsm: &clusterFSM{state: &ClusterState{}, assign: cfg.Assign, onChange: cfg.OnChange}}, nil
 }
 
 // Open starts Raft with the stored log and snapshots, if any.
@@ -126,9 +129,18 @@ func (n *RaftNode) HasState() (bool, error) {
 // Bootstrap makes this node a one-voter cluster; a node with history
 // refuses.
 func (n *RaftNode) Bootstrap() error {
-	f := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
-		{ID: raft.ServerID(n.cfg.NodeID), Address: n.transport.LocalAddr()},
-	}})
+	return n.BootstrapWith([]Server{{ID: n.cfg.NodeID, Address: n.Addr(), Voter: true}})
+}
+
+// BootstrapWith forms the first cluster from servers (all voters). Every
+// founding node must call it with the same list; a node with history
+// ignores it.
+func (n *RaftNode) BootstrapWith(servers []Server) error {
+	var conf raft.Configuration
+	for _, s := range servers {
+		conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Address), Suffrage: raft.Voter})
+	}
+	f := n.raft.BootstrapCluster(conf)
 	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		return fmt.Errorf("bootstrap raft: %w", err)
 	}
@@ -170,6 +182,9 @@ func (n *RaftNode) Leader() (id, addr string) {
 	a, i := n.raft.LeaderWithID()
 	return string(i), string(a)
 }
+
+// LeadershipTransfer hands leadership to another voter.
+func (n *RaftNode) LeadershipTransfer() error { return n.raft.LeadershipTransfer().Error() }
 
 // IsLeader reports whether this node leads.
 func (n *RaftNode) IsLeader() bool { return n.raft.State() == raft.Leader }
@@ -226,9 +241,10 @@ func (n *RaftNode) Close() error {
 
 // clusterFSM applies Commands to a ClusterState.
 type clusterFSM struct {
-	mu     sync.RWMutex
-	state  *ClusterState
-	assign Assigner
+	mu       sync.RWMutex
+	state    *ClusterState
+	assign   Assigner
+	onChange func()
 }
 
 func (f *clusterFSM) Apply(l *raft.Log) any {
@@ -237,13 +253,17 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 		return fmt.Errorf("decode command: %w", err)
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	// Apply on a copy: a refused command must leave the state untouched.
 	next := f.state.Clone()
 	if err := next.Apply(c, f.assign); err != nil {
+		f.mu.Unlock()
 		return err
 	}
 	f.state = next
+	f.mu.Unlock()
+	if f.onChange != nil {
+		f.onChange()
+	}
 	return nil
 }
 
@@ -266,6 +286,9 @@ func (f *clusterFSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state = &s
 	f.mu.Unlock()
+	if f.onChange != nil {
+		f.onChange()
+	}
 	return nil
 }
 

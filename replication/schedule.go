@@ -231,3 +231,38 @@ func (s *LocalSchedule) ListObjects(class, after string, limit int) ([]ObjectRec
 func bytesHasPrefix(b, p []byte) bool {
 	return len(b) >= len(p) && string(b[:len(p)]) == string(p)
 }
+
+// ForgetPartition removes the catalog entries of partition p.
+func (s *LocalSchedule) ForgetPartition(p int) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		objs, ids := tx.Bucket(objectsBucket), tx.Bucket(idsBucket)
+		if objs == nil {
+			return nil
+		}
+		var drop [][]byte
+		err := objs.ForEach(func(k, v []byte) error {
+			var r ObjectRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			if r.Partition == p {
+				drop = append(drop, append([]byte(nil), k...))
+				if ids != nil {
+					if err := ids.Delete([]byte(r.ID)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := objs.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -42,6 +42,15 @@ type ServerConfig struct {
 	// Registry receives the API metrics and serves /metrics; nil makes a
 	// private registry (with Go and process collectors).
 	Registry *prometheus.Registry
+	// Router, if set, sends object requests to their owners (cluster);
+	// nil serves everything here.
+	Router Router
+	// Internal, if set, serves the node-to-node routes under
+	// /v1/internal/.
+	Internal ClusterInternal
+	// Forwarder is the HTTP client used to forward; nil means a default
+	// client with keep-alive connections.
+	Forwarder *http.Client
 	// AdminToken, if set, is the bearer token every /v1/ route requires.
 	AdminToken string
 	// RequestTimeout bounds one request's wait for and run of its event.
@@ -68,6 +77,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.Forwarder == nil {
+		cfg.Forwarder = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}
 	}
 	s := &Server{
 		cfg: cfg,
@@ -101,42 +113,71 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 func (s *Server) routes() {
 	b := s.cfg.Backend
 	obj := "/v1/objects/{class}/{name}"
-	s.handle("/objects/{class}/{name}", "call", s.call)
-	s.handle("/objects/{class}/{name}/{path...}", "call", s.call)
-	s.handle("POST "+obj+"/sql", "sql", s.sql)
-	s.handle("GET "+obj+"/alarm", "alarm", s.getAlarm)
-	s.handle("PUT "+obj+"/alarm", "alarm", s.putAlarm)
-	s.handle("DELETE "+obj+"/alarm", "alarm", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("/objects/{class}/{name}", "call", s.routed(s.call))
+	s.handle("/objects/{class}/{name}/{path...}", "call", s.routed(s.call))
+	s.handle("POST "+obj+"/sql", "sql", s.routed(s.sql))
+	s.handle("GET "+obj+"/alarm", "alarm", s.routed(s.getAlarm))
+	s.handle("PUT "+obj+"/alarm", "alarm", s.routed(s.putAlarm))
+	s.handle("DELETE "+obj+"/alarm", "alarm", s.routed(func(w http.ResponseWriter, r *http.Request) error {
 		if err := b.DeleteAlarm(r.Context(), r.PathValue("class"), r.PathValue("name")); err != nil {
 			return err
 		}
 		return writeJSON(w, http.StatusOK, AlarmResponse{})
-	})
-	s.handle("GET "+obj+"/kv", "kv", s.kvList)
-	s.handle("GET "+obj+"/kv/{key...}", "kv", s.kvGet)
-	s.handle("PUT "+obj+"/kv/{key...}", "kv", s.kvPut)
-	s.handle("DELETE "+obj+"/kv/{key...}", "kv", s.kvDelete)
-	s.handle("GET "+obj, "object", func(w http.ResponseWriter, r *http.Request) error {
+	}))
+	s.handle("GET "+obj+"/kv", "kv", s.routed(s.kvList))
+	s.handle("GET "+obj+"/kv/{key...}", "kv", s.routed(s.kvGet))
+	s.handle("PUT "+obj+"/kv/{key...}", "kv", s.routed(s.kvPut))
+	s.handle("DELETE "+obj+"/kv/{key...}", "kv", s.routed(s.kvDelete))
+	s.handle("GET "+obj, "object", s.routed(func(w http.ResponseWriter, r *http.Request) error {
 		info, err := b.Info(r.Context(), r.PathValue("class"), r.PathValue("name"))
 		if err != nil {
 			return err
 		}
 		return writeJSON(w, http.StatusOK, info)
-	})
-	s.handle("DELETE "+obj, "object", func(w http.ResponseWriter, r *http.Request) error {
+	}))
+	s.handle("DELETE "+obj, "object", s.routed(func(w http.ResponseWriter, r *http.Request) error {
 		if err := b.DeleteObject(r.Context(), r.PathValue("class"), r.PathValue("name")); err != nil {
 			return err
 		}
 		return writeJSON(w, http.StatusOK, map[string]bool{"deleted": true})
-	})
-	s.handle("GET "+obj+"/export", "export", s.export)
-	s.handle("PUT "+obj+"/import", "import", func(w http.ResponseWriter, r *http.Request) error {
+	}))
+	s.handle("GET "+obj+"/export", "export", s.routed(s.export))
+	s.handle("PUT "+obj+"/import", "import", s.routed(func(w http.ResponseWriter, r *http.Request) error {
 		if err := b.Import(r.Context(), r.PathValue("class"), r.PathValue("name"), r.Body); err != nil {
 			return err
 		}
 		return writeJSON(w, http.StatusOK, map[string]bool{"imported": true})
-	})
+	}))
 	s.handle("GET /v1/objects", "list", s.listObjects)
+	if in := s.cfg.Internal; in != nil {
+		s.handle("POST /v1/internal/apply", "internal", func(w http.ResponseWriter, r *http.Request) error {
+			body, err := readBody(r, MaxAPIBody)
+			if err != nil {
+				return err
+			}
+			if err := in.ApplyCommand(r.Context(), body); err != nil {
+				return err
+			}
+			return writeJSON(w, http.StatusOK, map[string]bool{"applied": true})
+		})
+		s.handle("GET /v1/internal/partitions/{p}/archive", "internal", func(w http.ResponseWriter, r *http.Request) error {
+			p, err := strconv.Atoi(r.PathValue("p"))
+			if err != nil {
+				return fmt.Errorf("%w: partition %q", apierr.ErrBadRequest, r.PathValue("p"))
+			}
+			w.Header().Set("Content-Type", "application/x-tar")
+			return in.PartitionArchive(r.Context(), p, w)
+		})
+		s.handle("GET /v1/internal/objects", "internal", func(w http.ResponseWriter, r *http.Request) error {
+			q := r.URL.Query()
+			limit, _ := strconv.Atoi(q.Get("limit"))
+			list, err := in.LocalObjects(r.Context(), q.Get("class"), q.Get("after"), limit)
+			if err != nil {
+				return err
+			}
+			return writeJSON(w, http.StatusOK, list)
+		})
+	}
 	s.handle("GET /v1/cluster", "cluster", func(w http.ResponseWriter, r *http.Request) error {
 		info, err := b.Cluster(r.Context())
 		if err != nil {

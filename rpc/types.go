@@ -152,3 +152,17 @@ type Backend interface {
 	Cluster(ctx context.Context) (ClusterInfo, error)
 	Ready(ctx context.Context) error
 }
+
+// ClusterInternal is the node-to-node part of the API: Raft commands sent
+// to the leader, partition handoff streams, and each node's share of a
+// cluster-wide listing. The cluster implements it.
+type ClusterInternal interface {
+	// ApplyCommand commits a cluster command (JSON) if this node leads.
+	ApplyCommand(ctx context.Context, cmd []byte) error
+	// PartitionArchive writes partition p's objects and alarms as a tar
+	// stream, once the partition is drained here.
+	PartitionArchive(ctx context.Context, p int, w io.Writer) error
+	// LocalObjects lists the objects stored on this node after the raw
+	// catalog key after.
+	LocalObjects(ctx context.Context, class, after string, limit int) (ObjectList, error)
+}

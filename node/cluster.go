@@ -1,0 +1,708 @@
+package node
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/placement"
+	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/rpc"
+)
+
+// ClusterConfig configures this node's part in a cluster.
+type ClusterConfig struct {
+	// Name is the node's unique, stable name.
+	Name string
+	// HTTP is the host:port other nodes and clients reach this node's API at.
+	HTTP string
+	// GossipBind and GossipAdvertise are the memberlist addresses.
+	GossipBind, GossipAdvertise string
+	// RaftBind and RaftAdvertise are the Raft transport addresses.
+	RaftBind, RaftAdvertise string
+	// Dir holds the Raft log and snapshots.
+	Dir string
+	// Join lists gossip addresses of members to join; empty with
+	// BootstrapExpect 0 bootstraps a one-node cluster.
+	Join []string
+	// BootstrapExpect forms the first cluster once this many nodes met.
+	BootstrapExpect int
+	// Ring fixes placement; it is recorded in the Raft state when the
+	// cluster is created and the recorded one wins afterwards.
+	Ring placement.RingConfig
+	// AdminToken is sent on node-to-node calls when the API requires it.
+	AdminToken string
+	// Logger receives the cluster's logs.
+	Logger *slog.Logger
+	// Fast shortens gossip and Raft timeouts, for tests on loopback.
+	Fast bool
+}
+
+// Cluster joins a Runtime to the other nodes: gossip membership, the Raft
+// group that commits members and partition placement, request routing
+// with fencing, and partition handoff. All methods are safe to call
+// concurrently.
+type Cluster struct {
+	cfg  ClusterConfig
+	rt   *Runtime
+	log  *slog.Logger
+	ml   *placement.Membership
+	raft *replication.RaftNode
+	hc   *http.Client
+
+	state atomic.Pointer[replication.ClusterState]
+	kick  chan struct{}
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	pulling map[int]bool // partitions being pulled here
+	owned   map[int]bool // partitions this node owned at the last look
+}
+
+// NewCluster attaches a cluster to rt (before rt.Start); no I/O.
+func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
+	if cfg.Name == "" || cfg.HTTP == "" || cfg.Dir == "" {
+		return nil, fmt.Errorf("cluster config: name, HTTP address and dir are required")
+	}
+	if cfg.Ring.Partitions == 0 {
+		cfg.Ring = placement.DefaultRingConfig()
+	}
+	if cfg.Ring.Partitions != rt.cfg.Partitions {
+		return nil, fmt.Errorf("cluster config: ring has %d partitions, the runtime %d", cfg.Ring.Partitions, rt.cfg.Partitions)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{
+		cfg: cfg, rt: rt, log: log,
+		hc:      &http.Client{Timeout: 5 * time.Minute},
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		pulling: map[int]bool{},
+		owned:   map[int]bool{},
+	}
+	rt.cluster = c
+	rt.SetFence(c.fence)
+	return c, nil
+}
+
+func assignPartitions(members []string, p replication.RingParams) []string {
+	return placement.Assign(members, placement.RingConfig(p))
+}
+
+// Start opens Raft and gossip, joins or forms the cluster, and starts the
+// loops that keep placement and data in step.
+func (c *Cluster) Start(ctx context.Context) error {
+	r, err := replication.NewRaftNode(replication.RaftConfig{
+		NodeID: c.cfg.Name, Bind: c.cfg.RaftBind, Advertise: c.cfg.RaftAdvertise, Dir: c.cfg.Dir,
+		Assign: assignPartitions, Logger: c.log, Fast: c.cfg.Fast, OnChange: c.poke,
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.Open(); err != nil {
+		return err
+	}
+	c.raft = r
+	c.state.Store(r.State())
+	ml, err := placement.NewMembership(placement.MembershipConfig{
+		Name: c.cfg.Name, Bind: c.cfg.GossipBind, Advertise: c.cfg.GossipAdvertise,
+		Meta:     placement.MemberMeta{HTTP: c.cfg.HTTP, Raft: r.Addr()},
+		OnChange: c.poke, Logger: c.log, Fast: c.cfg.Fast,
+	})
+	if err != nil {
+		r.Close()
+		return err
+	}
+	if err := ml.Start(); err != nil {
+		r.Close()
+		return err
+	}
+	c.ml = ml
+	has, err := r.HasState()
+	if err != nil {
+		return err
+	}
+	if !has && len(c.cfg.Join) == 0 && c.cfg.BootstrapExpect <= 1 {
+		if err := r.Bootstrap(); err != nil {
+			return err
+		}
+	}
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.loop(!has) }()
+	return nil
+}
+
+func (c *Cluster) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// loop keeps this node in step with the committed state.
+func (c *Cluster) loop(fresh bool) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	joined := len(c.cfg.Join) == 0
+	for {
+		if !joined {
+			if _, err := c.ml.Join(c.cfg.Join); err == nil {
+				joined = true
+			} else {
+				c.log.Debug("join: no member answered yet", "err", err)
+			}
+		}
+		if fresh && c.cfg.BootstrapExpect > 1 {
+			fresh = !c.tryBootstrapExpect()
+		}
+		c.state.Store(c.raft.State())
+		if c.raft.IsLeader() {
+			c.lead()
+		}
+		c.followPlacement()
+		select {
+		case <-c.stop:
+			return
+		case <-c.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// tryBootstrapExpect forms the first cluster once BootstrapExpect nodes
+// are alive in gossip; every founder proposes the same voter list.
+func (c *Cluster) tryBootstrapExpect() bool {
+	var servers []replication.Server
+	for _, p := range c.ml.Peers() {
+		if p.State == "alive" && p.Meta.Raft != "" {
+			servers = append(servers, replication.Server{ID: p.Name, Address: p.Meta.Raft, Voter: true})
+		}
+	}
+	if len(servers) < c.cfg.BootstrapExpect {
+		return false
+	}
+	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+	if err := c.raft.BootstrapWith(servers[:c.cfg.BootstrapExpect]); err != nil {
+		c.log.Warn("bootstrap failed", "err", err)
+		return false
+	}
+	return true
+}
+
+// lead does the leader's share: create the ring, admit members seen by
+// gossip, and keep 3 voters (5 from 5 members up) in the Raft group.
+func (c *Cluster) lead() {
+	st := c.raft.State()
+	if st.Epoch == 0 {
+		c.applyLocal(replication.Command{Kind: replication.CmdBootstrap, Ring: replication.RingParams(c.cfg.Ring)})
+		st = c.raft.State()
+	}
+	for _, p := range c.ml.Peers() {
+		if p.State != "alive" || p.Meta.Leaving || p.Meta.HTTP == "" {
+			continue
+		}
+		m := st.Members[p.Name]
+		want := replication.Member{Name: p.Name, HTTP: p.Meta.HTTP, Raft: p.Meta.Raft, Gossip: p.Gossip, Status: replication.Active}
+		if m == nil || (m.Status != replication.Active && m.Status != replication.Leaving) || *m != want && m.Status == replication.Active {
+			c.applyLocal(replication.Command{Kind: replication.CmdJoin, Member: want})
+		}
+	}
+	c.manageVoters(c.raft.State())
+}
+
+func (c *Cluster) manageVoters(st *replication.ClusterState) {
+	servers, err := c.raft.Servers()
+	if err != nil {
+		return
+	}
+	inRaft := map[string]replication.Server{}
+	voters := 0
+	for _, s := range servers {
+		inRaft[s.ID] = s
+		if s.Voter {
+			voters++
+		}
+	}
+	active := st.ActiveMembers()
+	want := 3
+	if len(active) >= 5 {
+		want = 5
+	}
+	for _, name := range active {
+		m := st.Members[name]
+		s, ok := inRaft[name]
+		switch {
+		case !ok:
+			voter := voters < want
+			if err := c.raft.AddServer(name, m.Raft, voter); err == nil && voter {
+				voters++
+			}
+		case !s.Voter && voters < want:
+			if err := c.raft.AddServer(name, m.Raft, true); err == nil {
+				voters++
+			}
+		}
+	}
+	for id := range inRaft {
+		if m := st.Members[id]; m != nil && (m.Status == replication.Left || m.Status == replication.Removed) && id != c.cfg.Name {
+			c.raft.RemoveServer(id)
+		}
+	}
+}
+
+func (c *Cluster) applyLocal(cmd replication.Command) {
+	if err := c.raft.Apply(cmd, 5*time.Second); err != nil {
+		c.log.Debug("cluster command refused", "kind", cmd.Kind, "err", err)
+	}
+}
+
+// Apply commits a command through the leader, wherever it is.
+func (c *Cluster) Apply(ctx context.Context, cmd replication.Command) error {
+	if c.raft.IsLeader() {
+		return c.raft.Apply(cmd, 5*time.Second)
+	}
+	leaderID, _ := c.raft.Leader()
+	m := c.state.Load().Members[leaderID]
+	if m == nil {
+		return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
+	}
+	b, _ := json.Marshal(cmd)
+	_, err := c.post(ctx, m.HTTP, "/v1/internal/apply", b)
+	return err
+}
+
+// ApplyCommand commits a command forwarded by another node.
+func (c *Cluster) ApplyCommand(ctx context.Context, body []byte) error {
+	var cmd replication.Command
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		return fmt.Errorf("%w: %v", apierr.ErrBadRequest, err)
+	}
+	err := c.raft.Apply(cmd, 5*time.Second)
+	if errors.Is(err, replication.ErrNotLeader) {
+		return fmt.Errorf("%w: not the leader", apierr.ErrOwnerUnavailable)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", apierr.ErrConflict, err)
+	}
+	return nil
+}
+
+func (c *Cluster) post(ctx context.Context, host, path string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+host+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	return c.do(req)
+}
+
+func (c *Cluster) do(req *http.Request) ([]byte, error) {
+	if c.cfg.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.AdminToken)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", apierr.ErrOwnerUnavailable, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return nil, fmt.Errorf("%w: %s answered %d: %s", apierr.ErrOwnerUnavailable, req.URL.Host, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+// fence lets an event run only on a partition this node owns, ready.
+func (c *Cluster) fence(p int) error {
+	st := c.state.Load()
+	if st == nil || p >= len(st.Partitions) {
+		return fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable)
+	}
+	part := st.Partitions[p]
+	if part.Owner != c.cfg.Name || !part.Ready() {
+		return fmt.Errorf("%w: partition %d is not served here now (owner %q, moving to %q)", apierr.ErrOwnerUnavailable, p, part.Owner, part.Target)
+	}
+	return nil
+}
+
+// Route implements rpc.Router.
+func (c *Cluster) Route(class, name string) (string, bool, error) {
+	if placement.ValidateClass(class) != nil || placement.ValidateName(name) != nil {
+		return "", true, nil // let the local handler answer the bad request
+	}
+	st := c.state.Load()
+	p := placement.PartitionOf(placement.ObjectID(class, name), c.rt.cfg.Partitions)
+	if st == nil || p >= len(st.Partitions) {
+		return "", false, fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable)
+	}
+	part := st.Partitions[p]
+	if !part.Ready() {
+		return "", false, fmt.Errorf("%w: partition %d is moving from %s to %s", apierr.ErrOwnerUnavailable, p, part.Owner, part.Target)
+	}
+	if part.Owner == c.cfg.Name {
+		return "", true, nil
+	}
+	m := st.Members[part.Owner]
+	if m == nil || m.HTTP == "" {
+		return "", false, fmt.Errorf("%w: owner %q of partition %d unknown", apierr.ErrOwnerUnavailable, part.Owner, p)
+	}
+	return m.HTTP, false, nil
+}
+
+// Epoch implements rpc.Router.
+func (c *Cluster) Epoch() uint64 {
+	if st := c.state.Load(); st != nil {
+		return st.Epoch
+	}
+	return 0
+}
+
+// followPlacement pulls partitions moving here and lets go of those that
+// moved away.
+func (c *Cluster) followPlacement() {
+	st := c.state.Load()
+	if st == nil || len(st.Partitions) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, part := range st.Partitions {
+		if part.Target == c.cfg.Name && part.Owner != c.cfg.Name && !c.pulling[p] {
+			c.pulling[p] = true
+			c.wg.Add(1)
+			go func(p int, owner string) {
+				defer c.wg.Done()
+				err := c.pull(p, owner)
+				c.mu.Lock()
+				delete(c.pulling, p)
+				c.mu.Unlock()
+				if err != nil {
+					c.log.Warn("handoff pull failed; will retry", "partition", p, "from", owner, "err", err)
+				}
+			}(p, part.Owner)
+		}
+		mine := part.Owner == c.cfg.Name
+		if c.owned[p] && !mine && part.Owner != "" {
+			// Handed off and committed: our copy is no longer the object.
+			if err := c.rt.DropPartition(context.Background(), p); err != nil {
+				c.log.Error("cannot drop a handed-off partition", "partition", p, "err", err)
+				continue
+			}
+		}
+		c.owned[p] = mine
+	}
+}
+
+// pull fetches partition p from its owner, verifies and installs it, then
+// commits the handoff.
+func (c *Cluster) pull(p int, owner string) error {
+	st := c.state.Load()
+	m := st.Members[owner]
+	if m == nil {
+		return fmt.Errorf("owner %q unknown", owner)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTP+"/v1/internal/partitions/"+strconv.Itoa(p)+"/archive", nil)
+	if err != nil {
+		return err
+	}
+	if c.cfg.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.AdminToken)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("owner answered %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	dir, err := os.MkdirTemp(filepath.Join(c.rt.cfg.DataDir), ".incoming-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var alarms []replication.Alarm
+	tr := tar.NewReader(resp.Body)
+	complete := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read archive: %w", err)
+		}
+		switch {
+		case h.Name == "alarms.json":
+			if err := json.NewDecoder(tr).Decode(&alarms); err != nil {
+				return fmt.Errorf("read alarms: %w", err)
+			}
+		case h.Name == "END":
+			complete = true
+		default:
+			id, ok := cutDB(h.Name)
+			if !ok || filepath.Base(h.Name) != h.Name {
+				return fmt.Errorf("unexpected archive entry %q", h.Name)
+			}
+			path := filepath.Join(dir, id+".db")
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, io.LimitReader(tr, c.rt.cfg.MaxObjectBytes+1))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("receive %s: %w", h.Name, err)
+			}
+			if err := objectstore.ValidateImport(path, c.rt.cfg.MaxObjectBytes); err != nil {
+				return fmt.Errorf("verify %s: %w", h.Name, err)
+			}
+		}
+	}
+	if !complete {
+		return fmt.Errorf("archive of partition %d ended early", p)
+	}
+	if err := c.rt.AdoptPartition(p, dir, alarms); err != nil {
+		return err
+	}
+	return c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name})
+}
+
+// PartitionArchive streams partition p to its new owner: the fence
+// already refuses p (it is moving), so once its events drain its files
+// are still.
+func (c *Cluster) PartitionArchive(ctx context.Context, p int, w io.Writer) error {
+	st := c.state.Load()
+	if st == nil || p < 0 || p >= len(st.Partitions) {
+		return fmt.Errorf("%w: no partition %d", apierr.ErrNotFound, p)
+	}
+	part := st.Partitions[p]
+	if part.Owner != c.cfg.Name || part.Target == "" {
+		return fmt.Errorf("%w: partition %d is not moving away from here", apierr.ErrConflict, p)
+	}
+	if err := c.rt.ClosePartition(ctx, p); err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	entries, err := os.ReadDir(c.rt.PartitionDir(p))
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	for _, e := range entries {
+		if _, ok := cutDB(e.Name()); !ok {
+			continue
+		}
+		if err := addExport(tw, filepath.Join(c.rt.PartitionDir(p), e.Name()), e.Name()); err != nil {
+			return err
+		}
+	}
+	alarms, err := c.rt.PartitionAlarms(p)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(alarms)
+	if err := tw.WriteHeader(&tar.Header{Name: "alarms.json", Mode: 0o600, Size: int64(len(b))}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(b); err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "END", Mode: 0o600}); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// addExport writes a consistent copy of one object file into the archive.
+func addExport(tw *tar.Writer, path, name string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".handoff-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	n, err := objectstore.Export(path, tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: n}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, tmp)
+	return err
+}
+
+// LocalObjects lists this node's catalog (its share of a cluster listing).
+func (c *Cluster) LocalObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
+	return c.rt.localObjects(ctx, class, after, limit)
+}
+
+// Leave hands every partition of this node to the others, then leaves
+// gossip and Raft. It returns when the committed state says this node has
+// left, or when ctx ends.
+func (c *Cluster) Leave(ctx context.Context) error {
+	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdLeave, Name: c.cfg.Name}); err != nil {
+		return err
+	}
+	for {
+		st := c.state.Load()
+		if m := st.Members[c.cfg.Name]; m != nil && m.Status == replication.Left {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("leave: partitions not handed off in time: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if c.raft.IsLeader() {
+		c.raft.LeadershipTransfer()
+	}
+	return nil
+}
+
+// Close stops the loops, gossip (announcing a leave if leaving) and Raft.
+func (c *Cluster) Close(graceful bool) error {
+	select {
+	case <-c.stop:
+		return nil
+	default:
+	}
+	close(c.stop)
+	c.wg.Wait()
+	var err error
+	if c.ml != nil {
+		if graceful {
+			err = c.ml.Leave(2 * time.Second)
+		} else {
+			err = c.ml.Close()
+		}
+	}
+	if c.raft != nil {
+		err = errors.Join(err, c.raft.Close())
+	}
+	return err
+}
+
+// Info describes the cluster for /v1/cluster.
+func (c *Cluster) Info() rpc.ClusterInfo {
+	st := c.state.Load()
+	leader, _ := c.raft.Leader()
+	info := rpc.ClusterInfo{Node: c.cfg.Name, Leader: leader, Epoch: st.Epoch, Partitions: len(st.Partitions)}
+	gossip := map[string]string{}
+	for _, p := range c.ml.Peers() {
+		gossip[p.Name] = p.State
+	}
+	counts := st.Counts()
+	names := make([]string, 0, len(st.Members))
+	for n := range st.Members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		m := st.Members[n]
+		status := gossip[n]
+		switch {
+		case m.Status == replication.Left || m.Status == replication.Removed:
+			status = "left"
+		case status == "":
+			status = "dead"
+		}
+		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n]})
+	}
+	return info
+}
+
+// Ready reports whether this node is joined, knows a leader, and owns
+// only ready partitions.
+func (c *Cluster) Ready() error {
+	st := c.state.Load()
+	if m := st.Members[c.cfg.Name]; m == nil || m.Status != replication.Active {
+		return fmt.Errorf("%w: not an active member yet", apierr.ErrOwnerUnavailable)
+	}
+	if id, _ := c.raft.Leader(); id == "" {
+		return fmt.Errorf("%w: no Raft leader known", apierr.ErrOwnerUnavailable)
+	}
+	for p, part := range st.Partitions {
+		if part.Target == c.cfg.Name || part.Owner == c.cfg.Name && part.Target != "" {
+			return fmt.Errorf("%w: partition %d is moving", apierr.ErrOwnerUnavailable, p)
+		}
+	}
+	return nil
+}
+
+// listObjects merges every active member's share of a listing, in key
+// order (class, then name), a page at a time.
+func (c *Cluster) listObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
+	st := c.state.Load()
+	var all []rpc.ObjectInfo
+	more := false
+	for _, name := range st.ActiveMembers() {
+		var part rpc.ObjectList
+		if name == c.cfg.Name {
+			var err error
+			if part, err = c.rt.localObjects(ctx, class, after, limit); err != nil {
+				return rpc.ObjectList{}, err
+			}
+		} else {
+			q := "class=" + urlQueryEscape(class) + "&after=" + urlQueryEscape(after) + "&limit=" + strconv.Itoa(limit)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.Members[name].HTTP+"/v1/internal/objects?"+q, nil)
+			if err != nil {
+				return rpc.ObjectList{}, err
+			}
+			b, err := c.do(req)
+			if err != nil {
+				return rpc.ObjectList{}, fmt.Errorf("list objects on %s: %w", name, err)
+			}
+			if err := json.Unmarshal(b, &part); err != nil {
+				return rpc.ObjectList{}, fmt.Errorf("%w: list objects on %s: %v", apierr.ErrInternal, name, err)
+			}
+		}
+		all = append(all, part.Objects...)
+		if part.Cursor != "" {
+			more = true
+		}
+	}
+	key := func(o rpc.ObjectInfo) string { return o.Class + "\x00" + o.Name }
+	sort.Slice(all, func(i, j int) bool { return key(all[i]) < key(all[j]) })
+	out := rpc.ObjectList{Objects: all}
+	if len(all) > limit {
+		out.Objects, more = all[:limit], true
+	}
+	if out.Objects == nil {
+		out.Objects = []rpc.ObjectInfo{}
+	}
+	if more && len(out.Objects) > 0 {
+		out.Cursor = base64.RawURLEncoding.EncodeToString([]byte(key(out.Objects[len(out.Objects)-1])))
+	}
+	return out, nil
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

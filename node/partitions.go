@@ -1,0 +1,156 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/replication"
+)
+
+// SetFence installs the check every event makes before it runs: an error
+// (OWNER_UNAVAILABLE) refuses the event. The cluster uses it so a node
+// only serves partitions the committed state gives it, ready.
+func (rt *Runtime) SetFence(f func(partition int) error) {
+	if f == nil {
+		rt.fence.Store(nil)
+		return
+	}
+	rt.fence.Store(&f)
+}
+
+// PartitionDir is where partition p's object files live.
+func (rt *Runtime) PartitionDir(p int) string {
+	return filepath.Join(rt.cfg.DataDir, "partitions", strconv.Itoa(p))
+}
+
+// ClosePartition waits until no event runs on partition p and closes its
+// open databases. The fence must already refuse p, or new events would
+// keep it busy.
+func (rt *Runtime) ClosePartition(ctx context.Context, p int) error {
+	for {
+		var stores []*objectstore.Store
+		busy := false
+		rt.mu.Lock()
+		for _, inst := range rt.objects {
+			if inst.ref.partition != p {
+				continue
+			}
+			if inst.refs > 0 {
+				busy = true
+				continue
+			}
+			if inst.store != nil {
+				stores = append(stores, rt.evictLocked(inst))
+			}
+		}
+		rt.mu.Unlock()
+		for _, s := range stores {
+			s.Close()
+		}
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("close partition %d: events still running: %w", p, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// PartitionAlarms lists the scheduled alarms of partition p.
+func (rt *Runtime) PartitionAlarms(p int) ([]replication.Alarm, error) {
+	all, err := rt.schedule.Alarms()
+	if err != nil {
+		return nil, err
+	}
+	var out []replication.Alarm
+	for _, a := range all {
+		if a.Partition == p {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// AdoptPartition takes in the files and alarms of a partition handed over
+// by its previous owner: files (already verified) are moved from dir into
+// place, alarms are scheduled here, objects enter the catalog.
+func (rt *Runtime) AdoptPartition(p int, dir string, alarms []replication.Alarm) error {
+	dst := rt.PartitionDir(p)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var recs []replication.ObjectRecord
+	for _, e := range entries {
+		id, ok := cutDB(e.Name())
+		if !ok {
+			continue
+		}
+		if err := objectstore.ReplaceFile(filepath.Join(dst, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+		class, name, err := objectstore.ReadIdentity(filepath.Join(dst, e.Name()))
+		if err != nil {
+			return err
+		}
+		recs = append(recs, replication.ObjectRecord{ID: id, Class: class, Name: name, Partition: p})
+	}
+	if err := rt.catalog.RecordObjects(recs); err != nil {
+		return err
+	}
+	for _, a := range alarms {
+		if err := rt.schedule.PutAlarm(a); err != nil {
+			return err
+		}
+		rt.timers.set(a)
+	}
+	return nil
+}
+
+// DropPartition forgets a partition handed to another node: its alarms
+// leave this node's schedule and its files move to <data>/handed-off (kept
+// for the operator, never served again).
+func (rt *Runtime) DropPartition(ctx context.Context, p int) error {
+	if err := rt.ClosePartition(ctx, p); err != nil {
+		return err
+	}
+	alarms, err := rt.PartitionAlarms(p)
+	if err != nil {
+		return err
+	}
+	for _, a := range alarms {
+		if err := rt.schedule.DeleteAlarm(a.ObjectID); err != nil {
+			return err
+		}
+		rt.timers.remove(a.ObjectID)
+	}
+	if err := rt.catalog.ForgetPartition(p); err != nil {
+		return err
+	}
+	src := rt.PartitionDir(p)
+	if _, err := os.Stat(src); os.IsNotExist(err) {
+		return nil
+	}
+	trash := filepath.Join(rt.cfg.DataDir, "handed-off", strconv.Itoa(p)+"-"+strconv.FormatInt(time.Now().UnixNano(), 10))
+	if err := os.MkdirAll(filepath.Dir(trash), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(src, trash)
+}
+
+func cutDB(name string) (string, bool) {
+	if len(name) != 64+3 || filepath.Ext(name) != ".db" {
+		return "", false
+	}
+	return name[:64], true
+}
