@@ -16,6 +16,9 @@ const (
 	MaxValueBytes = 2 * 1024 * 1024
 	// MaxColumns is the most columns a table, index or result may have.
 	MaxColumns = 100
+	// MaxResultBytes bounds the rows one Exec may return (approximate
+	// in-memory size).
+	MaxResultBytes = 64 << 20
 	// MaxKeyBytes is the longest KV key.
 	MaxKeyBytes = 2048
 	// ReservedPrefix starts every name Dura keeps for itself.

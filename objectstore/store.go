@@ -2,7 +2,9 @@ package objectstore
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +75,16 @@ type Store struct {
 	savepoint []savepoint // open nested savepoints, innermost last
 	spSeq     int
 
+	// tag prefixes every internal statement. go-sqlite3 caches prepared
+	// statements by their text and the authorizer only runs at prepare
+	// time, so user SQL must never be able to repeat an internal text and
+	// reuse its authorization: the tag is a random comment per store.
+	tag string
+	// aborted is the error after which SQLite rolled the whole event
+	// transaction back (SQLITE_FULL, an interrupt); nothing more may run
+	// in that event.
+	aborted error
+
 	totalChanges int64 // total_changes() after the last statement
 	lastChanges  int64 // changes() after the last statement
 	lastInsertID int64 // last_insert_rowid() after the last statement
@@ -99,7 +111,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open object db: %w", classify(err))
 	}
-	s := &Store{cfg: cfg, conn: c}
+	s := &Store{cfg: cfg, conn: c, tag: "/* dura " + randomHex() + " */ "}
 	c.RegisterAuthorizer(s.authorize)
 	applyLimits(c)
 	if err := s.applyMaxBytes(); err != nil {
@@ -158,6 +170,7 @@ func (s *Store) Begin() error {
 	if s.inEvent {
 		return fmt.Errorf("%w: event already open", ErrBadRequest)
 	}
+	s.aborted = nil
 	if err := s.execInternal("BEGIN"); err != nil {
 		return err
 	}
@@ -174,9 +187,14 @@ func (s *Store) Commit() error {
 	}
 	s.inEvent = false
 	s.savepoint = s.savepoint[:0]
+	if s.aborted != nil {
+		err := s.abortedErr()
+		s.aborted = nil
+		return err
+	}
 	if s.conn.AutoCommit() {
-		// SQLite already rolled the transaction back (for example after
-		// SQLITE_FULL); reporting success would lose writes silently.
+		// SQLite already rolled the transaction back; reporting success
+		// would lose writes silently.
 		return fmt.Errorf("%w: the transaction was rolled back by an earlier error", ErrSQL)
 	}
 	if err := s.execInternal("COMMIT"); err != nil {
@@ -195,6 +213,7 @@ func (s *Store) Rollback() error {
 	}
 	s.inEvent = false
 	s.savepoint = s.savepoint[:0]
+	s.aborted = nil
 	s.kvReady = false // the KV table may have been created by the undone writes
 	if s.conn.AutoCommit() {
 		return nil
@@ -273,6 +292,9 @@ func (s *Store) Exec(query string, args ...any) (*Cursor, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
+	if s.aborted != nil {
+		return nil, s.abortedErr()
+	}
 	if len(query) > MaxStatementBytes {
 		return nil, fmt.Errorf("%w: statement is %d bytes, the limit is %d", ErrTooLarge, len(query), MaxStatementBytes)
 	}
@@ -331,12 +353,16 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 		return &Cursor{}, nil
 	}
 	s.denied = ""
+	if strings.EqualFold(firstWord(stmt), "ROLLBACK") {
+		s.kvReady = false // ROLLBACK TO may undo the KV table's creation
+	}
 	rows, err := s.conn.QueryContext(ctx, stmt, args)
 	if err != nil {
-		return nil, s.userErr(ctx, err)
+		return nil, s.noteAbort(s.userErr(ctx, err))
 	}
 	cur := &Cursor{cols: rows.Columns()}
 	dest := make([]driver.Value, len(cur.cols))
+	size := 0
 	for {
 		err = rows.Next(dest)
 		if err == io.EOF {
@@ -344,16 +370,21 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 		}
 		if err != nil {
 			rows.Close()
-			return nil, s.userErr(ctx, err)
+			return nil, s.noteAbort(s.userErr(ctx, err))
 		}
 		row := make([]any, len(dest))
 		for i, v := range dest {
 			row[i] = fromDriver(v)
+			size += valueSize(row[i])
+		}
+		if size > MaxResultBytes {
+			rows.Close()
+			return nil, fmt.Errorf("%w: the result is over %d bytes; select fewer rows or columns (LIMIT)", ErrTooLarge, MaxResultBytes)
 		}
 		cur.rows = append(cur.rows, row)
 	}
 	if err := rows.Close(); err != nil {
-		return nil, s.userErr(ctx, err)
+		return nil, s.noteAbort(s.userErr(ctx, err))
 	}
 	cur.rowsRead = int64(len(cur.rows))
 	before := s.totalChanges
@@ -399,7 +430,7 @@ func (s *Store) userErr(ctx context.Context, err error) error {
 func (s *Store) refreshChanges() error {
 	s.internal = true
 	defer func() { s.internal = false }()
-	rows, err := s.conn.QueryContext(context.Background(), "SELECT changes(), last_insert_rowid(), total_changes()", nil)
+	rows, err := s.conn.QueryContext(context.Background(), s.tag+"SELECT changes(), last_insert_rowid(), total_changes()", nil)
 	if err != nil {
 		return classify(err)
 	}
@@ -424,6 +455,9 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
+	if s.aborted != nil {
+		return nil, s.abortedErr()
+	}
 	named, err := bindArgs(args)
 	if err != nil {
 		return nil, err
@@ -442,9 +476,9 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 		if i == len(stmts)-1 {
 			a = named
 		}
-		rows, err := s.conn.QueryContext(context.Background(), stmt, a)
+		rows, err := s.conn.QueryContext(context.Background(), s.tag+stmt, a)
 		if err != nil {
-			return nil, classify(err)
+			return nil, s.noteAbort(classify(err))
 		}
 		out = out[:0]
 		dest := make([]driver.Value, len(rows.Columns()))
@@ -455,7 +489,7 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 			}
 			if err != nil {
 				rows.Close()
-				return nil, classify(err)
+				return nil, s.noteAbort(classify(err))
 			}
 			row := make([]any, len(dest))
 			for i, v := range dest {
@@ -464,7 +498,7 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 			out = append(out, row)
 		}
 		if err := rows.Close(); err != nil {
-			return nil, classify(err)
+			return nil, s.noteAbort(classify(err))
 		}
 	}
 	return out, nil
@@ -647,3 +681,35 @@ func fromDriver(v driver.Value) any {
 // Depth is the number of open nested savepoints (explicit BEGINs and
 // Transaction calls) inside the event.
 func (s *Store) Depth() int { return len(s.savepoint) }
+
+// noteAbort records err as the reason the event is over when SQLite
+// rolled the whole transaction back, and returns err.
+func (s *Store) noteAbort(err error) error {
+	if err != nil && s.inEvent && s.aborted == nil && s.conn.AutoCommit() {
+		s.aborted = err
+	}
+	return err
+}
+
+func (s *Store) abortedErr() error {
+	return fmt.Errorf("the event's transaction was rolled back after an earlier error: %w", s.aborted)
+}
+
+// valueSize approximates the memory a result value takes.
+func valueSize(v any) int {
+	switch x := v.(type) {
+	case string:
+		return len(x) + 16
+	case []byte:
+		return len(x) + 24
+	}
+	return 16
+}
+
+func randomHex() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}

@@ -538,3 +538,81 @@ func TestComplete(t *testing.T) {
 		}
 	}
 }
+
+func TestCachedInternalStatementsGiveNoAccess(t *testing.T) {
+	s := openTest(t, Config{})
+	if err := s.Put("secret", []byte("hunter2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get("secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetIdentity("c", "n"); err != nil {
+		t.Fatal(err)
+	}
+	// The same texts the store just ran (and cached) must still be refused.
+	for _, q := range []string{
+		"SELECT value FROM _dura_kv WHERE key = ?",
+		"INSERT INTO _dura_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	} {
+		args := []any{"secret", []byte("pwned")}[:strings.Count(q, "?")]
+		if _, err := s.Exec(q, args...); !errors.Is(err, ErrNotAuthorized) {
+			t.Errorf("%q: %v", q, err)
+		}
+	}
+	if v, _, _ := s.Get("secret"); string(v) != "hunter2" {
+		t.Fatalf("secret is now %q", v)
+	}
+}
+
+func TestNothingRunsAfterSQLiteAbortsTheEvent(t *testing.T) {
+	s := openTest(t, Config{MaxBytes: 64 * 1024, StatementTimeout: 200 * time.Millisecond})
+	mustExec(t, s, "CREATE TABLE t (v)")
+	if err := s.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, s, "INSERT INTO t VALUES ('A')")
+	_, err := s.Exec("INSERT INTO t SELECT randomblob(1000) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 500) SELECT x FROM c)")
+	if !errors.Is(err, ErrStorageFull) {
+		t.Fatalf("big insert: %v", err)
+	}
+	// Whether SQLite undid just the statement or the whole transaction,
+	// nothing may commit on its own behind the event's back.
+	s.Exec("INSERT INTO t VALUES ('B')")
+	if err := s.Commit(); err != nil && !errors.Is(err, ErrStorageFull) {
+		t.Fatalf("commit after storage full: %v", err)
+	}
+	got := mustExec(t, s, "SELECT v FROM t ORDER BY v").Raw()
+	if len(got) == 1 {
+		t.Fatalf("half the event committed: %v", got)
+	}
+}
+
+func TestResultSizeIsBounded(t *testing.T) {
+	s := openTest(t, Config{})
+	_, err := s.Exec("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100) SELECT zeroblob(1000000) FROM c")
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("100 MB result: %v", err)
+	}
+}
+
+func TestKVAfterUserRollbackTo(t *testing.T) {
+	s := openTest(t, Config{})
+	if err := s.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, s, "SAVEPOINT a")
+	if err := s.Put("k", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, s, "ROLLBACK TO a")
+	if err := s.Put("k", []byte("2")); err != nil {
+		t.Fatalf("put after ROLLBACK TO: %v", err)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := s.Get("k"); string(v) != "2" {
+		t.Fatalf("k = %q", v)
+	}
+}
