@@ -541,19 +541,27 @@ func TestComplete(t *testing.T) {
 
 func TestCachedInternalStatementsGiveNoAccess(t *testing.T) {
 	s := openTest(t, Config{})
+	if err := s.SetIdentity("db", "real"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Commit()
 	if err := s.Put("secret", []byte("hunter2")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Get("secret"); err != nil {
+	if _, _, err := s.Get("secret"); err != nil { // the store caches its statements
 		t.Fatal(err)
 	}
-	if err := s.SetIdentity("c", "n"); err != nil {
+	if err := s.SetIdentity("db", "real"); err != nil {
 		t.Fatal(err)
 	}
-	// The same texts the store just ran (and cached) must still be refused.
+	// The very texts the store just ran must still be refused to users.
 	for _, q := range []string{
 		"SELECT value FROM _dura_kv WHERE key = ?",
 		"INSERT INTO _dura_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+		"INSERT OR REPLACE INTO _dura_object (k, v) VALUES ('class', ?), ('name', ?)",
 	} {
 		args := []any{"secret", []byte("pwned")}[:strings.Count(q, "?")]
 		if _, err := s.Exec(q, args...); !errors.Is(err, ErrNotAuthorized) {
