@@ -105,3 +105,20 @@ func (rt *Runtime) reconcileCatalog(ctx context.Context) error {
 	}
 	return rt.catalog.RecordObjects(missing)
 }
+
+// drainCatalog writes whatever is still queued, after the writer stopped.
+func (rt *Runtime) drainCatalog() {
+	var batch []replication.ObjectRecord
+	for {
+		select {
+		case r := <-rt.catalogCh:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	if err := rt.catalog.RecordObjects(batch); err != nil {
+		rt.log.Error("cannot write the object catalog; it is rebuilt from the files at the next start", "err", err)
+	}
+}

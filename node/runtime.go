@@ -3,7 +3,6 @@ package node
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -224,6 +223,20 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	case <-bgDone:
 	case <-ctx.Done():
 	}
+	// WaitUntil work may have created objects or evicted others after the
+	// loops stopped: write and close what they left.
+	if rt.catalog != nil {
+		rt.drainCatalog()
+	}
+	for {
+		select {
+		case s := <-rt.closeQ:
+			s.Close()
+			continue
+		default:
+		}
+		break
+	}
 	rt.mu.Lock()
 	var stores []*objectstore.Store
 	for id, inst := range rt.objects {
@@ -404,8 +417,7 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 		rt.closeLater(v)
 	}
 	path := rt.path(inst.ref)
-	_, statErr := os.Stat(path)
-	isNew := errors.Is(statErr, os.ErrNotExist)
+	isNew := false // decided inside the event: the file records its identity once
 	store, err := objectstore.Open(objectstore.Config{
 		Path:             path,
 		MaxBytes:         rt.cfg.MaxObjectBytes,
@@ -418,10 +430,15 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 	inst.store = store
 	inst.state = &State{rt: rt, inst: inst}
 	err = rt.event(ctx, inst, func(inst *instance) error {
-		if isNew {
+		has, err := inst.store.HasIdentity()
+		if err != nil {
+			return err
+		}
+		if !has {
 			if err := inst.store.SetIdentity(inst.ref.class, inst.ref.name); err != nil {
 				return err
 			}
+			isNew = true
 		}
 		obj, err := ctor(inst.state)
 		if err != nil {
@@ -604,16 +621,19 @@ func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *inst
 	return nil
 }
 
-// commit makes the event durable: its alarm change first (an alarm that
-// cannot be recorded fails the event), then the SQLite transaction.
+// commit makes the event durable. A new alarm time is recorded before the
+// SQLite commit (an alarm that cannot be recorded fails the event); a
+// deletion only after it, so a crash in between leaves the alarm to fire
+// again (at least once) rather than losing it with the writes undone.
 func (rt *Runtime) commit(inst *instance, ev *event) error {
+	c := ev.alarm
 	var prev replication.Alarm
 	var hadPrev bool
-	if ev.alarm != nil {
+	if c != nil && !c.del {
 		var err error
 		prev, hadPrev, err = rt.schedule.GetAlarm(inst.ref.id)
 		if err == nil {
-			err = rt.applyAlarm(inst.ref, ev.alarm)
+			err = rt.applyAlarm(inst.ref, c)
 		}
 		if err != nil {
 			inst.store.Rollback()
@@ -621,7 +641,7 @@ func (rt *Runtime) commit(inst *instance, ev *event) error {
 		}
 	}
 	if err := inst.store.Commit(); err != nil {
-		if ev.alarm != nil {
+		if c != nil && !c.del {
 			// Undo the alarm change so it does not outlive the writes.
 			if hadPrev {
 				rt.applyAlarm(inst.ref, &alarmChange{a: prev})
@@ -630,6 +650,12 @@ func (rt *Runtime) commit(inst *instance, ev *event) error {
 			}
 		}
 		return err
+	}
+	if c != nil && c.del {
+		if err := rt.applyAlarm(inst.ref, c); err != nil {
+			// The writes are committed; the alarm stays and fires again.
+			rt.log.Warn("cannot delete an alarm; it will fire again", "class", inst.ref.class, "name", inst.ref.name, "err", err)
+		}
 	}
 	return nil
 }

@@ -196,6 +196,11 @@ func TestConstructorFailureFailsActivation(t *testing.T) {
 	if _, _, err := call(t, rt, "flaky", "x", "GET", "/", ""); err != nil {
 		t.Fatal(err)
 	}
+	// The object whose first activation failed still enters the catalog.
+	poll(t, 5*time.Second, func() bool {
+		list, err := rt.ListObjects(context.Background(), "flaky", "", 10)
+		return err == nil && len(list.Objects) == 1 && list.Objects[0].Name == "x"
+	})
 }
 
 func TestWaitUntilRunsAfterResponse(t *testing.T) {

@@ -44,3 +44,9 @@ func ReadIdentity(path string) (class, name string, err error) {
 	}
 	return class, name, nil
 }
+
+// HasIdentity reports whether the file already records its identity.
+func (s *Store) HasIdentity() (bool, error) {
+	rows, err := s.queryInternal("SELECT 1 FROM sqlite_master WHERE type='table' AND name='_dura_object'")
+	return len(rows) > 0, err
+}

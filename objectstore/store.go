@@ -561,7 +561,7 @@ func (s *Store) RecordSchemaVersion(v int, at time.Time) error {
 // entries, in the current transaction, so it is atomic with the event.
 func (s *Store) DeleteAll() error {
 	rows, err := s.queryInternal(`SELECT type, name FROM sqlite_master
-		WHERE type IN ('table','view','trigger') AND name NOT LIKE 'sqlite\_%' ESCAPE '\'
+		WHERE type IN ('table','view','trigger') AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name <> '_dura_object'
 		ORDER BY CASE type WHEN 'trigger' THEN 0 WHEN 'view' THEN 1 ELSE 2 END`)
 	if err != nil {
 		return err

@@ -624,3 +624,17 @@ func TestKVAfterUserRollbackTo(t *testing.T) {
 		t.Fatalf("k = %q", v)
 	}
 }
+
+func TestDeleteAllKeepsIdentity(t *testing.T) {
+	s := openTest(t, Config{})
+	if err := s.SetIdentity("db", "me"); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, s, "CREATE TABLE t (v)")
+	if err := s.DeleteAll(); err != nil {
+		t.Fatal(err)
+	}
+	if class, name, err := ReadIdentity(s.Path()); err != nil || class != "db" || name != "me" {
+		t.Fatalf("identity after DeleteAll: %q %q %v", class, name, err)
+	}
+}
