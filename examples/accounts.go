@@ -41,7 +41,7 @@ const accountsMaxBatch = 100
 //	GET  /balance?user=U                       -> {"user_id","balance"} (0 for no account)
 //	GET  /transactions?user=U&limit=           -> {"transactions":[...]} newest first
 //
-// A change that would take a balance below zero is 409 CONFLICT and
+// A change that would take a balance below zero is 409 CONSTRAINT and
 // writes nothing: neither the balance nor the log.
 type Accounts struct {
 	st *node.State

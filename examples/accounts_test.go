@@ -31,15 +31,15 @@ func TestAccounts(t *testing.T) {
 	}{
 		{"deposit opens an account", "/deposit?user=alice&amount=100", nil, 200, "", ledger{100, 0, 1}},
 		{"withdraw", "/withdraw?user=alice&amount=30", nil, 200, "", ledger{70, 0, 2}},
-		{"overdraft", "/withdraw?user=alice&amount=71", nil, 409, "CONFLICT", ledger{70, 0, 2}},
-		{"update overdraft", "/update", map[string]any{"user_id": "alice", "amount": -1000}, 409, "CONFLICT", ledger{70, 0, 2}},
+		{"overdraft", "/withdraw?user=alice&amount=71", nil, 409, "CONSTRAINT", ledger{70, 0, 2}},
+		{"update overdraft", "/update", map[string]any{"user_id": "alice", "amount": -1000}, 409, "CONSTRAINT", ledger{70, 0, 2}},
 		{"withdraw from no account", "/withdraw?user=bob&amount=1", nil, 404, "NOT_FOUND", ledger{70, 0, 2}},
 		{"update opens an account", "/update", map[string]any{"user_id": "bob", "amount": 5}, 200, "", ledger{70, 5, 3}},
 		{"amount not an integer", "/deposit?user=alice&amount=1.5", nil, 400, "BAD_REQUEST", ledger{70, 5, 3}},
 		{"negative deposit", "/deposit?user=alice&amount=-5", nil, 400, "BAD_REQUEST", ledger{70, 5, 3}},
 		{"zero update", "/update", map[string]any{"user_id": "alice", "amount": 0}, 400, "BAD_REQUEST", ledger{70, 5, 3}},
 		{"transfer", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 20}, 200, "", ledger{50, 25, 5}},
-		{"transfer overdraft", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 51}, 409, "CONFLICT", ledger{50, 25, 5}},
+		{"transfer overdraft", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 51}, 409, "CONSTRAINT", ledger{50, 25, 5}},
 		{"transfer to unknown account", "/transfer", map[string]any{"from": "alice", "to": "carol", "amount": 10}, 404, "NOT_FOUND", ledger{50, 25, 5}},
 		{"transfer to self", "/transfer", map[string]any{"from": "alice", "to": "alice", "amount": 10}, 400, "BAD_REQUEST", ledger{50, 25, 5}},
 	}

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS documents (
 //
 // version is the version the client read: 0 creates the document (201,
 // version 1; 409 if it exists), n updates a document at version n to n+1
-// (404 if missing, 409 CONFLICT with the current version if it moved on).
+// (404 if missing, 409 CONSTRAINT with the current version if it moved on).
 type Documents struct {
 	st *node.State
 	r  *router

@@ -22,10 +22,10 @@ func TestDocumentsOptimisticLocking(t *testing.T) {
 	}{
 		{"missing document", "GET", "/docs/d1", nil, 404, "NOT_FOUND", document{}},
 		{"create with version 0", "PUT", "/docs/d1", put("v1 text", 0), 201, "", document{"d1", "v1 text", 1}},
-		{"create again", "PUT", "/docs/d1", put("other", 0), 409, "CONFLICT", document{}},
+		{"create again", "PUT", "/docs/d1", put("other", 0), 409, "CONSTRAINT", document{}},
 		{"update from the version read", "PUT", "/docs/d1", put("v2 text", 1), 200, "", document{"d1", "v2 text", 2}},
-		{"update from a stale version", "PUT", "/docs/d1", put("lost update", 1), 409, "CONFLICT", document{}},
-		{"update from a future version", "PUT", "/docs/d1", put("?", 7), 409, "CONFLICT", document{}},
+		{"update from a stale version", "PUT", "/docs/d1", put("lost update", 1), 409, "CONSTRAINT", document{}},
+		{"update from a future version", "PUT", "/docs/d1", put("?", 7), 409, "CONSTRAINT", document{}},
 		{"read the winner", "GET", "/docs/d1", nil, 200, "", document{"d1", "v2 text", 2}},
 		{"update a missing document", "PUT", "/docs/d2", put("x", 3), 404, "NOT_FOUND", document{}},
 		{"version missing", "PUT", "/docs/d1", map[string]any{"content": "x"}, 400, "BAD_REQUEST", document{}},

@@ -23,6 +23,22 @@ var _ rpc.Backend = (*Runtime)(nil)
 // NodeName names this node.
 func (rt *Runtime) NodeName() string { return rt.cfg.NodeName }
 
+// KnownClass reports whether class is registered.
+func (rt *Runtime) KnownClass(class string) bool {
+	_, ok := rt.class(class)
+	return ok
+}
+
+// kvJSON is a KV value as the API shows it: JSON as stored, anything else
+// (bytes a class stored through the SDK) as {"$base64": "..."}.
+func kvJSON(v []byte) rpc.RawJSON {
+	if json.Valid(v) {
+		return v
+	}
+	b, _ := json.Marshal(map[string]string{"$base64": base64.StdEncoding.EncodeToString(v)})
+	return b
+}
+
 // Call runs the class's handler for r as an event and writes the response
 // only after the event committed.
 func (rt *Runtime) Call(ctx context.Context, class, name string, w http.ResponseWriter, r *http.Request) error {
@@ -99,7 +115,7 @@ func (rt *Runtime) KVGet(ctx context.Context, class, name, key string) (rpc.RawJ
 		if !ok {
 			return fmt.Errorf("%w: no key %q", apierr.ErrNotFound, key)
 		}
-		out = v
+		out = kvJSON(v)
 		return nil
 	})
 	return out, err
@@ -133,7 +149,7 @@ func (rt *Runtime) KVList(ctx context.Context, class, name string, o rpc.KVList)
 		es, err := inst.store.List(objectstore.ListOptions{Start: o.Start, StartAfter: o.StartAfter, End: o.End,
 			Prefix: o.Prefix, Reverse: o.Reverse, Limit: o.Limit})
 		for _, e := range es {
-			out = append(out, rpc.KVEntry{Key: e.Key, Value: e.Value})
+			out = append(out, rpc.KVEntry{Key: e.Key, Value: kvJSON(e.Value)})
 		}
 		return err
 	})

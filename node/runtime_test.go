@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/rpc"
 )
 
 // newTestRuntime starts a runtime in a temp dir with cfg tweaks applied.
@@ -452,5 +453,27 @@ func TestCatalogRebuiltFromFilesAfterLoss(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "a,b/c,d" {
 		t.Fatalf("rebuilt catalog lists %v", names)
+	}
+}
+
+func TestKVBytesThatAreNotJSONReadAsBase64(t *testing.T) {
+	rt := newTestRuntime(t, t.TempDir(), nil, map[string]Constructor{
+		"raw": func(st *State) (Object, error) {
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				return st.Storage().Put("raw", []byte("hello"))
+			}}, nil
+		},
+	})
+	ctx := context.Background()
+	if _, _, err := call(t, rt, "raw", "o", "POST", "/", ""); err != nil {
+		t.Fatal(err)
+	}
+	v, err := rt.KVGet(ctx, "raw", "o", "raw")
+	if err != nil || string(v) != `{"$base64":"aGVsbG8="}` {
+		t.Fatalf("get: %s %v", v, err)
+	}
+	es, err := rt.KVList(ctx, "raw", "o", rpc.KVList{})
+	if err != nil || len(es) != 1 || string(es[0].Value) != `{"$base64":"aGVsbG8="}` {
+		t.Fatalf("list: %+v %v", es, err)
 	}
 }

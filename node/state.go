@@ -19,7 +19,7 @@ import (
 var (
 	ErrBadRequest = apierr.ErrBadRequest // 400 BAD_REQUEST
 	ErrNotFound   = apierr.ErrNotFound   // 404 NOT_FOUND
-	ErrConflict   = apierr.ErrConflict   // 409 CONFLICT
+	ErrConflict   = apierr.ErrConflict   // 409 CONSTRAINT (a rule of the handler: stale version, overdraft)
 	ErrForbidden  = apierr.ErrForbidden  // 403 FORBIDDEN
 	ErrTooLarge   = apierr.ErrTooLarge   // 413 TOO_LARGE
 	ErrInternal   = apierr.ErrInternal   // 500 INTERNAL
@@ -333,7 +333,9 @@ type Stub struct {
 
 // Fetch sends req to the object's handler and returns its response. The
 // call is an event of the target object; a call back into an object that
-// is waiting on this call fails with CONFLICT instead of deadlocking.
+// is waiting on this call fails with CONSTRAINT (409) instead of
+// deadlocking. Calls are not reentrant: two events that call across each
+// other (A->B while B->A) wait for each other until their contexts end.
 func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	if s.ns.from != nil && s.ns.from.inst.ev != nil {

@@ -351,3 +351,17 @@ func TestEscapedNames(t *testing.T) {
 		t.Fatalf("info %+v %v", info, err)
 	}
 }
+
+func TestMetricsHeadersAndBoundedLabels(t *testing.T) {
+	n := startNode(t, "")
+	for i := 0; i < 20; i++ {
+		n.raw(t, "GET", fmt.Sprintf("/v1/objects/junk%d/x/kv", i), "")
+	}
+	code, hdr, body := n.raw(t, "GET", "/metrics", "")
+	if code != 200 || hdr.Get("X-Dura-Node") != "n1" || hdr.Get("X-Dura-Hops") != "0" {
+		t.Fatalf("/metrics: %d %v", code, hdr)
+	}
+	if strings.Contains(body, "junk") || !strings.Contains(body, `class="other"`) {
+		t.Fatal("unknown classes leak into metric labels")
+	}
+}

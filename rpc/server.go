@@ -194,7 +194,12 @@ func (s *Server) routes() {
 		}
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": b.NodeName()})
 	})
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
+	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderNode, s.cfg.Backend.NodeName())
+		w.Header().Set(HeaderHops, strconv.Itoa(hops(r)))
+		metrics.ServeHTTP(w, r)
+	})
 	s.handle("/", "unknown", func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: no route for %s %s", apierr.ErrNotFound, r.Method, r.URL.Path)
 	})
@@ -224,6 +229,9 @@ func (s *Server) handle(pattern, route string, h handlerFunc) {
 		}
 		status := strconv.Itoa(sw.statusOr200())
 		class := r.PathValue("class")
+		if class != "" && !s.cfg.Backend.KnownClass(class) {
+			class = "other"
+		}
 		s.requests.WithLabelValues(class, route, status).Inc()
 		s.latency.WithLabelValues(class, route, status).Observe(time.Since(start).Seconds())
 		level := slog.LevelDebug

@@ -132,6 +132,9 @@ func (r *RawJSON) UnmarshalJSON(b []byte) error {
 type Backend interface {
 	// NodeName names this node in X-Dura-Node.
 	NodeName() string
+	// KnownClass reports whether class is registered (metrics label only
+	// known classes, so junk paths cannot grow them without bound).
+	KnownClass(class string) bool
 	// Call runs the class's handler for r. The response is written to w
 	// only after the event committed; an error returned before anything
 	// was written is answered by the server.

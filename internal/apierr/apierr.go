@@ -38,7 +38,9 @@ var table = []struct {
 	{ErrNotFound, "NOT_FOUND", http.StatusNotFound},
 	{ErrSQL, "SQL_ERROR", http.StatusBadRequest},
 	{ErrConstraint, "CONSTRAINT", http.StatusConflict},
-	{ErrConflict, "CONFLICT", http.StatusConflict},
+	// Handlers' conflicts (overdraft, stale version, call cycle) share
+	// the documented 409 code rather than add one to the contract.
+	{ErrConflict, "CONSTRAINT", http.StatusConflict},
 	{ErrNotAuthorized, "NOT_AUTHORIZED", http.StatusForbidden},
 	{ErrTooLarge, "TOO_LARGE", http.StatusRequestEntityTooLarge},
 	{ErrStorageFull, "STORAGE_FULL", http.StatusInsufficientStorage},
