@@ -1,0 +1,237 @@
+// Package clustertest runs an in-process Dura cluster for tests: N nodes,
+// each a runtime, a cluster member and an HTTP API on random loopback
+// ports, with Kill, Restart, Leave, Join and WaitConverged.
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/rpc"
+)
+
+// Node is one member of the test cluster.
+type Node struct {
+	Name    string
+	Dir     string
+	HTTP    string // host:port of the API
+	Raft    string // host:port of Raft, kept across restarts
+	Gossip  string // host:port of gossip, kept across restarts
+	RT      *node.Runtime
+	Cluster *node.Cluster
+	Client  *rpc.Client
+	srv     *http.Server
+	up      bool
+}
+
+// Cluster is a set of in-process nodes.
+type Cluster struct {
+	t        testing.TB
+	dir      string
+	register func(*node.Runtime) error
+	Nodes    []*Node
+}
+
+// New starts n nodes that form one cluster (bootstrap-expect n). register
+// adds classes to each runtime (nil: only "db").
+func New(t testing.TB, n int, register func(*node.Runtime) error) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, dir: t.TempDir(), register: register}
+	for i := 0; i < n; i++ {
+		c.Nodes = append(c.Nodes, c.newNode(fmt.Sprintf("n%d", i+1)))
+	}
+	var join []string
+	for i, nd := range c.Nodes {
+		c.start(nd, join, n)
+		if i == 0 {
+			join = []string{nd.Gossip}
+		}
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.Nodes {
+			if nd.up {
+				c.stop(nd, false)
+			}
+		}
+	})
+	return c
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (c *Cluster) newNode(name string) *Node {
+	return &Node{Name: name, Dir: filepath.Join(c.dir, name), Raft: freeAddr(c.t), Gossip: freeAddr(c.t)}
+}
+
+func (c *Cluster) start(nd *Node, join []string, expect int) {
+	t := c.t
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if nd.HTTP != "" {
+		ln, err = net.Listen("tcp", nd.HTTP)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.HTTP = ln.Addr().String()
+	cfg := node.DefaultConfig(nd.Dir)
+	cfg.NodeName = nd.Name
+	cfg.HTTPAddr = nd.HTTP
+	rt, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.register != nil {
+		if err := c.register(rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := node.NewCluster(rt, node.ClusterConfig{
+		Name: nd.Name, HTTP: nd.HTTP, GossipBind: nd.Gossip, RaftBind: nd.Raft,
+		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Fast: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl})
+	nd.srv = &http.Server{Handler: srv.Handler()}
+	go nd.srv.Serve(ln)
+	nd.RT, nd.Cluster, nd.up = rt, cl, true
+	nd.Client = rpc.NewClient("http://"+nd.HTTP, nil)
+}
+
+func (c *Cluster) stop(nd *Node, graceful bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if graceful {
+		if err := nd.Cluster.Leave(ctx); err != nil {
+			c.t.Errorf("%s leave: %v", nd.Name, err)
+		}
+	}
+	nd.srv.Close()
+	nd.Cluster.Close(graceful)
+	nd.RT.Close(ctx)
+	nd.up = false
+}
+
+// Kill stops node i abruptly: no leave, no handoff.
+func (c *Cluster) Kill(i int) { c.stop(c.Nodes[i], false) }
+
+// Leave makes node i hand off its partitions and leave, then stops it.
+func (c *Cluster) Leave(i int) { c.stop(c.Nodes[i], true) }
+
+// Restart starts a stopped node again with its data and addresses.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	nd := c.Nodes[i]
+	c.start(nd, c.seeds(nd), 0)
+}
+
+// Join starts a new node that joins the cluster and returns its index.
+func (c *Cluster) Join() int {
+	c.t.Helper()
+	nd := c.newNode(fmt.Sprintf("n%d", len(c.Nodes)+1))
+	c.Nodes = append(c.Nodes, nd)
+	c.start(nd, c.seeds(nd), 0)
+	return len(c.Nodes) - 1
+}
+
+func (c *Cluster) seeds(except *Node) []string {
+	var out []string
+	for _, nd := range c.Nodes {
+		if nd != except && nd.up {
+			out = append(out, nd.Gossip)
+		}
+	}
+	return out
+}
+
+// Up lists the running nodes.
+func (c *Cluster) Up() []*Node {
+	var out []*Node
+	for _, nd := range c.Nodes {
+		if nd.up {
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
+// WaitConverged waits until every running node reports the same epoch,
+// every partition is ready, and every running node is an active member
+// that is ready to serve.
+func (c *Cluster) WaitConverged(timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var why string
+	for time.Now().Before(deadline) {
+		why = c.converged()
+		if why == "" {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("cluster did not converge within %s: %s", timeout, why)
+}
+
+func (c *Cluster) converged() string {
+	ctx := context.Background()
+	var epoch uint64
+	for i, nd := range c.Up() {
+		info, err := nd.RT.Cluster(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		if i == 0 {
+			epoch = info.Epoch
+		} else if info.Epoch != epoch {
+			return fmt.Sprintf("%s at epoch %d, others at %d", nd.Name, info.Epoch, epoch)
+		}
+		if info.Leader == "" {
+			return nd.Name + " knows no leader"
+		}
+		if err := nd.RT.Ready(ctx); err != nil {
+			return nd.Name + ": " + err.Error()
+		}
+		total := 0
+		for _, m := range info.Members {
+			total += m.Partitions
+		}
+		if total != info.Partitions {
+			return fmt.Sprintf("%d of %d partitions owned", total, info.Partitions)
+		}
+	}
+	return ""
+}
+
+// Leader is the running node that leads Raft, or nil.
+func (c *Cluster) Leader() *Node {
+	for _, nd := range c.Up() {
+		info, err := nd.RT.Cluster(context.Background())
+		if err == nil && info.Leader == nd.Name {
+			return nd
+		}
+	}
+	return nil
+}
