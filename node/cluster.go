@@ -72,6 +72,8 @@ type Cluster struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 
+	leaving atomic.Bool // Leave was called: never rejoin
+
 	mu      sync.Mutex
 	pulling map[int]bool // partitions being pulled here
 	owned   map[int]bool // partitions this node owned at the last look
@@ -179,12 +181,31 @@ func (c *Cluster) loop(fresh bool) {
 		if c.raft.IsLeader() {
 			c.lead()
 		}
+		c.rejoinIfGone()
 		c.followPlacement()
 		select {
 		case <-c.stop:
 			return
 		case <-c.kick:
 		case <-tick.C:
+		}
+	}
+}
+
+// rejoinIfGone asks to be a member again when the committed state says
+// this node left or was removed (it was restarted after that).
+func (c *Cluster) rejoinIfGone() {
+	st := c.state.Load()
+	if c.leaving.Load() || st.Epoch == 0 {
+		return
+	}
+	m := st.Members[c.cfg.Name]
+	if m == nil || m.Status == replication.Left || m.Status == replication.Removed {
+		me := replication.Member{Name: c.cfg.Name, HTTP: c.cfg.HTTP, Raft: c.raft.Addr(), Gossip: c.ml.Addr(), Status: replication.Active}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := c.Apply(ctx, replication.Command{Kind: replication.CmdJoin, Member: me}); err != nil {
+			c.log.Debug("rejoin not accepted yet", "err", err)
 		}
 	}
 }
@@ -223,7 +244,11 @@ func (c *Cluster) lead() {
 		}
 		m := st.Members[p.Name]
 		want := replication.Member{Name: p.Name, HTTP: p.Meta.HTTP, Raft: p.Meta.Raft, Gossip: p.Gossip, Status: replication.Active}
-		if m == nil || (m.Status != replication.Active && m.Status != replication.Leaving) || *m != want && m.Status == replication.Active {
+		// Admit newcomers and record changed addresses of active members.
+		// A member that left or was removed comes back only by asking
+		// (rejoin), so a node that just finished leaving is not re-admitted
+		// while its gossip is still up.
+		if m == nil || m.Status == replication.Active && *m != want {
 			c.applyLocal(replication.Command{Kind: replication.CmdJoin, Member: want})
 		}
 	}
@@ -568,6 +593,7 @@ func (c *Cluster) LocalObjects(ctx context.Context, class, after string, limit i
 // gossip and Raft. It returns when the committed state says this node has
 // left, or when ctx ends.
 func (c *Cluster) Leave(ctx context.Context) error {
+	c.leaving.Store(true)
 	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdLeave, Name: c.cfg.Name}); err != nil {
 		return err
 	}
@@ -706,3 +732,6 @@ func (c *Cluster) listObjects(ctx context.Context, class, after string, limit in
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// State is this node's copy of the committed cluster state.
+func (c *Cluster) State() *replication.ClusterState { return c.state.Load().Clone() }

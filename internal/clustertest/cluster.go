@@ -6,9 +6,12 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +36,7 @@ type Node struct {
 // Cluster is a set of in-process nodes.
 type Cluster struct {
 	t        testing.TB
+	done     atomic.Bool // set when the cluster is torn down
 	dir      string
 	register func(*node.Runtime) error
 	Nodes    []*Node
@@ -59,8 +63,23 @@ func New(t testing.TB, n int, register func(*node.Runtime) error) *Cluster {
 				c.stop(nd, false)
 			}
 		}
+		c.done.Store(true)
 	})
 	return c
+}
+
+// testWriter sends logs to t.Log, so only failing tests show them; after
+// the cluster is torn down (gossip goroutines may still log) it drops them.
+type testWriter struct {
+	t    testing.TB
+	done *atomic.Bool
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
 }
 
 func freeAddr(t testing.TB) string {
@@ -88,9 +107,11 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 		t.Fatal(err)
 	}
 	nd.HTTP = ln.Addr().String()
+	log := slog.New(slog.NewTextHandler(testWriter{t, &c.done}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", nd.Name)
 	cfg := node.DefaultConfig(nd.Dir)
 	cfg.NodeName = nd.Name
 	cfg.HTTPAddr = nd.HTTP
+	cfg.Logger = log
 	rt, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +123,7 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	}
 	cl, err := node.NewCluster(rt, node.ClusterConfig{
 		Name: nd.Name, HTTP: nd.HTTP, GossipBind: nd.Gossip, RaftBind: nd.Raft,
-		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Fast: true,
+		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Fast: true, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -70,3 +70,180 @@ func TestThreeNodesFormAndServeEverywhere(t *testing.T) {
 		t.Fatalf("cluster: %s", b)
 	}
 }
+
+// writer writes unique values to a set of objects through random running
+// nodes until stop, and returns what was acknowledged per object and, per
+// object, the nodes that executed its writes in order.
+func writer(c *Cluster, objects int, stop <-chan struct{}) (map[string][]string, map[string][]string) {
+	acked := map[string][]string{}
+	execs := map[string][]string{}
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return acked, execs
+		default:
+		}
+		up := c.Up()
+		nd := up[i%len(up)]
+		name := fmt.Sprint("w", i%objects)
+		v := fmt.Sprint("x", i)
+		body := fmt.Sprintf(`{"statements":[{"sql":"CREATE TABLE IF NOT EXISTS t (v TEXT)"},{"sql":"INSERT INTO t VALUES (?)","params":[%q]}]}`, v)
+		resp, err := nd.Client.Do(context.Background(), "POST", "/v1/objects/db/"+name+"/sql", strings.NewReader(body), nil)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			acked[name] = append(acked[name], v)
+			execs[name] = append(execs[name], resp.Header.Get(rpc.HeaderNode))
+		}
+	}
+}
+
+// checkSingleOwner fails if an object's writes went A, then B, then A
+// again: two nodes serving it in turns means two served it at once.
+func checkSingleOwner(t *testing.T, execs map[string][]string) {
+	t.Helper()
+	for name, nodes := range execs {
+		seen := map[string]bool{}
+		prev := ""
+		for _, n := range nodes {
+			if n != prev && seen[n] {
+				t.Fatalf("%s executed by %v: back on %s after another node", name, nodes, n)
+			}
+			seen[n], prev = true, n
+		}
+	}
+}
+
+func checkAcked(t *testing.T, c *Cluster, acked map[string][]string) {
+	t.Helper()
+	total := 0
+	for name, vals := range acked {
+		body, _ := readAll(t, c.Up()[0].Client, name)
+		for _, v := range vals {
+			if !strings.Contains(body[0], `"`+v+`"`) {
+				t.Fatalf("%s lost acknowledged write %s: %s", name, v, body[0])
+			}
+			total++
+		}
+	}
+	if total == 0 {
+		t.Fatal("no write was acknowledged")
+	}
+	t.Logf("%d acknowledged writes over %d objects all present", total, len(acked))
+}
+
+func TestJoinAndLeaveUnderLoadLoseNothing(t *testing.T) {
+	c := New(t, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	stop := make(chan struct{})
+	type result struct{ acked, execs map[string][]string }
+	done := make(chan result)
+	run := func() { a, e := writer(c, 40, stop); done <- result{a, e} }
+	go run()
+	time.Sleep(200 * time.Millisecond) // let writes flow before the join
+	c.Join()
+	c.WaitConverged(60 * time.Second)
+	close(stop)
+	r := <-done
+	acked := r.acked
+	checkAcked(t, c, acked)
+	checkSingleOwner(t, r.execs)
+	info, _ := c.Nodes[3].RT.Cluster(context.Background())
+	for _, m := range info.Members {
+		if m.Name == "n4" && m.Partitions == 0 {
+			t.Fatal("the joined node took no partition")
+		}
+	}
+
+	stop = make(chan struct{})
+	go run()
+	time.Sleep(200 * time.Millisecond)
+	c.Leave(1)
+	c.WaitConverged(60 * time.Second)
+	close(stop)
+	r = <-done
+	checkAcked(t, c, acked)
+	checkAcked(t, c, r.acked)
+	checkSingleOwner(t, r.execs)
+}
+
+func TestKilledOwnerAnswers503UntilRestart(t *testing.T) {
+	c := New(t, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	owners := map[string]string{}
+	for i := 0; i < 30; i++ {
+		name := fmt.Sprint("k", i)
+		if _, err := put(t, c.Nodes[0].Client, name, "before"); err != nil {
+			t.Fatal(err)
+		}
+		_, owners[name] = readAll(t, c.Nodes[0].Client, name)
+	}
+	c.Kill(2)
+	for name, owner := range owners {
+		_, err := c.Nodes[0].Client.SQL(context.Background(), "db", name, rpc.Statement{SQL: "SELECT v FROM t"})
+		if owner == "n3" {
+			var ae *rpc.APIError
+			if err == nil || !asAPI(err, &ae) || ae.Status != 503 || ae.Code != "OWNER_UNAVAILABLE" {
+				t.Fatalf("%s on the dead node: %v", name, err)
+			}
+		} else if err != nil {
+			t.Fatalf("%s on a healthy node: %v", name, err)
+		}
+	}
+	c.Restart(2)
+	c.WaitConverged(60 * time.Second)
+	for name := range owners {
+		body, node := readAll(t, c.Nodes[1].Client, name)
+		if !strings.Contains(body[0], `"before"`) || node != owners[name] {
+			t.Fatalf("%s after restart: %s on %s (was %s)", name, body[0], node, owners[name])
+		}
+	}
+}
+
+func TestLeaderLossLeavesHealthyOwnersServing(t *testing.T) {
+	c := New(t, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	leader := c.Leader()
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	for i, nd := range c.Nodes {
+		if nd == leader {
+			c.Kill(i)
+		}
+	}
+	// Objects owned by the survivors keep answering, with no wait for a
+	// new leader.
+	served := 0
+	for i := 0; i < 30; i++ {
+		name := fmt.Sprint("l", i)
+		_, err := put(t, c.Up()[0].Client, name, "x")
+		var ae *rpc.APIError
+		if err != nil && !(asAPI(err, &ae) && ae.Code == "OWNER_UNAVAILABLE") {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err == nil {
+			served++
+		}
+	}
+	if served == 0 {
+		t.Fatal("nothing served after the leader died")
+	}
+	var l *Node
+	deadline := time.Now().Add(20 * time.Second)
+	for l == nil && time.Now().Before(deadline) {
+		l = c.Leader()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l == nil {
+		t.Fatal("no new leader")
+	}
+}
+
+func asAPI(err error, target **rpc.APIError) bool {
+	ae, ok := err.(*rpc.APIError)
+	if ok {
+		*target = ae
+	}
+	return ok
+}
