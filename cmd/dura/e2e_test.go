@@ -59,7 +59,7 @@ type e2eNode struct {
 // and waits until it says where it serves.
 func e2eStart(t *testing.T, dir string, extra ...string) *e2eNode {
 	t.Helper()
-	args := append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--name", "e2e", "--log-level", "warn"}, extra...)
+	args := append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--raft", "127.0.0.1:0", "--name", "e2e", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(e2eBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -95,6 +95,15 @@ func e2eStart(t *testing.T, dir string, extra ...string) *e2eNode {
 		t.Fatalf("serve exited early: %v\n%s", err, n.log())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("serve did not start\n%s", n.log())
+	}
+	// The node listens at once and serves once its (one-node) cluster has
+	// formed: wait for readiness.
+	deadline := time.Now().Add(30 * time.Second)
+	for n.client().Ready(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never became ready\n%s", n.log())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return n
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -92,15 +93,20 @@ func (c *serveConfig) validate() error {
 		}
 		c.secret = strings.TrimSpace(string(b))
 	}
-	if c.join != "" || c.bootstrapExpect > 0 {
-		return usageErr("--join and --bootstrap-expect need clustering, which this build does not have yet: it runs one-node clusters")
+	if c.bootstrapExpect < 0 {
+		return usageErr("--bootstrap-expect must be 0 or more")
 	}
-	host, _, err := net.SplitHostPort(c.http)
-	if err != nil {
-		return usageErr("--http %q: %v", c.http, err)
-	}
-	if !isLoopback(host) && c.secret == "" && !c.insecure {
-		return usageErr("--http %s listens beyond loopback without a cluster secret; set --secret (or DURA_SECRET, --secret-file), or pass --insecure to accept the risk", c.http)
+	for _, a := range []struct{ flag, addr string }{{"--http", c.http}, {"--gossip", c.gossip}, {"--raft", c.raft}} {
+		host, _, err := net.SplitHostPort(a.addr)
+		if err != nil {
+			return usageErr("%s %q: %v", a.flag, a.addr, err)
+		}
+		if !isLoopback(host) && c.secret == "" && !c.insecure {
+			return usageErr("%s %s listens beyond loopback without a cluster secret; set --secret (or DURA_SECRET, --secret-file), or pass --insecure to accept the risk", a.flag, a.addr)
+		}
+		if (host == "" || host == "0.0.0.0" || host == "::") && c.advertise == "" {
+			return usageErr("%s %s listens on every interface: give --advertise with the address other nodes reach this one at", a.flag, a.addr)
+		}
 	}
 	if c.debugAddr != "" {
 		host, _, err := net.SplitHostPort(c.debugAddr)
@@ -150,10 +156,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.http, err)
 	}
-	advertise := c.advertise
-	if advertise == "" {
-		advertise = ln.Addr().String()
-	}
+	advertise := advertiseAddr(c.advertise, ln.Addr().String())
 	reg := rpc.NewRegistry()
 	cfg := node.DefaultConfig(c.data)
 	cfg.NodeName = c.name
@@ -173,11 +176,31 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		ln.Close()
 		return err
 	}
+	var join []string
+	if c.join != "" {
+		join = strings.Split(c.join, ",")
+	}
+	cl, err := node.NewCluster(rt, node.ClusterConfig{
+		Name: c.name, HTTP: advertise,
+		GossipBind: c.gossip, GossipAdvertise: advertiseIf(c.advertise, c.gossip),
+		RaftBind: c.raft, RaftAdvertise: advertiseIf(c.advertise, c.raft),
+		Dir: filepath.Join(c.data, "raft"), Join: join, BootstrapExpect: c.bootstrapExpect,
+		AdminToken: c.adminToken, Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if err := rt.Start(ctx); err != nil {
 		ln.Close()
 		return err
 	}
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Logger: log, Registry: reg, AdminToken: c.adminToken})
+	if err := cl.Start(ctx); err != nil {
+		ln.Close()
+		rt.Close(context.Background())
+		return err
+	}
+	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Logger: log, Registry: reg, AdminToken: c.adminToken})
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
 	if c.debugAddr != "" {
 		go func() {
@@ -193,24 +216,78 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	log.Info("serving", "http", ln.Addr().String(), "data", c.data, "classes", strings.Join(sorted(rt.Classes()), ","))
 	fmt.Fprintf(env.stderr, "dura: node %s serving on http://%s (data in %s)\n", c.name, ln.Addr(), c.data)
 
+	go waitReady(ctx, rt, log)
+
 	select {
 	case err := <-errc:
+		cl.Close(false)
 		rt.Close(context.Background())
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	// Stop accepting, let in-flight requests (and so their events) finish,
-	// then close the runtime, which waits for WaitUntil work and alarms.
+	// Leave first (others pull our partitions over HTTP, so it keeps
+	// serving), then stop accepting, let in-flight requests and their
+	// events finish, and close the runtime, which waits for WaitUntil work.
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
+	graceful := len(cl.State().ActiveMembers()) > 1
+	var lerr error
+	if graceful {
+		log.Info("leaving the cluster: handing partitions off")
+		lerr = cl.Leave(sctx)
+	}
 	herr := hs.Shutdown(sctx)
+	cerr := cl.Close(graceful && lerr == nil)
 	rerr := rt.Close(sctx)
-	if err := errors.Join(herr, rerr); err != nil {
+	if err := errors.Join(lerr, herr, cerr, rerr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// waitReady logs once the node serves: joined, leader known, partitions
+// ready.
+func waitReady(ctx context.Context, rt *node.Runtime, log *slog.Logger) {
+	for ctx.Err() == nil {
+		if err := rt.Ready(ctx); err == nil {
+			log.Info("ready")
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// advertiseAddr is what others dial for a listener bound at bound: the
+// --advertise host (with its own port if it has one) or the bound address.
+func advertiseAddr(advertise, bound string) string {
+	if advertise == "" {
+		return bound
+	}
+	if _, _, err := net.SplitHostPort(advertise); err == nil {
+		return advertise
+	}
+	_, port, _ := net.SplitHostPort(bound)
+	return net.JoinHostPort(advertise, port)
+}
+
+// advertiseIf is the advertised address of a cluster listener: empty (the
+// bound one) without --advertise, else the --advertise host with the
+// listener's port.
+func advertiseIf(advertise, bound string) string {
+	if advertise == "" {
+		return ""
+	}
+	host := advertise
+	if h, _, err := net.SplitHostPort(advertise); err == nil {
+		host = h
+	}
+	_, port, _ := net.SplitHostPort(bound)
+	return net.JoinHostPort(host, port)
 }
 
 func sorted(s []string) []string {
