@@ -356,8 +356,23 @@ func (c *Cluster) do(req *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-// fence lets an event run only on a partition this node owns, ready.
+// lease is how long a node keeps serving without hearing from a Raft
+// leader; a forced removal waits twice as long before reassigning.
+func (c *Cluster) lease() time.Duration {
+	if c.cfg.Fast {
+		return time.Second
+	}
+	return 5 * time.Second
+}
+
+// fence lets an event run only on a partition this node owns, ready, and
+// only while this node is in touch with the Raft majority: a node cut off
+// for longer than the lease stops serving, so a forced removal (which
+// waits the lease out) never leaves two nodes serving one partition.
 func (c *Cluster) fence(p int) error {
+	if since := time.Since(c.raft.LastContact()); since > c.lease() {
+		return fmt.Errorf("%w: no contact with the Raft leader for %s", apierr.ErrOwnerUnavailable, since.Round(time.Millisecond))
+	}
 	st := c.state.Load()
 	if st == nil || p >= len(st.Partitions) {
 		return fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable)
@@ -384,6 +399,9 @@ func (c *Cluster) Route(class, name string) (string, bool, error) {
 		return "", false, fmt.Errorf("%w: partition %d is moving from %s to %s", apierr.ErrOwnerUnavailable, p, part.Owner, part.Target)
 	}
 	if part.Owner == c.cfg.Name {
+		if err := c.fence(p); err != nil {
+			return "", false, err
+		}
 		return "", true, nil
 	}
 	m := st.Members[part.Owner]
@@ -582,6 +600,34 @@ func addExport(tw *tar.Writer, path, name string) error {
 	}
 	_, err = io.Copy(tw, tmp)
 	return err
+}
+
+// RemoveMember takes a member out for good after waiting out its lease,
+// so it cannot still be serving when its partitions are reassigned.
+func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
+	st := c.state.Load()
+	m := st.Members[name]
+	if m == nil {
+		return fmt.Errorf("%w: no member %q", apierr.ErrNotFound, name)
+	}
+	if name == c.cfg.Name {
+		return fmt.Errorf("%w: a node cannot remove itself; use SIGTERM to leave", apierr.ErrBadRequest)
+	}
+	for _, p := range c.ml.Peers() {
+		if p.Name == name && p.State == "alive" {
+			return fmt.Errorf("%w: %s is alive; stop it (it then leaves gracefully) instead of removing it", apierr.ErrConflict, name)
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * c.lease()):
+	}
+	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdRemove, Name: name}); err != nil {
+		return err
+	}
+	c.log.Warn("member removed by an operator; its partitions were reassigned empty", "member", name)
+	return nil
 }
 
 // LocalObjects lists this node's catalog (its share of a cluster listing).

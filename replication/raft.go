@@ -186,6 +186,15 @@ func (n *RaftNode) Leader() (id, addr string) {
 // LeadershipTransfer hands leadership to another voter.
 func (n *RaftNode) LeadershipTransfer() error { return n.raft.LeadershipTransfer().Error() }
 
+// LastContact is when this node last heard from a leader (now, on the
+// leader itself).
+func (n *RaftNode) LastContact() time.Time {
+	if n.raft.State() == raft.Leader {
+		return time.Now()
+	}
+	return n.raft.LastContact()
+}
+
 // IsLeader reports whether this node leads.
 func (n *RaftNode) IsLeader() bool { return n.raft.State() == raft.Leader }
 

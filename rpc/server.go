@@ -168,6 +168,15 @@ func (s *Server) routes() {
 			w.Header().Set("Content-Type", "application/x-tar")
 			return in.PartitionArchive(r.Context(), p, w)
 		})
+		s.handle("POST /v1/cluster/members/{member}/remove", "cluster", func(w http.ResponseWriter, r *http.Request) error {
+			if r.URL.Query().Get("force") != "true" {
+				return fmt.Errorf("%w: removing a member loses the data it holds; repeat with ?force=true", apierr.ErrBadRequest)
+			}
+			if err := in.RemoveMember(r.Context(), r.PathValue("member")); err != nil {
+				return err
+			}
+			return writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("member")})
+		})
 		s.handle("GET /v1/internal/objects", "internal", func(w http.ResponseWriter, r *http.Request) error {
 			q := r.URL.Query()
 			limit, _ := strconv.Atoi(q.Get("limit"))

@@ -168,4 +168,7 @@ type ClusterInternal interface {
 	// LocalObjects lists the objects stored on this node after the raw
 	// catalog key after.
 	LocalObjects(ctx context.Context, class, after string, limit int) (ObjectList, error)
+	// RemoveMember takes a (crashed) member out of the cluster for good;
+	// its partitions are reassigned empty. Operators only.
+	RemoveMember(ctx context.Context, name string) error
 }

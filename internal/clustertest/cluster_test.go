@@ -247,3 +247,49 @@ func asAPI(err error, target **rpc.APIError) bool {
 	}
 	return ok
 }
+
+func TestForcedRemovalReassignsADeadNodesPartitions(t *testing.T) {
+	c := New(t, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	c.Kill(2)
+	cli := c.Nodes[0].Client
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := c.Nodes[0].RT.Cluster(context.Background())
+		dead := false
+		for _, m := range info.Members {
+			dead = dead || m.Name == "n3" && m.Status == "dead"
+		}
+		if dead {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("n3 never seen dead")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Refused without force, and for a live member.
+	if _, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove", nil, nil); err == nil {
+		t.Fatal("removal without force accepted")
+	}
+	if _, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n2/remove?force=true", nil, nil); err == nil {
+		t.Fatal("removal of a live member accepted")
+	}
+	resp, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove?force=true", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.WaitConverged(30 * time.Second)
+	for i := 0; i < 20; i++ {
+		if _, err := put(t, cli, fmt.Sprint("r", i), "after"); err != nil {
+			t.Fatalf("r%d after removal: %v", i, err)
+		}
+	}
+	info, _ := c.Nodes[0].RT.Cluster(context.Background())
+	for _, m := range info.Members {
+		if m.Name == "n3" && (m.Status != "left" || m.Partitions != 0) {
+			t.Fatalf("removed member: %+v", m)
+		}
+	}
+}
