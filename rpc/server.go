@@ -79,7 +79,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.RequestTimeout = 30 * time.Second
 	}
 	if cfg.Forwarder == nil {
-		cfg.Forwarder = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}
+		cfg.Forwarder = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
 	}
 	s := &Server{
 		cfg: cfg,

@@ -62,10 +62,10 @@ func (r benchResult) pct(p float64) time.Duration {
 
 func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	var c benchConfig
-	fs := newFlagSet(env, "bench", "bench [flags]\n\nScenarios:\n  counter  counter increments over --objects objects from --clients clients\n  cold     each request activates a fresh object (open, constructor, first write)\n  touch    touch --objects distinct objects once each; reports the server's peak RSS and open files")
-	fs.StringVar(&c.addr, "addr", "http://127.0.0.1:8080", "node to load")
+	fs := newFlagSet(env, "bench", "bench [flags]\n\nScenarios:\n  counter  counter increments over --objects objects from --clients clients\n  cold     each request activates a fresh object (open, constructor, first write)\n  touch    touch --objects distinct objects once each; reports the server's peak RSS and open files\n  forward  one object, one client: through its owner, then through another node (needs 2+ --addr)")
+	fs.StringVar(&c.addr, "addr", "http://127.0.0.1:8080", "node(s) to load, comma-separated: each request goes to a random one")
 	fs.StringVar(&c.token, "token", "", "bearer token (for the /metrics sampling through /v1 routes it is not needed)")
-	fs.StringVar(&c.scenario, "scenario", "counter", "counter, cold or touch")
+	fs.StringVar(&c.scenario, "scenario", "counter", "counter, cold, touch or forward")
 	fs.IntVar(&c.objects, "objects", 64, "distinct objects")
 	fs.IntVar(&c.clients, "clients", 16, "concurrent clients")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of each measured run (counter and cold)")
@@ -81,15 +81,20 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	if c.prefix == "" {
 		c.prefix = fmt.Sprintf("bench-%d-", time.Now().UnixNano())
 	}
-	cli := rpc.NewClient(c.addr, nil).WithToken(c.token)
-	if err := cli.Health(ctx); err != nil {
-		return fmt.Errorf("node at %s is not answering: %w (start one with \"dura serve\")", c.addr, err)
+	var clis []*rpc.Client
+	for _, a := range strings.Split(c.addr, ",") {
+		cl := rpc.NewClient(strings.TrimSpace(a), nil).WithToken(c.token)
+		if err := cl.Health(ctx); err != nil {
+			return fmt.Errorf("node at %s is not answering: %w (start one with \"dura serve\")", a, err)
+		}
+		clis = append(clis, cl)
 	}
+	cli := clis[0]
 	var results []benchResult
 	switch c.scenario {
 	case "counter":
 		fmt.Fprintf(env.stdout, "counter increments: %d objects, %d clients, %s per run\n", c.objects, c.clients, c.duration)
-		r, err := benchDura(ctx, env, c, cli, func(i int64, rnd *rand.Rand) string {
+		r, err := benchDura(ctx, env, c, clis, func(i int64, rnd *rand.Rand) string {
 			return c.prefix + strconv.Itoa(rnd.IntN(c.objects))
 		})
 		if err != nil {
@@ -105,7 +110,7 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	case "cold":
 		fmt.Fprintf(env.stdout, "cold activations: a fresh object per request, %d clients, %s per run\n", c.clients, c.duration)
-		r, err := benchDura(ctx, env, c, cli, func(i int64, _ *rand.Rand) string {
+		r, err := benchDura(ctx, env, c, clis, func(i int64, _ *rand.Rand) string {
 			return c.prefix + "cold-" + strconv.FormatInt(i, 10)
 		})
 		if err != nil {
@@ -126,8 +131,14 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 		results = append(results, r)
+	case "forward":
+		rs, err := benchForward(ctx, env, c, clis)
+		if err != nil {
+			return err
+		}
+		results = append(results, rs...)
 	default:
-		return usageErr("unknown --scenario %q (counter, cold or touch)", c.scenario)
+		return usageErr("unknown --scenario %q (counter, cold, touch or forward)", c.scenario)
 	}
 	printBench(env.stdout, results)
 	return nil
@@ -211,9 +222,11 @@ func startProgress(env *cliEnv, c benchConfig, label string, deadline time.Time,
 	return func() { close(stop); <-finished }
 }
 
-// benchDura increments counters through the node's HTTP API.
-func benchDura(ctx context.Context, env *cliEnv, c benchConfig, cli *rpc.Client, pick func(int64, *rand.Rand) string) (benchResult, error) {
+// benchDura increments counters through the nodes' HTTP API, each request
+// to a random node.
+func benchDura(ctx context.Context, env *cliEnv, c benchConfig, clis []*rpc.Client, pick func(int64, *rand.Rand) string) (benchResult, error) {
 	op := func(i int64, rnd *rand.Rand) error {
+		cli := clis[rnd.IntN(len(clis))]
 		resp, err := cli.Call(ctx, http.MethodPost, "counter", pick(i, rnd), "/increment", nil)
 		if err != nil {
 			return err
@@ -379,8 +392,8 @@ func printBench(w io.Writer, rs []benchResult) {
 	}
 	if len(rs) == 2 {
 		d, raw := rs[0], rs[1]
-		fmt.Fprintf(w, "\ndura / raw throughput: %.2f   p50 dura - raw: %+.3f ms   p50 ratio: %.2f\n",
-			d.rate()/raw.rate(), float64((d.pct(50)-raw.pct(50)).Microseconds())/1000, float64(d.pct(50))/float64(raw.pct(50)))
+		fmt.Fprintf(w, "\n%[1]s / %[2]s throughput: %.2[3]f   p50 %[1]s - %[2]s: %+.3[4]f ms   p50 %[1]s / %[2]s: %.2[5]f\n",
+			d.label, raw.label, d.rate()/raw.rate(), float64((d.pct(50)-raw.pct(50)).Microseconds())/1000, float64(d.pct(50))/float64(raw.pct(50)))
 	}
 	for _, r := range rs {
 		if r.peakRSS > 0 {
@@ -388,4 +401,55 @@ func printBench(w io.Writer, rs []benchResult) {
 				r.peakRSS/(1<<20), r.peakFDs, r.fdLimit, r.fdLimit+64)
 		}
 	}
+}
+
+// benchForward measures one object from one client through a node that
+// forwards to its owner, then through the owner itself.
+func benchForward(ctx context.Context, env *cliEnv, c benchConfig, clis []*rpc.Client) ([]benchResult, error) {
+	if len(clis) < 2 {
+		return nil, usageErr("--scenario forward needs two or more --addr (the nodes of one cluster)")
+	}
+	name := c.prefix + "forward"
+	resp, err := clis[0].Call(ctx, http.MethodPost, "counter", name, "/increment", nil)
+	if err != nil {
+		return nil, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	owner := resp.Header.Get(rpc.HeaderNode)
+	var via, direct *rpc.Client
+	for _, cl := range clis {
+		info, err := cl.Cluster(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if info.Node == owner {
+			direct = cl
+		} else if via == nil {
+			via = cl
+		}
+	}
+	if direct == nil || via == nil {
+		return nil, fmt.Errorf("need the owner (%s) and another node among --addr", owner)
+	}
+	fmt.Fprintf(env.stdout, "object counter/%s, owner %s; one client, %s per run\n", name, owner, c.duration)
+	one := c
+	one.clients = 1
+	var out []benchResult
+	for _, run := range []struct {
+		label string
+		cli   *rpc.Client
+	}{{"via other", via}, {"via owner", direct}} {
+		r := load(ctx, env, one, run.label, 0, func(int64, *rand.Rand) error {
+			resp, err := run.cli.Call(ctx, http.MethodPost, "counter", name, "/increment", nil)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return err
+		})
+		out = append(out, r)
+	}
+	return out, nil
 }
