@@ -781,3 +781,14 @@ func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
 // State is this node's copy of the committed cluster state.
 func (c *Cluster) State() *replication.ClusterState { return c.state.Load().Clone() }
+
+// RaftServers lists the Raft configuration as this node sees it.
+func (c *Cluster) RaftServers() ([]replication.Server, error) { return c.raft.Servers() }
+
+// Isolate cuts this node off from the cluster as a network partition
+// would, for tests: gossip and Raft stop, the HTTP API keeps answering.
+// Fencing must then refuse every event once the lease runs out.
+func (c *Cluster) Isolate() {
+	c.ml.Close()
+	c.raft.Close()
+}
