@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/dura-dev/dura/internal/apierr"
 )
@@ -80,7 +81,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner string) e
 		w.Header()[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		m, rerr := resp.Body.Read(buf)
 		if m > 0 {
@@ -99,3 +102,6 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner string) e
 		}
 	}
 }
+
+// copyBufs recycles the buffers forwarded bodies stream through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
