@@ -1,8 +1,11 @@
 package node
 
 import (
+	"errors"
+
 	"container/heap"
 	"context"
+	"github.com/dura-dev/dura/internal/apierr"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -54,8 +57,9 @@ func (rt *Runtime) fireAlarm(a replication.Alarm) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	stale := false
+	stale, ran := false, false
 	fire := func(inst *instance) error {
+		ran = true
 		cur, ok, err := rt.schedule.GetAlarm(ref.id)
 		if err != nil {
 			return err
@@ -83,9 +87,37 @@ func (rt *Runtime) fireAlarm(a replication.Alarm) {
 		}
 		rt.retryAlarm(a, err)
 	}
-	if err := rt.run(ctx, ref, fire, after); err != nil {
-		rt.log.Warn("alarm failed", "class", a.Class, "name", a.Name, "retry", a.Retry, "err", err)
+	err = rt.run(ctx, ref, fire, after)
+	if err == nil {
+		return
 	}
+	if !ran && errors.Is(err, apierr.ErrOwnerUnavailable) {
+		// Refused before it ran (fencing: not yet in touch with the
+		// leader after a restart, or the partition moving). The timer was
+		// spent: arm it again if the partition is still ours.
+		rt.rearmLater(a)
+		return
+	}
+	rt.log.Warn("alarm failed", "class", a.Class, "name", a.Name, "retry", a.Retry, "err", err)
+}
+
+// rearmLater puts a refused alarm back on the timers after a second, if
+// this node still owns its partition and the alarm is unchanged.
+func (rt *Runtime) rearmLater(a replication.Alarm) {
+	if rt.cluster == nil || !rt.cluster.owns(a.Partition) {
+		return
+	}
+	time.AfterFunc(time.Second, func() {
+		select {
+		case <-rt.stop:
+			return
+		default:
+		}
+		cur, ok, err := rt.schedule.GetAlarm(a.ObjectID)
+		if err == nil && ok && cur.At.Equal(a.At) && rt.cluster.owns(a.Partition) {
+			rt.timers.set(cur)
+		}
+	})
 }
 
 // retryAlarm reschedules a failed alarm with backoff, or gives up after

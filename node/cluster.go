@@ -76,6 +76,7 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	pulling map[int]bool // partitions being pulled here
+	timed   map[int]bool // partitions whose alarms are armed here (loop only)
 	owned   map[int]bool // partitions this node owned at the last look
 }
 
@@ -103,8 +104,116 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 		owned:   map[int]bool{},
 	}
 	rt.cluster = c
+	rt.schedule = raftSchedule{c}
+	rt.replicated = true
 	rt.SetFence(c.fence)
 	return c, nil
+}
+
+// raftSchedule is the alarm schedule of a cluster: committed through Raft
+// (by way of the leader), read from this node's copy. A change returns
+// once this node's copy has it, so the owner reads its own writes.
+type raftSchedule struct{ c *Cluster }
+
+func (s raftSchedule) PutAlarm(a replication.Alarm) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.c.Apply(ctx, replication.Command{Kind: replication.CmdPutAlarm, Alarm: &a}); err != nil {
+		return err
+	}
+	return s.wait(ctx, a.ObjectID, func(got replication.Alarm, ok bool) bool { return ok && sameAlarm(got, a) })
+}
+
+func (s raftSchedule) DeleteAlarm(id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, Name: id}); err != nil {
+		return err
+	}
+	return s.wait(ctx, id, func(_ replication.Alarm, ok bool) bool { return !ok })
+}
+
+// wait polls this node's copy until done says the change arrived.
+func (s raftSchedule) wait(ctx context.Context, id string, done func(replication.Alarm, bool) bool) error {
+	for {
+		a, ok := s.c.raft.Alarm(id)
+		if done(a, ok) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: alarm change not replicated here: %v", apierr.ErrTimeout, ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (s raftSchedule) GetAlarm(id string) (replication.Alarm, bool, error) {
+	if s.c.raft == nil {
+		return replication.Alarm{}, false, nil
+	}
+	a, ok := s.c.raft.Alarm(id)
+	return a, ok, nil
+}
+
+func (s raftSchedule) Alarms() ([]replication.Alarm, error) {
+	if s.c.raft == nil {
+		return nil, nil // not started: timers follow ownership once it is
+	}
+	return s.c.raft.Alarms(nil), nil
+}
+
+// syncTimers arms exactly the alarms of the partitions this node owns
+// and serves, whenever that set changes (join, leave, handoff, restart).
+func (c *Cluster) syncTimers(st *replication.ClusterState) {
+	mine := make(map[int]bool)
+	for p, part := range st.Partitions {
+		if part.Owner == c.cfg.Name && part.Ready() {
+			mine[p] = true
+		}
+	}
+	if sameSet(mine, c.timed) {
+		return
+	}
+	c.timed = mine
+	for _, a := range c.raft.Alarms(nil) {
+		if mine[a.Partition] {
+			c.rt.timers.set(a)
+		} else {
+			c.rt.timers.remove(a.ObjectID)
+		}
+	}
+	c.rt.metrics.alarmsScheduled.Set(float64(c.rt.timers.len()))
+}
+
+// sameAlarm compares alarms; times compare as instants (a Raft round trip
+// changes their location and drops the monotonic reading).
+func sameAlarm(a, b replication.Alarm) bool {
+	return a.ObjectID == b.ObjectID && a.At.Equal(b.At) && a.Scheduled.Equal(b.Scheduled) && a.Retry == b.Retry
+}
+
+// onAlarm keeps the timers in step with each committed alarm change,
+// wherever it came from (this node's events, log replay after a restart,
+// a snapshot): an alarm of a partition this node owns is armed here.
+func (c *Cluster) onAlarm(a replication.Alarm, deleted bool, st *replication.ClusterState) {
+	mine := a.Partition < len(st.Partitions) && st.Partitions[a.Partition].Owner == c.cfg.Name && st.Partitions[a.Partition].Ready()
+	if deleted || !mine {
+		c.rt.timers.remove(a.ObjectID)
+		return
+	}
+	c.rt.timers.set(a)
+}
+
+func sameSet(a, b map[int]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
 }
 
 func assignPartitions(members []string, p replication.RingParams) []string {
@@ -116,7 +225,7 @@ func assignPartitions(members []string, p replication.RingParams) []string {
 func (c *Cluster) Start(ctx context.Context) error {
 	r, err := replication.NewRaftNode(replication.RaftConfig{
 		NodeID: c.cfg.Name, Bind: c.cfg.RaftBind, Advertise: c.cfg.RaftAdvertise, Dir: c.cfg.Dir,
-		Assign: assignPartitions, Logger: c.log, Fast: c.cfg.Fast, OnChange: c.poke,
+		Assign: assignPartitions, Logger: c.log, Fast: c.cfg.Fast, OnChange: c.poke, OnAlarm: c.onAlarm,
 	})
 	if err != nil {
 		return err
@@ -177,7 +286,9 @@ func (c *Cluster) loop(fresh bool) {
 		if fresh && c.cfg.BootstrapExpect > 1 {
 			fresh = !c.tryBootstrapExpect()
 		}
-		c.state.Store(c.raft.State())
+		st := c.raft.State()
+		c.state.Store(st)
+		c.syncTimers(st)
 		if c.raft.IsLeader() {
 			c.lead()
 		}
@@ -563,11 +674,9 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, w io.Writer) erro
 			return err
 		}
 	}
-	alarms, err := c.rt.PartitionAlarms(p)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(alarms)
+	// The alarms live in the replicated schedule: the new owner arms them
+	// from there once the partition is ready on it.
+	b := []byte("[]")
 	if err := tw.WriteHeader(&tar.Header{Name: "alarms.json", Mode: 0o600, Size: int64(len(b))}); err != nil {
 		return err
 	}
@@ -791,4 +900,14 @@ func (c *Cluster) RaftServers() ([]replication.Server, error) { return c.raft.Se
 func (c *Cluster) Isolate() {
 	c.ml.Close()
 	c.raft.Close()
+}
+
+// Alarms lists the replicated schedule as this node has it.
+func (c *Cluster) Alarms() []replication.Alarm { return c.raft.Alarms(nil) }
+
+// owns reports whether the committed state gives partition p to this
+// node and it is not moving away (lease aside).
+func (c *Cluster) owns(p int) bool {
+	st := c.state.Load()
+	return st != nil && p < len(st.Partitions) && st.Partitions[p].Owner == c.cfg.Name && st.Partitions[p].Target == ""
 }

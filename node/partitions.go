@@ -129,8 +129,12 @@ func (rt *Runtime) DropPartition(ctx context.Context, p int) error {
 		return err
 	}
 	for _, a := range alarms {
-		if err := rt.schedule.DeleteAlarm(a.ObjectID); err != nil {
-			return err
+		// A replicated schedule keeps the alarm for the new owner; a
+		// local one handed it over in the archive.
+		if !rt.replicated {
+			if err := rt.schedule.DeleteAlarm(a.ObjectID); err != nil {
+				return err
+			}
 		}
 		rt.timers.remove(a.ObjectID)
 	}

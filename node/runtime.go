@@ -76,6 +76,10 @@ type Runtime struct {
 
 	fence   atomic.Pointer[func(partition int) error] // nil: serve every partition
 	cluster *Cluster                                  // nil on a one-node runtime without Raft
+	// replicated is set when the schedule is the cluster's (Raft): alarms
+	// then stay in it when their partition moves, and timers follow
+	// ownership (Cluster.syncTimers).
+	replicated bool
 
 	bg     sync.WaitGroup // WaitUntil functions and alarm deliveries
 	stop   chan struct{}

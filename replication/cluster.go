@@ -70,6 +70,9 @@ const (
 	CmdLeave       = "leave"
 	CmdHandoffDone = "handoff_done"
 	CmdRemove      = "remove"
+	// Alarm commands change the replicated schedule (see clusterFSM).
+	CmdPutAlarm    = "put_alarm"
+	CmdDeleteAlarm = "delete_alarm"
 )
 
 // Command is one change to the cluster state, as written to the Raft log.
@@ -82,6 +85,9 @@ type Command struct {
 	// Epoch, on handoff_done, is the epoch the handoff was started at; a
 	// report from an older epoch is ignored.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// Alarm is the alarm of put_alarm; Name holds the object ID of
+	// delete_alarm.
+	Alarm *Alarm `json:"alarm,omitempty"`
 }
 
 // Apply changes the state by c, or returns why it cannot (the state is

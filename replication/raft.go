@@ -45,6 +45,10 @@ type RaftConfig struct {
 	// OnChange, if set, is called after the state changed (a command
 	// applied or a snapshot restored), never concurrently with itself.
 	OnChange func()
+	// OnAlarm, if set, is called after each alarm command is applied
+	// (deleted reports a deletion), with the cluster state at that point
+	// of the log. It must be quick: it runs on Raft's apply goroutine.
+	OnAlarm func(a Alarm, deleted bool, st *ClusterState)
 }
 
 // RaftNode is this node's member of the Raft group holding ClusterState.
@@ -65,7 +69,7 @@ func NewRaftNode(cfg RaftConfig) (*RaftNode, error) {
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
 	}
-	return &RaftNode{cfg: cfg, fsm: &clusterFSM{state: &ClusterState{}, assign: cfg.Assign, onChange: cfg.OnChange}}, nil
+	return &RaftNode{cfg: cfg, fsm: &clusterFSM{state: &ClusterState{}, assign: cfg.Assign, onChange: cfg.OnChange, onAlarm: cfg.OnAlarm}}, nil
 }
 
 // Open starts Raft with the stored log and snapshots, if any.
@@ -248,18 +252,50 @@ func (n *RaftNode) Close() error {
 	return err
 }
 
-// clusterFSM applies Commands to a ClusterState.
+// clusterFSM applies Commands to a ClusterState and to the alarm
+// schedule. The schedule is kept apart from ClusterState: it can hold
+// hundreds of thousands of entries, and ClusterState is copied on every
+// placement change.
 type clusterFSM struct {
 	mu       sync.RWMutex
 	state    *ClusterState
+	alarms   map[string]Alarm
 	assign   Assigner
 	onChange func()
+	onAlarm  func(Alarm, bool, *ClusterState)
 }
 
 func (f *clusterFSM) Apply(l *raft.Log) any {
 	var c Command
 	if err := json.Unmarshal(l.Data, &c); err != nil {
 		return fmt.Errorf("decode command: %w", err)
+	}
+	switch c.Kind {
+	case CmdPutAlarm:
+		if c.Alarm == nil || c.Alarm.ObjectID == "" {
+			return fmt.Errorf("put_alarm without an alarm")
+		}
+		f.mu.Lock()
+		if f.alarms == nil {
+			f.alarms = map[string]Alarm{}
+		}
+		f.alarms[c.Alarm.ObjectID] = *c.Alarm
+		st := f.state
+		f.mu.Unlock()
+		if f.onAlarm != nil {
+			f.onAlarm(*c.Alarm, false, st)
+		}
+		return nil
+	case CmdDeleteAlarm:
+		f.mu.Lock()
+		old, had := f.alarms[c.Name]
+		delete(f.alarms, c.Name)
+		st := f.state
+		f.mu.Unlock()
+		if had && f.onAlarm != nil {
+			f.onAlarm(old, true, st)
+		}
+		return nil
 	}
 	f.mu.Lock()
 	// Apply on a copy: a refused command must leave the state untouched.
@@ -276,10 +312,20 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 	return nil
 }
 
+// fsmSnapshot is what a snapshot holds.
+type fsmSnapshot struct {
+	State  *ClusterState `json:"state"`
+	Alarms []Alarm       `json:"alarms"`
+}
+
 func (f *clusterFSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
-	defer f.mu.RUnlock()
-	b, err := json.Marshal(f.state)
+	snap := fsmSnapshot{State: f.state, Alarms: make([]Alarm, 0, len(f.alarms))}
+	for _, a := range f.alarms {
+		snap.Alarms = append(snap.Alarms, a)
+	}
+	b, err := json.Marshal(snap)
+	f.mu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
@@ -288,17 +334,52 @@ func (f *clusterFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f *clusterFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var s ClusterState
-	if err := json.NewDecoder(rc).Decode(&s); err != nil {
+	var snap fsmSnapshot
+	if err := json.NewDecoder(rc).Decode(&snap); err != nil {
 		return fmt.Errorf("restore cluster state: %w", err)
 	}
+	if snap.State == nil {
+		snap.State = &ClusterState{}
+	}
+	alarms := make(map[string]Alarm, len(snap.Alarms))
+	for _, a := range snap.Alarms {
+		alarms[a.ObjectID] = a
+	}
 	f.mu.Lock()
-	f.state = &s
+	f.state, f.alarms = snap.State, alarms
 	f.mu.Unlock()
 	if f.onChange != nil {
 		f.onChange()
 	}
 	return nil
+}
+
+// Alarm returns the committed alarm of an object.
+func (n *RaftNode) Alarm(id string) (Alarm, bool) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	a, ok := n.fsm.alarms[id]
+	return a, ok
+}
+
+// Alarms returns the committed alarms that keep returns true for.
+func (n *RaftNode) Alarms(keep func(Alarm) bool) []Alarm {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	var out []Alarm
+	for _, a := range n.fsm.alarms {
+		if keep == nil || keep(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// AlarmCount is the number of committed alarms.
+func (n *RaftNode) AlarmCount() int {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	return len(n.fsm.alarms)
 }
 
 type jsonSnapshot []byte

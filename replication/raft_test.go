@@ -92,6 +92,17 @@ func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
 	if _, ok := l.State().Members["d"]; !ok {
 		t.Fatal("d missing after join under the new leader")
 	}
+	// The alarm schedule replicates too, and survives snapshots.
+	at := time.UnixMilli(time.Now().UnixMilli())
+	if err := l.Apply(Command{Kind: CmdPutAlarm, Alarm: &Alarm{ObjectID: "o1", Class: "db", Name: "x", At: at, Scheduled: at, Retry: 2}}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Apply(Command{Kind: CmdPutAlarm, Alarm: &Alarm{ObjectID: "o2", Class: "db", Name: "y", At: at, Scheduled: at}}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Apply(Command{Kind: CmdDeleteAlarm, Name: "o2"}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	// Snapshots compact the log and a restarted node restores from them.
 	if err := l.Snapshot(); err != nil {
 		t.Fatal(err)
@@ -102,4 +113,8 @@ func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
 		t.Fatal("restarted node has no raft state")
 	}
 	eventually(t, 15*time.Second, "restarted a catches up", func() bool { return a2.State().Epoch == epoch })
+	eventually(t, 15*time.Second, "restarted a has the schedule", func() bool {
+		got, ok := a2.Alarm("o1")
+		return ok && got.Retry == 2 && got.At.Equal(at) && a2.AlarmCount() == 1
+	})
 }
