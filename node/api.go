@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
@@ -18,7 +21,10 @@ import (
 )
 
 // The Runtime serves the HTTP API of one node.
-var _ rpc.Backend = (*Runtime)(nil)
+var (
+	_ rpc.Backend     = (*Runtime)(nil)
+	_ rpc.AlarmLister = (*Runtime)(nil)
+)
 
 // NodeName names this node.
 func (rt *Runtime) NodeName() string { return rt.cfg.NodeName }
@@ -363,4 +369,46 @@ func (rt *Runtime) withStore(ctx context.Context, class, name string, fn func(in
 		return err
 	}
 	return rt.run(ctx, ref, fn, nil)
+}
+
+// ListAlarms lists the scheduled alarms (the whole cluster's: every node
+// holds the replicated schedule), by time then object ID.
+func (rt *Runtime) ListAlarms(ctx context.Context, beforeMillis int64, cursor string, limit int) (rpc.AlarmList, error) {
+	var afterAt int64
+	var afterID string
+	if cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(cursor)
+		at, id, ok := strings.Cut(string(raw), ":")
+		n, perr := strconv.ParseInt(at, 10, 64)
+		if err != nil || !ok || perr != nil {
+			return rpc.AlarmList{}, fmt.Errorf("%w: invalid cursor", apierr.ErrBadRequest)
+		}
+		afterAt, afterID = n, id
+	}
+	all, err := rt.schedule.Alarms()
+	if err != nil {
+		return rpc.AlarmList{}, err
+	}
+	out := rpc.AlarmList{Alarms: []rpc.AlarmEntry{}}
+	for _, a := range all {
+		at := a.At.UnixMilli()
+		if beforeMillis > 0 && at >= beforeMillis {
+			continue
+		}
+		if cursor != "" && (at < afterAt || at == afterAt && a.ObjectID <= afterID) {
+			continue
+		}
+		out.Alarms = append(out.Alarms, rpc.AlarmEntry{ID: a.ObjectID, Class: a.Class, Name: a.Name, Partition: a.Partition,
+			At: at, Scheduled: a.Scheduled.UnixMilli(), Retry: a.Retry})
+	}
+	sort.Slice(out.Alarms, func(i, j int) bool {
+		x, y := out.Alarms[i], out.Alarms[j]
+		return x.At < y.At || x.At == y.At && x.ID < y.ID
+	})
+	if len(out.Alarms) > limit {
+		out.Alarms = out.Alarms[:limit]
+		last := out.Alarms[limit-1]
+		out.Cursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last.At, 10) + ":" + last.ID))
+	}
+	return out, nil
 }

@@ -365,3 +365,29 @@ func TestMetricsHeadersAndBoundedLabels(t *testing.T) {
 		t.Fatal("unknown classes leak into metric labels")
 	}
 }
+
+func TestListAlarms(t *testing.T) {
+	n := startNode(t, "")
+	ctx := context.Background()
+	base := time.Now().Add(time.Hour).UnixMilli()
+	for i, name := range []string{"c", "a", "b"} {
+		if err := n.cli.SetAlarm(ctx, "db", name, base+int64(i)*1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := n.cli.ListAlarms(ctx, 0, "", 2)
+	if err != nil || len(page.Alarms) != 2 || page.Alarms[0].Name != "c" || page.Alarms[1].Name != "a" || page.Cursor == "" {
+		t.Fatalf("first page %+v %v", page, err)
+	}
+	page, err = n.cli.ListAlarms(ctx, 0, page.Cursor, 2)
+	if err != nil || len(page.Alarms) != 1 || page.Alarms[0].Name != "b" || page.Cursor != "" {
+		t.Fatalf("second page %+v %v", page, err)
+	}
+	page, err = n.cli.ListAlarms(ctx, base+1500, "", 10)
+	if err != nil || len(page.Alarms) != 2 {
+		t.Fatalf("before filter %+v %v", page, err)
+	}
+	if code, _, body := n.raw(t, "GET", "/v1/alarms?limit=0", ""); code != 400 || errCode(t, body) != "BAD_REQUEST" {
+		t.Fatalf("%d %s", code, body)
+	}
+}

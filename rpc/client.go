@@ -319,3 +319,20 @@ func (c *Client) Metrics(ctx context.Context) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+// ListAlarms lists scheduled alarms due before beforeMillis (all if 0).
+func (c *Client) ListAlarms(ctx context.Context, beforeMillis int64, cursor string, limit int) (AlarmList, error) {
+	q := url.Values{}
+	if beforeMillis > 0 {
+		q.Set("before", strconv.FormatInt(beforeMillis, 10))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out AlarmList
+	err := c.doJSON(ctx, http.MethodGet, "/v1/alarms?"+q.Encode(), nil, &out)
+	return out, err
+}

@@ -149,6 +149,32 @@ func (s *Server) routes() {
 		return writeJSON(w, http.StatusOK, map[string]bool{"imported": true})
 	}))
 	s.handle("GET /v1/objects", "list", s.listObjects)
+	if al, ok := b.(AlarmLister); ok {
+		s.handle("GET /v1/alarms", "alarms", func(w http.ResponseWriter, r *http.Request) error {
+			q := r.URL.Query()
+			limit := 100
+			if v := q.Get("limit"); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil || n <= 0 || n > 1000 {
+					return fmt.Errorf("%w: limit must be 1..1000", apierr.ErrBadRequest)
+				}
+				limit = n
+			}
+			var before int64
+			if v := q.Get("before"); v != "" {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 0 {
+					return fmt.Errorf("%w: before must be unix milliseconds", apierr.ErrBadRequest)
+				}
+				before = n
+			}
+			list, err := al.ListAlarms(r.Context(), before, q.Get("cursor"), limit)
+			if err != nil {
+				return err
+			}
+			return writeJSON(w, http.StatusOK, list)
+		})
+	}
 	if in := s.cfg.Internal; in != nil {
 		s.handle("POST /v1/internal/apply", "internal", func(w http.ResponseWriter, r *http.Request) error {
 			body, err := readBody(r, MaxAPIBody)

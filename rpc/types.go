@@ -172,3 +172,27 @@ type ClusterInternal interface {
 	// its partitions are reassigned empty. Operators only.
 	RemoveMember(ctx context.Context, name string) error
 }
+
+// AlarmEntry is one scheduled alarm of GET /v1/alarms; times are unix ms.
+type AlarmEntry struct {
+	ID        string `json:"id"`
+	Class     string `json:"class"`
+	Name      string `json:"name"`
+	Partition int    `json:"partition"`
+	At        int64  `json:"at"`        // when it fires next
+	Scheduled int64  `json:"scheduled"` // the time SetAlarm asked for
+	Retry     int    `json:"retry"`
+}
+
+// AlarmList is the answer of GET /v1/alarms.
+type AlarmList struct {
+	Alarms []AlarmEntry `json:"alarms"`
+	Cursor string       `json:"cursor,omitempty"`
+}
+
+// AlarmLister is implemented by backends that list scheduled alarms.
+type AlarmLister interface {
+	// ListAlarms lists alarms due before beforeMillis (all if 0), by time
+	// then object ID, after cursor.
+	ListAlarms(ctx context.Context, beforeMillis int64, cursor string, limit int) (AlarmList, error)
+}

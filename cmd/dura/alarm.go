@@ -13,22 +13,36 @@ func init() {
 }
 
 const alarmSynopsis = `alarm get|set|delete [flags] CLASS/NAME
+       alarm list [--before TIME] [--limit N] [--all]
 
   get     print the alarm (RFC3339 and unix ms) or "no alarm"
   set     schedule it: --at TIME (RFC3339 or unix ms) or --in DURATION (30s, 5m, 2h)
-  delete  cancel it`
+  delete  cancel it
+  list    the scheduled alarms of the whole cluster, soonest first`
 
 func runAlarm(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "alarm", alarmSynopsis)
 	co := addClientFlags(fs)
 	at := fs.String("at", "", "set: when, as RFC3339 (2025-01-02T15:04:05Z) or unix milliseconds")
 	in := fs.Duration("in", 0, "set: how long from now (30s, 5m, 2h)")
+	before := fs.String("before", "", "list: only alarms due before this time (RFC3339 or unix ms)")
+	limit := fs.Int("limit", 100, "list: alarms per page (1..1000)")
+	all := fs.Bool("all", false, "list: follow the cursor to the end")
 	pos, err := parseArgs(fs, env, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 1 && pos[0] == "list" {
+		var beforeMS int64
+		if *before != "" {
+			if beforeMS, err = parseAlarmTime(*before); err != nil {
+				return usageErr("--before: %v", err)
+			}
+		}
+		return listAlarms(ctx, env, co, beforeMS, *limit, *all)
+	}
 	if len(pos) != 2 {
-		return usageErr("want get|set|delete CLASS/NAME")
+		return usageErr("want get|set|delete CLASS/NAME, or list")
 	}
 	verb := pos[0]
 	class, name, err := splitObject(pos[1])
@@ -90,4 +104,27 @@ func parseAlarmTime(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is neither RFC3339 (2025-01-02T15:04:05Z) nor unix milliseconds", s)
 	}
 	return t.UnixMilli(), nil
+}
+
+// listAlarms prints the scheduled alarms as a table.
+func listAlarms(ctx context.Context, env *cliEnv, co *clientOpts, before int64, limit int, all bool) error {
+	c := co.client()
+	cursor := ""
+	fmt.Fprintf(env.stdout, "%-24s  %-5s  %-20s  %-30s  %s\n", "AT", "RETRY", "CLASS", "NAME", "ID")
+	for {
+		page, err := c.ListAlarms(ctx, before, cursor, limit)
+		if err != nil {
+			return co.clientErr(err)
+		}
+		for _, a := range page.Alarms {
+			fmt.Fprintf(env.stdout, "%-24s  %-5d  %-20s  %-30s  %s\n", time.UnixMilli(a.At).UTC().Format(time.RFC3339Nano), a.Retry, a.Class, a.Name, a.ID[:12])
+		}
+		if page.Cursor == "" || !all {
+			if page.Cursor != "" {
+				fmt.Fprintf(env.stderr, "(more: --all)\n")
+			}
+			return nil
+		}
+		cursor = page.Cursor
+	}
 }

@@ -278,3 +278,18 @@ func ownerOf(t *testing.T, c *Cluster, name string) string {
 	resp.Body.Close()
 	return resp.Header.Get("X-Dura-Node")
 }
+
+func TestAlarmListIsClusterWide(t *testing.T) {
+	c := New(t, 3, registerTick)
+	c.WaitConverged(30 * time.Second)
+	at := time.Now().Add(time.Hour)
+	for i, n := range names("listed", 12) {
+		arm(t, c, i%3, n, at.Add(time.Duration(i)*time.Second))
+	}
+	for _, nd := range c.Nodes {
+		list, err := nd.Client.ListAlarms(context.Background(), 0, "", 100)
+		if err != nil || len(list.Alarms) != 12 || list.Alarms[0].Name != "listed0" {
+			t.Fatalf("%s lists %+v, %v", nd.Name, list, err)
+		}
+	}
+}
