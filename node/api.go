@@ -412,3 +412,6 @@ func (rt *Runtime) ListAlarms(ctx context.Context, beforeMillis int64, cursor st
 	}
 	return out, nil
 }
+
+// PendingAlarms is the number of alarms armed on this node's timers.
+func (rt *Runtime) PendingAlarms() int { return rt.timers.len() }

@@ -471,7 +471,7 @@ func (c *Cluster) do(req *http.Request) ([]byte, error) {
 // leader; a forced removal waits twice as long before reassigning.
 func (c *Cluster) lease() time.Duration {
 	if c.cfg.Fast {
-		return time.Second
+		return 2 * time.Second
 	}
 	return 5 * time.Second
 }
@@ -911,3 +911,6 @@ func (c *Cluster) owns(p int) bool {
 	st := c.state.Load()
 	return st != nil && p < len(st.Partitions) && st.Partitions[p].Owner == c.cfg.Name && st.Partitions[p].Target == ""
 }
+
+// Addrs are the Raft and gossip addresses this node listens on.
+func (c *Cluster) Addrs() (raftAddr, gossipAddr string) { return c.raft.Addr(), c.ml.Addr() }

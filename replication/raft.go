@@ -106,9 +106,11 @@ func (n *RaftNode) Open() error {
 	rc.Logger = hl
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	if n.cfg.Fast {
-		rc.HeartbeatTimeout = 200 * time.Millisecond
-		rc.ElectionTimeout = 200 * time.Millisecond
-		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+		// Quick enough for tests, slow enough that a loaded 2-core machine
+		// does not lose its leader to late heartbeats.
+		rc.HeartbeatTimeout = 500 * time.Millisecond
+		rc.ElectionTimeout = 500 * time.Millisecond
+		rc.LeaderLeaseTimeout = 250 * time.Millisecond
 		rc.CommitTimeout = 5 * time.Millisecond
 	}
 	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, tr)

@@ -286,10 +286,19 @@ func TestAlarmListIsClusterWide(t *testing.T) {
 	for i, n := range names("listed", 12) {
 		arm(t, c, i%3, n, at.Add(time.Duration(i)*time.Second))
 	}
+	// Every node lists the whole schedule from its copy (followers may
+	// trail the leader by a moment).
 	for _, nd := range c.Nodes {
-		list, err := nd.Client.ListAlarms(context.Background(), 0, "", 100)
-		if err != nil || len(list.Alarms) != 12 || list.Alarms[0].Name != "listed0" {
-			t.Fatalf("%s lists %+v, %v", nd.Name, list, err)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			list, err := nd.Client.ListAlarms(context.Background(), 0, "", 100)
+			if err == nil && len(list.Alarms) == 12 && list.Alarms[0].Name == "listed0" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s lists %+v, %v", nd.Name, list, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }

@@ -47,6 +47,15 @@ type Cluster struct {
 func New(t testing.TB, n int, register func(*node.Runtime) error) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, dir: t.TempDir(), register: register}
+	// Registered first, so nodes started before a failure are stopped too.
+	t.Cleanup(func() {
+		for _, nd := range c.Nodes {
+			if nd.up {
+				c.stop(nd, false)
+			}
+		}
+		c.done.Store(true)
+	})
 	for i := 0; i < n; i++ {
 		c.Nodes = append(c.Nodes, c.newNode(fmt.Sprintf("n%d", i+1)))
 	}
@@ -57,14 +66,6 @@ func New(t testing.TB, n int, register func(*node.Runtime) error) *Cluster {
 			join = []string{nd.Gossip}
 		}
 	}
-	t.Cleanup(func() {
-		for _, nd := range c.Nodes {
-			if nd.up {
-				c.stop(nd, false)
-			}
-		}
-		c.done.Store(true)
-	})
 	return c
 }
 
@@ -82,18 +83,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func (c *Cluster) newNode(name string) *Node {
-	return &Node{Name: name, Dir: filepath.Join(c.dir, name), Raft: freeAddr(c.t), Gossip: freeAddr(c.t)}
+	return &Node{Name: name, Dir: filepath.Join(c.dir, name)}
 }
 
 func (c *Cluster) start(nd *Node, join []string, expect int) {
@@ -121,8 +112,13 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 			t.Fatal(err)
 		}
 	}
+	// First start: the OS picks free ports; a restart binds the same ones.
+	raftBind, gossipBind := nd.Raft, nd.Gossip
+	if raftBind == "" {
+		raftBind, gossipBind = "127.0.0.1:0", "127.0.0.1:0"
+	}
 	cl, err := node.NewCluster(rt, node.ClusterConfig{
-		Name: nd.Name, HTTP: nd.HTTP, GossipBind: nd.Gossip, RaftBind: nd.Raft,
+		Name: nd.Name, HTTP: nd.HTTP, GossipBind: gossipBind, RaftBind: raftBind,
 		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Fast: true, Logger: log,
 	})
 	if err != nil {
@@ -135,6 +131,7 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	if err := cl.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	nd.Raft, nd.Gossip = cl.Addrs()
 	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl})
 	nd.srv = &http.Server{Handler: srv.Handler()}
 	go nd.srv.Serve(ln)
