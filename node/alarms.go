@@ -60,7 +60,7 @@ func (rt *Runtime) fireAlarm(a replication.Alarm) {
 	stale, ran := false, false
 	fire := func(inst *instance) error {
 		ran = true
-		cur, ok, err := rt.schedule.GetAlarm(ref.id)
+		cur, ok, err := rt.getAlarm(ref.id)
 		if err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func (rt *Runtime) rearmLater(a replication.Alarm) {
 			return
 		default:
 		}
-		cur, ok, err := rt.schedule.GetAlarm(a.ObjectID)
+		cur, ok, err := rt.getAlarm(a.ObjectID)
 		if err == nil && ok && cur.At.Equal(a.At) && rt.cluster.owns(a.Partition) {
 			rt.timers.set(cur)
 		}
@@ -247,4 +247,51 @@ func (t *timers) run(stop <-chan struct{}, fire func(replication.Alarm)) {
 		case <-timer.C:
 		}
 	}
+}
+
+// recentAlarm is an alarm change this node committed whose Raft entry it
+// has not applied yet (a follower learns of the commit a moment after the
+// leader). Reads see it, so an owner reads its own writes without waiting.
+type recentAlarm struct {
+	a     replication.Alarm
+	del   bool
+	until time.Time
+}
+
+// noteRecent remembers a committed alarm change until the local copy of
+// the schedule shows it (or a minute passes).
+func (rt *Runtime) noteRecent(c *alarmChange, id string) {
+	if !rt.replicated {
+		return
+	}
+	rt.recentMu.Lock()
+	defer rt.recentMu.Unlock()
+	if rt.recent == nil {
+		rt.recent = map[string]recentAlarm{}
+	}
+	rt.recent[id] = recentAlarm{a: c.a, del: c.del, until: time.Now().Add(time.Minute)}
+}
+
+// appliedHere forgets a recent change once the schedule applied it.
+func (rt *Runtime) appliedHere(a replication.Alarm, deleted bool) {
+	rt.recentMu.Lock()
+	defer rt.recentMu.Unlock()
+	if r, ok := rt.recent[a.ObjectID]; ok && r.del == deleted && (deleted || r.a.At.Equal(a.At) && r.a.Retry == a.Retry) {
+		delete(rt.recent, a.ObjectID)
+	}
+}
+
+// getAlarm reads the schedule, this node's not yet applied changes first.
+func (rt *Runtime) getAlarm(id string) (replication.Alarm, bool, error) {
+	rt.recentMu.Lock()
+	r, ok := rt.recent[id]
+	if ok && time.Now().After(r.until) {
+		delete(rt.recent, id)
+		ok = false
+	}
+	rt.recentMu.Unlock()
+	if ok {
+		return r.a, !r.del, nil
+	}
+	return rt.schedule.GetAlarm(id)
 }

@@ -168,7 +168,7 @@ func (rt *Runtime) GetAlarm(ctx context.Context, class, name string) (*int64, er
 	if err != nil {
 		return nil, err
 	}
-	a, ok, err := rt.schedule.GetAlarm(ref.id)
+	a, ok, err := rt.getAlarm(ref.id)
 	if err != nil || !ok {
 		return nil, err
 	}

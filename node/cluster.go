@@ -111,41 +111,22 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 }
 
 // raftSchedule is the alarm schedule of a cluster: committed through Raft
-// (by way of the leader), read from this node's copy. A change returns
-// once this node's copy has it, so the owner reads its own writes.
+// (by way of the leader), read from this node's copy.
 type raftSchedule struct{ c *Cluster }
 
+// PutAlarm returns once the change is committed (on a quorum); this
+// node's copy may apply it a moment later, which Runtime.getAlarm covers.
 func (s raftSchedule) PutAlarm(a replication.Alarm) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.c.Apply(ctx, replication.Command{Kind: replication.CmdPutAlarm, Alarm: &a}); err != nil {
-		return err
-	}
-	return s.wait(ctx, a.ObjectID, func(got replication.Alarm, ok bool) bool { return ok && sameAlarm(got, a) })
+	return s.c.Apply(ctx, replication.Command{Kind: replication.CmdPutAlarm, Alarm: &a})
 }
 
+// DeleteAlarm returns once the deletion is committed.
 func (s raftSchedule) DeleteAlarm(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, Name: id}); err != nil {
-		return err
-	}
-	return s.wait(ctx, id, func(_ replication.Alarm, ok bool) bool { return !ok })
-}
-
-// wait polls this node's copy until done says the change arrived.
-func (s raftSchedule) wait(ctx context.Context, id string, done func(replication.Alarm, bool) bool) error {
-	for {
-		a, ok := s.c.raft.Alarm(id)
-		if done(a, ok) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: alarm change not replicated here: %v", apierr.ErrTimeout, ctx.Err())
-		case <-time.After(time.Millisecond):
-		}
-	}
+	return s.c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, Name: id})
 }
 
 func (s raftSchedule) GetAlarm(id string) (replication.Alarm, bool, error) {
@@ -184,24 +165,6 @@ func (c *Cluster) syncTimers(st *replication.ClusterState) {
 		}
 	}
 	c.rt.metrics.alarmsScheduled.Set(float64(c.rt.timers.len()))
-}
-
-// sameAlarm compares alarms; times compare as instants (a Raft round trip
-// changes their location and drops the monotonic reading).
-func sameAlarm(a, b replication.Alarm) bool {
-	return a.ObjectID == b.ObjectID && a.At.Equal(b.At) && a.Scheduled.Equal(b.Scheduled) && a.Retry == b.Retry
-}
-
-// onAlarm keeps the timers in step with each committed alarm change,
-// wherever it came from (this node's events, log replay after a restart,
-// a snapshot): an alarm of a partition this node owns is armed here.
-func (c *Cluster) onAlarm(a replication.Alarm, deleted bool, st *replication.ClusterState) {
-	mine := a.Partition < len(st.Partitions) && st.Partitions[a.Partition].Owner == c.cfg.Name && st.Partitions[a.Partition].Ready()
-	if deleted || !mine {
-		c.rt.timers.remove(a.ObjectID)
-		return
-	}
-	c.rt.timers.set(a)
 }
 
 func sameSet(a, b map[int]bool) bool {
@@ -914,3 +877,16 @@ func (c *Cluster) owns(p int) bool {
 
 // Addrs are the Raft and gossip addresses this node listens on.
 func (c *Cluster) Addrs() (raftAddr, gossipAddr string) { return c.raft.Addr(), c.ml.Addr() }
+
+// onAlarm keeps the timers in step with each committed alarm change,
+// wherever it came from (this node's events, log replay after a restart,
+// a snapshot): an alarm of a partition this node owns is armed here.
+func (c *Cluster) onAlarm(a replication.Alarm, deleted bool, st *replication.ClusterState) {
+	c.rt.appliedHere(a, deleted)
+	mine := a.Partition < len(st.Partitions) && st.Partitions[a.Partition].Owner == c.cfg.Name && st.Partitions[a.Partition].Ready()
+	if deleted || !mine {
+		c.rt.timers.remove(a.ObjectID)
+		return
+	}
+	c.rt.timers.set(a)
+}

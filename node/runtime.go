@@ -80,6 +80,8 @@ type Runtime struct {
 	// then stay in it when their partition moves, and timers follow
 	// ownership (Cluster.syncTimers).
 	replicated bool
+	recentMu   sync.Mutex
+	recent     map[string]recentAlarm // see noteRecent
 
 	bg     sync.WaitGroup // WaitUntil functions and alarm deliveries
 	stop   chan struct{}
@@ -635,7 +637,7 @@ func (rt *Runtime) commit(inst *instance, ev *event) error {
 	var hadPrev bool
 	if c != nil && !c.del {
 		var err error
-		prev, hadPrev, err = rt.schedule.GetAlarm(inst.ref.id)
+		prev, hadPrev, err = rt.getAlarm(inst.ref.id)
 		if err == nil {
 			err = rt.applyAlarm(inst.ref, c)
 		}
@@ -669,11 +671,13 @@ func (rt *Runtime) applyAlarm(ref objectRef, c *alarmChange) error {
 		if err := rt.schedule.DeleteAlarm(ref.id); err != nil {
 			return err
 		}
+		rt.noteRecent(c, ref.id)
 		rt.timers.remove(ref.id)
 	} else {
 		if err := rt.schedule.PutAlarm(c.a); err != nil {
 			return err
 		}
+		rt.noteRecent(c, ref.id)
 		rt.timers.set(c.a)
 	}
 	rt.metrics.alarmsScheduled.Set(float64(rt.timers.len()))

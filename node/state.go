@@ -254,7 +254,7 @@ func (s *Storage) GetAlarm() (time.Time, bool, error) {
 		}
 		return c.a.Scheduled, true, nil
 	}
-	a, ok, err := s.st.rt.schedule.GetAlarm(s.st.inst.ref.id)
+	a, ok, err := s.st.rt.getAlarm(s.st.inst.ref.id)
 	if err != nil || !ok {
 		return time.Time{}, false, err
 	}
