@@ -105,6 +105,9 @@ func (n *RaftNode) Open() error {
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
 	rc.Logger = hl
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	// Check the threshold often: a busy schedule must not let the log run
+	// for raft's default two minutes between snapshots.
+	rc.SnapshotInterval = 10 * time.Second
 	if n.cfg.Fast {
 		// Quick enough for tests, slow enough that a loaded 2-core machine
 		// does not lose its leader to late heartbeats.
@@ -112,6 +115,7 @@ func (n *RaftNode) Open() error {
 		rc.ElectionTimeout = 500 * time.Millisecond
 		rc.LeaderLeaseTimeout = 250 * time.Millisecond
 		rc.CommitTimeout = 5 * time.Millisecond
+		rc.SnapshotInterval = 2 * time.Second
 	}
 	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, tr)
 	if err != nil {

@@ -65,6 +65,11 @@ func TestScheduleScale(t *testing.T) {
 	wg.Wait()
 	took := time.Since(start)
 	eventually(t, time.Minute, "c has every alarm", func() bool { return c.AlarmCount() == total })
+	// Let the snapshot threshold be checked (every 2 s in fast mode).
+	eventually(t, time.Minute, "c took a snapshot", func() bool {
+		snaps, _ := filepath.Glob(filepath.Join(dir, "c", "snapshots", "*", "state.bin"))
+		return len(snaps) > 0
+	})
 	var after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&after)
