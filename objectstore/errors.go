@@ -68,6 +68,9 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %s", ErrNotAuthorized, msg)
 	case sqlite3.ErrTooBig:
 		return fmt.Errorf("%w: %s", ErrTooLarge, msg)
+	case sqlite3.ErrCantOpen, sqlite3.ErrIoErr, sqlite3.ErrNomem, sqlite3.ErrCorrupt, sqlite3.ErrReadonly:
+		// The server's trouble (files, disk, memory), not the statement's.
+		return fmt.Errorf("%w: %s", apierr.ErrInternal, msg)
 	}
 	switch {
 	case strings.HasPrefix(msg, "too many columns"), strings.HasPrefix(msg, "too many SQL variables"):

@@ -39,6 +39,7 @@ type Cluster struct {
 	done     atomic.Bool // set when the cluster is torn down
 	dir      string
 	register func(*node.Runtime) error
+	tweak    func(*node.Config)
 	Nodes    []*Node
 }
 
@@ -46,7 +47,13 @@ type Cluster struct {
 // adds classes to each runtime (nil: only "db").
 func New(t testing.TB, n int, register func(*node.Runtime) error) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, dir: t.TempDir(), register: register}
+	return NewTweaked(t, n, register, nil)
+}
+
+// NewTweaked is New with tweak applied to every node's runtime config.
+func NewTweaked(t testing.TB, n int, register func(*node.Runtime) error, tweak func(*node.Config)) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, dir: t.TempDir(), register: register, tweak: tweak}
 	// Registered first, so nodes started before a failure are stopped too.
 	t.Cleanup(func() {
 		for _, nd := range c.Nodes {
@@ -103,6 +110,9 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	cfg.NodeName = nd.Name
 	cfg.HTTPAddr = nd.HTTP
 	cfg.Logger = log
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
 	rt, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
