@@ -175,26 +175,31 @@ func hammer(c *rpc.Client, counters int, stop <-chan struct{}) map[string]int64 
 	return acked
 }
 
-func TestE2EKill9LosesNoAcknowledgedWrite(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real processes")
-	}
+// stopUnderLoad starts a node, writes to counters from several clients,
+// stops the node with sig once writes flow, and checks after a restart
+// that every acknowledged write is there. It returns the exit error.
+func stopUnderLoad(t *testing.T, counters int, sig syscall.Signal) error {
+	t.Helper()
 	dir := t.TempDir()
 	n := e2eStart(t, dir)
 	stop := make(chan struct{})
 	result := make(chan map[string]int64)
-	go func() { result <- hammer(n.client(), 16, stop) }()
-	// Let writes flow, then kill -9 in the middle of them.
+	go func() { result <- hammer(n.client(), counters, stop) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for readCounter(t, n.client(), "k0") < 20 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	n.cmd.Process.Signal(syscall.SIGKILL)
-	<-n.done
+	n.cmd.Process.Signal(sig)
+	var exitErr error
+	select {
+	case exitErr = <-n.done:
+	case <-time.After(40 * time.Second):
+		t.Fatalf("serve did not stop after %s", sig)
+	}
 	close(stop)
 	acked := <-result
 	if len(acked) == 0 {
-		t.Fatal("no write was acknowledged before the kill")
+		t.Fatal("no write was acknowledged before the stop")
 	}
 	n2 := e2eStart(t, dir)
 	for name, v := range acked {
@@ -202,38 +207,25 @@ func TestE2EKill9LosesNoAcknowledgedWrite(t *testing.T) {
 			t.Errorf("counter %s = %d after restart, but %d was acknowledged", name, got, v)
 		}
 	}
+	if exitErr != nil {
+		return fmt.Errorf("%v\n%s", exitErr, n.log())
+	}
+	return nil
+}
+
+func TestE2EKill9LosesNoAcknowledgedWrite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	stopUnderLoad(t, 16, syscall.SIGKILL) // killed: its exit status is no news
 }
 
 func TestE2ESigtermFinishesInFlightEvents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	dir := t.TempDir()
-	n := e2eStart(t, dir)
-	stop := make(chan struct{})
-	result := make(chan map[string]int64)
-	go func() { result <- hammer(n.client(), 4, stop) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for readCounter(t, n.client(), "k0") < 20 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	var exitErr error
-	select {
-	case exitErr = <-n.done:
-	case <-time.After(40 * time.Second):
-		t.Fatal("serve did not stop after SIGTERM")
-	}
-	close(stop)
-	acked := <-result
-	if exitErr != nil {
-		t.Fatalf("serve exited with %v after SIGTERM\n%s", exitErr, n.log())
-	}
-	n2 := e2eStart(t, dir)
-	for name, v := range acked {
-		if got := readCounter(t, n2.client(), name); got < v {
-			t.Errorf("counter %s = %d after restart, %d was acknowledged", name, got, v)
-		}
+	if err := stopUnderLoad(t, 4, syscall.SIGTERM); err != nil {
+		t.Fatalf("serve exited badly after SIGTERM: %v", err)
 	}
 }
 

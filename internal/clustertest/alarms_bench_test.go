@@ -3,7 +3,6 @@ package clustertest
 import (
 	"context"
 	"fmt"
-	"github.com/dura-dev/dura/node"
 	"os"
 	"runtime"
 	"sort"
@@ -24,9 +23,7 @@ func TestAlarmBenchmark(t *testing.T) {
 		t.Skip("benchmark: set DURA_BENCH=1")
 	}
 	const total = 10000
-	// Room for every object to stay open: an alarm then runs on an
-	// active object instead of reopening one the LRU closed.
-	c := NewTweaked(t, 3, registerTick, func(cfg *node.Config) { cfg.MaxOpenFiles = 3 * 1900 }) // 3 nodes share this process's 20 000 files
+	c := New(t, 3, registerTick)
 	c.WaitConverged(30 * time.Second)
 	ctx := context.Background()
 
