@@ -188,7 +188,7 @@ func assignPartitions(members []string, p replication.RingParams) []string {
 func (c *Cluster) Start(ctx context.Context) error {
 	r, err := replication.NewRaftNode(replication.RaftConfig{
 		NodeID: c.cfg.Name, Bind: c.cfg.RaftBind, Advertise: c.cfg.RaftAdvertise, Dir: c.cfg.Dir,
-		Assign: assignPartitions, Logger: c.log, Fast: c.cfg.Fast, OnChange: c.poke, OnAlarm: c.onAlarm,
+		Assign: assignPartitions, Logger: c.log, Fast: c.cfg.Fast, OnChange: c.stateChanged, OnAlarm: c.onAlarm,
 	})
 	if err != nil {
 		return err
@@ -226,6 +226,14 @@ func (c *Cluster) Start(ctx context.Context) error {
 	return nil
 }
 
+// stateChanged takes each committed state as it is applied here, so
+// fencing and routing never lag behind this node's Raft copy (the loop
+// may be busy), then wakes the loop.
+func (c *Cluster) stateChanged(st *replication.ClusterState) {
+	c.state.Store(st)
+	c.poke()
+}
+
 func (c *Cluster) poke() {
 	select {
 	case c.kick <- struct{}{}:
@@ -249,8 +257,7 @@ func (c *Cluster) loop(fresh bool) {
 		if fresh && c.cfg.BootstrapExpect > 1 {
 			fresh = !c.tryBootstrapExpect()
 		}
-		st := c.raft.State()
-		c.state.Store(st)
+		st := c.state.Load() // kept current by stateChanged
 		c.syncTimers(st)
 		if c.raft.IsLeader() {
 			c.lead()
@@ -520,7 +527,10 @@ func (c *Cluster) followPlacement() {
 		mine := part.Owner == c.cfg.Name
 		if c.owned[p] && !mine && part.Owner != "" {
 			// Handed off and committed: our copy is no longer the object.
-			if err := c.rt.DropPartition(context.Background(), p); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.rt.DropPartition(ctx, p)
+			cancel()
+			if err != nil {
 				c.log.Error("cannot drop a handed-off partition", "partition", p, "err", err)
 				continue
 			}

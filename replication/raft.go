@@ -42,9 +42,10 @@ type RaftConfig struct {
 	Logger *slog.Logger
 	// Fast shortens Raft's timeouts, for tests on loopback.
 	Fast bool
-	// OnChange, if set, is called after the state changed (a command
-	// applied or a snapshot restored), never concurrently with itself.
-	OnChange func()
+	// OnChange, if set, is called with the new state after it changed (a
+	// command applied or a snapshot restored), never concurrently with
+	// itself. The state is shared and must not be modified.
+	OnChange func(st *ClusterState)
 	// OnAlarm, if set, is called after each alarm command is applied
 	// (deleted reports a deletion), with the cluster state at that point
 	// of the log. It must be quick: it runs on Raft's apply goroutine.
@@ -267,7 +268,7 @@ type clusterFSM struct {
 	state    *ClusterState
 	alarms   map[string]Alarm
 	assign   Assigner
-	onChange func()
+	onChange func(*ClusterState)
 	onAlarm  func(Alarm, bool, *ClusterState)
 }
 
@@ -313,7 +314,7 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 	f.state = next
 	f.mu.Unlock()
 	if f.onChange != nil {
-		f.onChange()
+		f.onChange(next) // states are replaced, never modified: safe to share
 	}
 	return nil
 }
@@ -355,7 +356,7 @@ func (f *clusterFSM) Restore(rc io.ReadCloser) error {
 	f.state, f.alarms = snap.State, alarms
 	f.mu.Unlock()
 	if f.onChange != nil {
-		f.onChange()
+		f.onChange(snap.State)
 	}
 	return nil
 }
