@@ -72,7 +72,9 @@ type Cluster struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 
-	leaving atomic.Bool // Leave was called: never rejoin
+	leaving  atomic.Bool // Leave was called: never rejoin
+	caughtUp atomic.Bool // applied what the leader had committed after start
+	catchUp  uint64      // leader's commit index to reach (loop only)
 
 	mu      sync.Mutex
 	pulling map[int]bool // partitions being pulled here
@@ -197,7 +199,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		return err
 	}
 	c.raft = r
-	c.state.Store(r.State())
+	c.state.CompareAndSwap(nil, r.State()) // stateChanged may have stored a newer one
 	ml, err := placement.NewMembership(placement.MembershipConfig{
 		Name: c.cfg.Name, Bind: c.cfg.GossipBind, Advertise: c.cfg.GossipAdvertise,
 		Meta:     placement.MemberMeta{HTTP: c.cfg.HTTP, Raft: r.Addr()},
@@ -258,6 +260,7 @@ func (c *Cluster) loop(fresh bool) {
 			fresh = !c.tryBootstrapExpect()
 		}
 		st := c.state.Load() // kept current by stateChanged
+		c.checkCaughtUp(st)
 		c.syncTimers(st)
 		if c.raft.IsLeader() {
 			c.lead()
@@ -271,6 +274,49 @@ func (c *Cluster) loop(fresh bool) {
 		case <-tick.C:
 		}
 	}
+}
+
+// checkCaughtUp lets this node serve once it applied everything the
+// leader had committed when asked: after a restart its state is only its
+// last snapshot and log until then, and might give it partitions it lost.
+func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
+	if c.caughtUp.Load() {
+		return
+	}
+	if c.raft.IsLeader() {
+		c.caughtUp.Store(true)
+		return
+	}
+	if c.catchUp == 0 {
+		leaderID, _ := c.raft.Leader()
+		m := st.Members[leaderID]
+		if m == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTP+"/v1/internal/commit", nil)
+		if err != nil {
+			return
+		}
+		b, err := c.do(req)
+		var resp struct{ Index uint64 }
+		if err != nil || json.Unmarshal(b, &resp) != nil || resp.Index == 0 {
+			return
+		}
+		c.catchUp = resp.Index
+	}
+	if c.raft.AppliedIndex() >= c.catchUp {
+		c.caughtUp.Store(true)
+	}
+}
+
+// CommitIndex answers a restarted node asking how far to catch up.
+func (c *Cluster) CommitIndex(ctx context.Context) (uint64, error) {
+	if !c.raft.IsLeader() {
+		return 0, fmt.Errorf("%w: not the leader", apierr.ErrOwnerUnavailable)
+	}
+	return c.raft.CommitIndex(), nil
 }
 
 // rejoinIfGone asks to be a member again when the committed state says
@@ -454,6 +500,9 @@ func (c *Cluster) fence(p int) error {
 	if since := time.Since(c.raft.LastContact()); since > c.lease() {
 		return fmt.Errorf("%w: no contact with the Raft leader for %s", apierr.ErrOwnerUnavailable, since.Round(time.Millisecond))
 	}
+	if !c.caughtUp.Load() {
+		return fmt.Errorf("%w: catching up with the Raft log", apierr.ErrOwnerUnavailable)
+	}
 	st := c.state.Load()
 	if st == nil || p >= len(st.Partitions) {
 		return fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable)
@@ -513,16 +562,16 @@ func (c *Cluster) followPlacement() {
 		if part.Target == c.cfg.Name && part.Owner != c.cfg.Name && !c.pulling[p] {
 			c.pulling[p] = true
 			c.wg.Add(1)
-			go func(p int, owner string) {
+			go func(p int, owner string, since uint64) {
 				defer c.wg.Done()
-				err := c.pull(p, owner)
+				err := c.pull(p, owner, since)
 				c.mu.Lock()
 				delete(c.pulling, p)
 				c.mu.Unlock()
 				if err != nil {
 					c.log.Warn("handoff pull failed; will retry", "partition", p, "from", owner, "err", err)
 				}
-			}(p, part.Owner)
+			}(p, part.Owner, part.Since)
 		}
 		mine := part.Owner == c.cfg.Name
 		if c.owned[p] && !mine && part.Owner != "" {
@@ -541,7 +590,7 @@ func (c *Cluster) followPlacement() {
 
 // pull fetches partition p from its owner, verifies and installs it, then
 // commits the handoff.
-func (c *Cluster) pull(p int, owner string) error {
+func (c *Cluster) pull(p int, owner string, since uint64) error {
 	st := c.state.Load()
 	m := st.Members[owner]
 	if m == nil {
@@ -616,7 +665,7 @@ func (c *Cluster) pull(p int, owner string) error {
 	if err := c.rt.AdoptPartition(p, dir, alarms); err != nil {
 		return err
 	}
-	return c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name})
+	return c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since})
 }
 
 // PartitionArchive streams partition p to its new owner: the fence

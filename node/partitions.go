@@ -83,6 +83,17 @@ func (rt *Runtime) PartitionAlarms(p int) ([]replication.Alarm, error) {
 // place, alarms are scheduled here, objects enter the catalog.
 func (rt *Runtime) AdoptPartition(p int, dir string, alarms []replication.Alarm) error {
 	dst := rt.PartitionDir(p)
+	// Whatever this node still holds of p (a cancelled earlier handoff, a
+	// copy from before it left) is not the object any more: set it aside
+	// whole, so no file missing from the archive comes back to life.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rt.ClosePartition(ctx, p); err != nil {
+		return err
+	}
+	if err := rt.setAside(p, "stale"); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
@@ -138,6 +149,12 @@ func (rt *Runtime) DropPartition(ctx context.Context, p int) error {
 		}
 		rt.timers.remove(a.ObjectID)
 	}
+	return rt.setAside(p, "handed-off")
+}
+
+// setAside moves partition p's directory to <data>/handed-off/ (kept for
+// the operator, never served) and forgets its catalog entries.
+func (rt *Runtime) setAside(p int, why string) error {
 	if err := rt.catalog.ForgetPartition(p); err != nil {
 		return err
 	}
@@ -145,7 +162,7 @@ func (rt *Runtime) DropPartition(ctx context.Context, p int) error {
 	if _, err := os.Stat(src); os.IsNotExist(err) {
 		return nil
 	}
-	trash := filepath.Join(rt.cfg.DataDir, "handed-off", strconv.Itoa(p)+"-"+strconv.FormatInt(time.Now().UnixNano(), 10))
+	trash := filepath.Join(rt.cfg.DataDir, "handed-off", strconv.Itoa(p)+"-"+why+"-"+strconv.FormatInt(time.Now().UnixNano(), 10))
 	if err := os.MkdirAll(filepath.Dir(trash), 0o755); err != nil {
 		return err
 	}

@@ -36,6 +36,10 @@ type Member struct {
 type Partition struct {
 	Owner  string `json:"owner"`
 	Target string `json:"target,omitempty"`
+	// Since is the epoch at which the current Target was set; a handoff
+	// report must name it, so a pull that began before the move was
+	// cancelled and restarted cannot complete the newer one.
+	Since uint64 `json:"since,omitempty"`
 }
 
 // Ready reports whether the partition may be served by its owner.
@@ -143,7 +147,10 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		if p.Target == "" || p.Target != c.Name {
 			return fmt.Errorf("handoff_done: partition %d is not moving to %s", c.Partition, c.Name)
 		}
-		p.Owner, p.Target = p.Target, ""
+		if c.Epoch != p.Since {
+			return fmt.Errorf("handoff_done: partition %d: the move of epoch %d was replaced by the one of epoch %d", c.Partition, c.Epoch, p.Since)
+		}
+		p.Owner, p.Target, p.Since = p.Target, "", 0
 		s.Epoch++
 		s.retireLeavers()
 		return nil
@@ -164,7 +171,7 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		for i := range s.Partitions {
 			p := &s.Partitions[i]
 			if p.Target == c.Name {
-				p.Target = ""
+				p.Target, p.Since = "", 0
 			}
 			if p.Owner == c.Name {
 				p.Owner = ""
@@ -234,11 +241,11 @@ func (s *ClusterState) rebalance(assign Assigner) {
 		p := &s.Partitions[i]
 		switch {
 		case p.Owner == "":
-			p.Owner, p.Target = want[i], ""
+			p.Owner, p.Target, p.Since = want[i], "", 0
 		case p.Owner == want[i]:
-			p.Target = ""
-		default:
-			p.Target = want[i]
+			p.Target, p.Since = "", 0
+		case p.Target != want[i]:
+			p.Target, p.Since = want[i], s.Epoch
 		}
 	}
 	s.retireLeavers()

@@ -67,7 +67,7 @@ func TestJoinStartsHandoffsUntilDone(t *testing.T) {
 	}
 	for i, p := range s.Partitions {
 		if p.Target == "b" {
-			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: "b"})
+			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: "b", Epoch: p.Since})
 		}
 	}
 	if c := s.Counts(); c["a"] != 3 || c["b"] != 3 {
@@ -84,7 +84,7 @@ func TestLeaveHandsOffThenRetires(t *testing.T) {
 	s := newState(t, "a", "b")
 	for i, p := range s.Partitions {
 		if p.Target != "" {
-			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: p.Target})
+			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: p.Target, Epoch: p.Since})
 		}
 	}
 	apply(t, s, Command{Kind: CmdLeave, Name: "b"})
@@ -96,7 +96,7 @@ func TestLeaveHandsOffThenRetires(t *testing.T) {
 			if p.Target != "a" {
 				t.Fatalf("partition %d of the leaver goes to %q", i, p.Target)
 			}
-			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: "a"})
+			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: "a", Epoch: p.Since})
 		}
 	}
 	if s.Members["b"].Status != Left {
@@ -111,7 +111,7 @@ func TestCrashedMemberKeepsPartitionsUntilRemoved(t *testing.T) {
 	s := newState(t, "a", "b")
 	for i, p := range s.Partitions {
 		if p.Target != "" {
-			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: p.Target})
+			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: p.Target, Epoch: p.Since})
 		}
 	}
 	// Nothing in the state changes when b merely stops answering; only a
@@ -140,4 +140,28 @@ func TestRepeatedJoinIsANoOp(t *testing.T) {
 	if err := s.Apply(Command{Kind: "nope"}, roundRobin); err == nil {
 		t.Fatal("unknown command accepted")
 	}
+}
+
+func TestStaleHandoffReportIsRefused(t *testing.T) {
+	s := newState(t, "a")
+	apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: "b"}})
+	p := -1
+	for i, part := range s.Partitions {
+		if part.Target == "b" {
+			p = i
+			break
+		}
+	}
+	first := s.Partitions[p].Since
+	// b leaves before it finished: the move is cancelled; it comes back
+	// and the move starts again at a later epoch.
+	apply(t, s, Command{Kind: CmdLeave, Name: "b"})
+	apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: "b"}})
+	if s.Partitions[p].Target != "b" || s.Partitions[p].Since == first {
+		t.Fatalf("partition %d after the restart of the move: %+v", p, s.Partitions[p])
+	}
+	if err := s.Apply(Command{Kind: CmdHandoffDone, Partition: p, Name: "b", Epoch: first}, roundRobin); err == nil {
+		t.Fatal("a report from the cancelled move completed the new one")
+	}
+	apply(t, s, Command{Kind: CmdHandoffDone, Partition: p, Name: "b", Epoch: s.Partitions[p].Since})
 }

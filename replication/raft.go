@@ -206,6 +206,12 @@ func (n *RaftNode) LastContact() time.Time {
 	return n.raft.LastContact()
 }
 
+// CommitIndex is the highest log index this node knows to be committed.
+func (n *RaftNode) CommitIndex() uint64 { return n.raft.CommitIndex() }
+
+// AppliedIndex is the highest log index applied to this node's state.
+func (n *RaftNode) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
 // IsLeader reports whether this node leads.
 func (n *RaftNode) IsLeader() bool { return n.raft.State() == raft.Leader }
 

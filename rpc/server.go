@@ -203,6 +203,13 @@ func (s *Server) routes() {
 			}
 			return writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("member")})
 		})
+		s.handle("GET /v1/internal/commit", "internal", func(w http.ResponseWriter, r *http.Request) error {
+			n, err := in.CommitIndex(r.Context())
+			if err != nil {
+				return err
+			}
+			return writeJSON(w, http.StatusOK, map[string]uint64{"index": n})
+		})
 		s.handle("GET /v1/internal/objects", "internal", func(w http.ResponseWriter, r *http.Request) error {
 			q := r.URL.Query()
 			limit, _ := strconv.Atoi(q.Get("limit"))

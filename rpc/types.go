@@ -168,6 +168,9 @@ type ClusterInternal interface {
 	// LocalObjects lists the objects stored on this node after the raw
 	// catalog key after.
 	LocalObjects(ctx context.Context, class, after string, limit int) (ObjectList, error)
+	// CommitIndex is the leader's Raft commit index (OWNER_UNAVAILABLE on
+	// a follower): a restarted node serves only once it applied that far.
+	CommitIndex(ctx context.Context) (uint64, error)
 	// RemoveMember takes a (crashed) member out of the cluster for good;
 	// its partitions are reassigned empty. Operators only.
 	RemoveMember(ctx context.Context, name string) error
