@@ -101,10 +101,26 @@ func (rt *Runtime) fireAlarm(a replication.Alarm) {
 	rt.log.Warn("alarm failed", "class", a.Class, "name", a.Name, "retry", a.Retry, "err", err)
 }
 
+// rearmCommitted arms the object's committed alarm again after delay, if
+// it still has one: a schedule change failed, and a timer spent on the
+// alarm must not leave it unarmed.
+func (rt *Runtime) rearmCommitted(id string, delay time.Duration) {
+	time.AfterFunc(delay, func() {
+		select {
+		case <-rt.stop:
+			return
+		default:
+		}
+		if cur, ok, err := rt.getAlarm(id); err == nil && ok {
+			rt.timers.set(cur)
+		}
+	})
+}
+
 // rearmLater puts a refused alarm back on the timers after a second, if
 // this node still owns its partition and the alarm is unchanged.
 func (rt *Runtime) rearmLater(a replication.Alarm) {
-	if rt.cluster == nil || !rt.cluster.owns(a.Partition) {
+	if rt.cluster == nil {
 		return
 	}
 	time.AfterFunc(time.Second, func() {
@@ -128,7 +144,10 @@ func (rt *Runtime) retryAlarm(a replication.Alarm, cause error) {
 	if a.Retry >= MaxRetries {
 		rt.log.Error("alarm gave up after retries", "class", a.Class, "name", a.Name, "retries", a.Retry, "err", cause)
 		if err := rt.schedule.DeleteAlarm(a.ObjectID); err == nil {
+			rt.noteRecent(&alarmChange{del: true}, a.ObjectID)
 			rt.timers.remove(a.ObjectID)
+		} else {
+			rt.rearmCommitted(a.ObjectID, RetryBase)
 		}
 		return
 	}
@@ -136,8 +155,15 @@ func (rt *Runtime) retryAlarm(a replication.Alarm, cause error) {
 	delay += time.Duration(rand.Int64N(int64(delay / 4)))
 	a.Retry++
 	a.At = time.UnixMilli(rt.now().Add(delay).UnixMilli())
-	if err := rt.schedule.PutAlarm(a); err != nil {
-		rt.log.Error("cannot reschedule alarm", "class", a.Class, "name", a.Name, "err", err)
+	err := rt.schedule.PutAlarm(a)
+	if err == nil {
+		rt.noteRecent(&alarmChange{a: a}, a.ObjectID)
+	}
+	if err != nil {
+		// The committed alarm keeps its old time: arm it again later so
+		// the run is retried rather than forgotten.
+		rt.log.Error("cannot reschedule alarm; retrying it later", "class", a.Class, "name", a.Name, "err", err)
+		rt.rearmCommitted(a.ObjectID, delay)
 		return
 	}
 	rt.timers.set(a)
@@ -272,13 +298,21 @@ func (rt *Runtime) noteRecent(c *alarmChange, id string) {
 	rt.recent[id] = recentAlarm{a: c.a, del: c.del, until: time.Now().Add(time.Minute)}
 }
 
-// appliedHere forgets a recent change once the schedule applied it.
-func (rt *Runtime) appliedHere(a replication.Alarm, deleted bool) {
+// appliedHere forgets a recent change once the schedule applied it, and
+// reports whether the applied change is older than one this node already
+// committed (then the timers must not follow it).
+func (rt *Runtime) appliedHere(a replication.Alarm, deleted bool) (older bool) {
 	rt.recentMu.Lock()
 	defer rt.recentMu.Unlock()
-	if r, ok := rt.recent[a.ObjectID]; ok && r.del == deleted && (deleted || r.a.At.Equal(a.At) && r.a.Retry == a.Retry) {
-		delete(rt.recent, a.ObjectID)
+	r, ok := rt.recent[a.ObjectID]
+	if !ok {
+		return false
 	}
+	if r.del == deleted && (deleted || r.a.At.Equal(a.At) && r.a.Retry == a.Retry) {
+		delete(rt.recent, a.ObjectID)
+		return false
+	}
+	return true
 }
 
 // getAlarm reads the schedule, this node's not yet applied changes first.

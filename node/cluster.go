@@ -72,9 +72,10 @@ type Cluster struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 
-	leaving  atomic.Bool // Leave was called: never rejoin
-	caughtUp atomic.Bool // applied what the leader had committed after start
-	catchUp  uint64      // leader's commit index to reach (loop only)
+	leaving    atomic.Bool // Leave was called: never rejoin
+	caughtUp   atomic.Bool // applied what the leader had committed after start
+	catchUp    uint64      // leader's commit index to reach (loop only)
+	lastRejoin time.Time   // loop only
 
 	mu      sync.Mutex
 	pulling map[int]bool // partitions being pulled here
@@ -261,7 +262,9 @@ func (c *Cluster) loop(fresh bool) {
 		}
 		st := c.state.Load() // kept current by stateChanged
 		c.checkCaughtUp(st)
-		c.syncTimers(st)
+		if c.caughtUp.Load() {
+			c.syncTimers(st)
+		}
 		if c.raft.IsLeader() {
 			c.lead()
 		}
@@ -284,7 +287,12 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		return
 	}
 	if c.raft.IsLeader() {
-		c.caughtUp.Store(true)
+		// A new leader has every committed entry but may not have applied
+		// them all yet.
+		if n := c.raft.CommitIndex(); n > 0 && c.raft.AppliedIndex() >= n {
+			c.caughtUp.Store(true)
+			c.timed = nil // arm every alarm of this node from now on
+		}
 		return
 	}
 	if c.catchUp == 0 {
@@ -308,6 +316,7 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 	}
 	if c.raft.AppliedIndex() >= c.catchUp {
 		c.caughtUp.Store(true)
+		c.timed = nil // arm every alarm of this node from now on
 	}
 }
 
@@ -319,20 +328,32 @@ func (c *Cluster) CommitIndex(ctx context.Context) (uint64, error) {
 	return c.raft.CommitIndex(), nil
 }
 
-// rejoinIfGone asks to be a member again when the committed state says
-// this node left or was removed (it was restarted after that).
+// rejoinIfGone asks to be an active member again when this node is not
+// one in its view (it left or was removed and was restarted, or it is
+// new). A node outside the Raft group hears from no leader, so the request
+// goes to any live member by gossip, which passes it to the leader.
 func (c *Cluster) rejoinIfGone() {
 	st := c.state.Load()
-	if c.leaving.Load() || st.Epoch == 0 {
+	if c.leaving.Load() || time.Since(c.lastRejoin) < 2*time.Second {
 		return
 	}
-	m := st.Members[c.cfg.Name]
-	if m == nil || m.Status == replication.Left || m.Status == replication.Removed {
-		me := replication.Member{Name: c.cfg.Name, HTTP: c.cfg.HTTP, Raft: c.raft.Addr(), Gossip: c.ml.Addr(), Status: replication.Active}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := c.Apply(ctx, replication.Command{Kind: replication.CmdJoin, Member: me}); err != nil {
-			c.log.Debug("rejoin not accepted yet", "err", err)
+	if m := st.Members[c.cfg.Name]; m != nil && m.Status == replication.Active {
+		return
+	}
+	if st.Epoch == 0 && len(c.cfg.Join) == 0 {
+		return // bootstrapping: the leader admits itself
+	}
+	c.lastRejoin = time.Now()
+	me := replication.Member{Name: c.cfg.Name, HTTP: c.cfg.HTTP, Raft: c.raft.Addr(), Gossip: c.ml.Addr(), Status: replication.Active}
+	b, _ := json.Marshal(replication.Command{Kind: replication.CmdJoin, Member: me})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, p := range c.ml.Peers() {
+		if p.Name == c.cfg.Name || p.State != "alive" || p.Meta.HTTP == "" {
+			continue
+		}
+		if _, err := c.post(ctx, p.Meta.HTTP, "/v1/internal/apply", b); err == nil {
+			return
 		}
 	}
 }
@@ -346,11 +367,24 @@ func (c *Cluster) tryBootstrapExpect() bool {
 			servers = append(servers, replication.Server{ID: p.Name, Address: p.Meta.Raft, Voter: true})
 		}
 	}
-	if len(servers) < c.cfg.BootstrapExpect {
+	// Only with exactly the expected founders, this node among them: with
+	// more in view, founders could pick different sets and form two
+	// clusters; a node that sees an existing leader joins it instead.
+	if len(servers) != c.cfg.BootstrapExpect {
+		return false
+	}
+	if id, _ := c.raft.Leader(); id != "" {
+		return true
+	}
+	self := false
+	for _, sv := range servers {
+		self = self || sv.ID == c.cfg.Name
+	}
+	if !self {
 		return false
 	}
 	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
-	if err := c.raft.BootstrapWith(servers[:c.cfg.BootstrapExpect]); err != nil {
+	if err := c.raft.BootstrapWith(servers); err != nil {
 		c.log.Warn("bootstrap failed", "err", err)
 		return false
 	}
@@ -433,8 +467,19 @@ func (c *Cluster) Apply(ctx context.Context, cmd replication.Command) error {
 	if c.raft.IsLeader() {
 		return c.raft.Apply(cmd, 5*time.Second)
 	}
+	st := c.state.Load()
 	leaderID, _ := c.raft.Leader()
-	m := c.state.Load().Members[leaderID]
+	m := st.Members[leaderID]
+	if m == nil {
+		// Outside the Raft group (a node that left and came back) this
+		// node hears from no leader: any active member passes it on.
+		for _, name := range st.ActiveMembers() {
+			if name != c.cfg.Name {
+				m = st.Members[name]
+				break
+			}
+		}
+	}
 	if m == nil {
 		return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
 	}
@@ -451,7 +496,16 @@ func (c *Cluster) ApplyCommand(ctx context.Context, body []byte) error {
 	}
 	err := c.raft.Apply(cmd, 5*time.Second)
 	if errors.Is(err, replication.ErrNotLeader) {
-		return fmt.Errorf("%w: not the leader", apierr.ErrOwnerUnavailable)
+		// Pass it on once, to the leader this node knows.
+		leaderID, _ := c.raft.Leader()
+		m := c.state.Load().Members[leaderID]
+		if m == nil || cmd.Hops > 0 {
+			return fmt.Errorf("%w: not the leader", apierr.ErrOwnerUnavailable)
+		}
+		cmd.Hops++
+		b, _ := json.Marshal(cmd)
+		_, err = c.post(ctx, m.HTTP, "/v1/internal/apply", b)
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", apierr.ErrConflict, err)
@@ -745,8 +799,8 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: a node cannot remove itself; use SIGTERM to leave", apierr.ErrBadRequest)
 	}
 	for _, p := range c.ml.Peers() {
-		if p.Name == name && p.State == "alive" {
-			return fmt.Errorf("%w: %s is alive; stop it (it then leaves gracefully) instead of removing it", apierr.ErrConflict, name)
+		if p.Name == name && p.State != "dead" {
+			return fmt.Errorf("%w: %s is %s, not dead; stop it (it then leaves gracefully) instead of removing it", apierr.ErrConflict, name, p.State)
 		}
 	}
 	select {
@@ -941,7 +995,12 @@ func (c *Cluster) Addrs() (raftAddr, gossipAddr string) { return c.raft.Addr(), 
 // wherever it came from (this node's events, log replay after a restart,
 // a snapshot): an alarm of a partition this node owns is armed here.
 func (c *Cluster) onAlarm(a replication.Alarm, deleted bool, st *replication.ClusterState) {
-	c.rt.appliedHere(a, deleted)
+	if c.rt.appliedHere(a, deleted) {
+		return // this node already committed a newer change and armed it
+	}
+	if !c.caughtUp.Load() {
+		return // replaying: syncTimers arms everything once caught up
+	}
 	mine := a.Partition < len(st.Partitions) && st.Partitions[a.Partition].Owner == c.cfg.Name && st.Partitions[a.Partition].Ready()
 	if deleted || !mine {
 		c.rt.timers.remove(a.ObjectID)

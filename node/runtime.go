@@ -661,6 +661,7 @@ func (rt *Runtime) commit(inst *instance, ev *event) error {
 		if err := rt.applyAlarm(inst.ref, c); err != nil {
 			// The writes are committed; the alarm stays and fires again.
 			rt.log.Warn("cannot delete an alarm; it will fire again", "class", inst.ref.class, "name", inst.ref.name, "err", err)
+			rt.rearmCommitted(inst.ref.id, RetryBase)
 		}
 	}
 	return nil

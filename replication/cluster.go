@@ -92,6 +92,9 @@ type Command struct {
 	// Alarm is the alarm of put_alarm; Name holds the object ID of
 	// delete_alarm.
 	Alarm *Alarm `json:"alarm,omitempty"`
+	// Hops counts how often a node passed the command on towards the
+	// leader (at most once); the state machine ignores it.
+	Hops int `json:"hops,omitempty"`
 }
 
 // Apply changes the state by c, or returns why it cannot (the state is

@@ -427,3 +427,21 @@ func TestIsolatedNodeStopsServingBeforeItsPartitionsMove(t *testing.T) {
 		}
 	}
 }
+
+func TestLeftNodeRejoinsWhenRestarted(t *testing.T) {
+	c := New(t, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	c.Leave(2)
+	c.WaitConverged(60 * time.Second)
+	c.Restart(2)
+	c.WaitConverged(60 * time.Second)
+	info, err := c.Nodes[0].RT.Cluster(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range info.Members {
+		if m.Name == "n3" && (m.Status != "alive" || m.Partitions == 0) {
+			t.Fatalf("n3 after rejoining: %+v", m)
+		}
+	}
+}
