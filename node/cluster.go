@@ -803,6 +803,22 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 			return fmt.Errorf("%w: %s is %s, not dead; stop it (it then leaves gracefully) instead of removing it", apierr.ErrConflict, name, p.State)
 		}
 	}
+	if !c.raft.IsLeader() {
+		// Only the leader can take the member out of the Raft group.
+		leaderID, _ := c.raft.Leader()
+		lm := st.Members[leaderID]
+		if lm == nil {
+			return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
+		}
+		_, err := c.post(ctx, lm.HTTP, "/v1/cluster/members/"+url.PathEscape(name)+"/remove?force=true", nil)
+		return err
+	}
+	// Cut it off from Raft first: even if only gossip lost it, it hears
+	// from no leader from now on, so its lease runs out and it stops
+	// serving before its partitions are given away.
+	if err := c.raft.RemoveServer(name); err != nil {
+		return fmt.Errorf("%w: remove %s from Raft: %v", apierr.ErrOwnerUnavailable, name, err)
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
