@@ -253,21 +253,7 @@ func TestForcedRemovalReassignsADeadNodesPartitions(t *testing.T) {
 	c.WaitConverged(30 * time.Second)
 	c.Kill(2)
 	cli := c.Nodes[0].Client
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info, _ := c.Nodes[0].RT.Cluster(context.Background())
-		dead := false
-		for _, m := range info.Members {
-			dead = dead || m.Name == "n3" && m.Status == "dead"
-		}
-		if dead {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("n3 never seen dead")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitDead(t, c.Nodes[0], "n3")
 	// Refused without force, and for a live member.
 	if _, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove", nil, nil); err == nil {
 		t.Fatal("removal without force accepted")
@@ -275,11 +261,21 @@ func TestForcedRemovalReassignsADeadNodesPartitions(t *testing.T) {
 	if _, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n2/remove?force=true", nil, nil); err == nil {
 		t.Fatal("removal of a live member accepted")
 	}
-	resp, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove?force=true", nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	// While the survivors elect a leader (n3 may have led) the removal
+	// answers 503: retry as a client would.
+	removeDeadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove?force=true", nil, nil)
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		var ae *rpc.APIError
+		if !asAPI(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" || time.Now().After(removeDeadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	resp.Body.Close()
 	c.WaitConverged(30 * time.Second)
 	for i := 0; i < 20; i++ {
 		if _, err := put(t, cli, fmt.Sprint("r", i), "after"); err != nil {
@@ -401,11 +397,20 @@ func TestIsolatedNodeStopsServingBeforeItsPartitionsMove(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	resp, err := c.Nodes[0].Client.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove?force=true", nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	waitDead(t, c.Nodes[0], "n3")
+	removeDeadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.Nodes[0].Client.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove?force=true", nil, nil)
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		var ae *rpc.APIError
+		if !asAPI(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" || time.Now().After(removeDeadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	resp.Body.Close()
 	for _, name := range owned {
 		// The new owners serve the (empty) objects; the isolated node,
 		// asked directly, still refuses.
@@ -443,5 +448,23 @@ func TestLeftNodeRejoinsWhenRestarted(t *testing.T) {
 		if m.Name == "n3" && (m.Status != "alive" || m.Partitions == 0) {
 			t.Fatalf("n3 after rejoining: %+v", m)
 		}
+	}
+}
+
+// waitDead waits until observer's gossip sees member name dead.
+func waitDead(t *testing.T, observer *Node, name string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := observer.RT.Cluster(context.Background())
+		for _, m := range info.Members {
+			if m.Name == name && m.Status == "dead" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never seen dead", name)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
