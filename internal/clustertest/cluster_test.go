@@ -261,21 +261,7 @@ func TestForcedRemovalReassignsADeadNodesPartitions(t *testing.T) {
 	if _, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n2/remove?force=true", nil, nil); err == nil {
 		t.Fatal("removal of a live member accepted")
 	}
-	// While the survivors elect a leader (n3 may have led) the removal
-	// answers 503: retry as a client would.
-	removeDeadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove?force=true", nil, nil)
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		var ae *rpc.APIError
-		if !asAPI(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" || time.Now().After(removeDeadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	forceRemove(t, cli, "n3")
 	c.WaitConverged(30 * time.Second)
 	for i := 0; i < 20; i++ {
 		if _, err := put(t, cli, fmt.Sprint("r", i), "after"); err != nil {
@@ -398,19 +384,7 @@ func TestIsolatedNodeStopsServingBeforeItsPartitionsMove(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	waitDead(t, c.Nodes[0], "n3")
-	removeDeadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := c.Nodes[0].Client.Do(context.Background(), "POST", "/v1/cluster/members/n3/remove?force=true", nil, nil)
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		var ae *rpc.APIError
-		if !asAPI(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" || time.Now().After(removeDeadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	forceRemove(t, c.Nodes[0].Client, "n3")
 	for _, name := range owned {
 		// The new owners serve the (empty) objects; the isolated node,
 		// asked directly, still refuses.
@@ -466,5 +440,24 @@ func waitDead(t *testing.T, observer *Node, name string) {
 			t.Fatalf("%s never seen dead", name)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// forceRemove removes a dead member, retrying while the survivors elect a
+// leader (the member may have led): 503 then, as for any client.
+func forceRemove(t *testing.T, cli *rpc.Client, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/"+name+"/remove?force=true", nil, nil)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		var ae *rpc.APIError
+		if !asAPI(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
