@@ -287,9 +287,10 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		return
 	}
 	if c.raft.IsLeader() {
-		// A new leader has every committed entry but may not have applied
-		// them all yet.
-		if n := c.raft.CommitIndex(); n > 0 && c.raft.AppliedIndex() >= n {
+		// A new leader holds every committed entry but knows them
+		// committed, and applies them, only after committing one of its
+		// own term: the barrier waits for that.
+		if c.raft.Barrier(2*time.Second) == nil {
 			c.caughtUp.Store(true)
 			c.timed = nil // arm every alarm of this node from now on
 		}
@@ -325,7 +326,12 @@ func (c *Cluster) CommitIndex(ctx context.Context) (uint64, error) {
 	if !c.raft.IsLeader() {
 		return 0, fmt.Errorf("%w: not the leader", apierr.ErrOwnerUnavailable)
 	}
-	return c.raft.CommitIndex(), nil
+	// After the barrier everything committed is applied here, so this is
+	// an index that covers every write acknowledged so far.
+	if err := c.raft.Barrier(5 * time.Second); err != nil {
+		return 0, fmt.Errorf("%w: %v", apierr.ErrOwnerUnavailable, err)
+	}
+	return c.raft.AppliedIndex(), nil
 }
 
 // rejoinIfGone asks to be an active member again when this node is not

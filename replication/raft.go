@@ -206,6 +206,10 @@ func (n *RaftNode) LastContact() time.Time {
 	return n.raft.LastContact()
 }
 
+// Barrier waits until the leader has applied every entry committed
+// before the call (a new leader may not have yet). Leader only.
+func (n *RaftNode) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
+
 // CommitIndex is the highest log index this node knows to be committed.
 func (n *RaftNode) CommitIndex() uint64 { return n.raft.CommitIndex() }
 
