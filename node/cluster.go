@@ -679,7 +679,6 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	var alarms []replication.Alarm
 	tr := tar.NewReader(resp.Body)
 	complete := false
 	for {
@@ -691,10 +690,6 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 			return fmt.Errorf("read archive: %w", err)
 		}
 		switch {
-		case h.Name == "alarms.json":
-			if err := json.NewDecoder(tr).Decode(&alarms); err != nil {
-				return fmt.Errorf("read alarms: %w", err)
-			}
 		case h.Name == "END":
 			complete = true
 		default:
@@ -722,7 +717,7 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	if !complete {
 		return fmt.Errorf("archive of partition %d ended early", p)
 	}
-	if err := c.rt.AdoptPartition(p, dir, alarms); err != nil {
+	if err := c.rt.AdoptPartition(p, dir); err != nil {
 		return err
 	}
 	return c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since})
@@ -757,14 +752,8 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, w io.Writer) erro
 		}
 	}
 	// The alarms live in the replicated schedule: the new owner arms them
-	// from there once the partition is ready on it.
-	b := []byte("[]")
-	if err := tw.WriteHeader(&tar.Header{Name: "alarms.json", Mode: 0o600, Size: int64(len(b))}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(b); err != nil {
-		return err
-	}
+	// from there once the partition is ready on it. END marks a complete
+	// archive.
 	if err := tw.WriteHeader(&tar.Header{Name: "END", Mode: 0o600}); err != nil {
 		return err
 	}
@@ -951,7 +940,7 @@ func (c *Cluster) listObjects(ctx context.Context, class, after string, limit in
 				return rpc.ObjectList{}, err
 			}
 		} else {
-			q := "class=" + urlQueryEscape(class) + "&after=" + urlQueryEscape(after) + "&limit=" + strconv.Itoa(limit)
+			q := url.Values{"class": {class}, "after": {after}, "limit": {strconv.Itoa(limit)}}.Encode()
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.Members[name].HTTP+"/v1/internal/objects?"+q, nil)
 			if err != nil {
 				return rpc.ObjectList{}, err
@@ -983,8 +972,6 @@ func (c *Cluster) listObjects(ctx context.Context, class, after string, limit in
 	}
 	return out, nil
 }
-
-func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
 // State is this node's copy of the committed cluster state.
 func (c *Cluster) State() *replication.ClusterState { return c.state.Load().Clone() }

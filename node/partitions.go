@@ -63,25 +63,11 @@ func (rt *Runtime) ClosePartition(ctx context.Context, p int) error {
 	}
 }
 
-// PartitionAlarms lists the scheduled alarms of partition p.
-func (rt *Runtime) PartitionAlarms(p int) ([]replication.Alarm, error) {
-	all, err := rt.schedule.Alarms()
-	if err != nil {
-		return nil, err
-	}
-	var out []replication.Alarm
-	for _, a := range all {
-		if a.Partition == p {
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
-
-// AdoptPartition takes in the files and alarms of a partition handed over
-// by its previous owner: files (already verified) are moved from dir into
-// place, alarms are scheduled here, objects enter the catalog.
-func (rt *Runtime) AdoptPartition(p int, dir string, alarms []replication.Alarm) error {
+// AdoptPartition takes in the files of a partition handed over by its
+// previous owner: files (already verified) are moved from dir into place
+// and their objects enter the catalog. Their alarms are in the replicated
+// schedule already; the cluster arms them once the partition is ready.
+func (rt *Runtime) AdoptPartition(p int, dir string) error {
 	dst := rt.PartitionDir(p)
 	// Whatever this node still holds of p (a cancelled earlier handoff, a
 	// copy from before it left) is not the object any more: set it aside
@@ -116,38 +102,16 @@ func (rt *Runtime) AdoptPartition(p int, dir string, alarms []replication.Alarm)
 		}
 		recs = append(recs, replication.ObjectRecord{ID: id, Class: class, Name: name, Partition: p})
 	}
-	if err := rt.catalog.RecordObjects(recs); err != nil {
-		return err
-	}
-	for _, a := range alarms {
-		if err := rt.schedule.PutAlarm(a); err != nil {
-			return err
-		}
-		rt.timers.set(a)
-	}
-	return nil
+	return rt.catalog.RecordObjects(recs)
 }
 
-// DropPartition forgets a partition handed to another node: its alarms
-// leave this node's schedule and its files move to <data>/handed-off (kept
-// for the operator, never served again).
+// DropPartition forgets a partition handed to another node: its files
+// move to <data>/handed-off (kept for the operator, never served again).
+// Its alarms stay in the replicated schedule for the new owner; the
+// cluster disarms them here when the partition stops being this node's.
 func (rt *Runtime) DropPartition(ctx context.Context, p int) error {
 	if err := rt.ClosePartition(ctx, p); err != nil {
 		return err
-	}
-	alarms, err := rt.PartitionAlarms(p)
-	if err != nil {
-		return err
-	}
-	for _, a := range alarms {
-		// A replicated schedule keeps the alarm for the new owner; a
-		// local one handed it over in the archive.
-		if !rt.replicated {
-			if err := rt.schedule.DeleteAlarm(a.ObjectID); err != nil {
-				return err
-			}
-		}
-		rt.timers.remove(a.ObjectID)
 	}
 	return rt.setAside(p, "handed-off")
 }

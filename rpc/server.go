@@ -553,14 +553,10 @@ func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/vnd.sqlite3")
 	w.Header().Set("Content-Disposition", "attachment; filename=\""+r.PathValue("class")+".db\"")
-	return s.cfg.Backend.Export(r.Context(), r.PathValue("class"), r.PathValue("name"), &lazyWriter{w: w})
+	// The status goes out with the first byte, so an export that fails
+	// before streaming still gets a JSON error.
+	return s.cfg.Backend.Export(r.Context(), r.PathValue("class"), r.PathValue("name"), w)
 }
-
-// lazyWriter leaves the status unwritten until the first byte, so an
-// export that fails before streaming still gets a JSON error.
-type lazyWriter struct{ w http.ResponseWriter }
-
-func (l *lazyWriter) Write(p []byte) (int, error) { return l.w.Write(p) }
 
 func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()

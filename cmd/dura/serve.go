@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -213,7 +213,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("serving", "http", ln.Addr().String(), "data", c.data, "classes", strings.Join(sorted(rt.Classes()), ","))
+	log.Info("serving", "http", ln.Addr().String(), "data", c.data, "classes", strings.Join(slices.Sorted(slices.Values(rt.Classes())), ","))
 	fmt.Fprintf(env.stderr, "dura: node %s serving on http://%s (data in %s)\n", c.name, ln.Addr(), c.data)
 
 	go waitReady(ctx, rt, log)
@@ -289,15 +289,3 @@ func advertiseIf(advertise, bound string) string {
 	_, port, _ := net.SplitHostPort(bound)
 	return net.JoinHostPort(host, port)
 }
-
-func sorted(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
-}
-
-var _ = flag.ErrHelp

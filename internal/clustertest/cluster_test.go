@@ -12,16 +12,18 @@ import (
 	"github.com/dura-dev/dura/rpc"
 )
 
-func put(t *testing.T, c *rpc.Client, name, value string) (string, error) {
+// put appends value to object name's table t (class db).
+func put(t *testing.T, c *rpc.Client, name, value string) error {
 	t.Helper()
-	res, err := c.SQL(context.Background(), "db", name,
+	_, err := c.SQL(context.Background(), "db", name,
 		rpc.Statement{SQL: "CREATE TABLE IF NOT EXISTS t (v TEXT)"},
 		rpc.Statement{SQL: "INSERT INTO t VALUES (?)", Params: []any{value}})
-	_ = res
-	return "", err
+	return err
 }
 
-func readAll(t *testing.T, c *rpc.Client, name string) ([]string, string) {
+// readAll returns the JSON answer listing object name's table t, and the
+// node that executed the read.
+func readAll(t *testing.T, c *rpc.Client, name string) (string, string) {
 	t.Helper()
 	resp, err := c.Do(context.Background(), "POST", "/v1/objects/db/"+name+"/sql", strings.NewReader(`{"sql":"SELECT v FROM t ORDER BY rowid"}`), nil)
 	if err != nil {
@@ -29,14 +31,14 @@ func readAll(t *testing.T, c *rpc.Client, name string) ([]string, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return []string{string(b)}, resp.Header.Get(rpc.HeaderNode)
+	return string(b), resp.Header.Get(rpc.HeaderNode)
 }
 
 func TestThreeNodesFormAndServeEverywhere(t *testing.T) {
 	c := New(t, 3, nil)
 	c.WaitConverged(30 * time.Second)
 	for i := 0; i < 30; i++ {
-		if _, err := put(t, c.Nodes[0].Client, fmt.Sprint("obj", i), fmt.Sprint("v", i)); err != nil {
+		if err := put(t, c.Nodes[0].Client, fmt.Sprint("obj", i), fmt.Sprint("v", i)); err != nil {
 			t.Fatalf("write obj%d: %v", i, err)
 		}
 	}
@@ -45,8 +47,8 @@ func TestThreeNodesFormAndServeEverywhere(t *testing.T) {
 		var first string
 		for _, nd := range c.Nodes {
 			body, node := readAll(t, nd.Client, fmt.Sprint("obj", i))
-			if !strings.Contains(body[0], fmt.Sprintf(`"v%d"`, i)) {
-				t.Fatalf("obj%d through %s: %s", i, nd.Name, body[0])
+			if !strings.Contains(body, fmt.Sprintf(`"v%d"`, i)) {
+				t.Fatalf("obj%d through %s: %s", i, nd.Name, body)
 			}
 			// Whichever node is asked, one node executes: never two.
 			if first == "" {
@@ -120,8 +122,8 @@ func checkAcked(t *testing.T, c *Cluster, acked map[string][]string) {
 	for name, vals := range acked {
 		body, _ := readAll(t, c.Up()[0].Client, name)
 		for _, v := range vals {
-			if !strings.Contains(body[0], `"`+v+`"`) {
-				t.Fatalf("%s lost acknowledged write %s: %s", name, v, body[0])
+			if !strings.Contains(body, `"`+v+`"`) {
+				t.Fatalf("%s lost acknowledged write %s: %s", name, v, body)
 			}
 			total++
 		}
@@ -173,7 +175,7 @@ func TestKilledOwnerAnswers503UntilRestart(t *testing.T) {
 	owners := map[string]string{}
 	for i := 0; i < 30; i++ {
 		name := fmt.Sprint("k", i)
-		if _, err := put(t, c.Nodes[0].Client, name, "before"); err != nil {
+		if err := put(t, c.Nodes[0].Client, name, "before"); err != nil {
 			t.Fatal(err)
 		}
 		_, owners[name] = readAll(t, c.Nodes[0].Client, name)
@@ -194,8 +196,8 @@ func TestKilledOwnerAnswers503UntilRestart(t *testing.T) {
 	c.WaitConverged(60 * time.Second)
 	for name := range owners {
 		body, node := readAll(t, c.Nodes[1].Client, name)
-		if !strings.Contains(body[0], `"before"`) || node != owners[name] {
-			t.Fatalf("%s after restart: %s on %s (was %s)", name, body[0], node, owners[name])
+		if !strings.Contains(body, `"before"`) || node != owners[name] {
+			t.Fatalf("%s after restart: %s on %s (was %s)", name, body, node, owners[name])
 		}
 	}
 }
@@ -217,7 +219,7 @@ func TestLeaderLossLeavesHealthyOwnersServing(t *testing.T) {
 	served := 0
 	for i := 0; i < 30; i++ {
 		name := fmt.Sprint("l", i)
-		_, err := put(t, c.Up()[0].Client, name, "x")
+		err := put(t, c.Up()[0].Client, name, "x")
 		var ae *rpc.APIError
 		if err != nil && !(asAPI(err, &ae) && ae.Code == "OWNER_UNAVAILABLE") {
 			t.Fatalf("%s: %v", name, err)
@@ -264,7 +266,7 @@ func TestForcedRemovalReassignsADeadNodesPartitions(t *testing.T) {
 	forceRemove(t, cli, "n3")
 	c.WaitConverged(30 * time.Second)
 	for i := 0; i < 20; i++ {
-		if _, err := put(t, cli, fmt.Sprint("r", i), "after"); err != nil {
+		if err := put(t, cli, fmt.Sprint("r", i), "after"); err != nil {
 			t.Fatalf("r%d after removal: %v", i, err)
 		}
 	}
@@ -320,7 +322,7 @@ func TestListingSpansTheCluster(t *testing.T) {
 	want := map[string]bool{}
 	for i := 0; i < 25; i++ {
 		name := fmt.Sprint("list", i)
-		if _, err := put(t, c.Nodes[i%3].Client, name, "x"); err != nil {
+		if err := put(t, c.Nodes[i%3].Client, name, "x"); err != nil {
 			t.Fatal(err)
 		}
 		want[name] = true
@@ -361,7 +363,7 @@ func TestIsolatedNodeStopsServingBeforeItsPartitionsMove(t *testing.T) {
 	owned := []string{}
 	for i := 0; len(owned) < 5 && i < 200; i++ {
 		name := fmt.Sprint("iso", i)
-		if _, err := put(t, c.Nodes[0].Client, name, "before"); err != nil {
+		if err := put(t, c.Nodes[0].Client, name, "before"); err != nil {
 			t.Fatal(err)
 		}
 		if _, node := readAll(t, c.Nodes[0].Client, name); node == "n3" {
@@ -392,7 +394,7 @@ func TestIsolatedNodeStopsServingBeforeItsPartitionsMove(t *testing.T) {
 		for {
 			// Views catch up with the removal within moments; until then
 			// the request reaches the isolated node, which refuses it.
-			_, err := put(t, c.Nodes[0].Client, name, "after")
+			err := put(t, c.Nodes[0].Client, name, "after")
 			if err == nil {
 				break
 			}
