@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
@@ -341,11 +341,11 @@ func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 	if s.ns.from != nil && s.ns.from.inst.ev != nil {
 		ctx = s.ns.from.inst.ev.ctx
 	}
-	rec := httptest.NewRecorder()
-	if err := s.ns.rt.Call(ctx, s.ns.class, s.name, rec, req.WithContext(ctx)); err != nil {
+	buf := newBufferedResponse()
+	if err := s.ns.rt.Call(ctx, s.ns.class, s.name, buf, req.WithContext(ctx)); err != nil {
 		return nil, err
 	}
-	return rec.Result(), nil
+	return buf.response(req), nil
 }
 
 // bufferedResponse holds a handler's response until its event commits
@@ -372,6 +372,20 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 func (b *bufferedResponse) WriteHeader(code int) {
 	if b.status == 0 {
 		b.status = code
+	}
+}
+
+// response turns the held answer into the *http.Response a stub returns.
+func (b *bufferedResponse) response(req *http.Request) *http.Response {
+	status := b.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	return &http.Response{
+		Status: fmt.Sprintf("%d %s", status, http.StatusText(status)), StatusCode: status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: b.header, Body: io.NopCloser(bytes.NewReader(b.body.Bytes())),
+		ContentLength: int64(b.body.Len()), Request: req,
 	}
 }
 
