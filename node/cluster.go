@@ -918,6 +918,9 @@ func (c *Cluster) Ready() error {
 	if id, _ := c.raft.Leader(); id == "" {
 		return fmt.Errorf("%w: no Raft leader known", apierr.ErrOwnerUnavailable)
 	}
+	if !c.caughtUp.Load() {
+		return fmt.Errorf("%w: catching up with the Raft log", apierr.ErrOwnerUnavailable)
+	}
 	for p, part := range st.Partitions {
 		if part.Target == c.cfg.Name || part.Owner == c.cfg.Name && part.Target != "" {
 			return fmt.Errorf("%w: partition %d is moving", apierr.ErrOwnerUnavailable, p)
