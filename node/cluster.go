@@ -4,12 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/replication"
@@ -35,8 +38,14 @@ type ClusterConfig struct {
 	HTTP string
 	// GossipBind and GossipAdvertise are the memberlist addresses.
 	GossipBind, GossipAdvertise string
-	// RaftBind and RaftAdvertise are the Raft transport addresses.
+	// RaftBind and RaftAdvertise are the address of the peer port, which
+	// carries Raft and the node-to-node HTTP API.
 	RaftBind, RaftAdvertise string
+	// TLS, if set, authenticates and encrypts the peer port both ways
+	// (peer.FromSecrets, peer.FromFiles); nil leaves it plain.
+	TLS *tls.Config
+	// GossipKeys, if set, encrypt gossip (peer.GossipKeys).
+	GossipKeys [][]byte
 	// Dir holds the Raft log and snapshots.
 	Dir string
 	// Join lists gossip addresses of members to join; empty with
@@ -47,7 +56,8 @@ type ClusterConfig struct {
 	// Ring fixes placement; it is recorded in the Raft state when the
 	// cluster is created and the recorded one wins afterwards.
 	Ring placement.RingConfig
-	// AdminToken is sent on node-to-node calls when the API requires it.
+	// AdminToken is sent on node-to-node calls, which a plain peer port
+	// checks like client calls.
 	AdminToken string
 	// Logger receives the cluster's logs.
 	Logger *slog.Logger
@@ -65,7 +75,12 @@ type Cluster struct {
 	log  *slog.Logger
 	ml   *placement.Membership
 	raft *replication.RaftNode
-	hc   *http.Client
+	port *peer.Port
+	hc   *http.Client // node-to-node calls, through peer ports
+	fwd  *http.Client // forwarded client requests, no overall timeout
+
+	peerSrv     *http.Server
+	peerHandler atomic.Pointer[http.Handler]
 
 	state atomic.Pointer[replication.ClusterState]
 	kick  chan struct{}
@@ -98,9 +113,17 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	dialer := peer.Dialer{TLS: cfg.TLS}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialer.Dial(ctx, addr, peer.KindHTTP)
+		},
+		MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+	}
 	c := &Cluster{
 		cfg: cfg, rt: rt, log: log,
-		hc:      &http.Client{Timeout: 5 * time.Minute},
+		hc:      &http.Client{Transport: tr, Timeout: 5 * time.Minute},
+		fwd:     &http.Client{Transport: tr},
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		pulling: map[int]bool{},
@@ -189,40 +212,57 @@ func assignPartitions(members []string, p replication.RingParams) []string {
 // Start opens Raft and gossip, joins or forms the cluster, and starts the
 // loops that keep placement and data in step.
 func (c *Cluster) Start(ctx context.Context) error {
-	r, err := replication.NewRaftNode(replication.RaftConfig{
-		NodeID: c.cfg.Name, Bind: c.cfg.RaftBind, Advertise: c.cfg.RaftAdvertise, Dir: c.cfg.Dir,
-		Assign: assignPartitions, Logger: c.log, Fast: c.cfg.Fast, OnChange: c.stateChanged, OnAlarm: c.onAlarm,
-	})
+	port, err := peer.Listen(c.cfg.RaftBind, c.cfg.RaftAdvertise, c.cfg.TLS, c.log)
 	if err != nil {
 		return err
 	}
-	if err := r.Open(); err != nil {
+	dialer := peer.Dialer{TLS: c.cfg.TLS}
+	r, err := replication.NewRaftNode(replication.RaftConfig{
+		NodeID: c.cfg.Name, Listener: port.RaftListener(), Dir: c.cfg.Dir,
+		Dial: func(addr string, timeout time.Duration) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			return dialer.Dial(ctx, addr, peer.KindRaft)
+		},
+		Assign: assignPartitions, Logger: c.log, Fast: c.cfg.Fast, OnChange: c.stateChanged, OnAlarm: c.onAlarm,
+	})
+	if err == nil {
+		err = r.Open()
+	}
+	if err != nil {
+		port.Close()
 		return err
 	}
-	c.raft = r
+	c.raft, c.port = r, port
+	c.peerSrv = &http.Server{Handler: http.HandlerFunc(c.servePeer), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
+	go c.peerSrv.Serve(port.HTTPListener())
 	c.state.CompareAndSwap(nil, r.State()) // stateChanged may have stored a newer one
+	fail := func(err error) error {
+		c.peerSrv.Close()
+		r.Close()
+		port.Close()
+		return err
+	}
 	ml, err := placement.NewMembership(placement.MembershipConfig{
-		Name: c.cfg.Name, Bind: c.cfg.GossipBind, Advertise: c.cfg.GossipAdvertise,
+		Name: c.cfg.Name, Bind: c.cfg.GossipBind, Advertise: c.cfg.GossipAdvertise, Keys: c.cfg.GossipKeys,
 		Meta:     placement.MemberMeta{HTTP: c.cfg.HTTP, Raft: r.Addr()},
 		OnChange: c.poke, Logger: c.log, Fast: c.cfg.Fast,
 	})
-	if err != nil {
-		r.Close()
-		return err
+	if err == nil {
+		err = ml.Start()
 	}
-	if err := ml.Start(); err != nil {
-		r.Close()
-		return err
+	if err != nil {
+		return fail(err)
 	}
 	c.ml = ml
 	has, err := r.HasState()
-	if err != nil {
-		return err
+	if err == nil && !has && len(c.cfg.Join) == 0 && c.cfg.BootstrapExpect <= 1 {
+		err = r.Bootstrap()
 	}
-	if !has && len(c.cfg.Join) == 0 && c.cfg.BootstrapExpect <= 1 {
-		if err := r.Bootstrap(); err != nil {
-			return err
-		}
+	if err != nil {
+		ml.Close()
+		return fail(err)
 	}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.loop(!has) }()
@@ -304,7 +344,7 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTP+"/v1/internal/commit", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/v1/internal/commit", nil)
 		if err != nil {
 			return
 		}
@@ -355,10 +395,10 @@ func (c *Cluster) rejoinIfGone() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, p := range c.ml.Peers() {
-		if p.Name == c.cfg.Name || p.State != "alive" || p.Meta.HTTP == "" {
+		if p.Name == c.cfg.Name || p.State != "alive" || p.Meta.Raft == "" {
 			continue
 		}
-		if _, err := c.post(ctx, p.Meta.HTTP, "/v1/internal/apply", b); err == nil {
+		if _, err := c.post(ctx, p.Meta.Raft, "/v1/internal/apply", b); err == nil {
 			return
 		}
 	}
@@ -490,7 +530,7 @@ func (c *Cluster) Apply(ctx context.Context, cmd replication.Command) error {
 		return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
 	}
 	b, _ := json.Marshal(cmd)
-	_, err := c.post(ctx, m.HTTP, "/v1/internal/apply", b)
+	_, err := c.post(ctx, m.Raft, "/v1/internal/apply", b)
 	return err
 }
 
@@ -510,7 +550,7 @@ func (c *Cluster) ApplyCommand(ctx context.Context, body []byte) error {
 		}
 		cmd.Hops++
 		b, _ := json.Marshal(cmd)
-		_, err = c.post(ctx, m.HTTP, "/v1/internal/apply", b)
+		_, err = c.post(ctx, m.Raft, "/v1/internal/apply", b)
 		return err
 	}
 	if err != nil {
@@ -595,10 +635,10 @@ func (c *Cluster) Route(class, name string) (string, bool, error) {
 		return "", true, nil
 	}
 	m := st.Members[part.Owner]
-	if m == nil || m.HTTP == "" {
+	if m == nil || m.Raft == "" {
 		return "", false, fmt.Errorf("%w: owner %q of partition %d unknown", apierr.ErrOwnerUnavailable, part.Owner, p)
 	}
-	return m.HTTP, false, nil
+	return m.Raft, false, nil
 }
 
 // Epoch implements rpc.Router.
@@ -658,7 +698,7 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTP+"/v1/internal/partitions/"+strconv.Itoa(p)+"/archive", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/v1/internal/partitions/"+strconv.Itoa(p)+"/archive", nil)
 	if err != nil {
 		return err
 	}
@@ -805,7 +845,7 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 		if lm == nil {
 			return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
 		}
-		_, err := c.post(ctx, lm.HTTP, "/v1/cluster/members/"+url.PathEscape(name)+"/remove?force=true", nil)
+		_, err := c.post(ctx, lm.Raft, "/v1/cluster/members/"+url.PathEscape(name)+"/remove?force=true", nil)
 		return err
 	}
 	// Cut it off from Raft first: even if only gossip lost it, it hears
@@ -876,7 +916,32 @@ func (c *Cluster) Close(graceful bool) error {
 	if c.raft != nil {
 		err = errors.Join(err, c.raft.Close())
 	}
+	if c.port != nil {
+		c.peerSrv.Close()
+		err = errors.Join(err, c.port.Close())
+	}
 	return err
+}
+
+// SetPeerHandler sets what serves the node-to-node HTTP API on the peer
+// port (rpc.Server.PeerHandler); until then peers get 503.
+func (c *Cluster) SetPeerHandler(h http.Handler) { c.peerHandler.Store(&h) }
+
+// PeerSecure reports whether the peer port admits only authenticated
+// nodes, so requests arriving there can be trusted.
+func (c *Cluster) PeerSecure() bool { return c.cfg.TLS != nil }
+
+// Forwarder is the client that forwards requests to other nodes' peer
+// ports, at the addresses Route returns.
+func (c *Cluster) Forwarder() *http.Client { return c.fwd }
+
+func (c *Cluster) servePeer(w http.ResponseWriter, r *http.Request) {
+	if h := c.peerHandler.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, `{"error":{"code":"OWNER_UNAVAILABLE","message":"node starting"}}`, http.StatusServiceUnavailable)
 }
 
 // Info describes the cluster for /v1/cluster.
@@ -944,7 +1009,7 @@ func (c *Cluster) listObjects(ctx context.Context, class, after string, limit in
 			}
 		} else {
 			q := url.Values{"class": {class}, "after": {after}, "limit": {strconv.Itoa(limit)}}.Encode()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.Members[name].HTTP+"/v1/internal/objects?"+q, nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.Members[name].Raft+"/v1/internal/objects?"+q, nil)
 			if err != nil {
 				return rpc.ObjectList{}, err
 			}
@@ -988,6 +1053,7 @@ func (c *Cluster) RaftServers() ([]replication.Server, error) { return c.raft.Se
 func (c *Cluster) Isolate() {
 	c.ml.Close()
 	c.raft.Close()
+	c.port.Close()
 }
 
 // Alarms lists the replicated schedule as this node has it.

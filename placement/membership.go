@@ -47,8 +47,10 @@ type MembershipConfig struct {
 	Advertise string
 	// Meta is gossiped to the other members.
 	Meta MemberMeta
-	// SecretKey, if set (16, 24 or 32 bytes), encrypts gossip.
-	SecretKey []byte
+	// Keys, if set (each 16, 24 or 32 bytes), encrypt and authenticate
+	// gossip: messages go out under Keys[0] and come in under any of
+	// them, so a key can be rotated in three rolling steps.
+	Keys [][]byte
 	// OnChange is called (from gossip's goroutines, not concurrently with
 	// itself) after a member joined, left, failed or changed its meta.
 	OnChange func()
@@ -98,9 +100,25 @@ func (m *Membership) Start() error {
 		if err != nil {
 			return fmt.Errorf("gossip advertise %q: %w", m.cfg.Advertise, err)
 		}
+		if net.ParseIP(ah) == nil {
+			// memberlist wants an IP; a name (a container's service
+			// name) is resolved once here.
+			ips, err := net.LookupIP(ah)
+			if err != nil || len(ips) == 0 {
+				return fmt.Errorf("gossip advertise %q: %v", m.cfg.Advertise, err)
+			}
+			ah = ips[0].String()
+		}
 		c.AdvertiseAddr, c.AdvertisePort = ah, ap
 	}
-	c.SecretKey = m.cfg.SecretKey
+	if len(m.cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(m.cfg.Keys, m.cfg.Keys[0])
+		if err != nil {
+			return fmt.Errorf("gossip keyring: %w", err)
+		}
+		c.Keyring = kr
+		c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	}
 	c.Delegate = delegate{m}
 	c.Events = events{m}
 	c.Logger = log.New(logWriter{m.cfg.Logger}, "", 0)

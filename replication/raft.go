@@ -31,6 +31,11 @@ type RaftConfig struct {
 	Bind string
 	// Advertise is the address other nodes dial; empty means the bound one.
 	Advertise string
+	// Listener and Dial, if set, carry Raft instead of a TCP listener on
+	// Bind: the node's peer port, which authenticates and encrypts.
+	// Listener.Addr() is then the address other nodes dial.
+	Listener net.Listener
+	Dial     func(address string, timeout time.Duration) (net.Conn, error)
 	// Dir holds raft.db (log and stable store) and snapshots.
 	Dir string
 	// Assign places partitions (placement.Assign).
@@ -64,7 +69,7 @@ type RaftNode struct {
 
 // NewRaftNode checks cfg; it does no I/O until Open.
 func NewRaftNode(cfg RaftConfig) (*RaftNode, error) {
-	if cfg.NodeID == "" || cfg.Bind == "" || cfg.Dir == "" || cfg.Assign == nil {
+	if cfg.NodeID == "" || cfg.Bind == "" && cfg.Listener == nil || cfg.Dir == "" || cfg.Assign == nil {
 		return nil, fmt.Errorf("raft config: node ID, bind address, dir and assigner are required")
 	}
 	if cfg.SnapshotThreshold == 0 {
@@ -87,9 +92,15 @@ func (n *RaftNode) Open() error {
 		}
 		adv = a
 	}
-	tr, err := raft.NewTCPTransportWithLogger(n.cfg.Bind, adv, 4, 10*time.Second, hl)
-	if err != nil {
-		return fmt.Errorf("open raft transport: %w", err)
+	var tr *raft.NetworkTransport
+	if n.cfg.Listener != nil {
+		tr = raft.NewNetworkTransportWithLogger(streamLayer{n.cfg.Listener, n.cfg.Dial}, 4, 10*time.Second, hl)
+	} else {
+		t, err := raft.NewTCPTransportWithLogger(n.cfg.Bind, adv, 4, 10*time.Second, hl)
+		if err != nil {
+			return fmt.Errorf("open raft transport: %w", err)
+		}
+		tr = t
 	}
 	store, err := raftboltdb.NewBoltStore(filepath.Join(n.cfg.Dir, "raft.db"))
 	if err != nil {
@@ -445,4 +456,14 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	}
 	w.l.Log(context.Background(), level, line, "component", "raft")
 	return len(p), nil
+}
+
+// streamLayer carries Raft over a listener and dialer given by the node.
+type streamLayer struct {
+	net.Listener
+	dial func(address string, timeout time.Duration) (net.Conn, error)
+}
+
+func (s streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return s.dial(string(address), timeout)
 }

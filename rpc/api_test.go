@@ -319,26 +319,6 @@ func TestListClusterHealthMetrics(t *testing.T) {
 	}
 }
 
-func TestAdminToken(t *testing.T) {
-	n := startNode(t, "s3cret")
-	if code, _, body := n.raw(t, "GET", "/v1/cluster", ""); code != 401 || errCode(t, body) != "UNAUTHENTICATED" {
-		t.Fatalf("no token: %d %s", code, body)
-	}
-	req, _ := http.NewRequest("GET", n.ts.URL+"/v1/cluster", nil)
-	req.Header.Set("Authorization", "Bearer wrong")
-	resp, _ := http.DefaultClient.Do(req)
-	resp.Body.Close()
-	if resp.StatusCode != 403 {
-		t.Fatalf("wrong token: %d", resp.StatusCode)
-	}
-	if _, err := n.cli.Cluster(context.Background()); err != nil {
-		t.Fatalf("right token: %v", err)
-	}
-	if code, _, _ := n.raw(t, "GET", "/healthz", ""); code != 200 {
-		t.Fatalf("healthz needs no token: %d", code)
-	}
-}
-
 func TestEscapedNames(t *testing.T) {
 	n := startNode(t, "")
 	ctx := context.Background()

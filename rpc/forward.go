@@ -22,7 +22,7 @@ const HeaderEpoch = "X-Dura-Epoch"
 // without one every request runs here.
 type Router interface {
 	// Route returns local=true when this node serves the object now, or
-	// the HTTP address (host:port) of the owner to forward to, or an
+	// the address (host:port) the Forwarder reaches the owner at, or an
 	// error wrapping apierr.ErrOwnerUnavailable when no node can serve it
 	// safely now.
 	Route(class, name string) (owner string, local bool, err error)
@@ -68,6 +68,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner string) e
 		out.Header.Del(h)
 	}
 	out.Header.Set(HeaderHops, strconv.Itoa(n))
+	out.Header.Set(HeaderCaller, callerOf(r))
 	out.Header.Set(HeaderEpoch, strconv.FormatUint(s.cfg.Router.Epoch(), 10))
 	resp, err := s.cfg.Forwarder.Do(out)
 	if err != nil {

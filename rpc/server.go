@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +51,12 @@ type ServerConfig struct {
 	Forwarder *http.Client
 	// AdminToken, if set, is the bearer token every /v1/ route requires.
 	AdminToken string
+	// APIToken, if set, is a bearer token /objects/ routes require (the
+	// admin token is accepted there too); it grants nothing under /v1/.
+	APIToken string
+	// SeparateMetrics leaves /metrics to MetricsHandler, served on its
+	// own listener, instead of Handler.
+	SeparateMetrics bool
 	// RequestTimeout bounds one request's wait for and run of its event.
 	// 0 means 30 s.
 	RequestTimeout time.Duration
@@ -105,8 +109,15 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler is the http.Handler of the API.
-func (s *Server) Handler() http.Handler { return s.mux }
+// MetricsHandler serves the Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	metrics := promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderNode, s.cfg.Backend.NodeName())
+		w.Header().Set(HeaderHops, strconv.Itoa(hops(r)))
+		metrics.ServeHTTP(w, r)
+	})
+}
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
@@ -236,12 +247,9 @@ func (s *Server) routes() {
 		}
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": b.NodeName()})
 	})
-	metrics := promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
-	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(HeaderNode, s.cfg.Backend.NodeName())
-		w.Header().Set(HeaderHops, strconv.Itoa(hops(r)))
-		metrics.ServeHTTP(w, r)
-	})
+	if !s.cfg.SeparateMetrics {
+		s.mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 	s.handle("/", "unknown", func(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: no route for %s %s", apierr.ErrNotFound, r.Method, r.URL.Path)
 	})
@@ -257,9 +265,9 @@ func (s *Server) handle(pattern, route string, h handlerFunc) {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		sw := &statusWriter{ResponseWriter: w}
-		err := s.authorize(r)
+		caller, err := s.authorize(r)
 		if err == nil {
-			err = h(sw, r.WithContext(ctx))
+			err = h(sw, r.WithContext(context.WithValue(ctx, callerKey{}, caller)))
 		}
 		if err != nil {
 			if sw.status != 0 {
@@ -280,25 +288,9 @@ func (s *Server) handle(pattern, route string, h handlerFunc) {
 		if sw.statusOr200() >= 500 {
 			level = slog.LevelWarn
 		}
-		s.log.Log(ctx, level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.statusOr200(),
+		s.log.Log(ctx, level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.statusOr200(), "caller", caller,
 			"ms", float64(time.Since(start).Microseconds())/1000, "err", err)
 	})
-}
-
-// authorize checks the admin token on /v1/ routes.
-func (s *Server) authorize(r *http.Request) error {
-	if s.cfg.AdminToken == "" || !strings.HasPrefix(r.URL.Path, "/v1/") {
-		return nil
-	}
-	auth := r.Header.Get("Authorization")
-	if auth == "" {
-		return fmt.Errorf("%w: this route needs \"Authorization: Bearer <admin token>\"", apierr.ErrUnauthenticated)
-	}
-	token, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
-		return fmt.Errorf("%w: the token does not grant admin access", apierr.ErrForbidden)
-	}
-	return nil
 }
 
 func hops(r *http.Request) int {

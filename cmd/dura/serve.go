@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/examples"
+	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -35,7 +37,15 @@ type serveConfig struct {
 	bootstrapExpect  int
 	secret           string
 	secretFile       string
+	acceptSecrets    string
+	tlsCert          string
+	tlsKey           string
+	tlsCA            string
 	adminToken       string
+	adminTokenFile   string
+	apiToken         string
+	apiTokenFile     string
+	metricsAddr      string
 	insecure         bool
 	maxObjectBytes   int64
 	maxOpenFiles     int
@@ -64,9 +74,17 @@ func parseServe(env *cliEnv, args []string) (serveConfig, error) {
 	fs.StringVar(&c.advertise, "advertise", "", "address other nodes and clients reach this node at (default: the HTTP address)")
 	fs.StringVar(&c.join, "join", "", "comma-separated gossip addresses of members to join (cluster)")
 	fs.IntVar(&c.bootstrapExpect, "bootstrap-expect", 0, "form the first cluster once this many nodes have met (cluster)")
-	fs.StringVar(&c.secret, "secret", "", "cluster secret")
-	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the cluster secret")
-	fs.StringVar(&c.adminToken, "admin-token", "", "bearer token required on /v1/ routes (except /healthz, /readyz)")
+	fs.StringVar(&c.secret, "secret", "", "cluster secret (16+ bytes): encrypts gossip and, without --tls-*, secures node-to-node traffic")
+	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the cluster secret (first line); further lines are accepted secrets, as --accept-secrets")
+	fs.StringVar(&c.acceptSecrets, "accept-secrets", "", "comma-separated secrets also accepted from other nodes, for rotating the secret")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate this node presents to other nodes (mutual TLS with --tls-key, --tls-ca)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "PEM CA certificates other nodes' certificates must chain to")
+	fs.StringVar(&c.adminToken, "admin-token", "", "bearer token required on /v1/ routes")
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding the admin token")
+	fs.StringVar(&c.apiToken, "api-token", "", "bearer token required on /objects/ routes (the admin token works there too); open when empty")
+	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "file holding the API token")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the HTTP API's")
 	fs.BoolVar(&c.insecure, "insecure", false, "allow listening beyond loopback without a cluster secret")
 	fs.Int64Var(&c.maxObjectBytes, "max-object-bytes", 1<<30, "size limit of one object's database, in bytes")
 	fs.IntVar(&c.maxOpenFiles, "max-open-files", 3072, "files open object databases may hold (3 per open object); LRU objects are closed past it")
@@ -86,17 +104,48 @@ func parseServe(env *cliEnv, args []string) (serveConfig, error) {
 }
 
 func (c *serveConfig) validate() error {
-	if c.secretFile != "" {
-		b, err := os.ReadFile(c.secretFile)
-		if err != nil {
-			return usageErr("--secret-file: %v", err)
+	for _, f := range []struct {
+		flag, file string
+		to         *string
+	}{{"--secret-file", c.secretFile, &c.secret}, {"--admin-token-file", c.adminTokenFile, &c.adminToken}, {"--api-token-file", c.apiTokenFile, &c.apiToken}} {
+		if f.file == "" {
+			continue
 		}
-		c.secret = strings.TrimSpace(string(b))
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return usageErr("%s: %v", f.flag, err)
+		}
+		lines := strings.Fields(string(b))
+		if len(lines) == 0 {
+			return usageErr("%s: %s is empty", f.flag, f.file)
+		}
+		*f.to = lines[0]
+		if f.to == &c.secret && len(lines) > 1 {
+			c.acceptSecrets = strings.Join(append(lines[1:], c.acceptSecrets), ",")
+		}
+	}
+	if c.secret == "" && c.acceptSecrets != "" {
+		return usageErr("--accept-secrets needs --secret")
+	}
+	if c.secret != "" {
+		if err := peer.CheckSecrets(c.secrets()); err != nil {
+			return usageErr("--secret: %v", err)
+		}
+	}
+	if n := btoi(c.tlsCert != "") + btoi(c.tlsKey != "") + btoi(c.tlsCA != ""); n != 0 && n != 3 {
+		return usageErr("--tls-cert, --tls-key and --tls-ca go together")
+	}
+	if c.apiToken != "" && c.apiToken == c.adminToken {
+		return usageErr("--api-token must differ from --admin-token")
 	}
 	if c.bootstrapExpect < 0 {
 		return usageErr("--bootstrap-expect must be 0 or more")
 	}
-	for _, a := range []struct{ flag, addr string }{{"--http", c.http}, {"--gossip", c.gossip}, {"--raft", c.raft}} {
+	addrs := []struct{ flag, addr string }{{"--http", c.http}, {"--gossip", c.gossip}, {"--raft", c.raft}}
+	if c.metricsAddr != "" {
+		addrs = append(addrs, struct{ flag, addr string }{"--metrics-addr", c.metricsAddr})
+	}
+	for _, a := range addrs {
 		host, _, err := net.SplitHostPort(a.addr)
 		if err != nil {
 			return usageErr("%s %q: %v", a.flag, a.addr, err)
@@ -121,6 +170,47 @@ func (c *serveConfig) validate() error {
 		return usageErr("--log-format must be text or json")
 	}
 	return nil
+}
+
+// secrets lists the cluster secret first, then the accepted ones.
+func (c *serveConfig) secrets() []string {
+	all := []string{c.secret}
+	for _, s := range strings.Split(c.acceptSecrets, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			all = append(all, s)
+		}
+	}
+	return all
+}
+
+// peerSecurity is the TLS configuration of the peer port and the gossip
+// keys: certificates when given, else derived from the secret; nil (plain)
+// without either.
+func (c *serveConfig) peerSecurity() (*tls.Config, [][]byte, error) {
+	if c.secret == "" && c.tlsCert == "" {
+		return nil, nil, nil
+	}
+	var keys [][]byte
+	var err error
+	if c.secret != "" {
+		if keys, err = peer.GossipKeys(c.secrets()); err != nil {
+			return nil, nil, err
+		}
+	}
+	var conf *tls.Config
+	if c.tlsCert != "" {
+		conf, err = peer.FromFiles(c.tlsCert, c.tlsKey, c.tlsCA)
+	} else {
+		conf, err = peer.FromSecrets(c.secrets())
+	}
+	return conf, keys, err
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // isLoopback reports whether host only listens on the loopback interface.
@@ -176,6 +266,11 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		ln.Close()
 		return err
 	}
+	peerTLS, gossipKeys, err := c.peerSecurity()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	var join []string
 	if c.join != "" {
 		join = strings.Split(c.join, ",")
@@ -185,7 +280,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		GossipBind: c.gossip, GossipAdvertise: advertiseIf(c.advertise, c.gossip),
 		RaftBind: c.raft, RaftAdvertise: advertiseIf(c.advertise, c.raft),
 		Dir: filepath.Join(c.data, "raft"), Join: join, BootstrapExpect: c.bootstrapExpect,
-		AdminToken: c.adminToken, Logger: log,
+		TLS: peerTLS, GossipKeys: gossipKeys, AdminToken: c.adminToken, Logger: log,
 	})
 	if err != nil {
 		ln.Close()
@@ -200,8 +295,22 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		rt.Close(context.Background())
 		return err
 	}
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Logger: log, Registry: reg, AdminToken: c.adminToken})
+	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Forwarder: cl.Forwarder(), Logger: log, Registry: reg,
+		AdminToken: c.adminToken, APIToken: c.apiToken, SeparateMetrics: c.metricsAddr != ""})
+	cl.SetPeerHandler(srv.PeerHandler(cl.PeerSecure()))
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
+	if c.metricsAddr != "" {
+		mln, err := net.Listen("tcp", c.metricsAddr)
+		if err != nil {
+			ln.Close()
+			cl.Close(false)
+			rt.Close(context.Background())
+			return fmt.Errorf("listen %s: %w", c.metricsAddr, err)
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		defer ms.Close()
+	}
 	if c.debugAddr != "" {
 		go func() {
 			mux := http.NewServeMux()

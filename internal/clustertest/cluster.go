@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -26,6 +27,7 @@ type Node struct {
 	HTTP    string // host:port of the API
 	Raft    string // host:port of Raft, kept across restarts
 	Gossip  string // host:port of gossip, kept across restarts
+	Secret  string // cluster secret this node holds
 	RT      *node.Runtime
 	Cluster *node.Cluster
 	Client  *rpc.Client
@@ -90,8 +92,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Secret is the cluster secret test nodes share: node traffic is TLS
+// and gossip encrypted, as in production.
+const Secret = "clustertest-shared-secret"
+
 func (c *Cluster) newNode(name string) *Node {
-	return &Node{Name: name, Dir: filepath.Join(c.dir, name)}
+	return &Node{Name: name, Dir: filepath.Join(c.dir, name), Secret: Secret}
 }
 
 func (c *Cluster) start(nd *Node, join []string, expect int) {
@@ -127,8 +133,16 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	if raftBind == "" {
 		raftBind, gossipBind = "127.0.0.1:0", "127.0.0.1:0"
 	}
+	peerTLS, err := peer.FromSecrets([]string{nd.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := peer.GossipKeys([]string{nd.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cl, err := node.NewCluster(rt, node.ClusterConfig{
-		Name: nd.Name, HTTP: nd.HTTP, GossipBind: gossipBind, RaftBind: raftBind,
+		Name: nd.Name, HTTP: nd.HTTP, GossipBind: gossipBind, RaftBind: raftBind, TLS: peerTLS, GossipKeys: keys,
 		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Fast: true, Logger: log,
 	})
 	if err != nil {
@@ -142,7 +156,8 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 		t.Fatal(err)
 	}
 	nd.Raft, nd.Gossip = cl.Addrs()
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl})
+	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Forwarder: cl.Forwarder()})
+	cl.SetPeerHandler(srv.PeerHandler(cl.PeerSecure()))
 	nd.srv = &http.Server{Handler: srv.Handler()}
 	go nd.srv.Serve(ln)
 	nd.RT, nd.Cluster, nd.up = rt, cl, true
@@ -179,7 +194,15 @@ func (c *Cluster) Restart(i int) {
 // Join starts a new node that joins the cluster and returns its index.
 func (c *Cluster) Join() int {
 	c.t.Helper()
+	return c.JoinWithSecret(Secret)
+}
+
+// JoinWithSecret starts a new node holding secret that tries to join the
+// cluster and returns its index; with another secret it must stay out.
+func (c *Cluster) JoinWithSecret(secret string) int {
+	c.t.Helper()
 	nd := c.newNode(fmt.Sprintf("n%d", len(c.Nodes)+1))
+	nd.Secret = secret
 	c.Nodes = append(c.Nodes, nd)
 	c.start(nd, c.seeds(nd), 0)
 	return len(c.Nodes) - 1
