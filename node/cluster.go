@@ -1056,6 +1056,18 @@ func (c *Cluster) Isolate() {
 	c.port.Close()
 }
 
+// GossipAlive lists the members gossip sees alive, this node included.
+func (c *Cluster) GossipAlive() []string {
+	var out []string
+	for _, p := range c.ml.Peers() {
+		if p.State == "alive" {
+			out = append(out, p.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Alarms lists the replicated schedule as this node has it.
 func (c *Cluster) Alarms() []replication.Alarm { return c.raft.Alarms(nil) }
 
