@@ -75,8 +75,23 @@ func classify(err error) error {
 	switch {
 	case strings.HasPrefix(msg, "too many columns"), strings.HasPrefix(msg, "too many SQL variables"):
 		return fmt.Errorf("%w: %s", ErrTooLarge, msg)
-	case strings.Contains(msg, "not authorized"), strings.Contains(msg, "prohibited"):
+	case strings.Contains(msg, "not authorized"), strings.Contains(msg, "prohibited"),
+		isSchemaTableRefusal(msg):
 		return fmt.Errorf("%w: %s", ErrNotAuthorized, msg)
 	}
 	return fmt.Errorf("%w: %s", ErrSQL, msg)
+}
+
+// isSchemaTableRefusal recognises SQLite refusing to let a statement write,
+// drop, alter or create its own sqlite_ tables: a sandbox refusal like the
+// authorizer's, though SQLite makes it before the authorizer is asked.
+func isSchemaTableRefusal(msg string) bool {
+	if strings.HasPrefix(msg, "object name reserved for internal use") {
+		return true
+	}
+	if !strings.HasPrefix(msg, "table sqlite_") {
+		return false
+	}
+	return strings.HasSuffix(msg, " may not be modified") || strings.HasSuffix(msg, " may not be dropped") ||
+		strings.HasSuffix(msg, " may not be altered")
 }

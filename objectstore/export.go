@@ -52,7 +52,8 @@ var allowedReserved = map[string]bool{"_dura_kv": true, "_dura_schema_version": 
 
 // ValidateImport checks that the file at path is a sound SQLite database an
 // object may adopt: right header, integrity_check ok, no bigger than
-// maxBytes, and no reserved names but Dura's own tables.
+// maxBytes, no reserved names but Dura's own tables, and no trigger or view
+// that names them.
 func ValidateImport(path string, maxBytes int64) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -90,7 +91,7 @@ func ValidateImport(path string, maxBytes int64) error {
 	if len(vals) != 1 || vals[0][0] != "ok" {
 		return fmt.Errorf("%w: integrity_check failed: %v", ErrCorrupt, vals)
 	}
-	rows, err = c.Query("SELECT type, name, tbl_name FROM sqlite_master", nil)
+	rows, err = c.Query("SELECT type, name, tbl_name, sql FROM sqlite_master", nil)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -99,7 +100,7 @@ func ValidateImport(path string, maxBytes int64) error {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	for _, r := range vals {
-		typ, name, tbl := fmt.Sprint(r[0]), fmt.Sprint(r[1]), fmt.Sprint(r[2])
+		typ, name, tbl, sql := fmt.Sprint(r[0]), fmt.Sprint(r[1]), fmt.Sprint(r[2]), fmt.Sprint(r[3])
 		if typ == "table" && allowedReserved[name] {
 			continue
 		}
@@ -108,6 +109,9 @@ func ValidateImport(path string, maxBytes int64) error {
 		}
 		if isReserved(name) || isReserved(tbl) {
 			return fmt.Errorf("%w: %s %q uses a reserved name", ErrNotAuthorized, typ, name)
+		}
+		if (typ == "trigger" || typ == "view") && namesReservedInBody(sql) {
+			return fmt.Errorf("%w: %s %q names a reserved table", ErrNotAuthorized, typ, name)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package objectstore
 
 import (
+	"fmt"
 	"strings"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -77,6 +78,11 @@ func (s *Store) authorize(op int, arg1, arg2, arg3 string) int {
 		if strings.EqualFold(arg2, "load_extension") {
 			return deny("load_extension is not allowed")
 		}
+		if strings.EqualFold(arg2, "fts3_tokenizer") {
+			// Its two-argument form takes a C function pointer; the build
+			// disables that form, and the one-argument form has no use here.
+			return deny("fts3_tokenizer is not allowed")
+		}
 		return sqlite3.SQLITE_OK
 	case sqlite3.SQLITE_PRAGMA:
 		name := strings.ToLower(arg1)
@@ -91,6 +97,13 @@ func (s *Store) authorize(op int, arg1, arg2, arg3 string) int {
 			return deny("names beginning " + ReservedPrefix + " are reserved")
 		}
 		return sqlite3.SQLITE_OK
+	case sqlite3.SQLITE_ANALYZE:
+		// A bare ANALYZE (and PRAGMA optimize, which is allowed) walks
+		// every table: skip Dura's own instead of failing the statement.
+		if isReserved(arg1) {
+			return sqlite3.SQLITE_IGNORE
+		}
+		return sqlite3.SQLITE_OK
 	case sqlite3.SQLITE_SAVEPOINT:
 		if isReserved(arg2) {
 			return deny("savepoint names beginning " + ReservedPrefix + " are reserved")
@@ -101,8 +114,81 @@ func (s *Store) authorize(op int, arg1, arg2, arg3 string) int {
 		return deny("names beginning " + ReservedPrefix + " are reserved")
 	}
 	// The schema table itself needs no rule: DDL legitimately writes it, and
-	// direct DML on it needs writable_schema, which is refused above.
+	// SQLite refuses direct DML on it without writable_schema (refused
+	// above); classify reports that refusal as NOT_AUTHORIZED.
 	return sqlite3.SQLITE_OK
+}
+
+// refuseByText refuses the user statements the authorizer cannot see
+// coming: VACUUM (it cannot run inside an event's transaction, and VACUUM
+// INTO writes a file anywhere) and triggers or views that name reserved
+// tables.
+func refuseByText(stmt string) error {
+	if w := leadingWords(stmt, 1); len(w) == 1 && w[0] == "VACUUM" {
+		return fmt.Errorf("%w: VACUUM is not allowed", ErrNotAuthorized)
+	}
+	if namesReservedInBody(stmt) {
+		return fmt.Errorf("%w: a trigger or view may not name anything beginning %s", ErrNotAuthorized, ReservedPrefix)
+	}
+	return nil
+}
+
+// namesReservedInBody reports a CREATE TRIGGER or CREATE VIEW statement
+// whose text mentions the reserved prefix anywhere. SQLite resolves the
+// names in a trigger's or view's body only when it runs, so the authorizer
+// never sees them at creation; and a trigger body is authorized as part of
+// the statement that fires it, which may be one of the store's own (DROP
+// TABLE in DeleteAll cascading into a child table). Refusing the text is
+// sound because SQL has no way to build a name at run time; it may refuse a
+// string literal that merely contains the prefix.
+func namesReservedInBody(stmt string) bool {
+	w := leadingWords(stmt, 3)
+	if len(w) < 2 || w[0] != "CREATE" {
+		return false
+	}
+	kind := w[1]
+	if (kind == "TEMP" || kind == "TEMPORARY") && len(w) > 2 {
+		kind = w[2]
+	}
+	if kind != "TRIGGER" && kind != "VIEW" {
+		return false
+	}
+	return strings.Contains(strings.ToLower(stmt), ReservedPrefix)
+}
+
+// leadingWords returns up to n bare words that begin stmt, upper-cased,
+// skipping blanks and comments; it stops at the first other token.
+func leadingWords(stmt string, n int) []string {
+	var out []string
+	for i := 0; i < len(stmt) && len(out) < n; {
+		c := stmt[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+			i++
+		case c == '-' && i+1 < len(stmt) && stmt[i+1] == '-':
+			j := strings.IndexByte(stmt[i:], '\n')
+			if j < 0 {
+				return out
+			}
+			i += j + 1
+		case c == '/' && i+1 < len(stmt) && stmt[i+1] == '*':
+			j := strings.Index(stmt[i+2:], "*/")
+			if j < 0 {
+				return out
+			}
+			i += j + 4
+		case isWordByte(c):
+			j := i
+			for j < len(stmt) && isWordByte(stmt[j]) {
+				j++
+			}
+			out = append(out, strings.ToUpper(stmt[i:j]))
+			i = j
+		default:
+			return out
+		}
+	}
+	return out
 }
 
 // isTableArgPragma names the read-only pragmas whose argument is a table or

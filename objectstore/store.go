@@ -298,6 +298,11 @@ func (s *Store) Exec(query string, args ...any) (*Cursor, error) {
 	if len(query) > MaxStatementBytes {
 		return nil, fmt.Errorf("%w: statement is %d bytes, the limit is %d", ErrTooLarge, len(query), MaxStatementBytes)
 	}
+	if strings.IndexByte(query, 0) >= 0 {
+		// SQLite reads the text only up to a NUL, so "DELETE FROM t\x00
+		// WHERE id = 1" would delete every row.
+		return nil, fmt.Errorf("%w: the statement text holds a NUL byte", ErrBadRequest)
+	}
 	if len(args) > MaxParams {
 		return nil, fmt.Errorf("%w: %d bound parameters, the limit is %d", ErrTooLarge, len(args), MaxParams)
 	}
@@ -353,6 +358,9 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 		return &Cursor{}, nil
 	}
 	s.denied = ""
+	if err := refuseByText(stmt); err != nil {
+		return nil, err
+	}
 	if strings.EqualFold(firstWord(stmt), "ROLLBACK") {
 		s.kvReady = false // ROLLBACK TO may undo the KV table's creation
 	}
@@ -559,9 +567,15 @@ func (s *Store) RecordSchemaVersion(v int, at time.Time) error {
 
 // DeleteAll removes every table, view, trigger and index and all KV
 // entries, in the current transaction, so it is atomic with the event.
+// TEMP objects go too. Every trigger goes first: dropping a parent table
+// deletes its rows, and a trigger fired by that cascade would run its body
+// with the store's own rights.
 func (s *Store) DeleteAll() error {
-	rows, err := s.queryInternal(`SELECT type, name FROM sqlite_master
+	rows, err := s.queryInternal(`SELECT type, schema, name FROM (
+		SELECT type, 'main' AS schema, name FROM sqlite_master
 		WHERE type IN ('table','view','trigger') AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name <> '_dura_object'
+		UNION ALL SELECT type, 'temp', name FROM sqlite_temp_master
+		WHERE type IN ('table','view','trigger') AND name NOT LIKE 'sqlite\_%' ESCAPE '\')
 		ORDER BY CASE type WHEN 'trigger' THEN 0 WHEN 'view' THEN 1 ELSE 2 END`)
 	if err != nil {
 		return err
@@ -572,8 +586,8 @@ func (s *Store) DeleteAll() error {
 		return err
 	}
 	for _, r := range rows {
-		typ, name := r[0].(string), r[1].(string)
-		if err := s.execInternal("DROP " + typ + " IF EXISTS " + quoteIdent(name)); err != nil {
+		typ, schema, name := r[0].(string), r[1].(string), r[2].(string)
+		if err := s.execInternal("DROP " + typ + " IF EXISTS " + schema + "." + quoteIdent(name)); err != nil {
 			return err
 		}
 	}
