@@ -289,10 +289,16 @@ func (c *Cluster) loop(fresh bool) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	joined := len(c.cfg.Join) == 0
+	var warned time.Time
 	for {
 		if !joined {
 			if _, err := c.ml.Join(c.cfg.Join); err == nil {
 				joined = true
+			} else if time.Since(warned) > 30*time.Second {
+				// A wrong secret shows here: say so now and then, not
+				// four times a second.
+				warned = time.Now()
+				c.log.Warn("join: no member answered yet (still trying)", "join", c.cfg.Join, "err", err)
 			} else {
 				c.log.Debug("join: no member answered yet", "err", err)
 			}

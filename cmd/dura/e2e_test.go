@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,11 +56,20 @@ type e2eNode struct {
 	mu   sync.Mutex
 }
 
-// e2eStart runs "dura serve" on a random loopback port with data in dir
-// and waits until it says where it serves.
+// e2eStart runs "dura serve" on random loopback ports with data in dir
+// and waits until it is ready.
 func e2eStart(t *testing.T, dir string, extra ...string) *e2eNode {
 	t.Helper()
-	args := append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--raft", "127.0.0.1:0", "--name", "e2e", "--log-level", "warn"}, extra...)
+	n := e2eLaunch(t, dir, append([]string{"--name", "e2e", "--gossip", "127.0.0.1:0", "--raft", "127.0.0.1:0"}, extra...)...)
+	n.waitReady(t, 30*time.Second)
+	return n
+}
+
+// e2eLaunch runs "dura serve" on a random loopback HTTP port with data in
+// dir and waits until it says where it serves.
+func e2eLaunch(t *testing.T, dir string, extra ...string) *e2eNode {
+	t.Helper()
+	args := append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(e2eBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -96,16 +106,19 @@ func e2eStart(t *testing.T, dir string, extra ...string) *e2eNode {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("serve did not start\n%s", n.log())
 	}
-	// The node listens at once and serves once its (one-node) cluster has
-	// formed: wait for readiness.
-	deadline := time.Now().Add(30 * time.Second)
+	return n
+}
+
+// waitReady waits until the node's cluster has formed and it serves.
+func (n *e2eNode) waitReady(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for n.client().Ready(context.Background()) != nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("serve never became ready\n%s", n.log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return n
 }
 
 func (n *e2eNode) log() string {
@@ -254,5 +267,93 @@ func TestE2EDefaultClassesServeOverHTTP(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || strings.TrimSpace(string(b)) != `{"key":"hits","value":5}` || resp.Header.Get("X-Dura-Node") != "e2e" {
 		t.Fatalf("%d %s %v", resp.StatusCode, b, resp.Header)
+	}
+}
+
+// freeAddr is a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestE2EThreeProcessesWithSecret: three "dura serve" processes sharing a
+// secret form a cluster that serves every object through every node; a
+// fourth process with another secret never gets in.
+func TestE2EThreeProcessesWithSecret(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	const secret, token = "e2e-cluster-secret-0123", "e2e-admin-token"
+	seed := freeAddr(t)
+	var nodes []*e2eNode
+	for i := range 3 {
+		gossip, join := seed, seed
+		if i > 0 {
+			gossip = freeAddr(t)
+		} else {
+			join = ""
+		}
+		args := []string{"--name", fmt.Sprint("n", i+1), "--gossip", gossip, "--raft", freeAddr(t),
+			"--bootstrap-expect", "3", "--secret", secret, "--admin-token", token}
+		if join != "" {
+			args = append(args, "--join", join)
+		}
+		nodes = append(nodes, e2eLaunch(t, t.TempDir(), args...))
+	}
+	for _, n := range nodes {
+		n.waitReady(t, 60*time.Second)
+	}
+	ctx := context.Background()
+	executors := map[string]bool{}
+	for i := range 12 {
+		name := fmt.Sprint("c", i)
+		if _, err := increment(ctx, nodes[i%3].client(), name); err != nil {
+			t.Fatalf("increment %s through n%d: %v", name, i%3+1, err)
+		}
+		for _, n := range nodes {
+			resp, err := n.client().Call(ctx, "GET", "counter", name, "/", nil)
+			if err != nil {
+				t.Fatalf("read %s: %v", name, err)
+			}
+			var v struct{ Value int64 }
+			json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+			executors[resp.Header.Get(rpc.HeaderNode)] = true
+			if v.Value != 1 {
+				t.Fatalf("%s through %s = %d", name, n.addr, v.Value)
+			}
+		}
+	}
+	if len(executors) < 2 {
+		t.Fatalf("objects ran on %v only: nothing was forwarded", executors)
+	}
+	admin := nodes[0].client().WithToken(token)
+	if _, err := nodes[0].client().Cluster(ctx); err == nil {
+		t.Fatal("/v1/cluster answered without the admin token")
+	}
+
+	outsider := e2eLaunch(t, t.TempDir(), "--name", "n4", "--gossip", freeAddr(t), "--raft", freeAddr(t),
+		"--join", seed, "--secret", "another-secret-0123456789", "--admin-token", token)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if outsider.client().Ready(ctx) == nil {
+			t.Fatal("a node with another secret became ready")
+		}
+		info, err := admin.Cluster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.Members) != 3 {
+			t.Fatalf("members %+v", info.Members)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if l := outsider.log(); !strings.Contains(l, "no member answered") {
+		t.Fatalf("the outsider did not report its failed join:\n%s", l)
 	}
 }
