@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,7 @@ type ClusterConfig struct {
 	// cluster is created and the recorded one wins afterwards.
 	Ring placement.RingConfig
 	// AdminToken is sent on node-to-node calls, which a plain peer port
-	// checks like client calls.
+	// checks like client calls (the first, if comma-separated).
 	AdminToken string
 	// Logger receives the cluster's logs.
 	Logger *slog.Logger
@@ -574,8 +575,8 @@ func (c *Cluster) post(ctx context.Context, host, path string, body []byte) ([]b
 }
 
 func (c *Cluster) do(req *http.Request) ([]byte, error) {
-	if c.cfg.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.AdminToken)
+	if token, _, _ := strings.Cut(c.cfg.AdminToken, ","); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

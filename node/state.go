@@ -227,6 +227,10 @@ func (s *Storage) SetAlarm(t time.Time) error {
 	}
 	ref := s.st.inst.ref
 	t = time.UnixMilli(t.UnixMilli())
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		// The schedule records times as RFC 3339, which stops at 9999.
+		return fmt.Errorf("%w: alarm time %d ms is outside the years 0 to 9999", ErrBadRequest, t.UnixMilli())
+	}
 	s.st.inst.ev.alarm = &alarmChange{a: replication.Alarm{
 		ObjectID: ref.id, Class: ref.class, Name: ref.name, Partition: ref.partition,
 		At: t, Scheduled: t,

@@ -26,10 +26,19 @@ type testNode struct {
 
 func startNode(t *testing.T, token string) *testNode {
 	t.Helper()
+	return startNodeWith(t, token, nil)
+}
+
+// startNodeWith starts a node whose config tweak may change first.
+func startNodeWith(t *testing.T, token string, tweak func(*node.Config)) *testNode {
+	t.Helper()
 	cfg := node.DefaultConfig(t.TempDir())
 	cfg.NodeName = "n1"
 	cfg.StatementTimeout = 300 * time.Millisecond
 	cfg.MaxObjectBytes = 1 << 20
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	reg := rpc.NewRegistry()
 	cfg.Registerer = reg
 	rt, err := node.New(cfg)
@@ -48,11 +57,18 @@ func startNode(t *testing.T, token string) *testNode {
 	return &testNode{rt: rt, ts: ts, cli: rpc.NewClient(ts.URL, nil).WithToken(token)}
 }
 
+// noRedirects shows the API's own answer: the API never redirects, and a
+// followed redirect would hide which route answered.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // raw sends a request and returns status, headers and body.
 func (n *testNode) raw(t *testing.T, method, path, body string) (int, http.Header, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, n.ts.URL+path, strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
+	req, err := http.NewRequest(method, n.ts.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := noRedirects.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,8 +67,8 @@ func (s *Server) authorize(r *http.Request) (string, error) {
 	needAdmin := strings.HasPrefix(path, "/v1/") && s.cfg.AdminToken != ""
 	needAPI := strings.HasPrefix(path, "/objects/") && s.cfg.APIToken != ""
 	token, hasToken := bearer(r)
-	isAdmin := hasToken && s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1
-	isAPI := hasToken && s.cfg.APIToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.APIToken)) == 1
+	isAdmin := hasToken && tokenIn(token, s.cfg.AdminToken)
+	isAPI := hasToken && tokenIn(token, s.cfg.APIToken)
 	caller := "anonymous"
 	switch {
 	case isAdmin:
@@ -96,6 +96,18 @@ func (s *Server) authorize(r *http.Request) (string, error) {
 func bearer(r *http.Request) (string, bool) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return token, ok && token != ""
+}
+
+// tokenIn reports, in constant time per candidate, whether token is one
+// of the comma-separated tokens of list (several during a rotation).
+func tokenIn(token, list string) bool {
+	found := 0
+	for _, t := range strings.Split(list, ",") {
+		if t != "" {
+			found |= subtle.ConstantTimeCompare([]byte(token), []byte(t))
+		}
+	}
+	return found == 1
 }
 
 // callerOf is who the request's caller was authenticated as.

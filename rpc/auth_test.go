@@ -57,7 +57,7 @@ func authServers(t *testing.T, api string) (public, trusted, plain *httptest.Ser
 	if err := rt.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Registry: reg, Internal: fakeInternal{}, AdminToken: adminToken, APIToken: api})
+	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Registry: reg, Internal: fakeInternal{}, AdminToken: adminToken + ",admin-token-next", APIToken: api})
 	public = httptest.NewServer(srv.Handler())
 	trusted = httptest.NewServer(srv.PeerHandler(true))
 	plain = httptest.NewServer(srv.PeerHandler(false))
@@ -82,6 +82,8 @@ func TestTokensAndScopes(t *testing.T) {
 		{"admin route, unknown token", "GET", "/v1/cluster", "nope", nil, 401, "UNAUTHENTICATED"},
 		{"admin route, API token", "GET", "/v1/cluster", apiToken, nil, 403, "FORBIDDEN"},
 		{"admin route, admin token", "GET", "/v1/cluster", adminToken, nil, 200, ""},
+		{"admin route, second admin token (rotation)", "GET", "/v1/cluster", "admin-token-next", nil, 200, ""},
+		{"admin route, both tokens at once", "GET", "/v1/cluster", adminToken + ",admin-token-next", nil, 401, "UNAUTHENTICATED"},
 		{"admin route, token without Bearer", "GET", "/v1/cluster", "", map[string]string{"Authorization": adminToken}, 401, "UNAUTHENTICATED"},
 		{"object call, no token", "POST", "/objects/echo/a/x", "", nil, 401, "UNAUTHENTICATED"},
 		{"object call, unknown token", "POST", "/objects/echo/a/x", "nope", nil, 401, "UNAUTHENTICATED"},

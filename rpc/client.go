@@ -74,7 +74,7 @@ func (e *APIError) Unwrap() error { return apierr.FromCode(e.Code) }
 
 // ObjectPath is the escaped /{class}/{name} part of an object's routes.
 func ObjectPath(class, name string) string {
-	return "/" + url.PathEscape(class) + "/" + url.PathEscape(name)
+	return "/" + EscapeSegment(class) + "/" + EscapeSegment(name)
 }
 
 // Do sends a request to path (already escaped) and returns the raw
@@ -183,13 +183,13 @@ func (c *Client) SQL(ctx context.Context, class, name string, stmts ...Statement
 // KVGet reads one KV entry's JSON value.
 func (c *Client) KVGet(ctx context.Context, class, name, key string) (RawJSON, error) {
 	var e KVEntry
-	err := c.doJSON(ctx, http.MethodGet, "/v1/objects"+ObjectPath(class, name)+"/kv/"+url.PathEscape(key), nil, &e)
+	err := c.doJSON(ctx, http.MethodGet, "/v1/objects"+ObjectPath(class, name)+"/kv/"+EscapeSegment(key), nil, &e)
 	return e.Value, err
 }
 
 // KVPut writes one KV entry; value must be JSON.
 func (c *Client) KVPut(ctx context.Context, class, name, key string, value RawJSON) error {
-	resp, err := c.Do(ctx, http.MethodPut, "/v1/objects"+ObjectPath(class, name)+"/kv/"+url.PathEscape(key), bytes.NewReader(value), nil)
+	resp, err := c.Do(ctx, http.MethodPut, "/v1/objects"+ObjectPath(class, name)+"/kv/"+EscapeSegment(key), bytes.NewReader(value), nil)
 	if err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func (c *Client) KVDelete(ctx context.Context, class, name, key string) (bool, e
 	var out struct {
 		Deleted bool `json:"deleted"`
 	}
-	err := c.doJSON(ctx, http.MethodDelete, "/v1/objects"+ObjectPath(class, name)+"/kv/"+url.PathEscape(key), nil, &out)
+	err := c.doJSON(ctx, http.MethodDelete, "/v1/objects"+ObjectPath(class, name)+"/kv/"+EscapeSegment(key), nil, &out)
 	return out.Deleted, err
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,6 +30,9 @@ const (
 	MaxAPIBody = 8 << 20
 	// MaxCallBody bounds the body of an object call.
 	MaxCallBody = 16 << 20
+	// MaxAlarmMillis is the latest alarm time the API takes (unix ms,
+	// 9999-12-31T23:59:59.999Z): later times cannot be recorded.
+	MaxAlarmMillis = 253402300799999
 )
 
 // ServerConfig configures the HTTP API of a node.
@@ -49,10 +53,12 @@ type ServerConfig struct {
 	// Forwarder is the HTTP client used to forward; nil means a default
 	// client with keep-alive connections.
 	Forwarder *http.Client
-	// AdminToken, if set, is the bearer token every /v1/ route requires.
+	// AdminToken, if set, is the bearer token every /v1/ route requires;
+	// several comma-separated tokens are all accepted (for rotation).
 	AdminToken string
 	// APIToken, if set, is a bearer token /objects/ routes require (the
 	// admin token is accepted there too); it grants nothing under /v1/.
+	// Comma-separated like AdminToken.
 	APIToken string
 	// SeparateMetrics leaves /metrics to MetricsHandler, served on its
 	// own listener, instead of Handler.
@@ -66,7 +72,7 @@ type ServerConfig struct {
 type Server struct {
 	cfg      ServerConfig
 	log      *slog.Logger
-	mux      *http.ServeMux
+	mux      *cleanMux
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
@@ -88,7 +94,6 @@ func NewServer(cfg ServerConfig) *Server {
 	s := &Server{
 		cfg: cfg,
 		log: cfg.Logger,
-		mux: http.NewServeMux(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dura_http_requests_total", Help: "HTTP requests by class, route and status.",
 		}, []string{"class", "route", "status"}),
@@ -97,6 +102,7 @@ func NewServer(cfg ServerConfig) *Server {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"class", "route", "status"}),
 	}
+	s.mux = newCleanMux(s)
 	cfg.Registry.MustRegister(s.requests, s.latency)
 	s.routes()
 	return s
@@ -426,6 +432,11 @@ func ParseSQLRequest(body []byte) ([]Statement, error) {
 		SQL    *string `json:"sql"`
 		Params []any   `json:"params"`
 	}
+	if !utf8.Valid(body) {
+		// The decoder would turn the bad bytes into U+FFFD: a statement or
+		// parameter other than the one sent. BLOBs travel as $base64.
+		return nil, fmt.Errorf("%w: the body is not valid UTF-8", apierr.ErrBadRequest)
+	}
 	if err := decodeJSON(body, &req); err != nil {
 		return nil, err
 	}
@@ -482,8 +493,8 @@ func (s *Server) putAlarm(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: body must be {\"at\": unix_ms}", apierr.ErrBadRequest)
 	}
 	at, err := req.At.Int64()
-	if err != nil || at < 0 {
-		return fmt.Errorf("%w: \"at\" must be a non-negative integer of unix milliseconds", apierr.ErrBadRequest)
+	if err != nil || at < 0 || at > MaxAlarmMillis {
+		return fmt.Errorf("%w: \"at\" must be an integer of unix milliseconds from 0 to %d (year 9999)", apierr.ErrBadRequest, int64(MaxAlarmMillis))
 	}
 	if err := s.cfg.Backend.SetAlarm(r.Context(), r.PathValue("class"), r.PathValue("name"), at); err != nil {
 		return err
@@ -527,6 +538,9 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) error {
 	body, err := readBody(r, MaxAPIBody)
 	if err != nil {
 		return err
+	}
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: the value is not valid UTF-8 JSON", apierr.ErrBadRequest)
 	}
 	if err := s.cfg.Backend.KVPut(r.Context(), r.PathValue("class"), r.PathValue("name"), r.PathValue("key"), body); err != nil {
 		return err
