@@ -38,7 +38,7 @@ func addClientFlags(fs *flag.FlagSet) *clientOpts {
 func addClientFlagsTimeout(fs *flag.FlagSet, timeout time.Duration) *clientOpts {
 	o := &clientOpts{}
 	fs.StringVar(&o.addr, "addr", "http://127.0.0.1:8080", "base URL of the node to talk to")
-	fs.StringVar(&o.token, "token", "", "admin bearer token (the node's --admin-token)")
+	fs.StringVar(&o.token, "token", "", "admin bearer token (the node's --admin-token; default $DURA_ADMIN_TOKEN, so commands run beside a node work)")
 	fs.DurationVar(&o.timeout, "timeout", timeout, "time limit of each request (0: none)")
 	return o
 }
@@ -46,7 +46,11 @@ func addClientFlagsTimeout(fs *flag.FlagSet, timeout time.Duration) *clientOpts 
 // client returns the API client the flags describe.
 func (o *clientOpts) client() *rpc.Client {
 	hc := &http.Client{Timeout: o.timeout}
-	return rpc.NewClient(o.addr, hc).WithToken(o.token)
+	token := o.token
+	if token == "" {
+		token, _, _ = strings.Cut(os.Getenv("DURA_ADMIN_TOKEN"), ",")
+	}
+	return rpc.NewClient(o.addr, hc).WithToken(token)
 }
 
 // apiError prints an API error answer as "CODE (status): message".
