@@ -17,6 +17,7 @@ func Classes() map[string]node.Constructor {
 		"accounts":   NewAccounts,
 		"documents":  NewDocuments,
 		"compressed": NewCompressed,
+		"reminders":  NewReminders,
 		"versioned":  NewVersioned(VersionedLatest),
 	}
 }

@@ -49,6 +49,9 @@ func (s *State) Logger() *slog.Logger {
 	return s.rt.log.With("class", s.inst.ref.class, "name", s.inst.ref.name)
 }
 
+// NodeName is the name of the node the object runs on now.
+func (s *State) NodeName() string { return s.rt.cfg.NodeName }
+
 // Now is the runtime's clock.
 func (s *State) Now() time.Time { return s.rt.now() }
 
