@@ -101,24 +101,26 @@ func TestMultiStatementArgsBindToLast(t *testing.T) {
 	}
 }
 
+// splitCases are the splitter's table; FuzzSplitStatements starts from them.
+var splitCases = []struct {
+	name string
+	in   string
+	want []string
+}{
+	{"one", "SELECT 1", []string{"SELECT 1"}},
+	{"two", "SELECT 1; SELECT 2;", []string{"SELECT 1", "SELECT 2"}},
+	{"string", "SELECT ';'; SELECT 'it''s;'", []string{"SELECT ';'", "SELECT 'it''s;'"}},
+	{"ident", `SELECT "a;b", [c;d], ` + "`e;f`", []string{`SELECT "a;b", [c;d], ` + "`e;f`"}},
+	{"comments", "SELECT 1 -- x;y\n; /* ; */ SELECT 2", []string{"SELECT 1 -- x;y", "/* ; */ SELECT 2"}},
+	{"trigger", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = n + 1; DELETE FROM v; END; SELECT 1",
+		[]string{"CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = n + 1; DELETE FROM v; END", "SELECT 1"}},
+	{"temp trigger", "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END",
+		[]string{"CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END"}},
+	{"empty", " ; ;", nil},
+}
+
 func TestSplitStatements(t *testing.T) {
-	cases := []struct {
-		name string
-		in   string
-		want []string
-	}{
-		{"one", "SELECT 1", []string{"SELECT 1"}},
-		{"two", "SELECT 1; SELECT 2;", []string{"SELECT 1", "SELECT 2"}},
-		{"string", "SELECT ';'; SELECT 'it''s;'", []string{"SELECT ';'", "SELECT 'it''s;'"}},
-		{"ident", `SELECT "a;b", [c;d], ` + "`e;f`", []string{`SELECT "a;b", [c;d], ` + "`e;f`"}},
-		{"comments", "SELECT 1 -- x;y\n; /* ; */ SELECT 2", []string{"SELECT 1 -- x;y", "/* ; */ SELECT 2"}},
-		{"trigger", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = n + 1; DELETE FROM v; END; SELECT 1",
-			[]string{"CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = n + 1; DELETE FROM v; END", "SELECT 1"}},
-		{"temp trigger", "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END",
-			[]string{"CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END"}},
-		{"empty", " ; ;", nil},
-	}
-	for _, tc := range cases {
+	for _, tc := range splitCases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := splitStatements(tc.in)
 			if err != nil {
@@ -312,6 +314,13 @@ func TestDatabaseSize(t *testing.T) {
 	}
 }
 
+// goodKeys and badKeys are keys the KV accepts and refuses; FuzzKV starts
+// from them.
+var (
+	goodKeys = []string{"a", "b1", "b2", "b3", "c", "\u00e9", "k/", "..", "%2F", strings.Repeat("k", MaxKeyBytes), "\U0010FFFF"}
+	badKeys  = []string{"", strings.Repeat("k", MaxKeyBytes+1), "a\x00b", "\xff\xfe"}
+)
+
 func TestKV(t *testing.T) {
 	s := openTest(t, Config{})
 	if _, ok, err := s.Get("missing"); ok || err != nil {
@@ -370,7 +379,7 @@ func TestKV(t *testing.T) {
 	if len(m) != 2 {
 		t.Fatalf("GetMany = %v", m)
 	}
-	for _, bad := range []string{"", strings.Repeat("k", MaxKeyBytes+1), "a\x00b", "\xff\xfe"} {
+	for _, bad := range badKeys {
 		if err := s.Put(bad, []byte("x")); err == nil {
 			t.Errorf("key %q accepted", bad)
 		}
@@ -507,32 +516,34 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
+// completeCases are Complete's table; FuzzSplitStatements starts from them.
+var completeCases = []struct {
+	in   string
+	want bool
+}{
+	{"SELECT 1;", true},
+	{"SELECT 1", false},
+	{"SELECT 1; -- done", true},
+	{"SELECT ';'", false},
+	{"SELECT 1; SELECT 2", false},
+	{"CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1;", false},
+	{"CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1; END;", true},
+	{"SELECT 1; /* open", false},
+	{"  ;", false},
+	{"", false},
+	{"SELECT 1;  \n", true},
+	{"SELECT 'a;';", true},
+	{"SELECT 'it''s';", true},
+	{`SELECT "x;"`, false},
+	{"SELECT [a;b];", true},
+	{"SELECT 1 /* ; */", false},
+	{"SELECT 1 /* ; */;", true},
+	{"create temp trigger t after insert on x begin select 1; end ;", true},
+	{"CREATE TABLE trigger_log (a); ", true},
+}
+
 func TestComplete(t *testing.T) {
-	cases := []struct {
-		in   string
-		want bool
-	}{
-		{"SELECT 1;", true},
-		{"SELECT 1", false},
-		{"SELECT 1; -- done", true},
-		{"SELECT ';'", false},
-		{"SELECT 1; SELECT 2", false},
-		{"CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1;", false},
-		{"CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1; END;", true},
-		{"SELECT 1; /* open", false},
-		{"  ;", false},
-		{"", false},
-		{"SELECT 1;  \n", true},
-		{"SELECT 'a;';", true},
-		{"SELECT 'it''s';", true},
-		{`SELECT "x;"`, false},
-		{"SELECT [a;b];", true},
-		{"SELECT 1 /* ; */", false},
-		{"SELECT 1 /* ; */;", true},
-		{"create temp trigger t after insert on x begin select 1; end ;", true},
-		{"CREATE TABLE trigger_log (a); ", true},
-	}
-	for _, tc := range cases {
+	for _, tc := range completeCases {
 		if got := Complete(tc.in); got != tc.want {
 			t.Errorf("Complete(%q) = %v, want %v", tc.in, got, tc.want)
 		}

@@ -10,26 +10,28 @@ import (
 	"github.com/dura-dev/dura/internal/apierr"
 )
 
+// classCases are ValidateClass's table; FuzzObjectIdentity starts from them.
+var classCases = []struct {
+	class string
+	ok    bool
+}{
+	{"counter", true},
+	{"Chat_Room-2", true},
+	{"a", true},
+	{strings.Repeat("a", 64), true},
+	{strings.Repeat("a", 65), false},
+	{"", false},
+	{"9lives", false},
+	{"_hidden", false},
+	{"has space", false},
+	{"dot.ted", false},
+	{"..", false},
+	{"a/b", false},
+	{"caf\u00e9", false},
+}
+
 func TestValidateClass(t *testing.T) {
-	cases := []struct {
-		class string
-		ok    bool
-	}{
-		{"counter", true},
-		{"Chat_Room-2", true},
-		{"a", true},
-		{strings.Repeat("a", 64), true},
-		{strings.Repeat("a", 65), false},
-		{"", false},
-		{"9lives", false},
-		{"_hidden", false},
-		{"has space", false},
-		{"dot.ted", false},
-		{"..", false},
-		{"a/b", false},
-		{"caf\u00e9", false},
-	}
-	for _, tc := range cases {
+	for _, tc := range classCases {
 		err := ValidateClass(tc.class)
 		if (err == nil) != tc.ok {
 			t.Errorf("ValidateClass(%q) = %v, want ok=%v", tc.class, err, tc.ok)
@@ -40,21 +42,23 @@ func TestValidateClass(t *testing.T) {
 	}
 }
 
+// nameCases are ValidateName's table; FuzzObjectIdentity starts from them.
+var nameCases = []struct {
+	name string
+	ok   bool
+}{
+	{"x", true},
+	{"a/b/../c", true}, // names are opaque: they never become paths
+	{"..", true},
+	{strings.Repeat("n", MaxNameBytes), true},
+	{strings.Repeat("n", MaxNameBytes+1), false},
+	{"", false},
+	{"nul\x00byte", false},
+	{"\xff\xfe", false},
+}
+
 func TestValidateName(t *testing.T) {
-	cases := []struct {
-		name string
-		ok   bool
-	}{
-		{"x", true},
-		{"a/b/../c", true}, // names are opaque: they never become paths
-		{"..", true},
-		{strings.Repeat("n", MaxNameBytes), true},
-		{strings.Repeat("n", MaxNameBytes+1), false},
-		{"", false},
-		{"nul\x00byte", false},
-		{"\xff\xfe", false},
-	}
-	for _, tc := range cases {
+	for _, tc := range nameCases {
 		if err := ValidateName(tc.name); (err == nil) != tc.ok {
 			t.Errorf("ValidateName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
 		}
