@@ -1,0 +1,268 @@
+package chaos
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Findings are the invariant checks of one scenario; every count must be
+// zero except the informational ones.
+type Findings struct {
+	LostWrites        int      `json:"lost_writes"`              // acknowledged writes missing afterwards
+	PhantomWrites     int      `json:"phantom_writes"`           // effects of writes nobody made (or that were refused)
+	Linearizability   int      `json:"linearizability_violations"`
+	Inconclusive      int      `json:"linearizability_inconclusive"` // objects the checker gave up on (time limit)
+	DoubleServing     int      `json:"double_serving"`               // two nodes serving one object at once
+	BankViolations    int      `json:"bank_violations"`              // totals changed or balances went negative
+	AlarmsMissed      int      `json:"alarms_missed"`                // acknowledged alarms that never fired
+	AlarmsEarly       int      `json:"alarms_early"`                 // alarms that ran before their time
+	AlarmDeliveries   int      `json:"alarm_deliveries"`
+	AlarmsRedelivered int      `json:"alarms_redelivered"` // fired more than once (allowed: at least once)
+	Evidence          []string `json:"evidence,omitempty"`
+}
+
+// Failed says whether any invariant broke.
+func (f *Findings) Failed() bool {
+	return f.LostWrites+f.PhantomWrites+f.Linearizability+f.DoubleServing+f.BankViolations+f.AlarmsMissed+f.AlarmsEarly > 0
+}
+
+const maxEvidence = 20
+
+func (f *Findings) evidence(format string, args ...any) {
+	if len(f.Evidence) < maxEvidence {
+		f.Evidence = append(f.Evidence, fmt.Sprintf(format, args...))
+	}
+}
+
+func describe(op Op) string {
+	return fmt.Sprintf("%s %s %s arg=%d arg2=%d result=%d success=%v via %s on %s [%s..%s] %s %s",
+		op.Workload, op.Kind, op.Object, op.Arg, op.Arg2, op.Result, op.Success, op.Entry, op.Node,
+		op.Invoke.Round(time.Millisecond), op.Complete.Round(time.Millisecond), op.Outcome, op.Err)
+}
+
+// checkCounters: each acknowledged increment returned a distinct value
+// (two equal values mean two nodes incremented from the same state), the
+// final value is at least the highest acknowledged one, and at most what
+// acknowledged plus uncertain increments could reach.
+func checkCounters(ops []Op, final map[string]int64, f *Findings) {
+	byObj := map[string][]Op{}
+	for _, op := range ops {
+		if op.Kind == "incr" {
+			byObj[op.Object] = append(byObj[op.Object], op)
+		}
+	}
+	for obj, incs := range byObj {
+		seen := map[int64]Op{}
+		var okN, unknownN int64
+		var highest int64
+		for _, op := range incs {
+			switch op.Outcome {
+			case OK:
+				okN++
+				if prev, dup := seen[op.Result]; dup {
+					f.DoubleServing++
+					f.evidence("counter %s returned %d twice: %s | %s", obj, op.Result, describe(prev), describe(op))
+				}
+				seen[op.Result] = op
+				highest = max(highest, op.Result)
+			case Unknown:
+				unknownN++
+			}
+		}
+		fin, ok := final[obj]
+		if !ok {
+			f.LostWrites++
+			f.evidence("counter %s: no final read succeeded", obj)
+			continue
+		}
+		if fin < highest {
+			lost := 0
+			for v, op := range seen {
+				if v > fin {
+					lost++
+					if lost <= 3 {
+						f.evidence("counter %s is %d after the run, but this increment was acknowledged: %s", obj, fin, describe(op))
+					}
+				}
+			}
+			f.LostWrites += lost
+		}
+		if fin > okN+unknownN {
+			f.PhantomWrites += int(fin - okN - unknownN)
+			f.evidence("counter %s is %d, but only %d increments were acknowledged and %d uncertain", obj, fin, okN, unknownN)
+		}
+	}
+}
+
+// register operations for porcupine.
+type regInput struct {
+	kind      string
+	arg, arg2 int64
+}
+
+type regOutput struct {
+	result  int64
+	success bool
+	unknown bool
+}
+
+var registerModel = porcupine.Model{
+	Init: func() any { return int64(0) },
+	Step: func(state, input, output any) (bool, any) {
+		s, in, out := state.(int64), input.(regInput), output.(regOutput)
+		switch in.kind {
+		case "read":
+			return out.result == s, s
+		case "write":
+			return true, in.arg
+		case "cas":
+			if out.unknown {
+				if s == in.arg {
+					return true, in.arg2
+				}
+				return true, s
+			}
+			if out.success {
+				return s == in.arg, in.arg2
+			}
+			return s != in.arg, s
+		}
+		return false, s
+	},
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(regInput), output.(regOutput)
+		switch in.kind {
+		case "read":
+			return fmt.Sprintf("read -> %d", out.result)
+		case "write":
+			return fmt.Sprintf("write %d", in.arg)
+		}
+		return fmt.Sprintf("cas %d->%d = %v (unknown %v)", in.arg, in.arg2, out.success, out.unknown)
+	},
+}
+
+// checkRegisters checks each register's history for linearizability.
+// Refused operations did not happen; uncertain writes may have happened
+// at any point after their call (they never return); uncertain reads say
+// nothing and are left out.
+func checkRegisters(ops []Op, timeout time.Duration, f *Findings) {
+	byObj := map[string][]porcupine.Operation{}
+	for _, op := range ops {
+		if op.Outcome == Fail || op.Outcome == Unknown && op.Kind == "read" {
+			continue
+		}
+		ret := int64(op.Complete)
+		if op.Outcome == Unknown {
+			ret = math.MaxInt64 / 2
+		}
+		byObj[op.Object] = append(byObj[op.Object], porcupine.Operation{
+			ClientId: op.Client, Input: regInput{op.Kind, op.Arg, op.Arg2},
+			Call: int64(op.Invoke), Return: ret,
+			Output: regOutput{result: op.Result, success: op.Success, unknown: op.Outcome == Unknown},
+		})
+	}
+	objs := make([]string, 0, len(byObj))
+	for o := range byObj {
+		objs = append(objs, o)
+	}
+	sort.Strings(objs)
+	for _, obj := range objs {
+		switch porcupine.CheckOperationsTimeout(registerModel, byObj[obj], timeout) {
+		case porcupine.Illegal:
+			f.Linearizability++
+			f.evidence("register %s: history of %d operations is not linearizable", obj, len(byObj[obj]))
+		case porcupine.Unknown:
+			f.Inconclusive++
+		}
+	}
+}
+
+// checkBank: every successful read of all balances (one transaction) saw
+// all accounts, the initial total, and no negative balance.
+func checkBank(ops []Op, f *Findings) {
+	for _, op := range ops {
+		if op.Kind != "read" || op.Outcome != OK {
+			continue
+		}
+		if op.Arg != bankAccounts || op.Result != bankAccounts*bankInitial || op.Arg2 < 0 {
+			f.BankViolations++
+			f.evidence("bank read saw %d accounts, total %d, lowest %d: %s", op.Arg, op.Result, op.Arg2, describe(op))
+		}
+	}
+}
+
+// checkAlarms: every acknowledged reminder was delivered at least once,
+// none ran before its time, and no two nodes ran one object's alarm at
+// overlapping times.
+func checkAlarms(ops []Op, got []delivery, f *Findings) {
+	byObj := map[string][]delivery{}
+	for _, d := range got {
+		byObj[d.Object] = append(byObj[d.Object], d)
+		f.AlarmDeliveries++
+		if d.Started < d.At {
+			f.AlarmsEarly++
+			f.evidence("reminder %s due %d started at %d on %s", d.Object, d.At, d.Started, d.Node)
+		}
+	}
+	for _, op := range ops {
+		ds := byObj[op.Object]
+		switch op.Outcome {
+		case OK:
+			n := 0
+			for _, d := range ds {
+				if d.At == op.Arg {
+					n++
+				}
+			}
+			if n == 0 {
+				f.AlarmsMissed++
+				f.evidence("acknowledged reminder never delivered: %s", describe(op))
+			}
+			if n > 1 {
+				f.AlarmsRedelivered++
+			}
+		case Fail:
+			if len(ds) > 0 {
+				f.PhantomWrites++
+				f.evidence("a refused reminder was delivered (%d times): %s", len(ds), describe(op))
+			}
+		}
+	}
+	for obj, ds := range byObj {
+		for i := range ds {
+			for j := i + 1; j < len(ds); j++ {
+				a, b := ds[i], ds[j]
+				if a.Node != b.Node && a.Started <= b.Finished && b.Started <= a.Finished {
+					f.DoubleServing++
+					f.evidence("reminder %s ran on %s [%d..%d] and %s [%d..%d] at once", obj, a.Node, a.Started, a.Finished, b.Node, b.Started, b.Finished)
+				}
+			}
+		}
+	}
+}
+
+// unavailability is the longest time any object went from a refused or
+// uncertain operation to the completion of its next successful one.
+func unavailability(ops []Op) (time.Duration, string) {
+	sort.Slice(ops, func(i, j int) bool { return ops[i].Invoke < ops[j].Invoke })
+	down := map[string]time.Duration{}
+	var worst time.Duration
+	var which string
+	for _, op := range ops {
+		since, isDown := down[op.Object]
+		switch {
+		case op.Outcome == OK && isDown:
+			if d := op.Complete - since; d > worst {
+				worst, which = d, op.Object
+			}
+			delete(down, op.Object)
+		case op.Outcome != OK && !isDown:
+			down[op.Object] = op.Invoke
+		}
+	}
+	return worst, which
+}

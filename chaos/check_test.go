@@ -1,0 +1,133 @@
+package chaos
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/rpc"
+)
+
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+func TestCheckCounters(t *testing.T) {
+	incr := func(v int64, out Outcome, node string) Op {
+		return Op{Kind: "incr", Object: "c", Result: v, Outcome: out, Node: node}
+	}
+	cases := []struct {
+		name                  string
+		ops                   []Op
+		final                 int64
+		lost, phantom, double int
+	}{
+		{"clean", []Op{incr(1, OK, "n1"), incr(2, OK, "n2"), incr(0, Unknown, "")}, 3, 0, 0, 0},
+		{"uncertain not applied", []Op{incr(1, OK, "n1"), incr(0, Unknown, "")}, 1, 0, 0, 0},
+		{"acknowledged lost", []Op{incr(1, OK, "n1"), incr(2, OK, "n1"), incr(3, OK, "n1")}, 1, 2, 0, 0},
+		{"two owners", []Op{incr(1, OK, "n1"), incr(1, OK, "n2")}, 2, 0, 0, 1},
+		{"from nowhere", []Op{incr(1, OK, "n1"), incr(0, Fail, "")}, 2, 0, 1, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var f Findings
+			checkCounters(tc.ops, map[string]int64{"c": tc.final}, &f)
+			if f.LostWrites != tc.lost || f.PhantomWrites != tc.phantom || f.DoubleServing != tc.double {
+				t.Fatalf("findings %+v", f)
+			}
+		})
+	}
+}
+
+func TestCheckRegisters(t *testing.T) {
+	op := func(kind string, a, b, res int64, ok bool, from, to int, out Outcome) Op {
+		return Op{Kind: kind, Object: "r", Arg: a, Arg2: b, Result: res, Success: ok, Invoke: ms(from), Complete: ms(to), Outcome: out}
+	}
+	cases := []struct {
+		name string
+		ops  []Op
+		bad  int
+	}{
+		{"sequential", []Op{op("write", 3, 0, 0, false, 0, 10, OK), op("read", 0, 0, 3, false, 20, 30, OK), op("cas", 3, 4, 0, true, 40, 50, OK), op("read", 0, 0, 4, false, 60, 70, OK)}, 0},
+		{"concurrent read may see either", []Op{op("write", 3, 0, 0, false, 0, 50, OK), op("read", 0, 0, 0, false, 10, 20, OK), op("read", 0, 0, 3, false, 30, 40, OK)}, 0},
+		{"stale read after a write completed", []Op{op("write", 3, 0, 0, false, 0, 10, OK), op("read", 0, 0, 0, false, 20, 30, OK)}, 1},
+		{"uncertain write may land later", []Op{op("write", 3, 0, 0, false, 0, 10, Unknown), op("read", 0, 0, 0, false, 20, 30, OK), op("read", 0, 0, 3, false, 40, 50, OK)}, 0},
+		{"refused write never lands", []Op{op("write", 3, 0, 0, false, 0, 10, Fail), op("read", 0, 0, 3, false, 20, 30, OK)}, 1},
+		{"cas that cannot have applied", []Op{op("cas", 5, 1, 0, true, 0, 10, OK)}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var f Findings
+			checkRegisters(tc.ops, 10*time.Second, &f)
+			if f.Linearizability != tc.bad || f.Inconclusive != 0 {
+				t.Fatalf("findings %+v", f)
+			}
+		})
+	}
+}
+
+func TestCheckBank(t *testing.T) {
+	read := func(n, total, low int64) Op {
+		return Op{Kind: "read", Outcome: OK, Arg: n, Result: total, Arg2: low}
+	}
+	var f Findings
+	checkBank([]Op{read(bankAccounts, bankAccounts*bankInitial, 0), {Kind: "read", Outcome: Fail}}, &f)
+	if f.BankViolations != 0 {
+		t.Fatalf("clean bank: %+v", f)
+	}
+	checkBank([]Op{read(bankAccounts, bankAccounts*bankInitial-5, 3), read(bankAccounts, bankAccounts*bankInitial, -1), read(bankAccounts-1, bankAccounts*bankInitial, 0)}, &f)
+	if f.BankViolations != 3 {
+		t.Fatalf("broken bank: %+v", f)
+	}
+}
+
+func TestCheckAlarms(t *testing.T) {
+	set := func(obj string, at int64, out Outcome) Op { return Op{Kind: "set", Object: obj, Arg: at, Outcome: out} }
+	del := func(obj string, at, start, end int64, node string) delivery {
+		return delivery{Object: obj, At: at, Started: start, Finished: end, Node: node}
+	}
+	var f Findings
+	checkAlarms([]Op{set("a", 100, OK), set("b", 100, OK), set("c", 100, Unknown)},
+		[]delivery{del("a", 100, 100, 110, "n1"), del("a", 100, 200, 210, "n2"), del("b", 100, 150, 160, "n1")}, &f)
+	if f.Failed() || f.AlarmsRedelivered != 1 {
+		t.Fatalf("clean alarms: %+v", f)
+	}
+	f = Findings{}
+	checkAlarms([]Op{set("a", 100, OK), set("b", 100, OK), set("c", 100, OK), set("d", 100, Fail)},
+		[]delivery{del("a", 100, 99, 105, "n1"), del("b", 100, 100, 150, "n1"), del("b", 100, 140, 160, "n2"), del("d", 100, 100, 101, "n1")}, &f)
+	if f.AlarmsEarly != 1 || f.DoubleServing != 1 || f.AlarmsMissed != 1 || f.PhantomWrites != 1 {
+		t.Fatalf("broken alarms: %+v", f)
+	}
+}
+
+func TestUnavailability(t *testing.T) {
+	ops := []Op{
+		{Object: "x", Invoke: ms(0), Complete: ms(5), Outcome: OK},
+		{Object: "x", Invoke: ms(10), Complete: ms(20), Outcome: Fail},
+		{Object: "y", Invoke: ms(15), Complete: ms(16), Outcome: OK},
+		{Object: "x", Invoke: ms(30), Complete: ms(40), Outcome: Unknown},
+		{Object: "x", Invoke: ms(50), Complete: ms(60), Outcome: OK},
+	}
+	if d, obj := unavailability(ops); d != ms(50) || obj != "x" {
+		t.Fatalf("unavailability %s of %q, want 50ms of x", d, obj)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		err  error
+		want Outcome
+	}{
+		{nil, OK},
+		{&rpc.APIError{Status: 409, Code: "CONSTRAINT"}, Fail},
+		{&rpc.APIError{Status: 503, Code: "OWNER_UNAVAILABLE", Message: "partition 3 is not served here now"}, Fail},
+		{&rpc.APIError{Status: 503, Code: "OWNER_UNAVAILABLE", Message: "owner 10.0.0.2:7947 unreachable: EOF"}, Unknown},
+		{&rpc.APIError{Status: 504, Code: "TIMEOUT"}, Unknown},
+		{fmt.Errorf("post: %w", syscall.ECONNREFUSED), Fail},
+		{fmt.Errorf("read: connection reset"), Unknown},
+	}
+	for _, tc := range cases {
+		if got, _ := classify(tc.err); got != tc.want {
+			t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}

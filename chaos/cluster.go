@@ -1,0 +1,364 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dura-dev/dura/rpc"
+)
+
+// ClusterOptions describe the dura processes a scenario runs.
+type ClusterOptions struct {
+	Nodes  int    // founding members (bootstrap-expect)
+	Bin    string // the dura binary
+	Dir    string // data directories go under it
+	Secret string // cluster secret
+	Token  string // admin token
+	// Net, if set, runs each node in its own namespace of it; nil runs
+	// them on loopback (only process faults then).
+	Net *Net
+	// SmallDisk, if set, mounts a tmpfs of this size (e.g. "48m") as the
+	// data directory of node SmallDiskNode.
+	SmallDisk     string
+	SmallDiskNode int
+}
+
+// Node is one dura process (and its data, across restarts).
+type Node struct {
+	Index          int
+	Name           string
+	Dir            string
+	HTTP, Gossip   string
+	Raft           string
+	mu             sync.Mutex
+	cmd            *exec.Cmd
+	done           chan struct{}
+	running        bool
+	paused         bool
+	startedOnce    bool
+	mounted        bool
+	exitErr        error
+	client, admin  *rpc.Client
+	pausedSince    time.Time
+	lastStartedAt  time.Time
+	restartedCount int
+}
+
+// Cluster is a set of dura processes.
+type Cluster struct {
+	opt   ClusterOptions
+	mu    sync.Mutex
+	Nodes []*Node
+}
+
+// StartCluster starts opt.Nodes nodes that form one cluster and waits
+// until all are ready.
+func StartCluster(ctx context.Context, opt ClusterOptions) (*Cluster, error) {
+	c := &Cluster{opt: opt}
+	for i := range opt.Nodes {
+		if _, err := c.newNode(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		_ = i
+	}
+	for i := range opt.Nodes {
+		if err := c.start(i, true); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if err := c.WaitReady(ctx, 90*time.Second); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) newNode() (*Node, error) {
+	c.mu.Lock()
+	i := len(c.Nodes)
+	c.mu.Unlock()
+	nd := &Node{Index: i, Name: fmt.Sprintf("n%d", i+1), Dir: filepath.Join(c.opt.Dir, fmt.Sprintf("n%d", i+1))}
+	if err := os.MkdirAll(nd.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if c.opt.Net != nil {
+		if err := c.opt.Net.AddNode(i); err != nil {
+			return nil, err
+		}
+		ip := c.opt.Net.IP(i)
+		nd.HTTP, nd.Gossip, nd.Raft = ip+":8080", ip+":7946", ip+":7947"
+	} else {
+		nd.HTTP, nd.Gossip, nd.Raft = freePort(), freePort(), freePort()
+	}
+	if c.opt.SmallDisk != "" && c.opt.SmallDiskNode == i {
+		if err := run("mount", "-t", "tmpfs", "-o", "size="+c.opt.SmallDisk, "tmpfs", nd.Dir); err != nil {
+			return nil, err
+		}
+		nd.mounted = true
+	}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	nd.client = rpc.NewClient("http://"+nd.HTTP, hc)
+	nd.admin = nd.client.WithToken(c.opt.Token)
+	c.mu.Lock()
+	c.Nodes = append(c.Nodes, nd)
+	c.mu.Unlock()
+	return nd, nil
+}
+
+func freePort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs node i's process; founders form the cluster together, later
+// nodes (and every restart) join through the others.
+func (c *Cluster) start(i int, founder bool) error {
+	nd := c.Nodes[i]
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.running {
+		return nil
+	}
+	args := []string{"serve", "--name", nd.Name, "--data", nd.Dir, "--http", nd.HTTP, "--gossip", nd.Gossip,
+		"--raft", nd.Raft, "--secret", c.opt.Secret, "--admin-token", c.opt.Token, "--log-level", "info",
+		"--shutdown-timeout", "60s"}
+	var join []string
+	for _, o := range c.Nodes {
+		if o != nd {
+			join = append(join, o.Gossip)
+		}
+	}
+	if founder && !nd.startedOnce {
+		args = append(args, "--bootstrap-expect", strconv.Itoa(c.opt.Nodes))
+	}
+	if len(join) > 0 {
+		args = append(args, "--join", strings.Join(join, ","))
+	}
+	var cmd *exec.Cmd
+	if c.opt.Net != nil {
+		cmd = c.opt.Net.Command(i, append([]string{c.opt.Bin}, args...)...)
+	} else {
+		cmd = exec.Command(c.opt.Bin, args...)
+	}
+	logf, err := os.OpenFile(filepath.Join(c.opt.Dir, nd.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(logf, "=== start %s at %s\n", nd.Name, time.Now().Format(time.RFC3339Nano))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", nd.Name, err)
+	}
+	nd.cmd, nd.running, nd.paused, nd.startedOnce = cmd, true, false, true
+	nd.lastStartedAt = time.Now()
+	nd.done = make(chan struct{})
+	go func(done chan struct{}) {
+		err := cmd.Wait()
+		logf.Close()
+		nd.mu.Lock()
+		nd.running, nd.exitErr = false, err
+		nd.mu.Unlock()
+		close(done)
+	}(nd.done)
+	return nil
+}
+
+// Restart starts a stopped node again with its data.
+func (c *Cluster) Restart(i int) error {
+	c.Nodes[i].restartedCount++
+	return c.start(i, false)
+}
+
+// AddNode starts a new node that joins the running cluster.
+func (c *Cluster) AddNode() (int, error) {
+	nd, err := c.newNode()
+	if err != nil {
+		return 0, err
+	}
+	return nd.Index, c.start(nd.Index, false)
+}
+
+func (c *Cluster) signal(i int, sig syscall.Signal) error {
+	nd := c.Nodes[i]
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if !nd.running {
+		return fmt.Errorf("%s is not running", nd.Name)
+	}
+	return nd.cmd.Process.Signal(sig)
+}
+
+// Kill stops node i with SIGKILL and waits for it to be gone.
+func (c *Cluster) Kill(i int) error {
+	nd := c.Nodes[i]
+	if nd.paused {
+		c.signal(i, syscall.SIGCONT)
+	}
+	if err := c.signal(i, syscall.SIGKILL); err != nil {
+		return err
+	}
+	<-nd.done
+	nd.paused = false
+	return nil
+}
+
+// Stop sends SIGTERM (a graceful leave when others remain) and waits up to
+// timeout for the exit.
+func (c *Cluster) Stop(i int, timeout time.Duration) error {
+	nd := c.Nodes[i]
+	if err := c.signal(i, syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-nd.done:
+		if nd.exitErr != nil {
+			return fmt.Errorf("%s exited after SIGTERM: %v", nd.Name, nd.exitErr)
+		}
+		return nil
+	case <-time.After(timeout):
+		c.Kill(i)
+		return fmt.Errorf("%s did not exit within %s of SIGTERM", nd.Name, timeout)
+	}
+}
+
+// Pause freezes node i (SIGSTOP); Resume thaws it.
+func (c *Cluster) Pause(i int) error {
+	if err := c.signal(i, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	c.Nodes[i].paused = true
+	c.Nodes[i].pausedSince = time.Now()
+	return nil
+}
+
+func (c *Cluster) Resume(i int) error {
+	if err := c.signal(i, syscall.SIGCONT); err != nil {
+		return err
+	}
+	c.Nodes[i].paused = false
+	return nil
+}
+
+// Running lists the indexes of live, unpaused nodes.
+func (c *Cluster) Running() []int {
+	var out []int
+	for _, nd := range c.nodes() {
+		nd.mu.Lock()
+		if nd.running && !nd.paused {
+			out = append(out, nd.Index)
+		}
+		nd.mu.Unlock()
+	}
+	return out
+}
+
+func (c *Cluster) nodes() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Node(nil), c.Nodes...)
+}
+
+// Client is node i's API client (object routes; no token needed).
+func (c *Cluster) Client(i int) *rpc.Client { return c.Nodes[i].client }
+
+// Admin is node i's API client with the admin token.
+func (c *Cluster) Admin(i int) *rpc.Client { return c.Nodes[i].admin }
+
+// WaitReady waits until every running node answers /readyz and they
+// agree on the epoch.
+func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var why error
+	for time.Now().Before(deadline) {
+		if why = c.ready(ctx); why == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("cluster not ready within %s: %v", timeout, why)
+}
+
+func (c *Cluster) ready(ctx context.Context) error {
+	var epoch uint64
+	for k, i := range c.Running() {
+		if err := c.Client(i).Ready(ctx); err != nil {
+			return fmt.Errorf("%s: %w", c.Nodes[i].Name, err)
+		}
+		info, err := c.Admin(i).Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		if k > 0 && info.Epoch != epoch {
+			return fmt.Errorf("epochs differ (%d, %d)", epoch, info.Epoch)
+		}
+		epoch = info.Epoch
+	}
+	return nil
+}
+
+// Leader is the index of the node leading Raft, as a running node sees it.
+func (c *Cluster) Leader(ctx context.Context) (int, error) {
+	for _, i := range c.Running() {
+		info, err := c.Admin(i).Cluster(ctx)
+		if err != nil || info.Leader == "" {
+			continue
+		}
+		for _, nd := range c.nodes() {
+			if nd.Name == info.Leader {
+				return nd.Index, nil
+			}
+		}
+	}
+	return 0, errors.New("no leader known")
+}
+
+// Close kills every process and unmounts small disks.
+func (c *Cluster) Close() {
+	for _, nd := range c.nodes() {
+		nd.mu.Lock()
+		running := nd.running
+		nd.mu.Unlock()
+		if running {
+			c.Kill(nd.Index)
+		}
+		if nd.mounted {
+			run("umount", "-l", nd.Dir)
+		}
+	}
+}
+
+// Logs returns the tail of every node's log, for failure reports.
+func (c *Cluster) Logs(tail int) string {
+	var b strings.Builder
+	for _, nd := range c.nodes() {
+		data, _ := os.ReadFile(filepath.Join(c.opt.Dir, nd.Name+".log"))
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > tail {
+			lines = lines[len(lines)-tail:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", nd.Name, strings.Join(lines, "\n"))
+	}
+	return b.String()
+}

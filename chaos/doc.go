@@ -1,0 +1,16 @@
+// Package chaos proves Dura's promises by breaking it on purpose: it runs
+// real dura processes, each in its own network namespace joined to a
+// bridge (or on loopback where namespaces are unavailable), injects
+// faults (kill -9, SIGSTOP, isolation, minority/majority splits, leader
+// kills, packet loss and delay, joins and leaves, a full disk, rolling
+// restarts), drives workloads that record every operation with its
+// invocation, completion and outcome (counters, bank transfers,
+// read/write/compare-and-set registers, alarms), and checks the history:
+// no acknowledged write lost, registers linearizable (porcupine), bank
+// totals constant, no object served by two nodes at once, every
+// acknowledged alarm fired, never early.
+//
+// Entry points: `go test -short ./chaos` runs the representative set;
+// `DURA_CHAOS_FULL=1 go test -timeout 90m -run TestChaos ./chaos` the full
+// set, writing chaos/reports/latest.json.
+package chaos

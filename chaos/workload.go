@@ -1,0 +1,361 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/dura-dev/dura/rpc"
+)
+
+// Workload names.
+const (
+	Counters  = "counters"
+	Bank      = "bank"
+	Registers = "registers"
+	Alarms    = "alarms"
+)
+
+// Workloads lists them all.
+var Workloads = []string{Counters, Bank, Registers, Alarms}
+
+// driver runs the workloads of a scenario against a cluster.
+type driver struct {
+	c       *Cluster
+	h       *History
+	objects int // objects per workload
+	clients int // concurrent clients per workload
+	hook    *webhook
+}
+
+// pick is a random node to send a request to (any node the cluster has,
+// running or not: a client does not know).
+func (d *driver) pick(r *rand.Rand) int { return r.IntN(len(d.c.nodes())) }
+
+// exec runs one operation through node entry and fills in its times,
+// executing node and outcome; the caller adds what it learned and
+// records it.
+func (d *driver) exec(op Op, entry int, fn func(ctx context.Context, c *rpc.Client) (node string, err error)) Op {
+	op.Entry = d.c.Nodes[entry].Name
+	op.Invoke = d.h.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	node, err := fn(ctx, d.c.Admin(entry))
+	cancel()
+	op.Complete = d.h.Now()
+	op.Node = node
+	op.Outcome, op.Err = classify(err)
+	return op
+}
+
+// run starts the workload's clients; they stop when stop closes.
+func (d *driver) run(workload string, stop <-chan struct{}, wg *sync.WaitGroup) {
+	for cl := range d.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(cl), uint64(time.Now().UnixNano())))
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var op Op
+				switch workload {
+				case Counters:
+					op = d.increment(r, cl)
+				case Registers:
+					op = d.register(r, cl)
+				case Bank:
+					op = d.bankOp(r, cl)
+				case Alarms:
+					op = d.setAlarm(r, cl, i)
+				}
+				pause := 5 * time.Millisecond
+				if op.Outcome != OK {
+					pause = 100 * time.Millisecond // do not hammer an unavailable object
+				}
+				if workload == Alarms {
+					pause = 150 * time.Millisecond
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(pause):
+				}
+			}
+		}()
+	}
+}
+
+// counters: increments return the new value.
+
+func counterName(k int) string { return fmt.Sprintf("cnt-%d", k) }
+
+func (d *driver) increment(r *rand.Rand, cl int) Op {
+	obj := counterName(r.IntN(d.objects))
+	var out struct{ Value int64 }
+	op := d.exec(Op{Workload: Counters, Kind: "incr", Object: obj, Client: cl}, d.pick(r), func(ctx context.Context, c *rpc.Client) (string, error) {
+		return callJSON(ctx, c, "POST", "counter", obj, "/increment", nil, &out)
+	})
+	op.Result = out.Value
+	d.h.Add(op)
+	return op
+}
+
+func (d *driver) readCounter(obj string, entry int) Op {
+	var out struct{ Value int64 }
+	op := d.exec(Op{Workload: Counters, Kind: "read", Object: obj}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
+		return callJSON(ctx, c, "GET", "counter", obj, "/", nil, &out)
+	})
+	op.Result = out.Value
+	d.h.Add(op)
+	return op
+}
+
+// registers: read, write and compare-and-set on one row, through SQL.
+
+func registerName(k int) string { return fmt.Sprintf("reg-%d", k) }
+
+var registerSetup = []rpc.Statement{
+	{SQL: "CREATE TABLE IF NOT EXISTS r (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)"},
+	{SQL: "INSERT OR IGNORE INTO r VALUES (1, 0)"},
+}
+
+func (d *driver) register(r *rand.Rand, cl int) Op {
+	obj := registerName(r.IntN(d.objects))
+	entry := d.pick(r)
+	switch n := r.IntN(10); {
+	case n < 4:
+		return d.registerRead(obj, entry, cl)
+	case n < 7:
+		v := r.Int64N(5) + 1
+		return d.sqlOp(Op{Workload: Registers, Kind: "write", Object: obj, Client: cl, Arg: v}, entry,
+			rpc.Statement{SQL: "UPDATE r SET v = ? WHERE id = 1", Params: []any{v}})
+	default:
+		old, nw := r.Int64N(6), r.Int64N(5)+1
+		return d.sqlOp(Op{Workload: Registers, Kind: "cas", Object: obj, Client: cl, Arg: old, Arg2: nw}, entry,
+			rpc.Statement{SQL: "UPDATE r SET v = ? WHERE id = 1 AND v = ?", Params: []any{nw, old}})
+	}
+}
+
+func (d *driver) registerRead(obj string, entry, cl int) Op {
+	return d.sqlOp(Op{Workload: Registers, Kind: "read", Object: obj, Client: cl}, entry,
+		rpc.Statement{SQL: "SELECT v FROM r WHERE id = 1"})
+}
+
+// sqlOp runs the register setup and stmt in one transaction and fills in
+// the result: a read's value, whether a compare-and-set applied.
+func (d *driver) sqlOp(op Op, entry int, stmt rpc.Statement) Op {
+	var res []rpc.SQLResult
+	op = d.exec(op, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
+		var err error
+		var node string
+		res, node, err = sqlWithNode(ctx, c, "db", op.Object, append(registerSetup[:2:2], stmt)...)
+		return node, err
+	})
+	if op.Outcome == OK {
+		last := res[len(res)-1]
+		switch op.Kind {
+		case "read":
+			if len(last.Rows) == 1 {
+				op.Result = toInt64(last.Rows[0][0])
+			}
+		case "cas":
+			op.Success = last.Changes == 1
+		}
+	}
+	d.h.Add(op)
+	return op
+}
+
+// bank: transfers between the accounts of one object; the total is fixed.
+
+const (
+	bankObject   = "bank"
+	bankAccounts = 8
+	bankInitial  = 100
+)
+
+func (d *driver) bankSetup(ctx context.Context) error {
+	var stmts []rpc.Statement
+	for a := range bankAccounts {
+		stmts = append(stmts, rpc.Statement{SQL: "INSERT OR IGNORE INTO accounts (user_id, balance) VALUES (?, ?)", Params: []any{fmt.Sprint("a", a), bankInitial}})
+	}
+	return retry(ctx, func() error {
+		_, err := d.c.Admin(d.c.Running()[0]).SQL(ctx, "accounts", bankObject, stmts...)
+		return err
+	})
+}
+
+func (d *driver) bankOp(r *rand.Rand, cl int) Op {
+	entry := d.pick(r)
+	if r.IntN(4) == 0 {
+		return d.bankRead(entry, cl)
+	}
+	from, to := r.IntN(bankAccounts), r.IntN(bankAccounts-1)
+	if to >= from {
+		to++
+	}
+	amount := r.Int64N(30) + 1
+	body, _ := json.Marshal(map[string]any{"from": fmt.Sprint("a", from), "to": fmt.Sprint("a", to), "amount": amount})
+	op := d.exec(Op{Workload: Bank, Kind: "transfer", Object: bankObject, Client: cl, Arg: amount}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
+		return callJSON(ctx, c, "POST", "accounts", bankObject, "/transfer", body, nil)
+	})
+	d.h.Add(op)
+	return op
+}
+
+// bankRead reads every balance in one transaction: Result is the total,
+// Arg2 the lowest balance, Arg the number of accounts.
+func (d *driver) bankRead(entry, cl int) Op {
+	var res []rpc.SQLResult
+	op := d.exec(Op{Workload: Bank, Kind: "read", Object: bankObject, Client: cl}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
+		var err error
+		var node string
+		res, node, err = sqlWithNode(ctx, c, "accounts", bankObject, rpc.Statement{SQL: "SELECT count(*), coalesce(sum(balance), 0), coalesce(min(balance), 0) FROM accounts"})
+		return node, err
+	})
+	if op.Outcome == OK && len(res) == 1 && len(res[0].Rows) == 1 {
+		row := res[0].Rows[0]
+		op.Arg, op.Result, op.Arg2 = toInt64(row[0]), toInt64(row[1]), toInt64(row[2])
+	}
+	d.h.Add(op)
+	return op
+}
+
+// alarms: each reminder object gets one reminder, due 1-4 s later; the
+// webhook records every delivery.
+
+func (d *driver) setAlarm(r *rand.Rand, cl, i int) Op {
+	obj := fmt.Sprintf("rem-%d-%d", cl, i)
+	at := time.Now().Add(time.Second + time.Duration(r.IntN(3000))*time.Millisecond).UnixMilli()
+	body, _ := json.Marshal(map[string]any{"at": at, "url": d.hook.url})
+	op := d.exec(Op{Workload: Alarms, Kind: "set", Object: obj, Client: cl, Arg: at}, d.pick(r), func(ctx context.Context, c *rpc.Client) (string, error) {
+		return callJSON(ctx, c, "PUT", "reminders", obj, "/", body, nil)
+	})
+	d.h.Add(op)
+	return op
+}
+
+// webhook receives reminder deliveries.
+type webhook struct {
+	url string
+	srv *http.Server
+	mu  sync.Mutex
+	got []delivery
+}
+
+type delivery struct {
+	Object   string `json:"object"`
+	At       int64  `json:"at"`
+	Started  int64  `json:"started"`
+	Finished int64  `json:"finished"`
+	Node     string `json:"node"`
+	Retry    int    `json:"retry"`
+	Received int64  `json:"received"`
+}
+
+func startWebhook(host string) (*webhook, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, err
+	}
+	w := &webhook{url: "http://" + ln.Addr().String() + "/hook"}
+	w.srv = &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var d delivery
+		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+			http.Error(rw, err.Error(), 400)
+			return
+		}
+		d.Received = time.Now().UnixMilli()
+		w.mu.Lock()
+		w.got = append(w.got, d)
+		w.mu.Unlock()
+	})}
+	go w.srv.Serve(ln)
+	return w, nil
+}
+
+func (w *webhook) deliveries() []delivery {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]delivery(nil), w.got...)
+}
+
+func (w *webhook) close() { w.srv.Close() }
+
+// helpers
+
+// callJSON calls an object route and decodes the answer into out (if
+// set); it returns the executing node.
+func callJSON(ctx context.Context, c *rpc.Client, method, class, name, path string, body []byte, out any) (string, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	resp, err := c.Call(ctx, method, class, name, path, rd)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.Header.Get(rpc.HeaderNode), err
+		}
+	} else if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return resp.Header.Get(rpc.HeaderNode), err
+	}
+	return resp.Header.Get(rpc.HeaderNode), nil
+}
+
+// sqlWithNode runs statements in one transaction and returns the results
+// and the executing node.
+func sqlWithNode(ctx context.Context, c *rpc.Client, class, name string, stmts ...rpc.Statement) ([]rpc.SQLResult, string, error) {
+	body, _ := json.Marshal(rpc.SQLRequest{Statements: stmts})
+	resp, err := c.Do(ctx, "POST", "/v1/objects"+rpc.ObjectPath(class, name)+"/sql", bytes.NewReader(body), http.Header{"Content-Type": {"application/json"}})
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	var out rpc.SQLResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, resp.Header.Get(rpc.HeaderNode), err
+	}
+	return out.Results, resp.Header.Get(rpc.HeaderNode), nil
+}
+
+func toInt64(v any) int64 {
+	switch n := v.(type) {
+	case float64:
+		return int64(n)
+	case int64:
+		return n
+	case json.Number:
+		i, _ := n.Int64()
+		return i
+	}
+	return 0
+}
+
+// retry calls fn until it succeeds or ctx ends.
+func retry(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
