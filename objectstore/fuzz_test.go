@@ -51,7 +51,7 @@ func FuzzSplitStatements(f *testing.F) {
 		}
 		at := 0
 		for _, s := range stmts {
-			if s == "" || s != strings.TrimSpace(s) {
+			if s == "" || s != strings.Trim(s, sqlBlanks) {
 				t.Fatalf("piece %q is empty or untrimmed", s)
 			}
 			i := strings.Index(q[at:], s)

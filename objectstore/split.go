@@ -32,7 +32,7 @@ func scanStatements(q string) (out []string, open bool, err error) {
 	inTrigger := false
 	content := false // the current statement has more than blanks and comments
 	flush := func(end int) {
-		if s := strings.TrimSpace(q[start:end]); s != "" && content {
+		if s := strings.Trim(q[start:end], sqlBlanks); s != "" && content {
 			out = append(out, s)
 		}
 		start = end + 1
@@ -113,6 +113,11 @@ func scanStatements(q string) (out []string, open bool, err error) {
 	flush(len(q))
 	return out, open, nil
 }
+
+// sqlBlanks are the bytes SQLite's tokenizer skips as white space. Others
+// that Go calls space (\v, U+00A0, ...) are tokens to SQLite, so trimming
+// them would change the statement.
+const sqlBlanks = " \t\n\f\r"
 
 func isWordByte(c byte) bool {
 	return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
