@@ -317,9 +317,10 @@ func FuzzRawObjectPath(f *testing.F) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code >= 300 && w.Code < 400 {
-			loc := w.Header().Get("Location")
-			if loc != u.EscapedPath()+"/" && !strings.HasPrefix(loc, u.EscapedPath()+"/?") {
-				t.Fatalf("%s %s redirected to %q", method, path, loc)
+			// ServeMux adds a missing trailing slash (re-escaping the path).
+			loc, err := url.Parse(w.Header().Get("Location"))
+			if err != nil || loc.Path != u.Path+"/" {
+				t.Fatalf("%s %s redirected to %q", method, path, w.Header().Get("Location"))
 			}
 			return
 		}

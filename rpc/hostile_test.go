@@ -147,6 +147,7 @@ func hostileRequests() []hostileRequest {
 		{"name of 10 KB", "POST", "/v1/objects/db/" + big + "/sql", batch(`{"sql":"SELECT 1"}`), 400, "BAD_REQUEST"},
 		{"name empty", "POST", "/v1/objects/db//sql", batch(`{"sql":"SELECT 1"}`), 400, "BAD_REQUEST"},
 		{"name of exactly a slash", "DELETE", "/v1/objects/db/%2F", "", 400, "BAD_REQUEST"},
+		{"name empty at the end", "DELETE", "/v1/objects/db/", "", 400, "BAD_REQUEST"},
 		{"name dot-dot", "DELETE", "/v1/objects/db/victim/kv/../../victim", "", 400, "BAD_REQUEST"},
 		{"name dot", "DELETE", "/v1/objects/db/./victim", "", 400, "BAD_REQUEST"},
 		{"call path dot-dot", "POST", "/objects/db/x/../victim/", "", 400, "BAD_REQUEST"},

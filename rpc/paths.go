@@ -41,10 +41,11 @@ func (m *cleanMux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.refuse(w, r, fmt.Errorf("%w: path %q has an empty, '.' or '..' segment; escape '/' and '.' in class, name and key (%%2F, %%2E)",
 			apierr.ErrBadRequest, truncatePath(p)))
 		return
-	case slashObjectSegment(p):
-		m.refuse(w, r, fmt.Errorf("%w: an object name of exactly \"/\" cannot be addressed over HTTP (the router reads %%2F alone as a trailing slash)",
-			apierr.ErrBadRequest))
-		return
+	default:
+		if why := badObjectSegment(p); why != "" {
+			m.refuse(w, r, fmt.Errorf("%w: %s", apierr.ErrBadRequest, why))
+			return
+		}
 	}
 	m.ServeMux.ServeHTTP(w, r)
 }
@@ -62,24 +63,29 @@ func isCleanPath(p string) bool {
 	return c == p
 }
 
-// slashObjectSegment reports an object route whose class or name segment
-// is exactly an escaped "/". ServeMux takes a segment that unescapes to "/"
-// for a trailing slash and matches no route, so the name "/" alone is
+// badObjectSegment says why an object route's class or name segment
+// cannot reach an object, or "" if it can. An empty one (".../db/") would
+// match no route; one that is exactly an escaped "/" neither, as ServeMux
+// takes a segment that unescapes to "/" for a trailing slash. Both are
 // refused plainly rather than answered "no route".
-func slashObjectSegment(escaped string) bool {
+func badObjectSegment(escaped string) string {
 	rest, ok := strings.CutPrefix(escaped, "/v1/objects/")
 	if !ok {
 		if rest, ok = strings.CutPrefix(escaped, "/objects/"); !ok {
-			return false
+			return ""
 		}
 	}
 	segs := strings.SplitN(rest, "/", 3)
-	for _, s := range segs[:min(2, len(segs))] {
-		if strings.EqualFold(s, "%2F") {
-			return true
+	for i, s := range segs[:min(2, len(segs))] {
+		what := [2]string{"class", "object name"}[i]
+		switch {
+		case s == "":
+			return "empty " + what
+		case strings.EqualFold(s, "%2F"):
+			return "an " + what + " of exactly \"/\" cannot be addressed over HTTP (the router reads %2F alone as a trailing slash)"
 		}
 	}
-	return false
+	return ""
 }
 
 func truncatePath(p string) string {
