@@ -163,6 +163,9 @@ func (c *Cluster) start(i int, founder bool) error {
 	}
 	fmt.Fprintf(logf, "=== start %s at %s\n", nd.Name, time.Now().Format(time.RFC3339Nano))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// If the harness dies (a test timeout skips every cleanup), its
+	// nodes die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", nd.Name, err)
@@ -334,6 +337,17 @@ func (c *Cluster) Leader(ctx context.Context) (int, error) {
 	return 0, errors.New("no leader known")
 }
 
+// GrowDisk resizes the small disk in place, as an operator adding space
+// would.
+func (c *Cluster) GrowDisk(size string) error {
+	for _, nd := range c.nodes() {
+		if nd.mounted {
+			return run("mount", "-o", "remount,size="+size, nd.Dir)
+		}
+	}
+	return nil
+}
+
 // Close kills every process and unmounts small disks.
 func (c *Cluster) Close() {
 	for _, nd := range c.nodes() {
@@ -347,6 +361,25 @@ func (c *Cluster) Close() {
 			run("umount", "-l", nd.Dir)
 		}
 	}
+}
+
+// KeepLogs copies every node's whole log out of the (temporary) data
+// directory, for a failure to be studied, and returns where.
+func (c *Cluster) KeepLogs(scenario string) (string, error) {
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("dura-chaos-%s-%d", scenario, time.Now().Unix()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	for _, nd := range c.nodes() {
+		data, err := os.ReadFile(filepath.Join(c.opt.Dir, nd.Name+".log"))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, nd.Name+".log"), data, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // Logs returns the tail of every node's log, for failure reports.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -40,8 +41,44 @@ func NetAvailable() string {
 	return ""
 }
 
+// sweepStale deletes what an earlier run killed before its cleanup left
+// behind: namespaces of this harness with no process in them, and their
+// bridges once empty.
+func sweepStale() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if !staleSpace.MatchString(name) {
+			continue
+		}
+		if pids, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil && len(strings.TrimSpace(string(pids))) == 0 {
+			run("ip", "netns", "del", name)
+		}
+	}
+	out, _ = exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		br := strings.TrimSuffix(f[1], ":")
+		if !staleBridge.MatchString(br) {
+			continue
+		}
+		if ports, err := exec.Command("ip", "-o", "link", "show", "master", br).Output(); err == nil && len(strings.TrimSpace(string(ports))) == 0 {
+			run("ip", "link", "del", br)
+		}
+	}
+}
+
+var (
+	staleSpace  = regexp.MustCompile(`^dura-[0-9a-f]{5}-[0-9]+$`)
+	staleBridge = regexp.MustCompile(`^dc[0-9a-f]{5}$`)
+)
+
 // NewNet creates the bridge; AddNode adds namespaces to it.
 func NewNet() (*Net, error) {
+	sweepStale()
 	b := make([]byte, 3)
 	rand.Read(b)
 	id := hex.EncodeToString(b)[:5]
@@ -132,9 +169,12 @@ func (n *Net) Split(a, b []int) error {
 func (n *Net) Degrade(i int, delay time.Duration, loss int) (string, error) {
 	p := fmt.Sprintf("%.2f", float64(loss)/100)
 	did := fmt.Sprintf("loss %d%% both ways (iptables statistic)", loss)
+	// The harness's own traffic (the clients) is let through first.
 	err := errors.Join(
-		n.in(i, "iptables", "-A", "INPUT", "-s", n.subnet+".0/24", "!", "-s", n.Host(), "-m", "statistic", "--mode", "random", "--probability", p, "-j", "DROP"),
-		n.in(i, "iptables", "-A", "OUTPUT", "-d", n.subnet+".0/24", "!", "-d", n.Host(), "-m", "statistic", "--mode", "random", "--probability", p, "-j", "DROP"),
+		n.in(i, "iptables", "-A", "INPUT", "-s", n.Host(), "-j", "ACCEPT"),
+		n.in(i, "iptables", "-A", "OUTPUT", "-d", n.Host(), "-j", "ACCEPT"),
+		n.in(i, "iptables", "-A", "INPUT", "-s", n.subnet+".0/24", "-m", "statistic", "--mode", "random", "--probability", p, "-j", "DROP"),
+		n.in(i, "iptables", "-A", "OUTPUT", "-d", n.subnet+".0/24", "-m", "statistic", "--mode", "random", "--probability", p, "-j", "DROP"),
 	)
 	if err != nil {
 		return "", err

@@ -94,7 +94,12 @@ type Cluster struct {
 	lastRejoin time.Time   // loop only
 
 	mu      sync.Mutex
-	pulling map[int]bool // partitions being pulled here
+	pulling map[int]bool   // partitions being pulled here
+	pulled  map[int]uint64 // partition -> the move (its Since) this node completed
+
+	// installing[p] is set while a pull of p runs here: the fence then
+	// refuses p, so no event runs on a copy an adoption may replace.
+	installing []atomic.Bool
 	timed   map[int]bool // partitions whose alarms are armed here (loop only)
 	owned   map[int]bool // partitions this node owned at the last look
 }
@@ -128,6 +133,9 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		pulling: map[int]bool{},
+		pulled:  map[int]uint64{},
+
+		installing: make([]atomic.Bool, rt.cfg.Partitions),
 		owned:   map[int]bool{},
 	}
 	rt.cluster = c
@@ -618,6 +626,9 @@ func (c *Cluster) fence(p int) error {
 	if part.Owner != c.cfg.Name || !part.Ready() {
 		return fmt.Errorf("%w: partition %d is not served here now (owner %q, moving to %q)", apierr.ErrOwnerUnavailable, p, part.Owner, part.Target)
 	}
+	if c.installing[p].Load() {
+		return fmt.Errorf("%w: partition %d is being installed here", apierr.ErrOwnerUnavailable, p)
+	}
 	return nil
 }
 
@@ -666,14 +677,19 @@ func (c *Cluster) followPlacement() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for p, part := range st.Partitions {
-		if part.Target == c.cfg.Name && part.Owner != c.cfg.Name && !c.pulling[p] {
+		// A move this node completed may still show here as pending for a
+		// moment (its handoff_done is committed, not yet applied here):
+		// pulling it again would install the old copy over new writes.
+		if part.Target == c.cfg.Name && part.Owner != c.cfg.Name && !c.pulling[p] && c.pulled[p] != part.Since {
 			c.pulling[p] = true
+			c.installing[p].Store(true)
 			c.wg.Add(1)
 			go func(p int, owner string, since uint64) {
 				defer c.wg.Done()
 				err := c.pull(p, owner, since)
 				c.mu.Lock()
 				delete(c.pulling, p)
+				c.installing[p].Store(false)
 				c.mu.Unlock()
 				if err != nil {
 					c.log.Warn("handoff pull failed; will retry", "partition", p, "from", owner, "err", err)
@@ -705,12 +721,13 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/v1/internal/partitions/"+strconv.Itoa(p)+"/archive", nil)
+	q := url.Values{"to": {c.cfg.Name}, "since": {strconv.FormatUint(since, 10)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/v1/internal/partitions/"+strconv.Itoa(p)+"/archive?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
-	if c.cfg.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.AdminToken)
+	if token, _, _ := strings.Cut(c.cfg.AdminToken, ","); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -764,16 +781,28 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	if !complete {
 		return fmt.Errorf("archive of partition %d ended early", p)
 	}
+	// Install only for the move this pull was for: never over a copy this
+	// node serves, never for a move that was cancelled or replaced.
+	cur := c.state.Load().Partitions[p]
+	if cur.Owner != owner || cur.Target != c.cfg.Name || cur.Since != since {
+		return fmt.Errorf("partition %d changed while it was pulled (now owner %q, target %q, since %d): archive discarded", p, cur.Owner, cur.Target, cur.Since)
+	}
 	if err := c.rt.AdoptPartition(p, dir); err != nil {
 		return err
 	}
-	return c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since})
+	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since}); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.pulled[p] = since
+	c.mu.Unlock()
+	return nil
 }
 
 // PartitionArchive streams partition p to its new owner: the fence
 // already refuses p (it is moving), so once its events drain its files
 // are still.
-func (c *Cluster) PartitionArchive(ctx context.Context, p int, w io.Writer) error {
+func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since uint64, w io.Writer) error {
 	st := c.state.Load()
 	if st == nil || p < 0 || p >= len(st.Partitions) {
 		return fmt.Errorf("%w: no partition %d", apierr.ErrNotFound, p)
@@ -781,6 +810,9 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, w io.Writer) erro
 	part := st.Partitions[p]
 	if part.Owner != c.cfg.Name || part.Target == "" {
 		return fmt.Errorf("%w: partition %d is not moving away from here", apierr.ErrConflict, p)
+	}
+	if part.Target != to || part.Since != since {
+		return fmt.Errorf("%w: partition %d is moving to %s since epoch %d, not to %s since %d", apierr.ErrConflict, p, part.Target, part.Since, to, since)
 	}
 	if err := c.rt.ClosePartition(ctx, p); err != nil {
 		return err
@@ -797,6 +829,12 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, w io.Writer) erro
 		if err := addExport(tw, filepath.Join(c.rt.PartitionDir(p), e.Name()), e.Name()); err != nil {
 			return err
 		}
+	}
+	// The move may have completed (a puller that asked twice) or changed
+	// meanwhile, and this node's copy been set aside mid-read: then no
+	// END, and the puller discards what it got.
+	if now := c.state.Load().Partitions[p]; now.Owner != c.cfg.Name || now.Target != to || now.Since != since {
+		return fmt.Errorf("%w: partition %d moved on while it was archived", apierr.ErrConflict, p)
 	}
 	// The alarms live in the replicated schedule: the new owner arms them
 	// from there once the partition is ready on it. END marks a complete

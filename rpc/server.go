@@ -208,8 +208,12 @@ func (s *Server) routes() {
 			if err != nil {
 				return fmt.Errorf("%w: partition %q", apierr.ErrBadRequest, r.PathValue("p"))
 			}
+			since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%w: since %q", apierr.ErrBadRequest, r.URL.Query().Get("since"))
+			}
 			w.Header().Set("Content-Type", "application/x-tar")
-			return in.PartitionArchive(r.Context(), p, w)
+			return in.PartitionArchive(r.Context(), p, r.URL.Query().Get("to"), since, w)
 		})
 		s.handle("POST /v1/cluster/members/{member}/remove", "cluster", func(w http.ResponseWriter, r *http.Request) error {
 			if r.URL.Query().Get("force") != "true" {

@@ -162,9 +162,10 @@ type Backend interface {
 type ClusterInternal interface {
 	// ApplyCommand commits a cluster command (JSON) if this node leads.
 	ApplyCommand(ctx context.Context, cmd []byte) error
-	// PartitionArchive writes partition p's objects and alarms as a tar
-	// stream, once the partition is drained here.
-	PartitionArchive(ctx context.Context, p int, w io.Writer) error
+	// PartitionArchive writes partition p's objects as a tar stream, once
+	// the partition is drained here, for the move of p to node to that
+	// began at epoch since.
+	PartitionArchive(ctx context.Context, p int, to string, since uint64, w io.Writer) error
 	// LocalObjects lists the objects stored on this node after the raw
 	// catalog key after.
 	LocalObjects(ctx context.Context, class, after string, limit int) (ObjectList, error)
