@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -70,7 +71,7 @@ func TestComposeCluster(t *testing.T) {
 		t.Fatalf("after %d objects some node owns fewer than 2: %v", len(objects), owners)
 	}
 	notes := writeNotes(t, c)
-	w.failIfViolated(t)
+	w.failIfViolated(t, c.logDir)
 	t.Logf("phase writes: %d objects through every node, read through the others, in %s", len(objects), time.Since(phase).Round(time.Second))
 
 	// 2. Kill the Raft leader (SIGKILL: no handoff). Objects on the two
@@ -152,7 +153,7 @@ func TestComposeCluster(t *testing.T) {
 	}
 	unavailable := len(victims)
 	t.Logf("%d objects of %s answered OWNER_UNAVAILABLE (slowest answer %s)", unavailable, c.names[victim], slowest.Round(100*time.Millisecond))
-	w.failIfViolated(t)
+	w.failIfViolated(t, c.logDir)
 	t.Logf("phase kill %s (the leader): %s", c.names[victim], time.Since(phase).Round(time.Second))
 
 	// 3. Start it again: every acknowledged write is there, read through
@@ -164,7 +165,7 @@ func TestComposeCluster(t *testing.T) {
 		w.read(c, k%3, name)
 	}
 	readNotes(t, c, notes)
-	w.failIfViolated(t)
+	w.failIfViolated(t, c.logDir)
 	t.Logf("phase restart %s: %s", c.names[victim], time.Since(phase).Round(time.Second))
 
 	// 4. A rolling restart onto a newer image (same binary, new dura.build
@@ -210,7 +211,7 @@ func TestComposeCluster(t *testing.T) {
 		w.read(c, k%3, name)
 	}
 	readNotes(t, c, notes)
-	w.failIfViolated(t)
+	w.failIfViolated(t, c.logDir)
 	t.Logf("phase rolling restart: %s; writes under load: %s; none lost", time.Since(phase).Round(time.Second), w.stats())
 
 	// Docker's own health checks (dura health --ready in the container)
@@ -356,21 +357,29 @@ func (w *writes) ackCount() int {
 	return w.acks
 }
 
-func (w *writes) failIfViolated(t *testing.T) {
+func (w *writes) failIfViolated(t *testing.T, logDir string) {
 	t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.violations) > 0 {
-		for name, tl := range w.objs {
-			for _, v := range w.violations {
-				if strings.HasPrefix(v, name+":") {
-					t.Logf("%s, the last writes:\n  %s", name, strings.Join(tl.history[max(0, len(tl.history)-60):], "\n  "))
-					break
-				}
+	if len(w.violations) == 0 {
+		return
+	}
+	// Every write sent to the objects concerned goes to the log
+	// directory; the last ones to the test's output.
+	var all strings.Builder
+	for _, name := range keys(w.objs) {
+		tl := w.objs[name]
+		for _, v := range w.violations {
+			if strings.HasPrefix(v, name+":") {
+				fmt.Fprintf(&all, "%s:\n  %s\n", name, strings.Join(tl.history, "\n  "))
+				t.Logf("%s, the last writes:\n  %s", name, strings.Join(tl.history[max(0, len(tl.history)-20):], "\n  "))
+				break
 			}
 		}
-		t.Fatalf("%d violations:\n%s", len(w.violations), strings.Join(w.violations, "\n"))
 	}
+	path := filepath.Join(logDir, "writes.txt")
+	os.WriteFile(path, []byte(all.String()), 0o644)
+	t.Fatalf("%d violations (every write to these objects: %s):\n%s", len(w.violations), path, strings.Join(w.violations, "\n"))
 }
 
 // load is a steady stream of increments: each worker loops over objects
