@@ -324,7 +324,13 @@ func (c *Cluster) loop(fresh bool) {
 			c.lead()
 		}
 		c.rejoinIfGone()
-		c.followPlacement()
+		// Only the current state may move data: while a restarted node
+		// replays its log, its state walks through history, and pulling,
+		// dropping or archiving by a past state would set aside or
+		// replace the copy the cluster now serves.
+		if c.caughtUp.Load() {
+			c.followPlacement()
+		}
 		select {
 		case <-c.stop:
 			return
@@ -806,6 +812,9 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since 
 	st := c.state.Load()
 	if st == nil || p < 0 || p >= len(st.Partitions) {
 		return fmt.Errorf("%w: no partition %d", apierr.ErrNotFound, p)
+	}
+	if !c.caughtUp.Load() {
+		return fmt.Errorf("%w: catching up with the Raft log", apierr.ErrOwnerUnavailable)
 	}
 	part := st.Partitions[p]
 	if part.Owner != c.cfg.Name || part.Target == "" {
