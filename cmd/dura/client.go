@@ -46,11 +46,7 @@ func addClientFlagsTimeout(fs *flag.FlagSet, timeout time.Duration) *clientOpts 
 // client returns the API client the flags describe.
 func (o *clientOpts) client() *rpc.Client {
 	hc := &http.Client{Timeout: o.timeout}
-	token := o.token
-	if token == "" {
-		token, _, _ = strings.Cut(os.Getenv("DURA_ADMIN_TOKEN"), ",")
-	}
-	return rpc.NewClient(o.addr, hc).WithToken(token)
+	return rpc.NewClient(o.addr, hc).WithToken(o.token)
 }
 
 // apiError prints an API error answer as "CODE (status): message".

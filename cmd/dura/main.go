@@ -114,6 +114,13 @@ func parseFlags(fs *flag.FlagSet, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Client commands run beside a node (in its container) take the
+	// node's own admin token when given none.
+	if f := fs.Lookup("token"); f != nil && f.Value.String() == "" && fs.Lookup("admin-token") == nil {
+		if v, _, _ := strings.Cut(env.getenv("DURA_ADMIN_TOKEN"), ","); v != "" {
+			fs.Set("token", v)
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
