@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -224,8 +225,9 @@ func (n *RaftNode) Barrier(timeout time.Duration) error { return n.raft.Barrier(
 // CommitIndex is the highest log index this node knows to be committed.
 func (n *RaftNode) CommitIndex() uint64 { return n.raft.CommitIndex() }
 
-// AppliedIndex is the highest log index applied to this node's state.
-func (n *RaftNode) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+// AppliedIndex is the index of the last command applied to this node's
+// state: after a Barrier on the leader it covers every committed command.
+func (n *RaftNode) AppliedIndex() uint64 { return n.fsm.applied.Load() }
 
 // IsLeader reports whether this node leads.
 func (n *RaftNode) IsLeader() bool { return n.raft.State() == raft.Leader }
@@ -291,9 +293,14 @@ type clusterFSM struct {
 	assign   Assigner
 	onChange func(*ClusterState)
 	onAlarm  func(Alarm, bool, *ClusterState)
+	// applied is the index of the last command applied to the state
+	// (Raft's own applied index runs ahead: it counts entries handed to
+	// the FSM goroutine, which may still be replaying them).
+	applied atomic.Uint64
 }
 
 func (f *clusterFSM) Apply(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
 	var c Command
 	if err := json.Unmarshal(l.Data, &c); err != nil {
 		return fmt.Errorf("decode command: %w", err)
@@ -344,11 +351,14 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 type fsmSnapshot struct {
 	State  *ClusterState `json:"state"`
 	Alarms []Alarm       `json:"alarms"`
+	// Index is the last command applied (0 in snapshots of older
+	// versions).
+	Index uint64 `json:"index,omitempty"`
 }
 
 func (f *clusterFSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
-	snap := fsmSnapshot{State: f.state, Alarms: make([]Alarm, 0, len(f.alarms))}
+	snap := fsmSnapshot{State: f.state, Alarms: make([]Alarm, 0, len(f.alarms)), Index: f.applied.Load()}
 	for _, a := range f.alarms {
 		snap.Alarms = append(snap.Alarms, a)
 	}
@@ -376,6 +386,7 @@ func (f *clusterFSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state, f.alarms = snap.State, alarms
 	f.mu.Unlock()
+	f.applied.Store(snap.Index)
 	if f.onChange != nil {
 		f.onChange(snap.State)
 	}
