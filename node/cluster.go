@@ -301,7 +301,14 @@ func (c *Cluster) loop(fresh bool) {
 	var warned time.Time
 	for {
 		if !joined {
-			if _, err := c.ml.Join(c.cfg.Join); err == nil {
+			// Joined means meeting another member: a --join list naming
+			// this node too (the same list on every founder) is answered
+			// by this node itself.
+			_, err := c.ml.Join(c.cfg.Join)
+			if err == nil && !c.metOthers() {
+				err = errors.New("only this node answered")
+			}
+			if err == nil {
 				joined = true
 			} else if time.Since(warned) > 30*time.Second {
 				// A wrong secret shows here: say so now and then, not
@@ -1108,6 +1115,16 @@ func (c *Cluster) Isolate() {
 	c.ml.Close()
 	c.raft.Close()
 	c.port.Close()
+}
+
+// metOthers reports whether gossip sees another member alive.
+func (c *Cluster) metOthers() bool {
+	for _, p := range c.ml.Peers() {
+		if p.Name != c.cfg.Name && p.State == "alive" {
+			return true
+		}
+	}
+	return false
 }
 
 // GossipAlive lists the members gossip sees alive, this node included.

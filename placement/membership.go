@@ -93,6 +93,10 @@ func (m *Membership) Start() error {
 		c.SuspicionMult = 2
 	}
 	c.Name = m.cfg.Name
+	// A member that comes back at a new address (a container or pod
+	// restarted with a new IP) may reclaim its name this soon after it
+	// was declared dead, not only once gossip forgets it.
+	c.DeadNodeReclaimTime = 10 * time.Second
 	c.BindAddr, c.BindPort = host, port
 	c.AdvertisePort = port
 	if m.cfg.Advertise != "" {
