@@ -32,6 +32,8 @@ type ClusterOptions struct {
 	// data directory of node SmallDiskNode.
 	SmallDisk     string
 	SmallDiskNode int
+	// Extra flags for every node's "dura serve".
+	Extra []string
 }
 
 // Node is one dura process (and its data, across restarts).
@@ -145,6 +147,7 @@ func (c *Cluster) start(i int, founder bool) error {
 			join = append(join, o.Gossip)
 		}
 	}
+	args = append(args, c.opt.Extra...)
 	if founder && !nd.startedOnce {
 		args = append(args, "--bootstrap-expect", strconv.Itoa(c.opt.Nodes))
 	}
