@@ -56,9 +56,40 @@ func TestChaos(t *testing.T) {
 	}
 	bin := buildDura(t)
 	command := "go test -short ./chaos"
+	out := os.Getenv("DURA_CHAOS_REPORT")
 	if full {
 		command = "DURA_CHAOS_FULL=1 go test -timeout 90m -run TestChaos ./chaos"
+		if out == "" {
+			out = filepath.Join("reports", "latest.json")
+		}
 	}
+	runSet(t, names, workloads, duration, RunOptions{Bin: bin}, command, out)
+}
+
+// TestChaosCompose runs the process-fault scenarios against the deploy/
+// compose cluster (containers: kill -s SIGKILL, pause, stop, start).
+// Only with DURA_CHAOS_COMPOSE=1 and a Docker engine:
+//
+//	DURA_CHAOS_COMPOSE=1 go test -run TestChaosCompose -v -timeout 30m ./chaos
+func TestChaosCompose(t *testing.T) {
+	if os.Getenv("DURA_CHAOS_COMPOSE") != "1" {
+		t.Skip("containers: set DURA_CHAOS_COMPOSE=1")
+	}
+	if why := ComposeAvailable(); why != "" {
+		t.Fatalf("DURA_CHAOS_COMPOSE=1 but the compose cluster cannot run: %s", why)
+	}
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSet(t, []string{"kill", "pause", "leader", "rolling"}, []string{Counters, Registers, Bank}, 30*time.Second,
+		RunOptions{Compose: repo}, "DURA_CHAOS_COMPOSE=1 go test -run TestChaosCompose ./chaos", os.Getenv("DURA_CHAOS_REPORT"))
+}
+
+// runSet runs scenarios one after another, logs the table and writes
+// the report to out (if set); a failed invariant fails the test with its
+// evidence.
+func runSet(t *testing.T, names, workloads []string, duration time.Duration, base RunOptions, command, out string) {
 	rep := NewReport(command)
 	for _, name := range names {
 		sc, ok := Scenarios[name]
@@ -67,8 +98,12 @@ func TestChaos(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
-			sr, err := Run(context.Background(), sc, RunOptions{Bin: bin, Dir: t.TempDir(), Duration: duration, Workloads: workloads,
-				Log: func(format string, args ...any) { t.Logf("%6.1fs "+format, append([]any{time.Since(start).Seconds()}, args...)...) }})
+			opt := base
+			opt.Dir, opt.Duration, opt.Workloads = t.TempDir(), duration, workloads
+			opt.Log = func(format string, args ...any) {
+				t.Logf("%6.1fs "+format, append([]any{time.Since(start).Seconds()}, args...)...)
+			}
+			sr, err := Run(context.Background(), sc, opt)
 			if err != nil {
 				sr.Error, sr.Pass = err.Error(), false
 			}
@@ -81,10 +116,6 @@ func TestChaos(t *testing.T) {
 	var table strings.Builder
 	rep.WriteTable(&table)
 	t.Logf("chaos report (%s):\n%s", rep.Machine, table.String())
-	out := os.Getenv("DURA_CHAOS_REPORT")
-	if out == "" && full {
-		out = filepath.Join("reports", "latest.json")
-	}
 	if out != "" {
 		if err := rep.WriteJSON(out); err != nil {
 			t.Fatal(err)

@@ -12,8 +12,8 @@ import (
 // Findings are the invariant checks of one scenario; every count must be
 // zero except the informational ones.
 type Findings struct {
-	LostWrites        int      `json:"lost_writes"`              // acknowledged writes missing afterwards
-	PhantomWrites     int      `json:"phantom_writes"`           // effects of writes nobody made (or that were refused)
+	LostWrites        int      `json:"lost_writes"`    // acknowledged writes missing afterwards
+	PhantomWrites     int      `json:"phantom_writes"` // effects of writes nobody made (or that were refused)
 	Linearizability   int      `json:"linearizability_violations"`
 	Inconclusive      int      `json:"linearizability_inconclusive"` // objects the checker gave up on (time limit)
 	DoubleServing     int      `json:"double_serving"`               // two nodes serving one object at once

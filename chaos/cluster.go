@@ -38,30 +38,35 @@ type ClusterOptions struct {
 
 // Node is one dura process (and its data, across restarts).
 type Node struct {
-	Index          int
-	Name           string
-	Dir            string
-	HTTP, Gossip   string
-	Raft           string
-	mu             sync.Mutex
-	cmd            *exec.Cmd
-	done           chan struct{}
-	running        bool
-	paused         bool
-	startedOnce    bool
-	mounted        bool
-	exitErr        error
-	client, admin  *rpc.Client
-	pausedSince    time.Time
-	lastStartedAt  time.Time
-	restartedCount int
+	Index         int
+	Name          string
+	Dir           string
+	HTTP, Gossip  string
+	Raft          string
+	mu            sync.Mutex
+	cmd           *exec.Cmd
+	done          chan struct{}
+	running       bool
+	paused        bool
+	startedOnce   bool
+	mounted       bool
+	exitErr       error
+	client, admin *rpc.Client
 }
 
 // Cluster is a set of dura processes.
 type Cluster struct {
-	opt   ClusterOptions
-	mu    sync.Mutex
-	Nodes []*Node
+	opt     ClusterOptions
+	compose *composeProject // set: the nodes are compose containers
+	mu      sync.Mutex
+	Nodes   []*Node
+}
+
+// setState records a node's state (containers are not watched).
+func (nd *Node) setState(running, paused bool) {
+	nd.mu.Lock()
+	nd.running, nd.paused = running, paused
+	nd.mu.Unlock()
 }
 
 // StartCluster starts opt.Nodes nodes that form one cluster and waits
@@ -133,6 +138,13 @@ func freePort() string {
 // nodes (and every restart) join through the others.
 func (c *Cluster) start(i int, founder bool) error {
 	nd := c.Nodes[i]
+	if c.compose != nil {
+		if err := c.compose.run("start", nd.Name); err != nil {
+			return err
+		}
+		nd.setState(true, false)
+		return nil
+	}
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	if nd.running {
@@ -174,7 +186,6 @@ func (c *Cluster) start(i int, founder bool) error {
 		return fmt.Errorf("start %s: %w", nd.Name, err)
 	}
 	nd.cmd, nd.running, nd.paused, nd.startedOnce = cmd, true, false, true
-	nd.lastStartedAt = time.Now()
 	nd.done = make(chan struct{})
 	go func(done chan struct{}) {
 		err := cmd.Wait()
@@ -188,13 +199,13 @@ func (c *Cluster) start(i int, founder bool) error {
 }
 
 // Restart starts a stopped node again with its data.
-func (c *Cluster) Restart(i int) error {
-	c.Nodes[i].restartedCount++
-	return c.start(i, false)
-}
+func (c *Cluster) Restart(i int) error { return c.start(i, false) }
 
 // AddNode starts a new node that joins the running cluster.
 func (c *Cluster) AddNode() (int, error) {
+	if c.compose != nil {
+		return 0, fmt.Errorf("the compose cluster has a fixed set of nodes")
+	}
 	nd, err := c.newNode()
 	if err != nil {
 		return 0, err
@@ -215,6 +226,16 @@ func (c *Cluster) signal(i int, sig syscall.Signal) error {
 // Kill stops node i with SIGKILL and waits for it to be gone.
 func (c *Cluster) Kill(i int) error {
 	nd := c.Nodes[i]
+	if c.compose != nil {
+		if nd.paused {
+			c.compose.run("unpause", nd.Name)
+		}
+		if err := c.compose.run("kill", "-s", "SIGKILL", nd.Name); err != nil {
+			return err
+		}
+		nd.setState(false, false)
+		return nil
+	}
 	if nd.paused {
 		c.signal(i, syscall.SIGCONT)
 	}
@@ -230,6 +251,13 @@ func (c *Cluster) Kill(i int) error {
 // timeout for the exit.
 func (c *Cluster) Stop(i int, timeout time.Duration) error {
 	nd := c.Nodes[i]
+	if c.compose != nil {
+		if err := c.compose.run("stop", "-t", fmt.Sprint(int(timeout.Seconds())), nd.Name); err != nil {
+			return err
+		}
+		nd.setState(false, false)
+		return nil
+	}
 	if err := c.signal(i, syscall.SIGTERM); err != nil {
 		return err
 	}
@@ -247,19 +275,30 @@ func (c *Cluster) Stop(i int, timeout time.Duration) error {
 
 // Pause freezes node i (SIGSTOP); Resume thaws it.
 func (c *Cluster) Pause(i int) error {
-	if err := c.signal(i, syscall.SIGSTOP); err != nil {
+	var err error
+	if c.compose != nil {
+		err = c.compose.run("pause", c.Nodes[i].Name)
+	} else {
+		err = c.signal(i, syscall.SIGSTOP)
+	}
+	if err != nil {
 		return err
 	}
-	c.Nodes[i].paused = true
-	c.Nodes[i].pausedSince = time.Now()
+	c.Nodes[i].setState(true, true)
 	return nil
 }
 
 func (c *Cluster) Resume(i int) error {
-	if err := c.signal(i, syscall.SIGCONT); err != nil {
+	var err error
+	if c.compose != nil {
+		err = c.compose.run("unpause", c.Nodes[i].Name)
+	} else {
+		err = c.signal(i, syscall.SIGCONT)
+	}
+	if err != nil {
 		return err
 	}
-	c.Nodes[i].paused = false
+	c.Nodes[i].setState(true, false)
 	return nil
 }
 
@@ -353,6 +392,10 @@ func (c *Cluster) GrowDisk(size string) error {
 
 // Close kills every process and unmounts small disks.
 func (c *Cluster) Close() {
+	if c.compose != nil {
+		c.compose.close()
+		return
+	}
 	for _, nd := range c.nodes() {
 		nd.mu.Lock()
 		running := nd.running
@@ -373,6 +416,9 @@ func (c *Cluster) KeepLogs(scenario string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	if c.compose != nil {
+		return dir, os.WriteFile(filepath.Join(dir, "compose.log"), []byte(c.compose.logs(1000000)), 0o644)
+	}
 	for _, nd := range c.nodes() {
 		data, err := os.ReadFile(filepath.Join(c.opt.Dir, nd.Name+".log"))
 		if err != nil {
@@ -387,6 +433,9 @@ func (c *Cluster) KeepLogs(scenario string) (string, error) {
 
 // Logs returns the tail of every node's log, for failure reports.
 func (c *Cluster) Logs(tail int) string {
+	if c.compose != nil {
+		return c.compose.logs(tail)
+	}
 	var b strings.Builder
 	for _, nd := range c.nodes() {
 		data, _ := os.ReadFile(filepath.Join(c.opt.Dir, nd.Name+".log"))

@@ -251,25 +251,40 @@ type RunOptions struct {
 	Duration  time.Duration // of the fault phase
 	Workloads []string
 	Log       func(format string, args ...any)
+	// Compose, if set (the repository's root), runs the scenario on the
+	// deploy/ compose cluster instead of processes.
+	Compose string
 }
 
 // Run runs one scenario and checks its history.
 func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, err error) {
 	rep = ScenarioReport{Name: sc.Name, About: sc.About, Nodes: sc.Nodes, Duration: opt.Duration.String(), Workloads: opt.Workloads}
 	var nt *Net
-	if sc.NeedsNet || NetAvailable() == "" {
-		if why := NetAvailable(); why != "" {
-			return rep, fmt.Errorf("scenario %s needs network namespaces: %s", sc.Name, why)
+	var c *Cluster
+	switch {
+	case opt.Compose != "":
+		if sc.NeedsNet || sc.SmallDisk != "" || sc.Nodes != 3 || contains(opt.Workloads, Alarms) {
+			return rep, fmt.Errorf("scenario %s with %v cannot run on the compose cluster (three containers, process faults, no webhook)", sc.Name, opt.Workloads)
 		}
-		if nt, err = NewNet(); err != nil {
+		rep.Name += " (compose)"
+		if c, err = StartCompose(ctx, opt.Compose); err != nil {
 			return rep, err
 		}
-		defer nt.Close()
-	}
-	c, err := StartCluster(ctx, ClusterOptions{Nodes: sc.Nodes, Bin: opt.Bin, Dir: opt.Dir, Net: nt,
-		Secret: "chaos-cluster-secret-0123", Token: "chaos-admin-token", SmallDisk: sc.SmallDisk})
-	if err != nil {
-		return rep, err
+	default:
+		if sc.NeedsNet || NetAvailable() == "" {
+			if why := NetAvailable(); why != "" {
+				return rep, fmt.Errorf("scenario %s needs network namespaces: %s", sc.Name, why)
+			}
+			if nt, err = NewNet(); err != nil {
+				return rep, err
+			}
+			defer nt.Close()
+		}
+		c, err = StartCluster(ctx, ClusterOptions{Nodes: sc.Nodes, Bin: opt.Bin, Dir: opt.Dir, Net: nt,
+			Secret: "chaos-cluster-secret-0123", Token: "chaos-admin-token", SmallDisk: sc.SmallDisk})
+		if err != nil {
+			return rep, err
+		}
 	}
 	defer c.Close()
 	defer func() {

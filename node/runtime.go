@@ -189,8 +189,10 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		rt.timers.set(a)
 	}
 	rt.metrics.alarmsScheduled.Set(float64(len(alarms)))
-	rt.loopWG.Add(4)
-	go func() { defer rt.loopWG.Done(); rt.closer(rt.stop) }()
+	rt.loopWG.Add(3 + closers)
+	for range closers {
+		go func() { defer rt.loopWG.Done(); rt.closer(rt.stop) }()
+	}
 	go func() { defer rt.loopWG.Done(); rt.timers.run(rt.stop, rt.deliverAlarm) }()
 	go func() { defer rt.loopWG.Done(); rt.catalogWriter(rt.stop) }()
 	go func() { defer rt.loopWG.Done(); rt.janitor() }()
@@ -500,7 +502,12 @@ func (rt *Runtime) releaseOpenSlot() {
 
 // maxPendingCloses bounds evicted databases waiting to be closed, so open
 // files stay within MaxOpenFiles + maxPendingCloses*FilesPerObject.
-const maxPendingCloses = 4
+const maxPendingCloses = 16
+
+// closers close evicted databases in parallel: closing a WAL database
+// checkpoints it (an fsync), and a burst of activations (alarms coming
+// due on thousands of objects) evicts one database per activation.
+const closers = 4
 
 // closeLater hands an evicted store to the closer, so the event that
 // needed its slot does not wait for its checkpoint; when the closer is
