@@ -595,10 +595,16 @@ func (c *Cluster) post(ctx context.Context, host, path string, body []byte) ([]b
 	return c.do(req)
 }
 
-func (c *Cluster) do(req *http.Request) ([]byte, error) {
+// authorizeNode adds the admin token (the first, if several) to a
+// node-to-node request: a plain peer port checks it like a client's.
+func (c *Cluster) authorizeNode(req *http.Request) {
 	if token, _, _ := strings.Cut(c.cfg.AdminToken, ","); token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+}
+
+func (c *Cluster) do(req *http.Request) ([]byte, error) {
+	c.authorizeNode(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", apierr.ErrOwnerUnavailable, err)
@@ -739,9 +745,7 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	if err != nil {
 		return err
 	}
-	if token, _, _ := strings.Cut(c.cfg.AdminToken, ","); token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
+	c.authorizeNode(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return err

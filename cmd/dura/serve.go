@@ -49,6 +49,7 @@ type serveConfig struct {
 	insecure         bool
 	maxObjectBytes   int64
 	maxOpenFiles     int
+	alarmConcurrency int
 	idleTimeout      time.Duration
 	statementTimeout time.Duration
 	shutdownTimeout  time.Duration
@@ -88,6 +89,7 @@ func parseServe(env *cliEnv, args []string) (serveConfig, error) {
 	fs.BoolVar(&c.insecure, "insecure", false, "allow listening beyond loopback without a cluster secret")
 	fs.Int64Var(&c.maxObjectBytes, "max-object-bytes", 1<<30, "size limit of one object's database, in bytes")
 	fs.IntVar(&c.maxOpenFiles, "max-open-files", 3072, "files open object databases may hold (3 per open object); LRU objects are closed past it")
+	fs.IntVar(&c.alarmConcurrency, "alarm-concurrency", node.DefaultConfig("").AlarmConcurrency, "alarm runs at once on this node")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 5*time.Minute, "close an object's database after this long without events")
 	fs.DurationVar(&c.statementTimeout, "statement-timeout", 5*time.Second, "time limit of one SQL call")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight events")
@@ -253,6 +255,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	cfg.HTTPAddr = advertise
 	cfg.IdleTimeout = c.idleTimeout
 	cfg.MaxOpenFiles = c.maxOpenFiles
+	cfg.AlarmConcurrency = c.alarmConcurrency
 	cfg.MaxObjectBytes = c.maxObjectBytes
 	cfg.StatementTimeout = c.statementTimeout
 	cfg.Logger = log
