@@ -100,8 +100,8 @@ type Cluster struct {
 	// installing[p] is set while a pull of p runs here: the fence then
 	// refuses p, so no event runs on a copy an adoption may replace.
 	installing []atomic.Bool
-	timed   map[int]bool // partitions whose alarms are armed here (loop only)
-	owned   map[int]bool // partitions this node owned at the last look
+	timed      map[int]bool // partitions whose alarms are armed here (loop only)
+	owned      map[int]bool // partitions this node owned at the last look
 }
 
 // NewCluster attaches a cluster to rt (before rt.Start); no I/O.
@@ -136,7 +136,7 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 		pulled:  map[int]uint64{},
 
 		installing: make([]atomic.Bool, rt.cfg.Partitions),
-		owned:   map[int]bool{},
+		owned:      map[int]bool{},
 	}
 	rt.cluster = c
 	rt.schedule = raftSchedule{c}
