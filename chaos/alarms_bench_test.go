@@ -27,7 +27,8 @@ func TestAlarmLagProcesses(t *testing.T) {
 	const total = 10000
 	ctx := context.Background()
 	c, err := StartCluster(ctx, ClusterOptions{Nodes: 3, Bin: buildDura(t), Dir: t.TempDir(),
-		Secret: "bench-cluster-secret-0123", Token: "bench-admin-token", Extra: strings.Fields(os.Getenv("DURA_BENCH_SERVE_ARGS"))})
+		Secret: "bench-cluster-secret-0123", Token: "bench-admin-token", Extra: strings.Fields(os.Getenv("DURA_BENCH_SERVE_ARGS")),
+		DebugPorts: debugPorts()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +75,9 @@ func TestAlarmLagProcesses(t *testing.T) {
 	if time.Now().After(due) {
 		t.Fatalf("setting took past the due time")
 	}
+	if leader, err := c.Leader(ctx); err == nil {
+		t.Logf("leader: %s (pprof on 127.0.0.1:%d if DURA_BENCH_PPROF is set)", c.Nodes[leader].Name, debugPorts()+leader)
+	}
 	deadline := due.Add(10*time.Minute + 10*time.Second)
 	first := map[string]delivery{}
 	for len(first) < total && time.Now().Before(deadline) {
@@ -96,4 +100,13 @@ func TestAlarmLagProcesses(t *testing.T) {
 	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
 	t.Logf("firing lag over %d alarms (3 processes, args %q): p50 %s, p99 %s, max %s; fired %.0f/s (first to last run)",
 		total, os.Getenv("DURA_BENCH_SERVE_ARGS"), lags[total/2], lags[total*99/100], lags[total-1], float64(total)/(float64(hi-lo)/1000))
+}
+
+// debugPorts is the first pprof port of the nodes (6061) when
+// DURA_BENCH_PPROF is set, else 0 (none).
+func debugPorts() int {
+	if os.Getenv("DURA_BENCH_PPROF") != "" {
+		return 6061
+	}
+	return 0
 }

@@ -34,6 +34,8 @@ type ClusterOptions struct {
 	SmallDiskNode int
 	// Extra flags for every node's "dura serve".
 	Extra []string
+	// DebugPorts, if set, gives node i pprof on 127.0.0.1:DebugPorts+i.
+	DebugPorts int
 }
 
 // Node is one dura process (and its data, across restarts).
@@ -160,6 +162,9 @@ func (c *Cluster) start(i int, founder bool) error {
 		}
 	}
 	args = append(args, c.opt.Extra...)
+	if c.opt.DebugPorts > 0 {
+		args = append(args, "--debug-addr", fmt.Sprintf("127.0.0.1:%d", c.opt.DebugPorts+i))
+	}
 	if founder && !nd.startedOnce {
 		args = append(args, "--bootstrap-expect", strconv.Itoa(c.opt.Nodes))
 	}
