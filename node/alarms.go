@@ -70,7 +70,7 @@ func (rt *Runtime) fireAlarm(a replication.Alarm) {
 		}
 		a = cur
 		// Success clears the alarm unless the handler sets a new one.
-		inst.ev.alarm = &alarmChange{del: true}
+		inst.ev.alarm = &alarmChange{del: true, fired: a.At}
 		h, ok := inst.obj.(Alarmer)
 		if !ok {
 			return nil

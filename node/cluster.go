@@ -94,8 +94,9 @@ type Cluster struct {
 	lastRejoin time.Time   // loop only
 
 	mu      sync.Mutex
-	pulling map[int]bool   // partitions being pulled here
-	pulled  map[int]uint64 // partition -> the move (its Since) this node completed
+	fired   chan replication.FiredAlarm // alarms that ran, to clear (clearFiredLoop)
+	pulling map[int]bool                // partitions being pulled here
+	pulled  map[int]uint64              // partition -> the move (its Since) this node completed
 
 	// installing[p] is set while a pull of p runs here: the fence then
 	// refuses p, so no event runs on a copy an adoption may replace.
@@ -134,6 +135,7 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 		stop:    make(chan struct{}),
 		pulling: map[int]bool{},
 		pulled:  map[int]uint64{},
+		fired:   make(chan replication.FiredAlarm, firedBatch),
 
 		installing: make([]atomic.Bool, rt.cfg.Partitions),
 		owned:      map[int]bool{},
@@ -162,6 +164,83 @@ func (s raftSchedule) DeleteAlarm(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, Name: id})
+}
+
+// ClearFired queues the clearing of an alarm that ran for the next batch.
+func (s raftSchedule) ClearFired(id string, at time.Time) {
+	select {
+	case s.c.fired <- replication.FiredAlarm{ObjectID: id, At: at}:
+	case <-s.c.stop:
+	}
+}
+
+// Fired alarms are cleared through Raft in batches of up to
+// firedBatch, each sent firedLinger after its first entry at the latest.
+const (
+	firedBatch  = 512
+	firedLinger = 10 * time.Millisecond
+)
+
+// clearFiredLoop commits the clearing of alarms that ran, many per Raft
+// entry. A batch that cannot be committed is retried; at stop, what is
+// left gets one last try (failing that, those alarms run again after a
+// restart: at least once).
+func (c *Cluster) clearFiredLoop() {
+	var batch []replication.FiredAlarm
+	send := func(timeout time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, Fired: batch})
+	}
+	for {
+		select {
+		case f := <-c.fired:
+			batch = append(batch, f)
+		case <-c.stop:
+			for {
+				select {
+				case f := <-c.fired:
+					batch = append(batch, f)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				if err := send(2 * time.Second); err != nil {
+					c.log.Warn("alarms that ran stay scheduled and will run again", "alarms", len(batch), "err", err)
+				}
+			}
+			return
+		}
+		linger := time.NewTimer(firedLinger)
+	fill:
+		for len(batch) < firedBatch {
+			select {
+			case f := <-c.fired:
+				batch = append(batch, f)
+			case <-linger.C:
+				break fill
+			case <-c.stop:
+				break fill
+			}
+		}
+		linger.Stop()
+		for {
+			err := send(10 * time.Second)
+			if err == nil {
+				batch = batch[:0]
+				break
+			}
+			c.log.Warn("cannot clear alarms that ran; retrying", "alarms", len(batch), "err", err)
+			select {
+			case <-c.stop:
+			case <-time.After(500 * time.Millisecond):
+				continue
+			}
+			break // stopping: the outer loop's stop case tries once more
+		}
+	}
 }
 
 func (s raftSchedule) GetAlarm(id string) (replication.Alarm, bool, error) {
@@ -273,8 +352,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 		ml.Close()
 		return fail(err)
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.loop(!has) }()
+	go func() { defer c.wg.Done(); c.clearFiredLoop() }()
 	return nil
 }
 

@@ -99,3 +99,10 @@ type AlarmSchedule interface {
 	GetAlarm(id string) (replication.Alarm, bool, error)
 	Alarms() ([]replication.Alarm, error)
 }
+
+// firedClearer is a schedule that clears alarms that ran in batches: the
+// alarm of object id that was due at at goes, shortly, unless it was set
+// again meanwhile. It returns at once.
+type firedClearer interface {
+	ClearFired(id string, at time.Time)
+}

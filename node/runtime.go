@@ -321,6 +321,9 @@ type event struct {
 type alarmChange struct {
 	del bool
 	a   replication.Alarm
+	// fired, on a deletion, is the time of the alarm that just ran: the
+	// schedule may clear it later (and only if it was not set again).
+	fired time.Time
 }
 
 // acquire finds or creates the instance of ref and pins it against eviction.
@@ -675,8 +678,15 @@ func (rt *Runtime) commit(inst *instance, ev *event) error {
 }
 
 func (rt *Runtime) applyAlarm(ref objectRef, c *alarmChange) error {
+	fc, batched := rt.schedule.(firedClearer)
 	if c.del {
-		if err := rt.schedule.DeleteAlarm(ref.id); err != nil {
+		if batched && !c.fired.IsZero() {
+			// A run that succeeded: its clearing joins the next batch
+			// instead of holding the object (and an alarm slot) for a
+			// commit of its own. Until then this node reads it as gone;
+			// a crash before the batch commits can only run it again.
+			fc.ClearFired(ref.id, c.fired)
+		} else if err := rt.schedule.DeleteAlarm(ref.id); err != nil {
 			return err
 		}
 		rt.noteRecent(c, ref.id)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 )
 
 // MemberStatus is a member's place in the cluster's life cycle.
@@ -92,9 +93,20 @@ type Command struct {
 	// Alarm is the alarm of put_alarm; Name holds the object ID of
 	// delete_alarm.
 	Alarm *Alarm `json:"alarm,omitempty"`
+	// Fired, on delete_alarm, clears many alarms that ran, each only if
+	// it is still the one that ran (same time): an alarm set again since
+	// stays. Versions before it ignore the field and clear nothing, which
+	// can only make such alarms run again.
+	Fired []FiredAlarm `json:"fired,omitempty"`
 	// Hops counts how often a node passed the command on towards the
 	// leader (at most once); the state machine ignores it.
 	Hops int `json:"hops,omitempty"`
+}
+
+// FiredAlarm names an alarm that ran: its object and the time it was for.
+type FiredAlarm struct {
+	ObjectID string    `json:"id"`
+	At       time.Time `json:"at"`
 }
 
 // Apply changes the state by c, or returns why it cannot (the state is

@@ -323,12 +323,23 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 		return nil
 	case CmdDeleteAlarm:
 		f.mu.Lock()
-		old, had := f.alarms[c.Name]
-		delete(f.alarms, c.Name)
+		var gone []Alarm
+		if old, had := f.alarms[c.Name]; had && c.Name != "" {
+			delete(f.alarms, c.Name)
+			gone = append(gone, old)
+		}
+		for _, fa := range c.Fired {
+			if old, had := f.alarms[fa.ObjectID]; had && old.At.Equal(fa.At) {
+				delete(f.alarms, fa.ObjectID)
+				gone = append(gone, old)
+			}
+		}
 		st := f.state
 		f.mu.Unlock()
-		if had && f.onAlarm != nil {
-			f.onAlarm(old, true, st)
+		if f.onAlarm != nil {
+			for _, old := range gone {
+				f.onAlarm(old, true, st)
+			}
 		}
 		return nil
 	}

@@ -103,6 +103,22 @@ func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
 	if err := l.Apply(Command{Kind: CmdDeleteAlarm, Name: "o2"}, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Alarms that ran are cleared in batches, each only if it was not set
+	// again since: o3 ran at its time and goes; o1 is cleared for a time it
+	// does not have and stays.
+	if err := l.Apply(Command{Kind: CmdPutAlarm, Alarm: &Alarm{ObjectID: "o3", Class: "db", Name: "z", At: at, Scheduled: at}}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	fired := []FiredAlarm{{ObjectID: "o3", At: at}, {ObjectID: "o1", At: at.Add(-time.Second)}, {ObjectID: "nope", At: at}}
+	if err := l.Apply(Command{Kind: CmdDeleteAlarm, Fired: fired}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Alarm("o3"); ok {
+		t.Fatal("o3 ran and was not cleared")
+	}
+	if _, ok := l.Alarm("o1"); !ok {
+		t.Fatal("o1 was cleared for a time it did not have")
+	}
 	// Snapshots compact the log and a restarted node restores from them.
 	if err := l.Snapshot(); err != nil {
 		t.Fatal(err)
