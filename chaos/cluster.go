@@ -64,6 +64,13 @@ type Cluster struct {
 	Nodes   []*Node
 }
 
+// status says whether the node runs and whether it is paused.
+func (nd *Node) status() (running, paused bool) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.running, nd.paused
+}
+
 // setState records a node's state (containers are not watched).
 func (nd *Node) setState(running, paused bool) {
 	nd.mu.Lock()
@@ -231,8 +238,9 @@ func (c *Cluster) signal(i int, sig syscall.Signal) error {
 // Kill stops node i with SIGKILL and waits for it to be gone.
 func (c *Cluster) Kill(i int) error {
 	nd := c.Nodes[i]
+	_, paused := nd.status()
 	if c.compose != nil {
-		if nd.paused {
+		if paused {
 			c.compose.run("unpause", nd.Name)
 		}
 		if err := c.compose.run("kill", "-s", "SIGKILL", nd.Name); err != nil {
@@ -241,14 +249,14 @@ func (c *Cluster) Kill(i int) error {
 		nd.setState(false, false)
 		return nil
 	}
-	if nd.paused {
+	if paused {
 		c.signal(i, syscall.SIGCONT)
 	}
 	if err := c.signal(i, syscall.SIGKILL); err != nil {
 		return err
 	}
 	<-nd.done
-	nd.paused = false
+	nd.setState(false, false)
 	return nil
 }
 
@@ -402,10 +410,7 @@ func (c *Cluster) Close() {
 		return
 	}
 	for _, nd := range c.nodes() {
-		nd.mu.Lock()
-		running := nd.running
-		nd.mu.Unlock()
-		if running {
+		if running, _ := nd.status(); running {
 			c.Kill(nd.Index)
 		}
 		if nd.mounted {

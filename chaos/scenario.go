@@ -330,10 +330,11 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 		nt.HealAll(len(c.Nodes))
 	}
 	for _, nd := range c.nodes() {
-		if nd.paused {
+		running, paused := nd.status()
+		if paused {
 			c.Resume(nd.Index)
 		}
-		if !nd.running {
+		if !running {
 			c.Restart(nd.Index)
 		}
 	}
