@@ -14,7 +14,7 @@ import (
 // buildDura builds the dura binary for the run (or takes DURA_CHAOS_BIN).
 func buildDura(t *testing.T) string {
 	t.Helper()
-	if bin := binaryEnv(); bin != "" {
+	if bin := os.Getenv("DURA_CHAOS_BIN"); bin != "" {
 		return bin
 	}
 	bin := filepath.Join(t.TempDir(), "dura")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -430,6 +429,3 @@ func Names() []string {
 	sort.Strings(out)
 	return out
 }
-
-// binaryEnv lets a run use a prebuilt binary.
-func binaryEnv() string { return os.Getenv("DURA_CHAOS_BIN") }

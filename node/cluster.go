@@ -93,13 +93,13 @@ type Cluster struct {
 	catchUp    uint64      // leader's commit index to reach (loop only)
 	lastRejoin time.Time   // loop only
 
-	mu      sync.Mutex
-	fired   chan replication.FiredAlarm // alarms that ran, to clear (clearFiredLoop)
-	pulling map[int]bool                // partitions being pulled here
-	pulled  map[int]uint64              // partition -> the move (its Since) this node completed
+	mu     sync.Mutex
+	fired  chan replication.FiredAlarm // alarms that ran, to clear (clearFiredLoop)
+	pulled map[int]uint64              // partition -> the move (its Since) this node completed
 
-	// installing[p] is set while a pull of p runs here: the fence then
-	// refuses p, so no event runs on a copy an adoption may replace.
+	// installing[p] is set while a pull of p runs here (at most one): the
+	// fence then refuses p, so no event runs on a copy an adoption may
+	// replace.
 	installing []atomic.Bool
 	timed      map[int]bool // partitions whose alarms are armed here (loop only)
 	owned      map[int]bool // partitions this node owned at the last look
@@ -129,13 +129,12 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 	}
 	c := &Cluster{
 		cfg: cfg, rt: rt, log: log,
-		hc:      &http.Client{Transport: tr, Timeout: 5 * time.Minute},
-		fwd:     &http.Client{Transport: tr},
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		pulling: map[int]bool{},
-		pulled:  map[int]uint64{},
-		fired:   make(chan replication.FiredAlarm, firedBatch),
+		hc:     &http.Client{Transport: tr, Timeout: 5 * time.Minute},
+		fwd:    &http.Client{Transport: tr},
+		kick:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		pulled: map[int]uint64{},
+		fired:  make(chan replication.FiredAlarm, firedBatch),
 
 		installing: make([]atomic.Bool, rt.cfg.Partitions),
 		owned:      map[int]bool{},
@@ -187,47 +186,28 @@ const (
 // restart: at least once).
 func (c *Cluster) clearFiredLoop() {
 	var batch []replication.FiredAlarm
-	send := func(timeout time.Duration) error {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		return c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, Fired: batch})
-	}
 	for {
 		select {
 		case f := <-c.fired:
 			batch = append(batch, f)
 		case <-c.stop:
-			for {
-				select {
-				case f := <-c.fired:
-					batch = append(batch, f)
-					continue
-				default:
-				}
-				break
-			}
-			if len(batch) > 0 {
-				if err := send(2 * time.Second); err != nil {
-					c.log.Warn("alarms that ran stay scheduled and will run again", "alarms", len(batch), "err", err)
-				}
-			}
+			c.lastFired(batch)
 			return
 		}
-		linger := time.NewTimer(firedLinger)
+		linger := time.After(firedLinger)
 	fill:
 		for len(batch) < firedBatch {
 			select {
 			case f := <-c.fired:
 				batch = append(batch, f)
-			case <-linger.C:
+			case <-linger:
 				break fill
 			case <-c.stop:
 				break fill
 			}
 		}
-		linger.Stop()
 		for {
-			err := send(10 * time.Second)
+			err := c.clearFired(batch, 10*time.Second)
 			if err == nil {
 				batch = batch[:0]
 				break
@@ -235,12 +215,32 @@ func (c *Cluster) clearFiredLoop() {
 			c.log.Warn("cannot clear alarms that ran; retrying", "alarms", len(batch), "err", err)
 			select {
 			case <-c.stop:
+				c.lastFired(batch)
+				return
 			case <-time.After(500 * time.Millisecond):
-				continue
 			}
-			break // stopping: the outer loop's stop case tries once more
 		}
 	}
+}
+
+// lastFired tries once, at stop, to clear batch and what is still queued.
+func (c *Cluster) lastFired(batch []replication.FiredAlarm) {
+	for len(c.fired) > 0 {
+		batch = append(batch, <-c.fired)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	if err := c.clearFired(batch, 2*time.Second); err != nil {
+		c.log.Warn("alarms that ran stay scheduled and will run again", "alarms", len(batch), "err", err)
+	}
+}
+
+// clearFired commits one batch of alarms that ran.
+func (c *Cluster) clearFired(batch []replication.FiredAlarm, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, Fired: batch})
 }
 
 func (s raftSchedule) GetAlarm(id string) (replication.Alarm, bool, error) {
@@ -779,15 +779,13 @@ func (c *Cluster) followPlacement() {
 		// A move this node completed may still show here as pending for a
 		// moment (its handoff_done is committed, not yet applied here):
 		// pulling it again would install the old copy over new writes.
-		if part.Target == c.cfg.Name && part.Owner != c.cfg.Name && !c.pulling[p] && c.pulled[p] != part.Since {
-			c.pulling[p] = true
+		if part.Target == c.cfg.Name && part.Owner != c.cfg.Name && !c.installing[p].Load() && c.pulled[p] != part.Since {
 			c.installing[p].Store(true)
 			c.wg.Add(1)
 			go func(p int, owner string, since uint64) {
 				defer c.wg.Done()
 				err := c.pull(p, owner, since)
 				c.mu.Lock()
-				delete(c.pulling, p)
 				c.installing[p].Store(false)
 				c.mu.Unlock()
 				if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -169,13 +170,9 @@ func (s *Server) routes() {
 	if al, ok := b.(AlarmLister); ok {
 		s.handle("GET /v1/alarms", "alarms", func(w http.ResponseWriter, r *http.Request) error {
 			q := r.URL.Query()
-			limit := 100
-			if v := q.Get("limit"); v != "" {
-				n, err := strconv.Atoi(v)
-				if err != nil || n <= 0 || n > 1000 {
-					return fmt.Errorf("%w: limit must be 1..1000", apierr.ErrBadRequest)
-				}
-				limit = n
+			limit, err := pageLimit(q)
+			if err != nil {
+				return err
 			}
 			var before int64
 			if v := q.Get("before"); v != "" {
@@ -570,17 +567,26 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > 1000 {
-			return fmt.Errorf("%w: limit must be 1..1000", apierr.ErrBadRequest)
-		}
-		limit = n
+	limit, err := pageLimit(q)
+	if err != nil {
+		return err
 	}
 	list, err := s.cfg.Backend.ListObjects(r.Context(), q.Get("class"), q.Get("cursor"), limit)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, list)
+}
+
+// pageLimit reads a listing's limit: 1..1000, 100 when absent.
+func pageLimit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 || n > 1000 {
+		return 0, fmt.Errorf("%w: limit must be 1..1000", apierr.ErrBadRequest)
+	}
+	return n, nil
 }

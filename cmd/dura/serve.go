@@ -134,7 +134,7 @@ func (c *serveConfig) validate() error {
 			return usageErr("--secret: %v", err)
 		}
 	}
-	if n := btoi(c.tlsCert != "") + btoi(c.tlsKey != "") + btoi(c.tlsCA != ""); n != 0 && n != 3 {
+	if (c.tlsCert == "") != (c.tlsKey == "") || (c.tlsCert == "") != (c.tlsCA == "") {
 		return usageErr("--tls-cert, --tls-key and --tls-ca go together")
 	}
 	if c.apiToken != "" && c.apiToken == c.adminToken {
@@ -206,13 +206,6 @@ func (c *serveConfig) peerSecurity() (*tls.Config, [][]byte, error) {
 		conf, err = peer.FromSecrets(c.secrets())
 	}
 	return conf, keys, err
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // isLoopback reports whether host only listens on the loopback interface.
