@@ -286,32 +286,27 @@ func (c *Cluster) Stop(i int, timeout time.Duration) error {
 	}
 }
 
-// Pause freezes node i (SIGSTOP); Resume thaws it.
-func (c *Cluster) Pause(i int) error {
-	var err error
-	if c.compose != nil {
-		err = c.compose.run("pause", c.Nodes[i].Name)
-	} else {
-		err = c.signal(i, syscall.SIGSTOP)
-	}
-	if err != nil {
-		return err
-	}
-	c.Nodes[i].setState(true, true)
-	return nil
-}
+// Pause freezes node i (SIGSTOP, or the container's cgroup freezer);
+// Resume thaws it.
+func (c *Cluster) Pause(i int) error  { return c.setPaused(i, true) }
+func (c *Cluster) Resume(i int) error { return c.setPaused(i, false) }
 
-func (c *Cluster) Resume(i int) error {
+func (c *Cluster) setPaused(i int, paused bool) error {
 	var err error
-	if c.compose != nil {
+	switch {
+	case c.compose != nil && paused:
+		err = c.compose.run("pause", c.Nodes[i].Name)
+	case c.compose != nil:
 		err = c.compose.run("unpause", c.Nodes[i].Name)
-	} else {
+	case paused:
+		err = c.signal(i, syscall.SIGSTOP)
+	default:
 		err = c.signal(i, syscall.SIGCONT)
 	}
 	if err != nil {
 		return err
 	}
-	c.Nodes[i].setState(true, false)
+	c.Nodes[i].setState(true, paused)
 	return nil
 }
 
