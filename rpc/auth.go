@@ -64,11 +64,11 @@ func (s *Server) authorize(r *http.Request) (string, error) {
 		return "peer", nil
 	}
 	path := r.URL.Path
-	needAdmin := strings.HasPrefix(path, "/v1/") && s.cfg.AdminToken != ""
-	needAPI := strings.HasPrefix(path, "/objects/") && s.cfg.APIToken != ""
+	needAdmin := strings.HasPrefix(path, "/v1/") && len(s.adminTokens) > 0
+	needAPI := strings.HasPrefix(path, "/objects/") && len(s.apiTokens) > 0
 	token, hasToken := bearer(r)
-	isAdmin := hasToken && tokenIn(token, s.cfg.AdminToken)
-	isAPI := hasToken && tokenIn(token, s.cfg.APIToken)
+	isAdmin := hasToken && s.adminTokens.has(token)
+	isAPI := hasToken && s.apiTokens.has(token)
 	caller := "anonymous"
 	switch {
 	case isAdmin:
@@ -98,14 +98,25 @@ func bearer(r *http.Request) (string, bool) {
 	return token, ok && token != ""
 }
 
-// tokenIn reports, in constant time per candidate, whether token is one
-// of the comma-separated tokens of list (several during a rotation).
-func tokenIn(token, list string) bool {
-	found := 0
+// tokens are the accepted bearer tokens of one scope (several during a
+// rotation), split once from their comma-separated configuration.
+type tokens [][]byte
+
+func parseTokens(list string) tokens {
+	var out tokens
 	for _, t := range strings.Split(list, ",") {
 		if t != "" {
-			found |= subtle.ConstantTimeCompare([]byte(token), []byte(t))
+			out = append(out, []byte(t))
 		}
+	}
+	return out
+}
+
+// has reports, in constant time per candidate, whether token is one of them.
+func (ts tokens) has(token string) bool {
+	found := 0
+	for _, t := range ts {
+		found |= subtle.ConstantTimeCompare([]byte(token), t)
 	}
 	return found == 1
 }

@@ -71,11 +71,13 @@ type ServerConfig struct {
 
 // Server is the HTTP API of one node. It is safe for concurrent use.
 type Server struct {
-	cfg      ServerConfig
-	log      *slog.Logger
-	mux      *cleanMux
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	cfg         ServerConfig
+	adminTokens tokens
+	apiTokens   tokens
+	log         *slog.Logger
+	mux         *cleanMux
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
 }
 
 // NewServer builds the API; it does no I/O.
@@ -93,8 +95,10 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.Forwarder = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
 	}
 	s := &Server{
-		cfg: cfg,
-		log: cfg.Logger,
+		cfg:         cfg,
+		adminTokens: parseTokens(cfg.AdminToken),
+		apiTokens:   parseTokens(cfg.APIToken),
+		log:         cfg.Logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dura_http_requests_total", Help: "HTTP requests by class, route and status.",
 		}, []string{"class", "route", "status"}),
