@@ -88,6 +88,14 @@ type Store struct {
 	totalChanges int64 // total_changes() after the last statement
 	lastChanges  int64 // changes() after the last statement
 	lastInsertID int64 // last_insert_rowid() after the last statement
+	// countersStale is set when the store's own statements may have
+	// written since the counters were read: the next user statement reads
+	// them first, so bookkeeping rows never count as the caller's.
+	countersStale bool
+	// inserted is set once the event's own statements inserted a row:
+	// last_insert_rowid() is the connection's, and an event that
+	// inserted nothing reports 0, not an earlier event's row.
+	inserted bool
 	kvReady      bool  // _dura_kv is known to exist
 	closed       bool
 }
@@ -175,6 +183,7 @@ func (s *Store) Begin() error {
 		return err
 	}
 	s.inEvent = true
+	s.inserted = false
 	s.savepoint = s.savepoint[:0]
 	return nil
 }
@@ -364,6 +373,11 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 	if strings.EqualFold(firstWord(stmt), "ROLLBACK") {
 		s.kvReady = false // ROLLBACK TO may undo the KV table's creation
 	}
+	if s.countersStale {
+		if err := s.refreshChanges(); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := s.conn.QueryContext(ctx, stmt, args)
 	if err != nil {
 		return nil, s.noteAbort(s.userErr(ctx, err))
@@ -395,16 +409,34 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 		return nil, s.noteAbort(s.userErr(ctx, err))
 	}
 	cur.rowsRead = int64(len(cur.rows))
-	before := s.totalChanges
+	before, beforeID := s.totalChanges, s.lastInsertID
 	if err := s.refreshChanges(); err != nil {
 		return nil, err
 	}
 	cur.rowsWritten = s.totalChanges - before
 	if cur.rowsWritten > 0 {
 		cur.changes = s.lastChanges
+		if w := strings.ToUpper(firstWord(stmt)); w == "INSERT" || w == "REPLACE" {
+			s.inserted = true
+		}
 	}
-	cur.lastInsertID = s.lastInsertID
+	if s.lastInsertID != beforeID {
+		s.inserted = true
+	}
+	if s.inserted {
+		cur.lastInsertID = s.lastInsertID
+	}
 	return cur, nil
+}
+
+// isTxControl reports whether the store's own statement q only opens or
+// closes a transaction or savepoint, so it changes no counter.
+func isTxControl(q string) bool {
+	switch strings.ToUpper(firstWord(q)) {
+	case "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE":
+		return true
+	}
+	return false
 }
 
 func firstWord(stmt string) string {
@@ -448,6 +480,7 @@ func (s *Store) refreshChanges() error {
 		return classify(err)
 	}
 	s.lastChanges, s.lastInsertID, s.totalChanges = v[0].(int64), v[1].(int64), v[2].(int64)
+	s.countersStale = false
 	return nil
 }
 
@@ -472,6 +505,9 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 	}
 	s.internal = true
 	defer func() { s.internal = false }()
+	if !isTxControl(q) {
+		s.countersStale = true
+	}
 	stmts := []string{q}
 	if strings.IndexByte(q, ';') >= 0 {
 		if stmts, err = splitStatements(q); err != nil {

@@ -387,3 +387,48 @@ func TestListAlarms(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 }
+
+// TestResultCountersAreTheCallers: rows_written, changes and last_insert_id
+// count the caller's own statements, never the object's bookkeeping
+// (its identity row on the first call, the KV table) or an earlier event.
+func TestResultCountersAreTheCallers(t *testing.T) {
+	n := startNode(t, "")
+	type counters struct {
+		RowsWritten  int64 `json:"rows_written"`
+		Changes      int64 `json:"changes"`
+		LastInsertID int64 `json:"last_insert_id"`
+	}
+	sql := func(obj, stmt string) counters {
+		t.Helper()
+		code, _, body := n.raw(t, "POST", "/v1/objects/db/"+obj+"/sql", `{"sql":`+fmt.Sprintf("%q", stmt)+`}`)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", stmt, code, body)
+		}
+		var out struct{ Results []counters }
+		if err := json.Unmarshal([]byte(body), &out); err != nil || len(out.Results) != 1 {
+			t.Fatalf("%s: %s (%v)", stmt, body, err)
+		}
+		return out.Results[0]
+	}
+	steps := []struct {
+		name, obj, stmt string
+		want            counters
+	}{
+		{"first call on a new object", "fresh", "SELECT 1", counters{}},
+		{"create", "fresh", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", counters{}},
+		{"insert", "fresh", "INSERT INTO t (v) VALUES ('a')", counters{1, 1, 1}},
+		{"select after an insert event", "fresh", "SELECT 1", counters{}},
+		{"update", "fresh", "UPDATE t SET v = 'b'", counters{1, 1, 0}},
+	}
+	for _, s := range steps {
+		if got := sql(s.obj, s.stmt); got != s.want {
+			t.Errorf("%s: %+v, want %+v", s.name, got, s.want)
+		}
+	}
+	if code, _, body := n.raw(t, "PUT", "/v1/objects/db/fresh/kv/k", `{"x":1}`); code != http.StatusOK {
+		t.Fatalf("kv put: %d %s", code, body)
+	}
+	if got := sql("fresh", "SELECT 1"); got != (counters{}) {
+		t.Errorf("select after a KV write: %+v, want zeros", got)
+	}
+}
