@@ -18,6 +18,7 @@ func Classes() map[string]node.Constructor {
 		"documents":  NewDocuments,
 		"compressed": NewCompressed,
 		"reminders":  NewReminders,
+		"sharded":    NewSharded,
 		"versioned":  NewVersioned(VersionedLatest),
 	}
 }

@@ -53,6 +53,7 @@ func (rt *Runtime) Call(ctx context.Context, class, name string, w http.Response
 		return err
 	}
 	buf := newBufferedResponse()
+	ctx = withChainHeader(ctx, r.Header.Get(rpc.HeaderChain))
 	err = rt.run(ctx, ref, func(inst *instance) error {
 		return inst.obj.Fetch(buf, r.WithContext(inst.ev.ctx))
 	}, nil)

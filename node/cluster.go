@@ -2,7 +2,6 @@ package node
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -18,7 +17,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,14 +69,19 @@ type ClusterConfig struct {
 // with fencing, and partition handoff. All methods are safe to call
 // concurrently.
 type Cluster struct {
-	cfg  ClusterConfig
-	rt   *Runtime
-	log  *slog.Logger
-	ml   *placement.Membership
-	raft *replication.RaftNode
-	port *peer.Port
-	hc   *http.Client // node-to-node calls, through peer ports
-	fwd  *http.Client // forwarded client requests, no overall timeout
+	cfg   ClusterConfig
+	rt    *Runtime
+	log   *slog.Logger
+	ml    *placement.Membership
+	raft  *replication.RaftNode
+	port  *peer.Port
+	hc    *http.Client    // node-to-node calls, through peer ports
+	fwd   *http.Client    // forwarded client requests, no overall timeout
+	peers *rpc.PeerClient // node-to-node calls, answers decoded as the API's
+
+	// changed is closed and replaced at every change that may let a
+	// waiting request through (rpc.Router.Changed).
+	changed atomic.Pointer[chan struct{}]
 
 	peerSrv     *http.Server
 	peerHandler atomic.Pointer[http.Handler]
@@ -87,6 +90,9 @@ type Cluster struct {
 	kick  chan struct{}
 	stop  chan struct{}
 	wg    sync.WaitGroup
+
+	incarnation string      // this data directory's identity (Start)
+	lostLogged  atomic.Bool // the data-lost ERROR was logged
 
 	leaving    atomic.Bool // Leave was called: never rejoin
 	caughtUp   atomic.Bool // applied what the leader had committed after start
@@ -121,12 +127,9 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	dialer := peer.Dialer{TLS: cfg.TLS}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dialer.Dial(ctx, addr, peer.KindHTTP)
-		},
-		MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
-	}
+	tr := rpc.NewPeerTransport(func(ctx context.Context, addr string) (net.Conn, error) {
+		return dialer.Dial(ctx, addr, peer.KindHTTP)
+	})
 	c := &Cluster{
 		cfg: cfg, rt: rt, log: log,
 		hc:     &http.Client{Transport: tr, Timeout: 5 * time.Minute},
@@ -139,6 +142,9 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 		installing: make([]atomic.Bool, rt.cfg.Partitions),
 		owned:      map[int]bool{},
 	}
+	c.peers = rpc.NewPeerClient(c.hc, cfg.AdminToken)
+	ch := make(chan struct{})
+	c.changed.Store(&ch)
 	rt.cluster = c
 	rt.schedule = raftSchedule{c}
 	rt.replicated = true
@@ -300,6 +306,11 @@ func assignPartitions(members []string, p replication.RingParams) []string {
 // Start opens Raft and gossip, joins or forms the cluster, and starts the
 // loops that keep placement and data in step.
 func (c *Cluster) Start(ctx context.Context) error {
+	inc, err := loadIncarnation(c.rt.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	c.incarnation = inc
 	port, err := peer.Listen(c.cfg.RaftBind, c.cfg.RaftAdvertise, c.cfg.TLS, c.log)
 	if err != nil {
 		return err
@@ -334,7 +345,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	ml, err := placement.NewMembership(placement.MembershipConfig{
 		Name: c.cfg.Name, Bind: c.cfg.GossipBind, Advertise: c.cfg.GossipAdvertise, Keys: c.cfg.GossipKeys,
-		Meta:     placement.MemberMeta{HTTP: c.cfg.HTTP, Raft: r.Addr()},
+		Meta:     placement.MemberMeta{HTTP: c.cfg.HTTP, Raft: r.Addr(), Incarnation: c.incarnation},
 		OnChange: c.poke, Logger: c.log, Fast: c.cfg.Fast,
 	})
 	if err == nil {
@@ -363,8 +374,19 @@ func (c *Cluster) Start(ctx context.Context) error {
 // may be busy), then wakes the loop.
 func (c *Cluster) stateChanged(st *replication.ClusterState) {
 	c.state.Store(st)
+	c.notify()
 	c.poke()
 }
+
+// notify wakes the requests waiting for an owner (Changed).
+func (c *Cluster) notify() {
+	next := make(chan struct{})
+	close(*c.changed.Swap(&next))
+}
+
+// Changed implements rpc.Router: closed at the next change of this
+// node's cluster state, catching up or installing.
+func (c *Cluster) Changed() <-chan struct{} { return *c.changed.Load() }
 
 func (c *Cluster) poke() {
 	select {
@@ -439,8 +461,7 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		// committed, and applies them, only after committing one of its
 		// own term: the barrier waits for that.
 		if c.raft.Barrier(2*time.Second) == nil {
-			c.caughtUp.Store(true)
-			c.timed = nil // arm every alarm of this node from now on
+			c.setCaughtUp()
 		}
 		return
 	}
@@ -452,11 +473,7 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/v1/internal/commit", nil)
-		if err != nil {
-			return
-		}
-		b, err := c.do(req)
+		b, err := c.peers.Call(ctx, rpc.Peer{Name: m.Name, Addr: m.Raft}, http.MethodGet, "/v1/internal/commit", nil)
 		var resp struct{ Index uint64 }
 		if err != nil || json.Unmarshal(b, &resp) != nil || resp.Index == 0 {
 			return
@@ -464,9 +481,15 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		c.catchUp = resp.Index
 	}
 	if c.raft.AppliedIndex() >= c.catchUp {
-		c.caughtUp.Store(true)
-		c.timed = nil // arm every alarm of this node from now on
+		c.setCaughtUp()
 	}
+}
+
+// setCaughtUp lets this node serve (loop only).
+func (c *Cluster) setCaughtUp() {
+	c.caughtUp.Store(true)
+	c.timed = nil // arm every alarm of this node from now on
+	c.notify()
 }
 
 // CommitIndex answers a restarted node asking how far to catch up.
@@ -491,14 +514,14 @@ func (c *Cluster) rejoinIfGone() {
 	if c.leaving.Load() || time.Since(c.lastRejoin) < 2*time.Second {
 		return
 	}
-	if m := st.Members[c.cfg.Name]; m != nil && m.Status == replication.Active {
+	if m := st.Members[c.cfg.Name]; m != nil && m.Status == replication.Active && (m.Incarnation == c.incarnation || m.DataLost) {
 		return
 	}
 	if st.Epoch == 0 && len(c.cfg.Join) == 0 {
 		return // bootstrapping: the leader admits itself
 	}
 	c.lastRejoin = time.Now()
-	me := replication.Member{Name: c.cfg.Name, HTTP: c.cfg.HTTP, Raft: c.raft.Addr(), Gossip: c.ml.Addr(), Status: replication.Active}
+	me := replication.Member{Name: c.cfg.Name, HTTP: c.cfg.HTTP, Raft: c.raft.Addr(), Gossip: c.ml.Addr(), Status: replication.Active, Incarnation: c.incarnation}
 	b, _ := json.Marshal(replication.Command{Kind: replication.CmdJoin, Member: me})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -506,7 +529,7 @@ func (c *Cluster) rejoinIfGone() {
 		if p.Name == c.cfg.Name || p.State != "alive" || p.Meta.Raft == "" {
 			continue
 		}
-		if _, err := c.post(ctx, p.Meta.Raft, "/v1/internal/apply", b); err == nil {
+		if _, err := c.peers.Call(ctx, rpc.Peer{Name: p.Name, Addr: p.Meta.Raft}, http.MethodPost, "/v1/internal/apply", b); err == nil {
 			return
 		}
 	}
@@ -558,12 +581,12 @@ func (c *Cluster) lead() {
 			continue
 		}
 		m := st.Members[p.Name]
-		want := replication.Member{Name: p.Name, HTTP: p.Meta.HTTP, Raft: p.Meta.Raft, Gossip: p.Gossip, Status: replication.Active}
-		// Admit newcomers and record changed addresses of active members.
-		// A member that left or was removed comes back only by asking
-		// (rejoin), so a node that just finished leaving is not re-admitted
-		// while its gossip is still up.
-		if m == nil || m.Status == replication.Active && *m != want {
+		want := replication.Member{Name: p.Name, HTTP: p.Meta.HTTP, Raft: p.Meta.Raft, Gossip: p.Gossip, Status: replication.Active, Incarnation: p.Meta.Incarnation}
+		// Admit newcomers and record changed addresses (and lost data
+		// directories) of active members. A member that left or was
+		// removed comes back only by asking (rejoin), so a node that just
+		// finished leaving is not re-admitted while its gossip is still up.
+		if m == nil || m.Status == replication.Active && *m != replication.Rejoined(m, want) {
 			c.applyLocal(replication.Command{Kind: replication.CmdJoin, Member: want})
 		}
 	}
@@ -638,7 +661,7 @@ func (c *Cluster) Apply(ctx context.Context, cmd replication.Command) error {
 		return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
 	}
 	b, _ := json.Marshal(cmd)
-	_, err := c.post(ctx, m.Raft, "/v1/internal/apply", b)
+	_, err := c.peers.Call(ctx, rpc.Peer{Name: m.Name, Addr: m.Raft}, http.MethodPost, "/v1/internal/apply", b)
 	return err
 }
 
@@ -658,43 +681,13 @@ func (c *Cluster) ApplyCommand(ctx context.Context, body []byte) error {
 		}
 		cmd.Hops++
 		b, _ := json.Marshal(cmd)
-		_, err = c.post(ctx, m.Raft, "/v1/internal/apply", b)
+		_, err = c.peers.Call(ctx, rpc.Peer{Name: m.Name, Addr: m.Raft}, http.MethodPost, "/v1/internal/apply", b)
 		return err
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", apierr.ErrConflict, err)
 	}
 	return nil
-}
-
-func (c *Cluster) post(ctx context.Context, host, path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+host+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	return c.do(req)
-}
-
-// authorizeNode adds the admin token (the first, if several) to a
-// node-to-node request: a plain peer port checks it like a client's.
-func (c *Cluster) authorizeNode(req *http.Request) {
-	if token, _, _ := strings.Cut(c.cfg.AdminToken, ","); token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-}
-
-func (c *Cluster) do(req *http.Request) ([]byte, error) {
-	c.authorizeNode(req)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", apierr.ErrOwnerUnavailable, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%w: %s answered %d: %s", apierr.ErrOwnerUnavailable, req.URL.Host, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	return b, nil
 }
 
 // lease is how long a node keeps serving without hearing from a Raft
@@ -711,11 +704,15 @@ func (c *Cluster) lease() time.Duration {
 // for longer than the lease stops serving, so a forced removal (which
 // waits the lease out) never leaves two nodes serving one partition.
 func (c *Cluster) fence(p int) error {
+	return apierr.NotExecuted(c.fenceErr(p))
+}
+
+func (c *Cluster) fenceErr(p int) error {
 	if since := time.Since(c.raft.LastContact()); since > c.lease() {
-		return fmt.Errorf("%w: no contact with the Raft leader for %s", apierr.ErrOwnerUnavailable, since.Round(time.Millisecond))
+		return fmt.Errorf("%w: node %s has had no contact with the Raft leader for %s", apierr.ErrOwnerUnavailable, c.cfg.Name, since.Round(time.Millisecond))
 	}
 	if !c.caughtUp.Load() {
-		return fmt.Errorf("%w: catching up with the Raft log", apierr.ErrOwnerUnavailable)
+		return fmt.Errorf("%w: node %s is catching up with the cluster", apierr.ErrOwnerUnavailable, c.cfg.Name)
 	}
 	st := c.state.Load()
 	if st == nil || p >= len(st.Partitions) {
@@ -723,39 +720,46 @@ func (c *Cluster) fence(p int) error {
 	}
 	part := st.Partitions[p]
 	if part.Owner != c.cfg.Name || !part.Ready() {
-		return fmt.Errorf("%w: partition %d is not served here now (owner %q, moving to %q)", apierr.ErrOwnerUnavailable, p, part.Owner, part.Target)
+		return fmt.Errorf("%w: partition %d is not served by node %s now (owner %q, moving to %q)", apierr.ErrOwnerUnavailable, p, c.cfg.Name, part.Owner, part.Target)
+	}
+	if err := c.dataMissing(st); err != nil {
+		return err
 	}
 	if c.installing[p].Load() {
-		return fmt.Errorf("%w: partition %d is being installed here", apierr.ErrOwnerUnavailable, p)
+		return fmt.Errorf("%w: partition %d is being installed on node %s", apierr.ErrOwnerUnavailable, p, c.cfg.Name)
 	}
 	return nil
 }
 
-// Route implements rpc.Router.
-func (c *Cluster) Route(class, name string) (string, bool, error) {
+// Route implements rpc.Router. Its refusals did not run the request
+// (apierr.NotExecuted), so the entry node may wait and try again.
+func (c *Cluster) Route(class, name string) (rpc.Peer, bool, error) {
 	if placement.ValidateClass(class) != nil || placement.ValidateName(name) != nil {
-		return "", true, nil // let the local handler answer the bad request
+		return rpc.Peer{}, true, nil // let the local handler answer the bad request
 	}
 	st := c.state.Load()
 	p := placement.PartitionOf(placement.ObjectID(class, name), c.rt.cfg.Partitions)
 	if st == nil || p >= len(st.Partitions) {
-		return "", false, fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable)
+		return rpc.Peer{}, false, apierr.NotExecuted(fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable))
 	}
 	part := st.Partitions[p]
 	if !part.Ready() {
-		return "", false, fmt.Errorf("%w: partition %d is moving from %s to %s", apierr.ErrOwnerUnavailable, p, part.Owner, part.Target)
+		return rpc.Peer{}, false, apierr.NotExecuted(fmt.Errorf("%w: partition %d is moving from %s to %s", apierr.ErrOwnerUnavailable, p, part.Owner, part.Target))
 	}
 	if part.Owner == c.cfg.Name {
 		if err := c.fence(p); err != nil {
-			return "", false, err
+			return rpc.Peer{}, false, err
 		}
-		return "", true, nil
+		return rpc.Peer{}, true, nil
 	}
 	m := st.Members[part.Owner]
 	if m == nil || m.Raft == "" {
-		return "", false, fmt.Errorf("%w: owner %q of partition %d unknown", apierr.ErrOwnerUnavailable, part.Owner, p)
+		return rpc.Peer{}, false, apierr.NotExecuted(fmt.Errorf("%w: owner %q of partition %d unknown", apierr.ErrOwnerUnavailable, part.Owner, p))
 	}
-	return m.Raft, false, nil
+	if m.DataLost {
+		return rpc.Peer{}, false, apierr.NotExecuted(dataLostErr(m.Name, p))
+	}
+	return rpc.Peer{Name: m.Name, Addr: m.Raft}, false, nil
 }
 
 // Epoch implements rpc.Router.
@@ -823,16 +827,11 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	if err != nil {
 		return err
 	}
-	c.authorizeNode(req)
-	resp, err := c.hc.Do(req)
+	resp, err := c.peers.Do(rpc.Peer{Name: m.Name, Addr: m.Raft}, req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("owner answered %d: %s", resp.StatusCode, bytes.TrimSpace(b))
-	}
 	dir, err := os.MkdirTemp(filepath.Join(c.rt.cfg.DataDir), ".incoming-")
 	if err != nil {
 		return err
@@ -904,6 +903,9 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since 
 	}
 	if !c.caughtUp.Load() {
 		return fmt.Errorf("%w: catching up with the Raft log", apierr.ErrOwnerUnavailable)
+	}
+	if err := c.dataMissing(st); err != nil {
+		return err // never hand on an empty copy as the partition
 	}
 	part := st.Partitions[p]
 	if part.Owner != c.cfg.Name || part.Target == "" {
@@ -988,7 +990,7 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 		if lm == nil {
 			return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
 		}
-		_, err := c.post(ctx, lm.Raft, "/v1/cluster/members/"+url.PathEscape(name)+"/remove?force=true", nil)
+		_, err := c.peers.Call(ctx, rpc.Peer{Name: lm.Name, Addr: lm.Raft}, http.MethodPost, "/v1/cluster/members/"+url.PathEscape(name)+"/remove?force=true", nil)
 		return err
 	}
 	// Cut it off from Raft first: even if only gossip lost it, it hears
@@ -1111,7 +1113,7 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 		case status == "":
 			status = "dead"
 		}
-		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n]})
+		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n], DataMissing: m.DataLost})
 	}
 	return info
 }
@@ -1127,7 +1129,10 @@ func (c *Cluster) Ready() error {
 		return fmt.Errorf("%w: no Raft leader known", apierr.ErrOwnerUnavailable)
 	}
 	if !c.caughtUp.Load() {
-		return fmt.Errorf("%w: catching up with the Raft log", apierr.ErrOwnerUnavailable)
+		return fmt.Errorf("%w: catching up with the cluster", apierr.ErrOwnerUnavailable)
+	}
+	if err := c.dataMissing(st); err != nil {
+		return err
 	}
 	for p, part := range st.Partitions {
 		if part.Target == c.cfg.Name || part.Owner == c.cfg.Name && part.Target != "" {
@@ -1152,11 +1157,7 @@ func (c *Cluster) listObjects(ctx context.Context, class, after string, limit in
 			}
 		} else {
 			q := url.Values{"class": {class}, "after": {after}, "limit": {strconv.Itoa(limit)}}.Encode()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.Members[name].Raft+"/v1/internal/objects?"+q, nil)
-			if err != nil {
-				return rpc.ObjectList{}, err
-			}
-			b, err := c.do(req)
+			b, err := c.peers.Call(ctx, rpc.Peer{Name: name, Addr: st.Members[name].Raft}, http.MethodGet, "/v1/internal/objects?"+q, nil)
 			if err != nil {
 				return rpc.ObjectList{}, fmt.Errorf("list objects on %s: %w", name, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,7 @@ type Runtime struct {
 	drainedClosed bool
 
 	fence   atomic.Pointer[func(partition int) error] // nil: serve every partition
+	caller  atomic.Pointer[ObjectCaller]              // nil: stubs call this node only
 	cluster *Cluster                                  // nil on a one-node runtime without Raft
 	// replicated is set when the schedule is the cluster's (Raft): alarms
 	// then stay in it when their partition moves, and timers follow
@@ -333,7 +335,7 @@ func (rt *Runtime) acquire(ref objectRef, background bool) (*instance, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.closing && !background {
-		return nil, fmt.Errorf("%w: node is shutting down", apierr.ErrOwnerUnavailable)
+		return nil, apierr.NotExecuted(fmt.Errorf("%w: node %s is shutting down", apierr.ErrOwnerUnavailable, rt.cfg.NodeName))
 	}
 	inst := rt.objects[ref.id]
 	if inst == nil {
@@ -384,7 +386,7 @@ func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *i
 	select {
 	case inst.sem <- struct{}{}:
 	case <-ctx.Done():
-		return fmt.Errorf("%w: waiting for object %s/%s: %v", apierr.ErrTimeout, ref.class, ref.name, ctx.Err())
+		return apierr.NotExecuted(fmt.Errorf("%w: waiting for object %s/%s: %v", apierr.ErrTimeout, ref.class, ref.name, ctx.Err()))
 	}
 	defer func() { <-inst.sem }()
 	// Fencing: checked while holding the object, so a partition that
@@ -404,7 +406,9 @@ func (rt *Runtime) run(ctx context.Context, ref objectRef, fn func(inst *instanc
 	return rt.exclusive(ctx, ref, func(inst *instance) error {
 		var err error
 		if inst.store == nil {
-			err = rt.activate(ctx, inst)
+			// An object that cannot be opened or constructed ran nothing
+			// of this event.
+			err = apierr.NotExecuted(rt.activate(ctx, inst))
 		}
 		if err == nil {
 			err = rt.event(ctx, inst, fn)
@@ -744,6 +748,30 @@ type chainKey struct{}
 
 // backgroundKey marks the context of WaitUntil work.
 type backgroundKey struct{}
+
+// chainOf lists the objects waiting on the current call, outermost first.
+func chainOf(ctx context.Context) []string {
+	chain, _ := ctx.Value(chainKey{}).([]string)
+	return chain
+}
+
+// withChainHeader continues a call chain that came from another node
+// (rpc.HeaderChain): IDs are 64 hex characters, comma-separated.
+func withChainHeader(ctx context.Context, h string) context.Context {
+	if h == "" {
+		return ctx
+	}
+	var ids []string
+	for _, id := range strings.Split(h, ",") {
+		if len(id) == 64 {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, chainKey{}, append(chainOf(ctx), ids...))
+}
 
 // chainHas reports whether object id is already handling the call that
 // carries ctx (A calls B calls A would wait on itself forever).

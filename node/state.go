@@ -320,6 +320,19 @@ func (s *Storage) SchemaVersion() (int, error) {
 	return st.SchemaVersion()
 }
 
+// ObjectCaller reaches objects that another node of the cluster serves;
+// rpc.Server implements it. CallObject answers local=true when this node
+// serves class/name, and otherwise the owner's response, or its error
+// with the code it would have here. chain lists the IDs of the objects
+// waiting on the call.
+type ObjectCaller interface {
+	CallObject(ctx context.Context, class, name string, req *http.Request, chain []string) (resp *http.Response, local bool, err error)
+}
+
+// SetObjectCaller lets stubs reach objects on other nodes; without one
+// every stub call runs here.
+func (rt *Runtime) SetObjectCaller(c ObjectCaller) { rt.caller.Store(&c) }
+
 // Namespace makes stubs for the objects of one class.
 type Namespace struct {
 	rt    *Runtime
@@ -347,6 +360,18 @@ func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	if s.ns.from != nil && s.ns.from.inst.ev != nil {
 		ctx = s.ns.from.inst.ev.ctx
+	}
+	if rc := s.ns.rt.caller.Load(); rc != nil {
+		// In a cluster the target may live on another node: the call
+		// goes there like a forwarded request, carrying the chain of
+		// objects waiting on it.
+		resp, local, err := (*rc).CallObject(ctx, s.ns.class, s.name, req, chainOf(ctx))
+		if err != nil {
+			return nil, err
+		}
+		if !local {
+			return resp, nil
+		}
 	}
 	buf := newBufferedResponse()
 	if err := s.ns.rt.Call(ctx, s.ns.class, s.name, buf, req.WithContext(ctx)); err != nil {

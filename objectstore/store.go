@@ -96,8 +96,8 @@ type Store struct {
 	// last_insert_rowid() is the connection's, and an event that
 	// inserted nothing reports 0, not an earlier event's row.
 	inserted bool
-	kvReady      bool  // _dura_kv is known to exist
-	closed       bool
+	kvReady  bool // _dura_kv is known to exist
+	closed   bool
 }
 
 type savepoint struct {

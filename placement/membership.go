@@ -25,6 +25,9 @@ type MemberMeta struct {
 	// Leaving is set just before a graceful leave, so the others can tell
 	// a departure from a failure (memberlist's events do not say which).
 	Leaving bool `json:"leaving,omitempty"`
+	// Incarnation identifies the node's data directory (see
+	// replication.Member).
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // Peer is a node as gossip sees it. Gossip only detects failures; who

@@ -29,6 +29,36 @@ type Member struct {
 	Raft   string       `json:"raft"`
 	Gossip string       `json:"gossip"`
 	Status MemberStatus `json:"status"`
+	// Incarnation identifies the data directory whose copies the
+	// partitions of this member are: recorded when it first joins, kept
+	// when it comes back.
+	Incarnation string `json:"incarnation,omitempty"`
+	// DataLost is set when the member came back with another data
+	// directory (a wiped or replaced disk): its partitions' data is not
+	// on it, and it must not serve them. Only a removal clears it.
+	DataLost bool `json:"data_lost,omitempty"`
+}
+
+// Rejoined is the member record a join of m makes, given the record old
+// the state has (nil if none): an active or leaving member keeps the
+// incarnation its data belongs to, and one that comes back as another
+// incarnation is marked DataLost. A member recorded before incarnations
+// existed adopts the one it brings.
+func Rejoined(old *Member, m Member) Member {
+	m.Status = Active
+	m.DataLost = false
+	if old == nil || old.Status == Left || old.Status == Removed {
+		return m
+	}
+	m.DataLost = old.DataLost
+	switch {
+	case old.Incarnation == "":
+	case m.Incarnation == "" || m.Incarnation == old.Incarnation:
+		m.Incarnation = old.Incarnation
+	default:
+		m.Incarnation, m.DataLost = old.Incarnation, true
+	}
+	return m
 }
 
 // Partition is the committed placement of one partition. While Target is
@@ -129,14 +159,14 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		if err := s.bootstrapped(); err != nil {
 			return err
 		}
-		m := c.Member
-		if m.Name == "" {
+		if c.Member.Name == "" {
 			return fmt.Errorf("join: member without a name")
 		}
-		if old := s.Members[m.Name]; old != nil && old.Status == Active && *old == withStatus(m, Active) {
+		old := s.Members[c.Member.Name]
+		m := Rejoined(old, c.Member)
+		if old != nil && *old == m {
 			return nil // a repeated join changes nothing
 		}
-		m.Status = Active
 		s.Members[m.Name] = &m
 		s.rebalance(assign)
 		return nil
@@ -196,11 +226,6 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		return nil
 	}
 	return fmt.Errorf("unknown command %q", c.Kind)
-}
-
-func withStatus(m Member, st MemberStatus) Member {
-	m.Status = st
-	return m
 }
 
 func (s *ClusterState) bootstrapped() error {

@@ -32,6 +32,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		r.Header.Del(HeaderCaller)
+		r.Header.Del(HeaderChain)
 		s.mux.ServeHTTP(w, r)
 	})
 }

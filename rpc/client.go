@@ -60,7 +60,14 @@ type APIError struct {
 	Message   string
 	Statement *int
 	Node      string
+	// DidNotRun is the answer's "not_executed": the node refused the
+	// request before it ran.
+	DidNotRun bool
 }
+
+// NotExecuted reports whether the node said the request did not run
+// (apierr.IsNotExecuted sees it).
+func (e *APIError) NotExecuted() bool { return e.DidNotRun }
 
 func (e *APIError) Error() string {
 	if e.Statement != nil {
@@ -107,7 +114,8 @@ func decodeError(resp *http.Response) error {
 	if err := json.Unmarshal(b, &body); err != nil || body.Error.Code == "" {
 		return &APIError{Status: resp.StatusCode, Code: codeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(b)), Node: resp.Header.Get(HeaderNode)}
 	}
-	return &APIError{Status: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message, Statement: body.Error.Statement, Node: resp.Header.Get(HeaderNode)}
+	return &APIError{Status: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message, Statement: body.Error.Statement,
+		Node: resp.Header.Get(HeaderNode), DidNotRun: body.Error.NotExecuted}
 }
 
 func codeForStatus(status int) string {

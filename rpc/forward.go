@@ -1,11 +1,16 @@
 package rpc
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
 )
@@ -22,41 +27,169 @@ const HeaderEpoch = "X-Dura-Epoch"
 // without one every request runs here.
 type Router interface {
 	// Route returns local=true when this node serves the object now, or
-	// the address (host:port) the Forwarder reaches the owner at, or an
-	// error wrapping apierr.ErrOwnerUnavailable when no node can serve it
-	// safely now.
-	Route(class, name string) (owner string, local bool, err error)
+	// the owner the Forwarder reaches, or an error wrapping
+	// apierr.ErrOwnerUnavailable when no node can serve it safely now
+	// (marked apierr.NotExecuted when waiting may help: the cluster is
+	// forming, catching up, electing or handing the partition off).
+	Route(class, name string) (owner Peer, local bool, err error)
 	// Epoch is the ring epoch of this node's committed view.
 	Epoch() uint64
+	// Changed is closed at this node's next change of cluster state, so
+	// a waiting request tries again at once.
+	Changed() <-chan struct{}
 }
+
+// Call chains cross nodes in HeaderChain: the IDs of the objects waiting
+// on this call, comma-separated, so a call back into one of them is
+// refused (409) on whatever node it lands instead of deadlocking.
+const HeaderChain = "X-Dura-Call-Chain"
 
 // hopHeaders are per-connection headers a proxy must not pass on.
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 // routed wraps an object route: run it here, or stream it to the owner.
+// A request whose owner is briefly unavailable (forming, catching up,
+// electing, handing off, restarting) waits for it, up to RequestWait,
+// holding no object; only the entry node waits.
 func (s *Server) routed(h handlerFunc) handlerFunc {
 	if s.cfg.Router == nil {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) error {
-		owner, local, err := s.cfg.Router.Route(r.PathValue("class"), r.PathValue("name"))
-		if err != nil {
-			return err
+		class, name := r.PathValue("class"), r.PathValue("name")
+		body := newReplayBody(r.Body)
+		r.Body = body
+		var wt waiter
+		defer wt.done(s)
+		for {
+			changed := s.cfg.Router.Changed()
+			owner, local, err := s.cfg.Router.Route(class, name)
+			if err == nil {
+				if local {
+					err = h(w, r)
+				} else {
+					err = s.forward(w, r, owner)
+				}
+			}
+			if err == nil || !retryable(err) || hops(r) > 0 || !body.rewind() {
+				return err
+			}
+			if !wt.wait(s, r.Context(), changed) {
+				return err
+			}
 		}
-		if local {
-			return h(w, r)
-		}
-		return s.forward(w, r, owner)
 	}
 }
 
-// forward streams r to owner and its answer back, bodies unbuffered.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner string) error {
+// retryable: the request did not run and its owner may come back.
+func retryable(err error) bool {
+	return apierr.IsNotExecuted(err) && errors.Is(err, apierr.ErrOwnerUnavailable)
+}
+
+// waiter is one request's wait for its owner.
+type waiter struct {
+	until    time.Time
+	attempts int
+	counted  bool
+}
+
+// wait pauses until the cluster changes or a short backoff passes, and
+// reports whether the request may try again: false once RequestWait (or
+// the request's own deadline) is over, or when too many requests wait.
+func (wt *waiter) wait(s *Server, ctx context.Context, changed <-chan struct{}) bool {
+	if !wt.counted {
+		if s.waiting.Add(1) > int64(s.cfg.MaxWaiting) {
+			s.waiting.Add(-1)
+			return false
+		}
+		wt.counted = true
+		s.waitingGauge.Inc()
+		wt.until = time.Now().Add(s.cfg.RequestWait)
+	}
+	left := time.Until(wt.until)
+	if left <= 0 {
+		return false
+	}
+	d := min(5*time.Millisecond<<min(wt.attempts, 6), 250*time.Millisecond, left)
+	wt.attempts++
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+	case <-t.C:
+	}
+	return time.Now().Before(wt.until)
+}
+
+func (wt *waiter) done(s *Server) {
+	if wt.counted {
+		s.waiting.Add(-1)
+		s.waitingGauge.Dec()
+	}
+}
+
+// maxReplay is how much of a request body is kept so the request can be
+// sent again after its owner refused it unrun.
+const maxReplay = 1 << 20
+
+// replayBody keeps what was read of a request body (up to maxReplay), so
+// a request refused before it ran can be tried again.
+type replayBody struct {
+	rc       io.ReadCloser
+	buf      []byte
+	pos      int
+	overflow bool
+}
+
+func newReplayBody(rc io.ReadCloser) *replayBody {
+	if rc == nil {
+		rc = http.NoBody
+	}
+	return &replayBody{rc: rc}
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	if b.pos < len(b.buf) {
+		n := copy(p, b.buf[b.pos:])
+		b.pos += n
+		return n, nil
+	}
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		if !b.overflow && len(b.buf)+n <= maxReplay {
+			b.buf = append(b.buf, p[:n]...)
+			b.pos = len(b.buf)
+		} else {
+			b.overflow = true
+		}
+	}
+	return n, err
+}
+
+// Close leaves the request's body to the server, which closes it.
+func (b *replayBody) Close() error { return nil }
+
+// rewind starts the body over, if all that was read of it was kept.
+func (b *replayBody) rewind() bool {
+	if b.overflow {
+		return false
+	}
+	b.pos = 0
+	return true
+}
+
+// forward streams r to owner and its answer back, bodies unbuffered. An
+// owner that cannot be reached, or that answers it did not run the
+// request, comes back as an error (nothing written), so routed may wait
+// and try again.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner Peer) error {
 	n := hops(r) + 1
 	if n > MaxHops {
 		return fmt.Errorf("%w: request forwarded %d times without reaching the owner", apierr.ErrOwnerUnavailable, n-1)
 	}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+owner+r.URL.RequestURI(), r.Body)
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+owner.Addr+r.URL.RequestURI(), r.Body)
 	if err != nil {
 		return fmt.Errorf("%w: %v", apierr.ErrInternal, err)
 	}
@@ -72,9 +205,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner string) e
 	out.Header.Set(HeaderEpoch, strconv.FormatUint(s.cfg.Router.Epoch(), 10))
 	resp, err := s.cfg.Forwarder.Do(out)
 	if err != nil {
-		return fmt.Errorf("%w: owner %s unreachable: %v", apierr.ErrOwnerUnavailable, owner, err)
+		s.log.Debug("forward failed", "owner", owner.Name, "err", err)
+		return PeerError(owner, err)
 	}
 	defer resp.Body.Close()
+	if unrun := refusedUnrun(resp); unrun != nil {
+		return unrun
+	}
 	for _, h := range hopHeaders {
 		resp.Header.Del(h)
 	}
@@ -102,6 +239,23 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner string) e
 			return rerr
 		}
 	}
+}
+
+// refusedUnrun returns the owner's answer as an error when it refused the
+// request without running it (503, not executed), else nil. The body is
+// read only for such a 503, which is small.
+func refusedUnrun(resp *http.Response) error {
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderError) == "" {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	var body ErrorBody
+	if json.Unmarshal(b, &body) != nil || !body.Error.NotExecuted {
+		return nil
+	}
+	return &APIError{Status: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message,
+		Node: resp.Header.Get(HeaderNode), DidNotRun: true}
 }
 
 // copyBufs recycles the buffers forwarded bodies stream through.

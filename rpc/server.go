@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -23,6 +24,10 @@ import (
 const (
 	HeaderNode = "X-Dura-Node" // the node that executed the request
 	HeaderHops = "X-Dura-Hops" // how many times it was forwarded
+	// HeaderError is set, to the API code, on error answers the node
+	// wrote itself, so an answer of a class's handler that happens to
+	// have an error status is never taken for one.
+	HeaderError = "X-Dura-Error"
 )
 
 // Body limits.
@@ -67,7 +72,21 @@ type ServerConfig struct {
 	// RequestTimeout bounds one request's wait for and run of its event.
 	// 0 means 30 s.
 	RequestTimeout time.Duration
+	// RequestWait is how long a request whose owner is briefly
+	// unavailable (forming, catching up, electing, handing off) waits for
+	// it before answering OWNER_UNAVAILABLE; never past the request's own
+	// deadline. 0 means DefaultRequestWait; negative, no waiting.
+	RequestWait time.Duration
+	// MaxWaiting bounds the requests waiting so at once; beyond it a
+	// request is answered 503 at once. 0 means DefaultMaxWaiting.
+	MaxWaiting int
 }
+
+// Defaults of ServerConfig's waiting.
+const (
+	DefaultRequestWait = 10 * time.Second
+	DefaultMaxWaiting  = 4096
+)
 
 // Server is the HTTP API of one node. It is safe for concurrent use.
 type Server struct {
@@ -78,6 +97,9 @@ type Server struct {
 	mux         *cleanMux
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
+
+	waiting      atomic.Int64 // requests waiting for their owner (routed)
+	waitingGauge prometheus.Gauge
 }
 
 // NewServer builds the API; it does no I/O.
@@ -90,6 +112,12 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.RequestWait == 0 {
+		cfg.RequestWait = DefaultRequestWait
+	}
+	if cfg.MaxWaiting == 0 {
+		cfg.MaxWaiting = DefaultMaxWaiting
 	}
 	if cfg.Forwarder == nil {
 		cfg.Forwarder = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
@@ -107,8 +135,11 @@ func NewServer(cfg ServerConfig) *Server {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"class", "route", "status"}),
 	}
+	s.waitingGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "dura_requests_waiting", Help: "Requests waiting for their object's owner to become available.",
+	})
 	s.mux = newCleanMux(s)
-	cfg.Registry.MustRegister(s.requests, s.latency)
+	cfg.Registry.MustRegister(s.requests, s.latency, s.waitingGauge)
 	s.routes()
 	return s
 }
@@ -345,7 +376,12 @@ func (w *statusWriter) Flush() {
 // statementIndexer is implemented by errors that name the failed statement.
 type statementIndexer interface{ StatementIndex() int }
 
-func (s *Server) writeError(w http.ResponseWriter, err error) {
+func (s *Server) writeError(w http.ResponseWriter, err error) { WriteError(w, err) }
+
+// WriteError answers err as the API does: its code's status, the JSON
+// error body and, for 503, Retry-After. An error decoded from another
+// node (*APIError) passes on with that node's code, status and message.
+func WriteError(w http.ResponseWriter, err error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		err = fmt.Errorf("%w: request body over %d bytes", apierr.ErrTooLarge, mbe.Limit)
@@ -354,15 +390,23 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		err = fmt.Errorf("%w: %v", apierr.ErrTimeout, err)
 	}
 	code, status := apierr.Code(err)
-	body := ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error()}}
+	body := ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error(), NotExecuted: apierr.IsNotExecuted(err)}}
 	var si statementIndexer
 	if errors.As(err, &si) {
 		i := si.StatementIndex()
 		body.Error.Statement = &i
 	}
+	var remote *APIError
+	if errors.As(err, &remote) {
+		// Another node's answer passes through with its own code, status
+		// and words.
+		code, status = remote.Code, remote.Status
+		body.Error = ErrorDetail{Code: code, Message: remote.Message, Statement: remote.Statement, NotExecuted: remote.NotExecuted()}
+	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
+	w.Header().Set(HeaderError, code)
 	writeJSON(w, status, body)
 }
 

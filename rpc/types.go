@@ -86,6 +86,10 @@ type Member struct {
 	HTTP       string `json:"http"`
 	Status     string `json:"status"`
 	Partitions int    `json:"partitions"`
+	// DataMissing is set when the member came back with an empty or
+	// different data directory: its partitions are unavailable until it
+	// gets its original directory back or is removed.
+	DataMissing bool `json:"data_missing,omitempty"`
 }
 
 // ClusterInfo is the answer of GET /v1/cluster.
@@ -98,7 +102,10 @@ type ClusterInfo struct {
 }
 
 // ErrorBody is every error answer: {"error":{"code","message"}}, with
-// "statement" (0-based) when a /sql statement failed.
+// "statement" (0-based) when a /sql statement failed, and
+// "not_executed": true when the node knows the request did not run (it
+// was refused before its event started), so retrying it cannot apply it
+// twice.
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`
 }
@@ -108,6 +115,8 @@ type ErrorDetail struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	Statement *int   `json:"statement,omitempty"`
+	// NotExecuted is true when the request did not run.
+	NotExecuted bool `json:"not_executed,omitempty"`
 }
 
 // RawJSON is a JSON value kept as bytes.

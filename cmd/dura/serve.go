@@ -53,6 +53,7 @@ type serveConfig struct {
 	idleTimeout      time.Duration
 	statementTimeout time.Duration
 	shutdownTimeout  time.Duration
+	requestWait      time.Duration
 	logLevel         string
 	logFormat        string
 	debugAddr        string
@@ -93,6 +94,7 @@ func parseServe(env *cliEnv, args []string) (serveConfig, error) {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 5*time.Minute, "close an object's database after this long without events")
 	fs.DurationVar(&c.statementTimeout, "statement-timeout", 5*time.Second, "time limit of one SQL call")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight events")
+	fs.DurationVar(&c.requestWait, "request-wait", rpc.DefaultRequestWait, "how long a request waits for its object's owner while the cluster forms, catches up, elects or hands off, before 503 (never past the request's deadline; 0: answer at once)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go pprof on this (loopback) address; off when empty")
@@ -103,6 +105,15 @@ func parseServe(env *cliEnv, args []string) (serveConfig, error) {
 		return c, usageErr("unexpected arguments %q", fs.Args())
 	}
 	return c, c.validate()
+}
+
+// requestWait maps the flag (0: no waiting) to rpc.ServerConfig's
+// RequestWait (0: the default, negative: none).
+func requestWait(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 func (c *serveConfig) validate() error {
@@ -292,8 +303,9 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Forwarder: cl.Forwarder(), Logger: log, Registry: reg,
-		AdminToken: c.adminToken, APIToken: c.apiToken, SeparateMetrics: c.metricsAddr != ""})
+		AdminToken: c.adminToken, APIToken: c.apiToken, SeparateMetrics: c.metricsAddr != "", RequestWait: requestWait(c.requestWait)})
 	cl.SetPeerHandler(srv.PeerHandler(cl.PeerSecure()))
+	rt.SetObjectCaller(srv)
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
 	if c.metricsAddr != "" {
 		mln, err := net.Listen("tcp", c.metricsAddr)

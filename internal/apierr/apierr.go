@@ -69,3 +69,27 @@ func FromCode(code string) error {
 	}
 	return ErrInternal
 }
+
+// notExecuted marks an error raised before the operation ran: nothing it
+// asked for happened, so a client may retry it without fear of doing it
+// twice.
+type notExecuted struct{ error }
+
+func (e notExecuted) Unwrap() error     { return e.error }
+func (e notExecuted) NotExecuted() bool { return true }
+
+// NotExecuted marks err as raised before the operation ran (nil stays nil).
+func NotExecuted(err error) error {
+	if err == nil || IsNotExecuted(err) {
+		return err
+	}
+	return notExecuted{err}
+}
+
+// IsNotExecuted reports whether err says the operation did not run: it
+// was marked by NotExecuted, or it is an error decoded from another node
+// that said so.
+func IsNotExecuted(err error) bool {
+	var ne interface{ NotExecuted() bool }
+	return errors.As(err, &ne) && ne.NotExecuted()
+}

@@ -158,6 +158,7 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	nd.Raft, nd.Gossip = cl.Addrs()
 	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Forwarder: cl.Forwarder()})
 	cl.SetPeerHandler(srv.PeerHandler(cl.PeerSecure()))
+	rt.SetObjectCaller(srv)
 	nd.srv = &http.Server{Handler: srv.Handler()}
 	go nd.srv.Serve(ln)
 	nd.RT, nd.Cluster, nd.up = rt, cl, true
