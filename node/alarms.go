@@ -91,7 +91,7 @@ func (rt *Runtime) fireAlarm(a replication.Alarm) {
 	if err == nil {
 		return
 	}
-	if !ran && errors.Is(err, apierr.ErrOwnerUnavailable) {
+	if !ran && (errors.Is(err, apierr.ErrOwnerUnavailable) || errors.Is(err, apierr.ErrDataMissing)) {
 		// Refused before it ran (fencing: not yet in touch with the
 		// leader after a restart, or the partition moving). The timer was
 		// spent: arm it again if the partition is still ours.

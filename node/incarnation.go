@@ -97,5 +97,5 @@ func dataLostErr(node string, p int) error {
 		what = fmt.Sprintf("partition %d's data", p)
 	}
 	return fmt.Errorf("%w: %s is missing on node %s (it came back with an empty or different data directory); restart it with its original data directory, or remove it with 'dura node remove --force %s'",
-		apierr.ErrOwnerUnavailable, what, node, node)
+		apierr.ErrDataMissing, what, node, node)
 }

@@ -22,6 +22,9 @@ var (
 	ErrTooLarge         = errors.New("too large")         // TOO_LARGE 413
 	ErrStorageFull      = errors.New("storage full")      // STORAGE_FULL 507
 	ErrOwnerUnavailable = errors.New("owner unavailable") // OWNER_UNAVAILABLE 503
+	// ErrDataMissing is OWNER_UNAVAILABLE that waiting does not cure: the
+	// owner lost the partition's data (a wiped disk).
+	ErrDataMissing = errors.New("data missing") // OWNER_UNAVAILABLE 503
 	ErrTimeout          = errors.New("timed out")         // TIMEOUT 504
 	ErrInternal         = errors.New("internal error")    // INTERNAL 500
 )
@@ -45,6 +48,7 @@ var table = []struct {
 	{ErrTooLarge, "TOO_LARGE", http.StatusRequestEntityTooLarge},
 	{ErrStorageFull, "STORAGE_FULL", http.StatusInsufficientStorage},
 	{ErrOwnerUnavailable, "OWNER_UNAVAILABLE", http.StatusServiceUnavailable},
+	{ErrDataMissing, "OWNER_UNAVAILABLE", http.StatusServiceUnavailable},
 	{ErrTimeout, "TIMEOUT", http.StatusGatewayTimeout},
 	{ErrInternal, "INTERNAL", http.StatusInternalServerError},
 }
