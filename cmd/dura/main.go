@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/dura-dev/dura/server"
 )
 
 // command is one subcommand.
@@ -66,7 +68,8 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 	}
 }
 
-var errUsage = errors.New("usage")
+// errUsage is server's, so a usage error of serve exits 2 like the others.
+var errUsage = server.ErrUsage
 
 func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
@@ -102,16 +105,7 @@ func newFlagSet(env *cliEnv, name, synopsis string) *flag.FlagSet {
 // parseFlags applies DURA_<NAME> environment values, then the arguments
 // (which win).
 func parseFlags(fs *flag.FlagSet, env *cliEnv, args []string) error {
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		key := "DURA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := env.getenv(key); v != "" && err == nil {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = usageErr("%s=%q: %v", key, v, e)
-			}
-		}
-	})
-	if err != nil {
+	if err := server.ApplyEnv(fs, env.getenv); err != nil {
 		return err
 	}
 	// Client commands run beside a node (in its container) take the
