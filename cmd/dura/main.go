@@ -86,6 +86,8 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
+	fmt.Fprintln(w, "\nCLASS/NAME is URL-path-escaped alike in every command: write a '/' in a name")
+	fmt.Fprintln(w, "as %2F (call needs it: its PATH follows the name) and a '%' as %25.")
 	fmt.Fprintln(w, "\nRun \"dura COMMAND --help\" for a command's flags.")
 }
 
