@@ -72,6 +72,11 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	}
 	log := slog.New(handler).With("node", c.Name)
 
+	unlock, err := lockData(c.Data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.HTTP, err)

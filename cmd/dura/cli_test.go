@@ -97,9 +97,15 @@ func (r result) String() string {
 // runEnv runs the CLI in-process with the given environment and stdin.
 func runEnv(t *testing.T, vars map[string]string, stdin string, args ...string) result {
 	t.Helper()
+	return runStreams(t, vars, stdin, false, args...)
+}
+
+// runStreams is runEnv with stdin and stdout taken for terminals when tty.
+func runStreams(t *testing.T, vars map[string]string, stdin string, tty bool, args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	env := &cliEnv{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
-		getenv: func(k string) string { return vars[k] }}
+		getenv: func(k string) string { return vars[k] }, stdinTTY: tty, stdoutTTY: tty}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	code := run(ctx, env, args)
@@ -328,7 +334,7 @@ func TestSQLInteractive(t *testing.T) {
 		".quit",
 		"SELECT 'after quit';",
 	}, "\n") + "\n"
-	r := n.cliIn(t, in, "sql", "db/notes")
+	r := runStreams(t, map[string]string{"DURA_ADDR": n.ts.URL}, in, true, "sql", "db/notes")
 	if r.code != 0 {
 		t.Fatalf("session: %v", r)
 	}

@@ -29,6 +29,10 @@ type cliEnv struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// stdinTTY and stdoutTTY say whether the streams are terminals: a
+	// prompt is drawn only for a person, and binary output is not
+	// written to a screen.
+	stdinTTY, stdoutTTY bool
 }
 
 // commands is filled by the init functions of the files that define them.
@@ -37,13 +41,20 @@ var commands = map[string]command{}
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv,
+		stdinTTY: isTerminal(os.Stdin), stdoutTTY: isTerminal(os.Stdout)}
 	os.Exit(run(ctx, env, os.Args[1:]))
 }
 
 // run dispatches to a subcommand and returns the exit code.
 func run(ctx context.Context, env *cliEnv, args []string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		// No command is a mistake (a script's empty variable, say): the
+		// usage goes to stderr with the usage exit code.
+		usage(env.stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(env.stdout)
 		return 0
 	}
