@@ -16,9 +16,15 @@ import (
 	"github.com/dura-dev/dura/node"
 )
 
-// ErrUsage marks an error in the flags or environment (a command line
-// exits 2 on it). Errors returned by ParseFlags and Validate wrap it.
-var ErrUsage = errors.New("usage")
+// Errors of this package, for errors.Is.
+var (
+	// ErrUsage marks an error in the flags or environment (a command
+	// line exits 2 on it). Errors of ParseFlags and Validate wrap it.
+	ErrUsage = errors.New("usage")
+	// ErrDataInUse: another process holds the data directory (Run checks
+	// on Unix; the message names the holder's pid).
+	ErrDataInUse = errors.New("data directory in use")
+)
 
 func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, a...))

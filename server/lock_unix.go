@@ -16,10 +16,6 @@ import (
 // exclusive flock on; it holds that node's pid.
 const lockFile = "dura.lock"
 
-// ErrDataInUse is returned by Run when another process holds the data
-// directory.
-var ErrDataInUse = errors.New("data directory in use")
-
 // inUseError says who holds the directory; it is ErrDataInUse.
 type inUseError struct{ dir, holder string }
 
