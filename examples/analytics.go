@@ -37,7 +37,9 @@ const analyticsMaxBatch = 100
 //	POST /events  one event or an array of up to 100:
 //	              {user_id,user_name,user_email,event_type[,id][,timestamp][,data:any JSON]}
 //	              -> 201 {"events":[...]}
-//	GET  /events?user_id=&event_type=&before=&limit=  -> {"events":[...]} newest first
+//	GET  /events?user_id=&event_type=&cursor=&limit=  -> {"events":[...],"next_cursor"} newest first
+//	     (before=T, the older form, starts at timestamp T but cannot split
+//	     events sharing one: page with next_cursor)
 //	GET  /plan?user_id=&event_type=                   -> {"sql","plan":[...]} EXPLAIN QUERY PLAN of that read
 //	GET  /stats?user_id=                              -> {"counts":{"type":n,...}}
 type Analytics struct {
@@ -151,19 +153,32 @@ func eventsQuery(r *http.Request) (string, []any, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	// A page starts after a (timestamp, id) cursor, so events sharing a
+	// timestamp are split across pages without loss or repeat; before=T
+	// is the cursor just above every event at T.
 	before, err := queryInt(q, "before", 1<<62, 0, 1<<62)
 	if err != nil {
 		return "", nil, err
+	}
+	at := timeCursor{ts: before, id: ""}
+	if c := q.Get("cursor"); c != "" {
+		if q.Has("before") {
+			return "", nil, fmt.Errorf("%w: give cursor or before, not both", node.ErrBadRequest)
+		}
+		if at, err = parseTimeCursor(c); err != nil {
+			return "", nil, err
+		}
 	}
 	where, args := "user_id = ?", []any{userID}
 	if t := q.Get("event_type"); t != "" {
 		where += " AND event_type = ?"
 		args = append(args, t)
 	}
-	args = append(args, before, limit)
+	// limit+1 rows: the extra one only says whether there is a next page.
+	args = append(args, at.ts, at.id, limit+1)
 	return `SELECT id, user_id, user_name, user_email, event_type, timestamp, data
-		FROM events WHERE ` + where + ` AND timestamp < ?
-		ORDER BY timestamp DESC LIMIT ?`, args, nil
+		FROM events WHERE ` + where + ` AND (timestamp, id) < (?, ?)
+		ORDER BY timestamp DESC, id DESC LIMIT ?`, args, nil
 }
 
 func (a *Analytics) list(w http.ResponseWriter, r *http.Request) error {
@@ -171,6 +186,7 @@ func (a *Analytics) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	limit, _ := queryLimit(r.URL.Query()) // checked by eventsQuery
 	cur, err := a.st.Storage().Exec(query, args...)
 	if err != nil {
 		return err
@@ -187,7 +203,14 @@ func (a *Analytics) list(w http.ResponseWriter, r *http.Request) error {
 		}
 		events = append(events, e)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"events": events})
+	// next_cursor continues after the last event shown; null at the end.
+	var next *string
+	if len(events) > limit {
+		events = events[:limit]
+		last := events[limit-1]
+		next = ptr(timeCursor{ts: last.Timestamp, id: last.ID}.String())
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"events": events, "next_cursor": next})
 }
 
 // plan answers SQLite's EXPLAIN QUERY PLAN for the GET /events query, so

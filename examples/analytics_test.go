@@ -1,7 +1,11 @@
 package examples_test
 
 import (
+	"cmp"
 	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
 	"testing"
 )
 
@@ -127,4 +131,53 @@ func TestAnalytics(t *testing.T) {
 	t.Run("user_id is required", func(t *testing.T) {
 		n.callErr("GET", "analytics", "a", "/events?event_type=click", nil, 400, "BAD_REQUEST")
 	})
+}
+
+// TestAnalyticsPagesSplitEqualTimestamps: five events share a timestamp;
+// paging two at a time with next_cursor returns each once, where paging
+// with before= (the older form) would skip those past the first page.
+func TestAnalyticsPagesSplitEqualTimestamps(t *testing.T) {
+	n := newNode(t)
+	var batch []any
+	for i := range 5 {
+		e := event("u", "view", 500, "")
+		e["id"] = fmt.Sprint("e", i)
+		batch = append(batch, e)
+	}
+	batch = append(batch, event("u", "view", 400, ""), event("u", "view", 600, ""))
+	n.call("POST", "analytics", "p", "/events", batch, 201, nil)
+
+	type page struct {
+		Events     []analyticsEvent
+		NextCursor *string `json:"next_cursor"`
+	}
+	seen := map[string]int{}
+	var order []int64
+	path := "/events?user_id=u&limit=2"
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		var p page
+		n.call("GET", "analytics", "p", path, nil, 200, &p)
+		for _, e := range p.Events {
+			seen[e.ID]++
+			order = append(order, e.Timestamp)
+		}
+		if p.NextCursor == nil {
+			break
+		}
+		path = "/events?user_id=u&limit=2&cursor=" + url.QueryEscape(*p.NextCursor)
+	}
+	if len(seen) != 7 || len(order) != 7 || !slices.IsSortedFunc(order, func(a, b int64) int { return cmp.Compare(b, a) }) {
+		t.Fatalf("pages gave %v in order %v, want 7 events once each, newest first", seen, order)
+	}
+	n.callErr("GET", "analytics", "p", "/events?user_id=u&cursor=500_e3&before=1", nil, 400, "BAD_REQUEST")
+	n.callErr("GET", "analytics", "p", "/events?user_id=u&cursor=nope", nil, 400, "BAD_REQUEST")
+	// before= still answers: everything strictly older than its time.
+	var p page
+	n.call("GET", "analytics", "p", "/events?user_id=u&before=500", nil, 200, &p)
+	if len(p.Events) != 1 || p.Events[0].Timestamp != 400 {
+		t.Fatalf("before=500: %+v", p.Events)
+	}
 }

@@ -46,9 +46,9 @@ const (
 
 // Refresher produces a new value for an entry that was read stale (expired
 // but inside its grace period). It runs in a background event after the
-// stale answer was sent. A nil Refresher keeps the stale value and only
-// re-stamps it: with no upstream to ask, "refreshing" means the value is
-// trusted for another ttl.
+// stale answer was sent. Without one (the stock binary's cache has none)
+// nothing refreshes an entry but a new PUT: a stale read serves the value
+// and leaves it stale, since nobody vouched for it again.
 type Refresher func(ctx context.Context, key string, stale json.RawMessage) (json.RawMessage, error)
 
 // Cache is a key-value cache of JSON values with a time to live.
@@ -65,11 +65,13 @@ type Refresher func(ctx context.Context, key string, stale json.RawMessage) (jso
 // deletes every row past it, so no row outlives its grace period by more
 // than the alarm's latency; with grace=0 that bound applies to expiry itself.
 //
-// A grace read that served an expired value (X-Cache: STALE) schedules a
-// refresh with WaitUntil: the entry gets expires_at = now + its ttl (and its
-// grace after that) and its refreshes count goes up by one. A refresh is
-// best effort: if it fails (or never runs, say because the node stopped)
-// the entry stays stale and the next grace read schedules another.
+// With a Refresher, a grace read that served an expired value (X-Cache:
+// STALE) schedules a refresh with WaitUntil: the Refresher's value is
+// stored with expires_at = now + its ttl (and its grace after that) and its
+// refreshes count goes up by one. A refresh is best effort: if it fails (or
+// never runs, say because the node stopped) the entry stays stale and the
+// next grace read schedules another. Without a Refresher the entry stays
+// stale until a PUT or the end of its grace period.
 type Cache struct {
 	st      *node.State
 	refresh Refresher
@@ -176,7 +178,10 @@ func (c *Cache) get(w http.ResponseWriter, r *http.Request) error {
 		status = "STALE"
 		// The refresh is its own event, after this answer is released:
 		// the reader gets the stale value now instead of waiting for it.
-		c.st.WaitUntil(func(ctx context.Context) error { return c.refreshEntry(ctx, key) })
+		// Only a new value makes the entry fresh: reading it must not.
+		if c.refresh != nil {
+			c.st.WaitUntil(func(ctx context.Context) error { return c.refreshEntry(ctx, key) })
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Cache", status)
@@ -184,9 +189,9 @@ func (c *Cache) get(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-// refreshEntry re-stamps an entry read stale, asking the Refresher for a
-// new value if there is one. Two stale reads may schedule two refreshes;
-// the second finds the entry fresh again and does nothing.
+// refreshEntry stores the Refresher's new value for an entry read stale.
+// Two stale reads may schedule two refreshes; the second finds the entry
+// fresh again and does nothing.
 func (c *Cache) refreshEntry(ctx context.Context, key string) error {
 	s := c.st.Storage()
 	now := c.st.Now().UnixMilli()
@@ -201,16 +206,14 @@ func (c *Cache) refreshEntry(ctx context.Context, key string) error {
 	if err := cur.Scan(&value, &ttlMS, &graceMS); err != nil {
 		return err
 	}
-	if c.refresh != nil {
-		fresh, err := c.refresh(ctx, key, json.RawMessage(value))
-		if err != nil {
-			return fmt.Errorf("refresh cache key %q: %w", key, err)
-		}
-		if !json.Valid(fresh) {
-			return fmt.Errorf("refresh cache key %q: refresher returned invalid JSON", key)
-		}
-		value = string(fresh)
+	fresh, err := c.refresh(ctx, key, json.RawMessage(value))
+	if err != nil {
+		return fmt.Errorf("refresh cache key %q: %w", key, err)
 	}
+	if !json.Valid(fresh) {
+		return fmt.Errorf("refresh cache key %q: refresher returned invalid JSON", key)
+	}
+	value = string(fresh)
 	expires := now + ttlMS
 	_, err = s.Exec(`
 		UPDATE cache SET value = ?, expires_at = ?, grace_period_ends = ?, refreshes = refreshes + 1

@@ -1,9 +1,14 @@
 package examples_test
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/examples"
+	"github.com/dura-dev/dura/node"
 )
 
 type cachePut struct {
@@ -104,9 +109,15 @@ func TestCacheExpiry(t *testing.T) {
 
 // TestCacheGrace checks the grace-period read: after expiry a plain read
 // is a 404 but a grace read still gets the value, and schedules a refresh
-// that re-stamps the entry with its original ttl.
+// that stores the Refresher's value with the entry's original ttl.
 func TestCacheGrace(t *testing.T) {
-	n := newNode(t)
+	n := startNode(t, t.TempDir(), func(rt *node.Runtime) error {
+		return rt.Register("cache", examples.NewCache(func(_ context.Context, _ string, stale json.RawMessage) (json.RawMessage, error) {
+			var v []int
+			json.Unmarshal(stale, &v)
+			return json.Marshal(append(v, 4))
+		}))
+	})
 	var put cachePut
 	n.call("PUT", "cache", "g", "/k?ttl=1&grace=60", `[1,2,3]`, 200, &put)
 	if put.GracePeriodEnds-put.ExpiresAt != 60_000 {
@@ -129,7 +140,7 @@ func TestCacheGrace(t *testing.T) {
 		return n.sqlInt("cache", "g", `SELECT refreshes FROM cache WHERE key = 'k'`) == 1
 	})
 	r = n.call("GET", "cache", "g", "/k", nil, 200, nil)
-	if string(r.body) != `[1,2,3]` || r.header.Get("X-Cache") != "HIT" {
+	if string(r.body) != `[1,2,3,4]` || r.header.Get("X-Cache") != "HIT" {
 		t.Fatalf("read after refresh: %s (X-Cache %q)", r.body, r.header.Get("X-Cache"))
 	}
 	exp := n.sqlInt("cache", "g", `SELECT expires_at FROM cache WHERE key = 'k'`)
@@ -149,5 +160,35 @@ func TestCacheGrace(t *testing.T) {
 	n.call("GET", "cache", "g", "/", nil, 200, &stats)
 	if stats["entries"] != 1 || stats["fresh"] != 1 {
 		t.Fatalf("stats %v", stats)
+	}
+}
+
+// TestCacheStaleReadWithoutRefresher: with no Refresher (the stock
+// binary's cache), a grace read serves the stale value and leaves it
+// stale: reading must not vouch for it for another ttl.
+func TestCacheStaleReadWithoutRefresher(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, nil)
+	n.call("PUT", "cache", "s", "/k?ttl=1&grace=60", `"old"`, 200, nil)
+	eventually(t, 3*time.Second, "entry expired", func() bool {
+		return n.do("GET", "/objects/cache/s/k", nil).status == http.StatusNotFound
+	})
+	for range 2 {
+		if r := n.call("GET", "cache", "s", "/k?grace=1", nil, 200, nil); r.header.Get("X-Cache") != "STALE" {
+			t.Fatalf("grace read: X-Cache %q", r.header.Get("X-Cache"))
+		}
+	}
+	// Stopping waits for every WaitUntil task, so a refresh the reads
+	// scheduled has run by now.
+	n.stop()
+	n = startNode(t, dir, nil)
+	n.callErr("GET", "cache", "s", "/k", nil, 404, "NOT_FOUND")
+	if got := n.sqlInt("cache", "s", `SELECT refreshes FROM cache WHERE key = 'k'`); got != 0 {
+		t.Fatalf("%d refreshes without a Refresher", got)
+	}
+	// A PUT is what makes it fresh again.
+	n.call("PUT", "cache", "s", "/k?ttl=60", `"new"`, 200, nil)
+	if r := n.call("GET", "cache", "s", "/k", nil, 200, nil); string(r.body) != `"new"` {
+		t.Fatalf("after PUT: %s", r.body)
 	}
 }

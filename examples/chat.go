@@ -46,7 +46,7 @@ const (
 )
 
 // chatTop is a cursor newer than every message: where the first page starts.
-var chatTop = chatCursor{ts: chatMaxTimestamp, id: ""}
+var chatTop = timeCursor{ts: chatMaxTimestamp, id: ""}
 
 // Chat is a chat room: users, their messages and an archive.
 //
@@ -54,16 +54,19 @@ var chatTop = chatCursor{ts: chatMaxTimestamp, id: ""}
 //	GET    /users/{id}                                  -> user
 //	DELETE /users/{id}                                  -> {"deleted":true,"messages_deleted":n}
 //	POST   /messages             {user_id,text[,timestamp]} -> 201 message (409 CONSTRAINT for an unknown user)
-//	GET    /messages?limit=&cursor=&direction=forward|backward -> {"messages","next_cursor","prev_cursor"}
+//	GET    /messages?limit=&cursor=&direction=older|newer -> {"messages","next_cursor","prev_cursor"}
 //	GET    /users/{id}/messages?limit=&before=          -> {"messages"}
-//	POST   /archive?older_than_ms=N                     -> {"archived":n,"more":bool}
+//	POST   /archive?older_than_ms=AGE                   -> {"archived":n,"more":bool}
 //	GET    /archive?limit=                              -> {"messages"}
 //
 // Messages are listed newest first, ordered by (timestamp, id) so that
 // messages sharing a timestamp still have one place in the order and a
 // page boundary between them loses or repeats nothing. A cursor names the
-// (timestamp, id) of a message; forward pages go to older messages,
-// backward pages to newer ones.
+// (timestamp, id) of a message; direction=older (the default) pages from
+// it to older messages (next_cursor continues), direction=newer to newer
+// ones (prev_cursor continues). "forward" and "backward", the first names,
+// are still read as older and newer. older_than_ms is an age: messages
+// whose timestamp is more than that many milliseconds before now.
 type Chat struct {
 	st *node.State
 	r  *router
@@ -198,21 +201,22 @@ func (c *Chat) postMessage(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, m)
 }
 
-// chatCursor is the position of one message in the (timestamp, id) order.
-type chatCursor struct {
+// timeCursor is the position of one row in a (timestamp, id) order, as
+// "<timestamp>_<id>": of a message here, of an event in analytics.
+type timeCursor struct {
 	ts int64
 	id string
 }
 
-func (k chatCursor) String() string { return strconv.FormatInt(k.ts, 10) + "_" + k.id }
+func (k timeCursor) String() string { return strconv.FormatInt(k.ts, 10) + "_" + k.id }
 
-func parseChatCursor(s string) (chatCursor, error) {
+func parseTimeCursor(s string) (timeCursor, error) {
 	ts, id, ok := strings.Cut(s, "_")
 	n, err := strconv.ParseInt(ts, 10, 64)
 	if !ok || err != nil || id == "" {
-		return chatCursor{}, fmt.Errorf("%w: malformed cursor %q", node.ErrBadRequest, s)
+		return timeCursor{}, fmt.Errorf("%w: malformed cursor %q", node.ErrBadRequest, s)
 	}
-	return chatCursor{ts: n, id: id}, nil
+	return timeCursor{ts: n, id: id}, nil
 }
 
 type chatPage struct {
@@ -245,22 +249,23 @@ func (c *Chat) listMessages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// backward: towards newer messages, against the newest-first order.
 	backward := false
 	switch d := q.Get("direction"); d {
-	case "", "forward":
-	case "backward":
+	case "", "older", "forward":
+	case "newer", "backward":
 		backward = true
 	default:
-		return fmt.Errorf("%w: direction must be forward or backward, got %q", node.ErrBadRequest, d)
+		return fmt.Errorf("%w: direction must be older or newer, got %q", node.ErrBadRequest, d)
 	}
 	at := chatTop
 	hasCursor := q.Get("cursor") != ""
 	if hasCursor {
-		if at, err = parseChatCursor(q.Get("cursor")); err != nil {
+		if at, err = parseTimeCursor(q.Get("cursor")); err != nil {
 			return err
 		}
 	} else if backward {
-		return fmt.Errorf("%w: direction=backward needs a cursor", node.ErrBadRequest)
+		return fmt.Errorf("%w: direction=newer needs a cursor", node.ErrBadRequest)
 	}
 	query := chatOlder
 	if backward {
@@ -307,7 +312,7 @@ func (c *Chat) listMessages(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, page)
 }
 
-func keyOf(m chatMessage) chatCursor { return chatCursor{ts: m.Timestamp, id: m.ID} }
+func keyOf(m chatMessage) timeCursor { return timeCursor{ts: m.Timestamp, id: m.ID} }
 
 func ptr[T any](v T) *T { return &v }
 

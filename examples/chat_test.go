@@ -56,6 +56,7 @@ func TestChatUsersAndMessages(t *testing.T) {
 		{"delete unknown user", "DELETE", "/users/ghost", nil, 404, "NOT_FOUND"},
 		{"bad direction", "GET", "/messages?direction=up", nil, 400, "BAD_REQUEST"},
 		{"backward without cursor", "GET", "/messages?direction=backward", nil, 400, "BAD_REQUEST"},
+		{"newer without cursor", "GET", "/messages?direction=newer", nil, 400, "BAD_REQUEST"},
 		{"bad cursor", "GET", "/messages?cursor=xyz", nil, 400, "BAD_REQUEST"},
 		{"limit too large", "GET", "/messages?limit=1000", nil, 400, "BAD_REQUEST"},
 		{"archive without age", "POST", "/archive", nil, 400, "BAD_REQUEST"},
@@ -139,6 +140,12 @@ func TestChatPagination(t *testing.T) {
 
 	for _, limit := range []int{1, 2, 3, 7, 50} {
 		t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
+			// direction=older|newer; odd limits use the first names,
+			// forward|backward, which must keep working.
+			older, newer := "older", "newer"
+			if limit%2 == 1 {
+				older, newer = "forward", "backward"
+			}
 			var pages []chatPage
 			path := fmt.Sprintf("/messages?limit=%d", limit)
 			for {
@@ -151,7 +158,7 @@ func TestChatPagination(t *testing.T) {
 				if p.NextCursor == nil {
 					break
 				}
-				path = fmt.Sprintf("/messages?limit=%d&direction=forward&cursor=%s", limit, url.QueryEscape(*p.NextCursor))
+				path = fmt.Sprintf("/messages?limit=%d&direction=%s&cursor=%s", limit, older, url.QueryEscape(*p.NextCursor))
 			}
 			var forward []chatMessage
 			for _, p := range pages {
@@ -173,7 +180,7 @@ func TestChatPagination(t *testing.T) {
 					t.Fatalf("no prev_cursor before page %d", i)
 				}
 				var p chatPage
-				n.call("GET", "chat", "p", fmt.Sprintf("/messages?limit=%d&direction=backward&cursor=%s", limit, url.QueryEscape(*cursor)), nil, 200, &p)
+				n.call("GET", "chat", "p", fmt.Sprintf("/messages?limit=%d&direction=%s&cursor=%s", limit, newer, url.QueryEscape(*cursor)), nil, 200, &p)
 				if !slices.Equal(ids(p.Messages), ids(pages[i].Messages)) {
 					t.Fatalf("backward page %d: %v, want %v", i, ids(p.Messages), ids(pages[i].Messages))
 				}

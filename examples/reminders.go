@@ -28,17 +28,29 @@ CREATE TABLE IF NOT EXISTS deliveries (
 	retry INTEGER NOT NULL
 )`
 
+// reminderStatusMigration adds the delivery status: "pending" until the
+// alarm's last retry fails, then "failed" with the last error, so a
+// reminder that was given up on stays visible instead of looking pending.
+var reminderStatusMigration = node.Migration{Version: 1, Up: func(s *node.Storage) error {
+	_, err := s.Exec(`ALTER TABLE reminder ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+		ALTER TABLE reminder ADD COLUMN error TEXT`)
+	return err
+}}
+
 // reminderWebhookTimeout bounds one delivery; a slow receiver counts as a
 // failure and the alarm retries.
 const reminderWebhookTimeout = 5 * time.Second
 
 // Reminders is a webhook reminder per object, the alarm pattern at its
 // plainest: set a time and a URL; at that time the object POSTs to the
-// URL, and retries (the alarm's backoff) until the receiver answers 2xx.
-// Delivery is at least once: a receiver must tolerate repeats.
+// URL, and retries (the alarm's backoff, node.MaxRetries times: about two
+// minutes) until the receiver answers 2xx. Delivery is at least once: a
+// receiver must tolerate repeats. When the last retry fails too, the
+// reminder stays, with "status":"failed" and the last "error", until it
+// is set again or deleted.
 //
 //	PUT    /  {"at": unix_ms, "url": "http://...", "payload": any} -> {"at"}
-//	GET    /  -> {"reminder": {...} or null, "deliveries": n}
+//	GET    /  -> {"reminder": {...,"status":"pending"|"failed"[,"error"]} or null, "deliveries": n}
 //	DELETE /  -> cancels the pending reminder
 //
 // The POST body is {"object","at","started","finished","node","retry",
@@ -53,8 +65,10 @@ type Reminders struct {
 // NewReminders is the constructor of class "reminders".
 func NewReminders(st *node.State) (node.Object, error) {
 	err := st.BlockConcurrencyWhile(func() error {
-		_, err := st.Storage().Exec(remindersSchema)
-		return err
+		if _, err := st.Storage().Exec(remindersSchema); err != nil {
+			return err
+		}
+		return st.Storage().Migrate(reminderStatusMigration)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reminders schema: %w", err)
@@ -66,6 +80,8 @@ type reminder struct {
 	At      int64           `json:"at"`
 	URL     string          `json:"url"`
 	Payload json.RawMessage `json:"payload,omitempty"`
+	Status  string          `json:"status,omitempty"` // pending or failed
+	Error   string          `json:"error,omitempty"`  // the last failure, once failed
 }
 
 func (rm *Reminders) Fetch(w http.ResponseWriter, r *http.Request) error {
@@ -119,14 +135,14 @@ func (rm *Reminders) get(w http.ResponseWriter) error {
 		Reminder   *reminder `json:"reminder"`
 		Deliveries int64     `json:"deliveries"`
 	}
-	cur, err := rm.st.Storage().Exec(`SELECT at, url, payload FROM reminder`)
+	cur, err := rm.st.Storage().Exec(`SELECT at, url, payload, status, coalesce(error, '') FROM reminder`)
 	if err != nil {
 		return err
 	}
 	if cur.Next() {
 		var rem reminder
 		var payload string
-		if err := cur.Scan(&rem.At, &rem.URL, &payload); err != nil {
+		if err := cur.Scan(&rem.At, &rem.URL, &payload, &rem.Status, &rem.Error); err != nil {
 			return err
 		}
 		rem.Payload = json.RawMessage(payload)
@@ -143,7 +159,8 @@ func (rm *Reminders) get(w http.ResponseWriter) error {
 }
 
 // Alarm delivers the pending reminder. An error leaves the reminder in
-// place and the runtime retries with backoff.
+// place and the runtime retries with backoff; the last retry records the
+// failure instead (an error would roll that record back).
 func (rm *Reminders) Alarm(ctx context.Context, info node.AlarmInfo) error {
 	started := rm.st.Now()
 	cur, err := rm.st.Storage().Exec(`SELECT at, url, payload FROM reminder`)
@@ -170,6 +187,22 @@ func (rm *Reminders) Alarm(ctx context.Context, info node.AlarmInfo) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if err := rm.post(req); err != nil {
+		if info.RetryCount < node.MaxRetries {
+			return err
+		}
+		_, err = rm.st.Storage().Exec(`UPDATE reminder SET status = 'failed', error = ?`, err.Error())
+		return err
+	}
+	if _, err := rm.st.Storage().Exec(`DELETE FROM reminder`); err != nil {
+		return err
+	}
+	_, err = rm.st.Storage().Exec(`INSERT INTO deliveries (at, delivered_at, retry) VALUES (?, ?, ?)`, rem.At, rm.st.Now().UnixMilli(), info.RetryCount)
+	return err
+}
+
+// post sends the webhook; anything but a 2xx answer is an error.
+func (rm *Reminders) post(req *http.Request) error {
 	resp, err := rm.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("reminder webhook: %w", err)
@@ -178,9 +211,5 @@ func (rm *Reminders) Alarm(ctx context.Context, info node.AlarmInfo) error {
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("reminder webhook answered %d", resp.StatusCode)
 	}
-	if _, err := rm.st.Storage().Exec(`DELETE FROM reminder`); err != nil {
-		return err
-	}
-	_, err = rm.st.Storage().Exec(`INSERT INTO deliveries (at, delivered_at, retry) VALUES (?, ?, ?)`, rem.At, rm.st.Now().UnixMilli(), info.RetryCount)
-	return err
+	return nil
 }

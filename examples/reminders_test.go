@@ -1,12 +1,17 @@
 package examples_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/examples"
+	"github.com/dura-dev/dura/node"
 )
 
 // receiver records the webhooks it gets; it fails the first failFirst.
@@ -85,5 +90,59 @@ func TestReminderBadInputAndCancel(t *testing.T) {
 	n.call("DELETE", "reminders", "r3", "/", nil, 200, nil)
 	if a := n.alarm("reminders", "r3"); a != nil {
 		t.Fatalf("alarm %d after cancel", *a)
+	}
+}
+
+// lastTry runs every alarm of a Reminders object as its last retry, so a
+// test sees the give-up without waiting out the backoff (about 2 min).
+type lastTry struct{ node.Object }
+
+func (l lastTry) Alarm(ctx context.Context, info node.AlarmInfo) error {
+	info.RetryCount, info.IsRetry = node.MaxRetries, true
+	return l.Object.(node.Alarmer).Alarm(ctx, info)
+}
+
+// TestReminderFailedAfterTheLastRetryStaysVisible: when the last retry
+// fails, the reminder is kept with "status":"failed" and the error, and
+// setting it again makes it pending.
+func TestReminderFailedAfterTheLastRetryStaysVisible(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(rt *node.Runtime) error {
+		return rt.Register("reminders", func(st *node.State) (node.Object, error) {
+			o, err := examples.NewReminders(st)
+			return lastTry{o}, err
+		})
+	})
+	rc := &receiver{failFirst: 1 << 30}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	type state struct {
+		Reminder *struct {
+			At     int64
+			Status string
+			Error  string
+		}
+		Deliveries int
+	}
+	at := time.Now().Add(time.Hour).UnixMilli()
+	n.call("PUT", "reminders", "f", "/", map[string]any{"at": at, "url": hook.URL}, 200, nil)
+	var s state
+	n.call("GET", "reminders", "f", "/", nil, 200, &s)
+	if s.Reminder == nil || s.Reminder.Status != "pending" {
+		t.Fatalf("set: %+v", s.Reminder)
+	}
+	n.call("PUT", "reminders", "f", "/", map[string]any{"at": time.Now().UnixMilli(), "url": hook.URL}, 200, nil)
+	eventually(t, 5*time.Second, "the last try to fail", func() bool {
+		n.call("GET", "reminders", "f", "/", nil, 200, &s)
+		return s.Reminder != nil && s.Reminder.Status == "failed"
+	})
+	if !strings.Contains(s.Reminder.Error, "503") || s.Deliveries != 0 {
+		t.Fatalf("failed reminder %+v, deliveries %d", s.Reminder, s.Deliveries)
+	}
+	eventually(t, 5*time.Second, "the alarm to clear", func() bool { return n.alarm("reminders", "f") == nil })
+	n.call("PUT", "reminders", "f", "/", map[string]any{"at": at, "url": hook.URL}, 200, nil)
+	s = state{}
+	n.call("GET", "reminders", "f", "/", nil, 200, &s)
+	if s.Reminder == nil || s.Reminder.Status != "pending" || s.Reminder.Error != "" {
+		t.Fatalf("set again: %+v", s.Reminder)
 	}
 }

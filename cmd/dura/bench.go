@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,12 +61,44 @@ func (r benchResult) pct(p float64) time.Duration {
 	return r.latencies[i]
 }
 
+// benchScenario is one load "dura bench --scenario" can run; the help,
+// the flag's text and the error for an unknown name all come from
+// benchScenarios, so none of them can miss one.
+type benchScenario struct {
+	name, summary string
+	run           func(ctx context.Context, env *cliEnv, c benchConfig, clis []*rpc.Client) ([]benchResult, error)
+}
+
+var benchScenarios = []benchScenario{
+	{"counter", "counter increments over --objects objects from --clients clients", benchCounter},
+	{"cold", "each request activates a fresh object (open, constructor, first write)", benchCold},
+	{"touch", "touch --objects distinct objects once each; reports the server's peak RSS and open files", func(ctx context.Context, env *cliEnv, c benchConfig, clis []*rpc.Client) ([]benchResult, error) {
+		fmt.Fprintf(env.stdout, "touch %d distinct objects once each, %d clients\n", c.objects, c.clients)
+		r, err := benchTouch(ctx, env, c, clis[0])
+		return []benchResult{r}, err
+	}},
+	{"forward", "one object, one client: through its owner, then through another node (needs 2+ --addr)", benchForward},
+}
+
+// benchScenarioNames is "counter, cold, touch or forward".
+func benchScenarioNames() string {
+	var names []string
+	for _, sc := range benchScenarios {
+		names = append(names, sc.name)
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
 func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	var c benchConfig
-	fs := newFlagSet(env, "bench", "bench [flags]\n\nScenarios:\n  counter  counter increments over --objects objects from --clients clients\n  cold     each request activates a fresh object (open, constructor, first write)\n  touch    touch --objects distinct objects once each; reports the server's peak RSS and open files\n  forward  one object, one client: through its owner, then through another node (needs 2+ --addr)")
+	synopsis := "bench [flags]\n\nScenarios:"
+	for _, sc := range benchScenarios {
+		synopsis += fmt.Sprintf("\n  %-8s %s", sc.name, sc.summary)
+	}
+	fs := newFlagSet(env, "bench", synopsis)
 	fs.StringVar(&c.addr, "addr", "http://127.0.0.1:8080", "node(s) to load, comma-separated: each request goes to a random one")
 	fs.StringVar(&c.token, "token", "", "bearer token (for the /metrics sampling through /v1 routes it is not needed)")
-	fs.StringVar(&c.scenario, "scenario", "counter", "counter, cold, touch or forward")
+	fs.StringVar(&c.scenario, "scenario", "counter", benchScenarioNames())
 	fs.IntVar(&c.objects, "objects", 64, "distinct objects")
 	fs.IntVar(&c.clients, "clients", 16, "concurrent clients")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of each measured run (counter and cold)")
@@ -78,6 +111,10 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 	if c.objects <= 0 || c.clients <= 0 || c.duration <= 0 {
 		return usageErr("--objects, --clients and --duration must be positive")
 	}
+	i := slices.IndexFunc(benchScenarios, func(sc benchScenario) bool { return sc.name == c.scenario })
+	if i < 0 {
+		return usageErr("unknown --scenario %q (%s)", c.scenario, benchScenarioNames())
+	}
 	if c.prefix == "" {
 		c.prefix = fmt.Sprintf("bench-%d-", time.Now().UnixNano())
 	}
@@ -89,59 +126,36 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		clis = append(clis, cl)
 	}
-	cli := clis[0]
-	var results []benchResult
-	switch c.scenario {
-	case "counter":
-		fmt.Fprintf(env.stdout, "counter increments: %d objects, %d clients, %s per run\n", c.objects, c.clients, c.duration)
-		r, err := benchDura(ctx, env, c, clis, func(i int64, rnd *rand.Rand) string {
-			return c.prefix + strconv.Itoa(rnd.IntN(c.objects))
-		})
-		if err != nil {
-			return err
-		}
-		results = append(results, r)
-		if c.baseline {
-			r, err := benchRaw(ctx, env, c, false)
-			if err != nil {
-				return err
-			}
-			results = append(results, r)
-		}
-	case "cold":
-		fmt.Fprintf(env.stdout, "cold activations: a fresh object per request, %d clients, %s per run\n", c.clients, c.duration)
-		r, err := benchDura(ctx, env, c, clis, func(i int64, _ *rand.Rand) string {
-			return c.prefix + "cold-" + strconv.FormatInt(i, 10)
-		})
-		if err != nil {
-			return err
-		}
-		results = append(results, r)
-		if c.baseline {
-			r, err := benchRaw(ctx, env, c, true)
-			if err != nil {
-				return err
-			}
-			results = append(results, r)
-		}
-	case "touch":
-		fmt.Fprintf(env.stdout, "touch %d distinct objects once each, %d clients\n", c.objects, c.clients)
-		r, err := benchTouch(ctx, env, c, cli)
-		if err != nil {
-			return err
-		}
-		results = append(results, r)
-	case "forward":
-		rs, err := benchForward(ctx, env, c, clis)
-		if err != nil {
-			return err
-		}
-		results = append(results, rs...)
-	default:
-		return usageErr("unknown --scenario %q (counter, cold, touch or forward)", c.scenario)
+	results, err := benchScenarios[i].run(ctx, env, c, clis)
+	if err != nil {
+		return err
 	}
 	printBench(env.stdout, results)
 	return nil
+}
+
+func benchCounter(ctx context.Context, env *cliEnv, c benchConfig, clis []*rpc.Client) ([]benchResult, error) {
+	fmt.Fprintf(env.stdout, "counter increments: %d objects, %d clients, %s per run\n", c.objects, c.clients, c.duration)
+	r, err := benchDura(ctx, env, c, clis, func(i int64, rnd *rand.Rand) string {
+		return c.prefix + strconv.Itoa(rnd.IntN(c.objects))
+	})
+	if err != nil || !c.baseline {
+		return []benchResult{r}, err
+	}
+	raw, err := benchRaw(ctx, env, c, false)
+	return []benchResult{r, raw}, err
+}
+
+func benchCold(ctx context.Context, env *cliEnv, c benchConfig, clis []*rpc.Client) ([]benchResult, error) {
+	fmt.Fprintf(env.stdout, "cold activations: a fresh object per request, %d clients, %s per run\n", c.clients, c.duration)
+	r, err := benchDura(ctx, env, c, clis, func(i int64, _ *rand.Rand) string {
+		return c.prefix + "cold-" + strconv.FormatInt(i, 10)
+	})
+	if err != nil || !c.baseline {
+		return []benchResult{r}, err
+	}
+	raw, err := benchRaw(ctx, env, c, true)
+	return []benchResult{r, raw}, err
 }
 
 // load runs op from c.clients goroutines until the deadline or until

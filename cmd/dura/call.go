@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -97,33 +96,6 @@ func runCall(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
-// parseCallTarget splits CLASS/NAME[/PATH][?QUERY]. The name is
-// path-unescaped (so %2F is a '/' in it); the path and query are passed on
-// as written.
-func parseCallTarget(arg string) (class, name, path string, err error) {
-	target, query, hasQuery := strings.Cut(arg, "?")
-	class, rest, ok := strings.Cut(target, "/")
-	if !ok || class == "" {
-		return "", "", "", usageErr("%q is not CLASS/NAME[/PATH][?QUERY]", arg)
-	}
-	rawName, p, _ := strings.Cut(rest, "/")
-	if rawName == "" {
-		return "", "", "", usageErr("%q is not CLASS/NAME[/PATH][?QUERY]: no NAME", arg)
-	}
-	if class, err = url.PathUnescape(class); err != nil {
-		return "", "", "", usageErr("class in %q: %v", arg, err)
-	}
-	if name, err = url.PathUnescape(rawName); err != nil {
-		return "", "", "", usageErr("name in %q: %v", arg, err)
-	}
-	path = "/" + p
-	if hasQuery {
-		path += "?" + query
-	}
-	return class, name, path, nil
-}
-
-// writeHead prints the status line and the headers, sorted.
 func writeHead(w io.Writer, resp *http.Response) {
 	fmt.Fprintf(w, "%s %s\n", resp.Proto, resp.Status)
 	keys := make([]string, 0, len(resp.Header))

@@ -41,6 +41,25 @@ func (echoObject) Fetch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// whoami answers "NAME ROWS KV" from its own storage: the object's name,
+// the rows of its table t (-1 without one) and the JSON of its KV key k.
+type whoami struct{ st *node.State }
+
+func newWhoami(st *node.State) (node.Object, error) { return whoami{st}, nil }
+
+func (o whoami) Fetch(w http.ResponseWriter, r *http.Request) error {
+	rows := int64(-1)
+	if cur, err := o.st.Storage().Exec("SELECT count(*) FROM t"); err == nil {
+		cur.ScanOne(&rows)
+	}
+	v, _, err := o.st.Storage().Get("k")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s %d %s", o.st.Name(), rows, v)
+	return nil
+}
+
 func startNode(t *testing.T, adminToken string) *testNode {
 	t.Helper()
 	ctx := context.Background()
@@ -51,6 +70,9 @@ func startNode(t *testing.T, adminToken string) *testNode {
 		t.Fatal(err)
 	}
 	if err := rt.Register("echo", func(*node.State) (node.Object, error) { return echoObject{}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Register("whoami", newWhoami); err != nil {
 		t.Fatal(err)
 	}
 	if err := rt.Start(ctx); err != nil {
@@ -75,9 +97,15 @@ func (r result) String() string {
 // runEnv runs the CLI in-process with the given environment and stdin.
 func runEnv(t *testing.T, vars map[string]string, stdin string, args ...string) result {
 	t.Helper()
+	return runStreams(t, vars, stdin, false, args...)
+}
+
+// runStreams is runEnv with stdin and stdout taken for terminals when tty.
+func runStreams(t *testing.T, vars map[string]string, stdin string, tty bool, args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	env := &cliEnv{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
-		getenv: func(k string) string { return vars[k] }}
+		getenv: func(k string) string { return vars[k] }, stdinTTY: tty, stdoutTTY: tty}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	code := run(ctx, env, args)
@@ -306,7 +334,7 @@ func TestSQLInteractive(t *testing.T) {
 		".quit",
 		"SELECT 'after quit';",
 	}, "\n") + "\n"
-	r := n.cliIn(t, in, "sql", "db/notes")
+	r := runStreams(t, map[string]string{"DURA_ADDR": n.ts.URL}, in, true, "sql", "db/notes")
 	if r.code != 0 {
 		t.Fatalf("session: %v", r)
 	}
@@ -373,6 +401,59 @@ func TestParseCallTarget(t *testing.T) {
 		class, name, path, err := parseCallTarget(tc.in)
 		if err != nil || class != tc.class || name != tc.name || path != tc.path {
 			t.Errorf("parseCallTarget(%q) = %q, %q, %q, %v; want %q, %q, %q", tc.in, class, name, path, err, tc.class, tc.name, tc.path)
+		}
+	}
+}
+
+// TestObjectNamesAddressedAlike: every command that takes CLASS/NAME
+// reads a name the same way, so "a%2Fb" is the object "a/b" in each.
+func TestObjectNamesAddressedAlike(t *testing.T) {
+	n := startNode(t, "")
+	must(t, n.cli(t, "sql", "whoami/a%2Fb", "CREATE TABLE t (x); INSERT INTO t VALUES (1)"))
+	must(t, n.cli(t, "kv", "put", "whoami/a%2Fb", "k", `"v"`))
+	must(t, n.cli(t, "alarm", "set", "--at", "2099-01-02T03:04:05Z", "whoami/a%2Fb"))
+	if r := must(t, n.cli(t, "call", "whoami/a%2Fb/")); !strings.HasPrefix(r.stdout, `a/b 1 "v"`) {
+		t.Fatalf("call reached another object: %q", r.stdout)
+	}
+	for _, args := range [][]string{
+		{"sql", "whoami/a/b", "SELECT x FROM t"}, // an unescaped '/' is the name's where no path follows
+		{"sql", "whoami/a%2Fb", "SELECT x FROM t"},
+		{"kv", "get", "whoami/a/b", "k"},
+		{"alarm", "get", "whoami/a%2fb"},
+		{"export", "whoami/a%2Fb", filepath.Join(t.TempDir(), "a.db")},
+	} {
+		must(t, n.cli(t, args...))
+	}
+	if r := must(t, n.cli(t, "alarm", "get", "whoami/a/b")); !strings.Contains(r.stdout, "2099-01-02") {
+		t.Fatalf("alarm get: %v", r)
+	}
+	file := filepath.Join(t.TempDir(), "b.db")
+	must(t, n.cli(t, "export", "whoami/a%2Fb", file))
+	must(t, n.cli(t, "import", "whoami/c%2Fd", file))
+	if r := must(t, n.cli(t, "call", "whoami/c%2Fd")); !strings.HasPrefix(r.stdout, "c/d 1 ") {
+		t.Fatalf("import went elsewhere: %q", r.stdout)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := must(t, n.cli(t, "objects", "--class", "whoami", "--json"))
+		var list rpc.ObjectList
+		json.Unmarshal([]byte(r.stdout), &list)
+		var names []string
+		for _, o := range list.Objects {
+			names = append(names, o.Name)
+		}
+		sort.Strings(names)
+		if strings.Join(names, " ") == "a/b c/d" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("objects: %v, want a/b and c/d only", names)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, args := range [][]string{{"sql", "whoami/50%", "SELECT 1"}, {"call", "whoami/50%/x"}, {"kv", "list", "whoami/%zz"}} {
+		if r := n.cli(t, args...); r.code != 2 || !strings.Contains(r.stderr, "%25") {
+			t.Errorf("%q: want a usage error naming %%25: %v", args, r)
 		}
 	}
 }

@@ -137,13 +137,57 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ", ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// splitObject splits CLASS/NAME at the first '/'; NAME may hold more '/'.
+// splitObject reads CLASS/NAME for the commands that take no handler
+// path (sql, alarm, kv, export, import); see parseTarget.
 func splitObject(arg string) (class, name string, err error) {
-	class, name, ok := strings.Cut(arg, "/")
-	if !ok || class == "" || name == "" {
-		return "", "", usageErr("%q is not CLASS/NAME", arg)
+	class, name, _, err = parseTarget(arg, false)
+	return class, name, err
+}
+
+// parseCallTarget reads CLASS/NAME[/PATH][?QUERY] for call; see
+// parseTarget.
+func parseCallTarget(arg string) (class, name, path string, err error) {
+	return parseTarget(arg, true)
+}
+
+// parseTarget is the one reading of an object argument, so every command
+// reaches the same object from the same text: CLASS and NAME are
+// URL-path-escaped ("%2F" is a '/' in a name, "%25" a '%'). With a path
+// (call) the name ends at the next '/' and the rest, query included, is
+// passed on as written; without one, a further unescaped '/' belongs to
+// the name, so "db/a/b" and "db/a%2Fb" are the same object there.
+func parseTarget(arg string, withPath bool) (class, name, path string, err error) {
+	form := "CLASS/NAME"
+	target, query, hasQuery := arg, "", false
+	if withPath {
+		form = "CLASS/NAME[/PATH][?QUERY]"
+		target, query, hasQuery = strings.Cut(arg, "?")
 	}
-	return class, name, nil
+	class, rest, ok := strings.Cut(target, "/")
+	if !ok || class == "" {
+		return "", "", "", usageErr("%q is not %s", arg, form)
+	}
+	rawName, p := rest, ""
+	if withPath {
+		rawName, p, _ = strings.Cut(rest, "/")
+	}
+	if rawName == "" {
+		return "", "", "", usageErr("%q is not %s: no NAME", arg, form)
+	}
+	if class, err = url.PathUnescape(class); err != nil {
+		return "", "", "", usageErr("class in %q: %v", arg, err)
+	}
+	if name, err = url.PathUnescape(rawName); err != nil {
+		return "", "", "", usageErr("name in %q: %v (write a '%%' in a name as %%25)", arg, err)
+	}
+	if !withPath {
+		return class, name, "", nil
+	}
+	path = "/" + p
+	if hasQuery {
+		path += "?" + query
+	}
+	return class, name, path, nil
 }
 
 // readInput reads "-" (stdin) or a file, up to limit bytes.

@@ -254,6 +254,27 @@ func TestE2EServeRefusesOpenAddressWithoutSecret(t *testing.T) {
 	}
 }
 
+// TestE2ESecondNodeOnTheSameData: a second "dura serve" on a data
+// directory a running node holds stops at once and names the holder.
+func TestE2ESecondNodeOnTheSameData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	dir := t.TempDir()
+	n := e2eStart(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, e2eBinary(t), "serve", "--data", dir, "--http", "127.0.0.1:0",
+		"--gossip", "127.0.0.1:0", "--raft", "127.0.0.1:0").CombinedOutput()
+	want := fmt.Sprintf("data directory %s is in use by another dura process (pid %d)", dir, n.cmd.Process.Pid)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), want) {
+		t.Fatalf("exit %v, output %s; want %q", err, out, want)
+	}
+	if err := n.client().Ready(context.Background()); err != nil {
+		t.Fatalf("the first node stopped serving: %v", err)
+	}
+}
+
 func TestE2EDefaultClassesServeOverHTTP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")

@@ -15,8 +15,9 @@ func init() {
 const exportSynopsis = `export [flags] CLASS/NAME [FILE|-]
 
 Writes a consistent copy of the object's SQLite database to FILE (through
-FILE.tmp, renamed when complete) or to stdout. There is no time limit
-unless --timeout is given, since databases can be large.`
+FILE.tmp, renamed when complete) or to stdout, which must not be a
+terminal. There is no time limit unless --timeout is given, since
+databases can be large.`
 
 const importSynopsis = `import [flags] CLASS/NAME FILE|-
 
@@ -39,6 +40,11 @@ func runExport(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	c := co.client()
 	if len(pos) == 1 || pos[1] == "-" {
+		if env.stdoutTTY {
+			// A SQLite file is binary: on a screen it is noise, and it
+			// can leave the terminal in a strange state.
+			return usageErr("stdout is a terminal: give a FILE to write %s/%s to, or redirect stdout", class, name)
+		}
 		_, err := c.Export(ctx, class, name, env.stdout)
 		return co.clientErr(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/dura-dev/dura/server"
 )
 
 // command is one subcommand.
@@ -27,6 +29,10 @@ type cliEnv struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// stdinTTY and stdoutTTY say whether the streams are terminals: a
+	// prompt is drawn only for a person, and binary output is not
+	// written to a screen.
+	stdinTTY, stdoutTTY bool
 }
 
 // commands is filled by the init functions of the files that define them.
@@ -35,13 +41,20 @@ var commands = map[string]command{}
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv,
+		stdinTTY: isTerminal(os.Stdin), stdoutTTY: isTerminal(os.Stdout)}
 	os.Exit(run(ctx, env, os.Args[1:]))
 }
 
 // run dispatches to a subcommand and returns the exit code.
 func run(ctx context.Context, env *cliEnv, args []string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		// No command is a mistake (a script's empty variable, say): the
+		// usage goes to stderr with the usage exit code.
+		usage(env.stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(env.stdout)
 		return 0
 	}
@@ -66,7 +79,8 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 	}
 }
 
-var errUsage = errors.New("usage")
+// errUsage is server's, so a usage error of serve exits 2 like the others.
+var errUsage = server.ErrUsage
 
 func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
@@ -83,6 +97,8 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
+	fmt.Fprintln(w, "\nCLASS/NAME is URL-path-escaped alike in every command: write a '/' in a name")
+	fmt.Fprintln(w, "as %2F (call needs it: its PATH follows the name) and a '%' as %25.")
 	fmt.Fprintln(w, "\nRun \"dura COMMAND --help\" for a command's flags.")
 }
 
@@ -102,16 +118,7 @@ func newFlagSet(env *cliEnv, name, synopsis string) *flag.FlagSet {
 // parseFlags applies DURA_<NAME> environment values, then the arguments
 // (which win).
 func parseFlags(fs *flag.FlagSet, env *cliEnv, args []string) error {
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		key := "DURA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := env.getenv(key); v != "" && err == nil {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = usageErr("%s=%q: %v", key, v, e)
-			}
-		}
-	})
-	if err != nil {
+	if err := server.ApplyEnv(fs, env.getenv); err != nil {
 		return err
 	}
 	// Client commands run beside a node (in its container) take the

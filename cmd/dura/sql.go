@@ -29,7 +29,9 @@ with --json, the API's JSON answer). The SQL may hold several statements
 separated by ';' (one transaction; the last one's rows are shown and the
 --param values bind to it). "-" reads the SQL from stdin. Without SQL, an
 interactive prompt reads statements ending in ';' and dot commands
-(.tables, .schema [TABLE], .help, .quit).
+(.tables, .schema [TABLE], .help, .quit). When stdin is not a terminal
+(a script piped in), it prints no prompts and stops at the first error,
+exiting 1.
 
 --param takes one JSON literal per parameter: 42, 1.5, '"text"', null,
 true, '{"$base64":"AAE="}' (a BLOB); a value that is not JSON is a string.`
@@ -287,36 +289,53 @@ const sqlHelp = `Enter SQL statements ending with ';' (they may span lines), or:
 func (s *sqlSession) interactive(ctx context.Context) error {
 	lines, done := readLines(s.env.stdin)
 	defer close(done)
+	// A person at a terminal gets prompts and carries on after an error;
+	// a script piped in gets neither, and its first error ends the run.
+	tty := s.env.stdinTTY
 	prompt := "dura " + s.class + "/" + s.name + "> "
 	cont := strings.Repeat(" ", max(0, utf8.RuneCountInString(prompt)-5)) + "...> "
-	fmt.Fprintf(s.env.stdout, "Connected to %s. Enter .help for help, .quit to leave.\n", s.c.Base())
+	if tty {
+		fmt.Fprintf(s.env.stdout, "Connected to %s. Enter .help for help, .quit to leave.\n", s.c.Base())
+	}
 	var stmt strings.Builder
-	report := func(err error) {
+	// failed reports err; it returns the error that ends the session, or
+	// nil to go on.
+	failed := func(err error) error {
+		if !tty {
+			return err
+		}
 		fmt.Fprintf(s.env.stderr, "Error: %v\n", err)
+		return nil
 	}
 	for {
-		if stmt.Len() == 0 {
-			fmt.Fprint(s.env.stdout, prompt)
-		} else {
-			fmt.Fprint(s.env.stdout, cont)
+		if tty {
+			if stmt.Len() == 0 {
+				fmt.Fprint(s.env.stdout, prompt)
+			} else {
+				fmt.Fprint(s.env.stdout, cont)
+			}
 		}
 		var in lineOrErr
 		select {
 		case <-ctx.Done():
 			// Interrupted at the prompt: leave quietly.
-			fmt.Fprintln(s.env.stdout)
+			if tty {
+				fmt.Fprintln(s.env.stdout)
+			}
 			return nil
 		case in = <-lines:
 		}
 		if in.eof {
-			fmt.Fprintln(s.env.stdout)
+			if tty {
+				fmt.Fprintln(s.env.stdout)
+			}
 			if in.err != nil {
 				return fmt.Errorf("reading input: %w", in.err)
 			}
 			if strings.TrimSpace(stmt.String()) != "" {
 				// Input ended mid-statement: run what there is.
 				if err := s.exec(ctx, stmt.String(), nil); err != nil {
-					report(err)
+					return failed(err)
 				}
 			}
 			return nil
@@ -330,7 +349,9 @@ func (s *sqlSession) interactive(ctx context.Context) error {
 			if strings.HasPrefix(trimmed, ".") {
 				quit, err := s.dot(ctx, trimmed)
 				if err != nil {
-					report(err)
+					if err := failed(err); err != nil {
+						return err
+					}
 				}
 				if quit {
 					return nil
@@ -349,7 +370,9 @@ func (s *sqlSession) interactive(ctx context.Context) error {
 			if errors.Is(err, context.Canceled) {
 				return err
 			}
-			report(err)
+			if err := failed(err); err != nil {
+				return err
+			}
 		}
 	}
 }

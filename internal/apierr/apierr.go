@@ -24,9 +24,9 @@ var (
 	ErrOwnerUnavailable = errors.New("owner unavailable") // OWNER_UNAVAILABLE 503
 	// ErrDataMissing is OWNER_UNAVAILABLE that waiting does not cure: the
 	// owner lost the partition's data (a wiped disk).
-	ErrDataMissing = errors.New("data missing") // OWNER_UNAVAILABLE 503
-	ErrTimeout          = errors.New("timed out")         // TIMEOUT 504
-	ErrInternal         = errors.New("internal error")    // INTERNAL 500
+	ErrDataMissing = errors.New("data missing")   // OWNER_UNAVAILABLE 503
+	ErrTimeout     = errors.New("timed out")      // TIMEOUT 504
+	ErrInternal    = errors.New("internal error") // INTERNAL 500
 )
 
 var table = []struct {

@@ -1,0 +1,248 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/rpc"
+)
+
+// Register adds object classes to a runtime before it starts, calling
+// rt.Register for each; examples.RegisterAll is one.
+type Register func(rt *node.Runtime) error
+
+// Main runs a node from the command line of the program: flags from
+// os.Args and DURA_* variables, stopped by SIGTERM or SIGINT. It exits
+// the process: 0 after a clean stop or --help, 2 on a usage error, 1 on
+// any other. The class "db" is always there; register adds the others.
+func Main(register ...Register) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	prog := filepath.Base(os.Args[0])
+	cfg, err := ParseFlags(prog+" [flags]", os.Args[1:], os.Getenv, os.Stderr)
+	if err == nil {
+		err = Run(ctx, cfg, register...)
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		os.Exit(1)
+	}
+}
+
+// Run serves a node until ctx ends, then leaves the cluster gracefully and
+// stops. It registers the classes through register before the node
+// starts. cfg is validated first (its *-file flags read).
+func Run(ctx context.Context, cfg Config, register ...Register) error {
+	c := cfg
+	if err := c.readFiles(); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	out := c.Output
+	if out == nil {
+		out = os.Stderr
+	}
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler = slog.NewTextHandler(out, opts)
+	if c.LogFormat == "json" {
+		handler = slog.NewJSONHandler(out, opts)
+	}
+	log := slog.New(handler).With("node", c.Name)
+
+	unlock, err := lockData(c.Data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ln, err := net.Listen("tcp", c.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.HTTP, err)
+	}
+	advertise := advertiseAddr(c.Advertise, ln.Addr().String())
+	reg := rpc.NewRegistry()
+	ncfg := node.DefaultConfig(c.Data)
+	ncfg.NodeName = c.Name
+	ncfg.HTTPAddr = advertise
+	ncfg.IdleTimeout = c.IdleTimeout
+	ncfg.MaxOpenFiles = c.MaxOpenFiles
+	ncfg.AlarmConcurrency = c.AlarmConcurrency
+	ncfg.MaxObjectBytes = c.MaxObjectBytes
+	ncfg.StatementTimeout = c.StatementTimeout
+	ncfg.Logger = log
+	ncfg.Registerer = reg
+	rt, err := node.New(ncfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	for _, r := range register {
+		if err := r(rt); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	peerTLS, gossipKeys, err := c.peerSecurity()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	var join []string
+	if c.Join != "" {
+		join = strings.Split(c.Join, ",")
+	}
+	cl, err := node.NewCluster(rt, node.ClusterConfig{
+		Name: c.Name, HTTP: advertise,
+		GossipBind: c.Gossip, GossipAdvertise: advertiseIf(c.Advertise, c.Gossip),
+		RaftBind: c.Raft, RaftAdvertise: advertiseIf(c.Advertise, c.Raft),
+		Dir: filepath.Join(c.Data, "raft"), Join: join, BootstrapExpect: c.BootstrapExpect,
+		TLS: peerTLS, GossipKeys: gossipKeys, AdminToken: c.AdminToken, Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := rt.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := cl.Start(ctx); err != nil {
+		ln.Close()
+		rt.Close(context.Background())
+		return err
+	}
+	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Forwarder: cl.Forwarder(), Logger: log, Registry: reg,
+		AdminToken: c.AdminToken, APIToken: c.APIToken, SeparateMetrics: c.MetricsAddr != "", RequestWait: requestWait(c.RequestWait)})
+	cl.SetPeerHandler(srv.PeerHandler(cl.PeerSecure()))
+	rt.SetObjectCaller(srv)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
+	if c.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			cl.Close(false)
+			rt.Close(context.Background())
+			return fmt.Errorf("listen %s: %w", c.MetricsAddr, err)
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		defer ms.Close()
+	}
+	if c.DebugAddr != "" {
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			log.Warn("pprof server stopped", "err", http.ListenAndServe(c.DebugAddr, mux))
+		}()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("serving", "http", ln.Addr().String(), "data", c.Data, "classes", strings.Join(slices.Sorted(slices.Values(rt.Classes())), ","))
+	fmt.Fprintf(out, "dura: node %s serving on http://%s (data in %s)\n", c.Name, ln.Addr(), c.Data)
+
+	go waitReady(ctx, rt, log)
+
+	select {
+	case err := <-errc:
+		cl.Close(false)
+		rt.Close(context.Background())
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	// Leave first (others pull our partitions over HTTP, so it keeps
+	// serving), then stop accepting, let in-flight requests and their
+	// events finish, and close the runtime, which waits for WaitUntil work.
+	log.Info("shutting down", "timeout", c.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	graceful := len(cl.State().ActiveMembers()) > 1
+	var lerr error
+	if graceful {
+		log.Info("leaving the cluster: handing partitions off")
+		lerr = cl.Leave(sctx)
+	}
+	herr := hs.Shutdown(sctx)
+	cerr := cl.Close(graceful && lerr == nil)
+	rerr := rt.Close(sctx)
+	if err := errors.Join(lerr, herr, cerr, rerr); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// waitReady logs once the node serves: joined, leader known, partitions
+// ready.
+func waitReady(ctx context.Context, rt *node.Runtime, log *slog.Logger) {
+	for ctx.Err() == nil {
+		if err := rt.Ready(ctx); err == nil {
+			log.Info("ready")
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// advertiseAddr is what others dial for a listener bound at bound: the
+// --advertise host (with its own port if it has one) or the bound address.
+func advertiseAddr(advertise, bound string) string {
+	if advertise == "" {
+		return bound
+	}
+	if _, _, err := net.SplitHostPort(advertise); err == nil {
+		return advertise
+	}
+	_, port, _ := net.SplitHostPort(bound)
+	return net.JoinHostPort(advertise, port)
+}
+
+// advertiseIf is the advertised address of a cluster listener: empty (the
+// bound one) without --advertise, else the --advertise host with the
+// listener's port.
+func advertiseIf(advertise, bound string) string {
+	if advertise == "" {
+		return ""
+	}
+	host := advertise
+	if h, _, err := net.SplitHostPort(advertise); err == nil {
+		host = h
+	}
+	_, port, _ := net.SplitHostPort(bound)
+	return net.JoinHostPort(host, port)
+}
+
+// requestWait maps the flag (0: no waiting) to rpc.ServerConfig's
+// RequestWait (0: the default, negative: none).
+func requestWait(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
