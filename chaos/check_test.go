@@ -1,7 +1,13 @@
 package chaos
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http/httptest"
+	"net/url"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -112,22 +118,79 @@ func TestUnavailability(t *testing.T) {
 	}
 }
 
+// TestClassify has a case per refusal class that proves an operation did
+// not run (failed), and the answers that leave it open (unknown).
 func TestClassify(t *testing.T) {
+	answer := func(status int, code, msg string, notExecuted bool) error {
+		return &answerError{APIError: &rpc.APIError{Status: status, Code: code, Message: msg}, NotExecuted: notExecuted}
+	}
+	dialRefused := &url.Error{Op: "Post", URL: "http://10.0.0.1:8080/objects/counter/c/increment",
+		Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
 	cases := []struct {
+		name string
 		err  error
 		want Outcome
 	}{
-		{nil, OK},
-		{&rpc.APIError{Status: 409, Code: "CONSTRAINT"}, Fail},
-		{&rpc.APIError{Status: 503, Code: "OWNER_UNAVAILABLE", Message: "partition 3 is not served here now"}, Fail},
-		{&rpc.APIError{Status: 503, Code: "OWNER_UNAVAILABLE", Message: "owner 10.0.0.2:7947 unreachable: EOF"}, Unknown},
-		{&rpc.APIError{Status: 504, Code: "TIMEOUT"}, Unknown},
-		{fmt.Errorf("post: %w", syscall.ECONNREFUSED), Fail},
-		{fmt.Errorf("read: connection reset"), Unknown},
+		{"acknowledged", nil, OK},
+		// The server says it did not run.
+		{"owner unreachable at dial time", answer(503, "OWNER_UNAVAILABLE", "owner 10.0.0.2:7947 unreachable: connect: connection refused", true), Fail},
+		{"owner fenced", answer(503, "OWNER_UNAVAILABLE", "partition 3 is not served here now", true), Fail},
+		{"object could not be opened", answer(500, "INTERNAL", "open object db: too many open files", true), Fail},
+		{"timed out waiting for the object", answer(504, "TIMEOUT", "waiting for the object", true), Fail},
+		// The event failed and was rolled back.
+		{"storage full", answer(507, "STORAGE_FULL", "database or disk is full", false), Fail},
+		{"bad request", answer(400, "BAD_REQUEST", "", false), Fail},
+		{"sql error", answer(400, "SQL_ERROR", "", false), Fail},
+		{"constraint", answer(409, "CONSTRAINT", "", false), Fail},
+		{"not found", answer(404, "NOT_FOUND", "", false), Fail},
+		{"unknown class", answer(404, "UNKNOWN_CLASS", "", false), Fail},
+		{"not authorized", answer(403, "NOT_AUTHORIZED", "", false), Fail},
+		{"too large", answer(413, "TOO_LARGE", "", false), Fail},
+		{"unauthenticated", answer(401, "UNAUTHENTICATED", "", false), Fail},
+		{"forbidden", answer(403, "FORBIDDEN", "", false), Fail},
+		{"rpc error of a rolled-back code", &rpc.APIError{Status: 409, Code: "CONSTRAINT"}, Fail},
+		// The request never left.
+		{"entry node refuses the connection", dialRefused, Fail},
+		{"connection refused, wrapped", fmt.Errorf("post: %w", syscall.ECONNREFUSED), Fail},
+		// It may have run.
+		{"503 without not_executed", answer(503, "OWNER_UNAVAILABLE", "owner 10.0.0.2:7947 unreachable: EOF", false), Unknown},
+		{"504 without not_executed", answer(504, "TIMEOUT", "", false), Unknown},
+		{"500 without not_executed", answer(500, "INTERNAL", "", false), Unknown},
+		{"non-JSON 502", answer(502, "", "Bad Gateway", false), Unknown},
+		{"client timeout after sending", &url.Error{Op: "Post", URL: "http://x", Err: context.DeadlineExceeded}, Unknown},
+		{"connection reset after sending", &url.Error{Op: "Post", URL: "http://x", Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}, Unknown},
 	}
 	for _, tc := range cases {
-		if got, _ := classify(tc.err); got != tc.want {
-			t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got, _ := classify(tc.err); got != tc.want {
+				t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDecodeAnswerError reads not_executed from the error body, and its
+// absence (an older server) as false.
+func TestDecodeAnswerError(t *testing.T) {
+	cases := []struct {
+		name, body  string
+		code        string
+		notExecuted bool
+	}{
+		{"refused before the event", `{"error":{"code":"OWNER_UNAVAILABLE","message":"owner unreachable","not_executed":true}}`, "OWNER_UNAVAILABLE", true},
+		{"no field", `{"error":{"code":"TIMEOUT","message":"deadline"}}`, "TIMEOUT", false},
+		{"not JSON", `Bad Gateway`, "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			rec.WriteHeader(503)
+			rec.WriteString(tc.body)
+			err := decodeAnswerError(rec.Result())
+			var ae *answerError
+			if !errors.As(err, &ae) || ae.Code != tc.code || ae.NotExecuted != tc.notExecuted || ae.Status != 503 {
+				t.Fatalf("decoded %#v", err)
+			}
+		})
 	}
 }

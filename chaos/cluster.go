@@ -53,6 +53,7 @@ type Node struct {
 	startedOnce   bool
 	mounted       bool
 	exitErr       error
+	hc            *http.Client // the workloads' client (see Cluster.do)
 	client, admin *rpc.Client
 }
 
@@ -125,8 +126,8 @@ func (c *Cluster) newNode() (*Node, error) {
 		}
 		nd.mounted = true
 	}
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	nd.client = rpc.NewClient("http://"+nd.HTTP, hc)
+	nd.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	nd.client = rpc.NewClient("http://"+nd.HTTP, nd.hc)
 	nd.admin = nd.client.WithToken(c.opt.Token)
 	c.mu.Lock()
 	c.Nodes = append(c.Nodes, nd)

@@ -1,14 +1,8 @@
 package chaos
 
 import (
-	"errors"
-	"net"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/dura-dev/dura/rpc"
 )
 
 // Outcome is what a client knows of an operation once it returned.
@@ -73,33 +67,4 @@ func (h *History) Ops(workload string) []Op {
 		}
 	}
 	return out
-}
-
-// classify says what an error means for the operation: refused before it
-// ran (a 4xx answer, a 503 from the owner's fence, a connection that was
-// never made) is Fail; anything that may have run (a timeout, a broken
-// connection, a forward whose owner did not answer, a 5xx otherwise) is
-// Unknown.
-func classify(err error) (Outcome, string) {
-	if err == nil {
-		return OK, ""
-	}
-	var ae *rpc.APIError
-	if errors.As(err, &ae) {
-		switch {
-		case ae.Status < 500:
-			return Fail, err.Error()
-		case ae.Status == 503 && !strings.Contains(ae.Message, "unreachable"):
-			return Fail, err.Error()
-		}
-		return Unknown, err.Error()
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return Fail, err.Error()
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return Fail, err.Error()
-	}
-	return Unknown, err.Error()
 }

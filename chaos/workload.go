@@ -1,11 +1,9 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -42,11 +40,11 @@ func (d *driver) pick(r *rand.Rand) int { return r.IntN(len(d.c.nodes())) }
 // exec runs one operation through node entry and fills in its times,
 // executing node and outcome; the caller adds what it learned and
 // records it.
-func (d *driver) exec(op Op, entry int, fn func(ctx context.Context, c *rpc.Client) (node string, err error)) Op {
+func (d *driver) exec(op Op, entry int, fn func(ctx context.Context, entry int) (node string, err error)) Op {
 	op.Entry = d.c.Nodes[entry].Name
 	op.Invoke = d.h.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	node, err := fn(ctx, d.c.Admin(entry))
+	node, err := fn(ctx, entry)
 	cancel()
 	op.Complete = d.h.Now()
 	op.Node = node
@@ -102,8 +100,8 @@ func counterName(k int) string { return fmt.Sprintf("cnt-%d", k) }
 func (d *driver) increment(r *rand.Rand, cl int) Op {
 	obj := counterName(r.IntN(d.objects))
 	var out struct{ Value int64 }
-	op := d.exec(Op{Workload: Counters, Kind: "incr", Object: obj, Client: cl}, d.pick(r), func(ctx context.Context, c *rpc.Client) (string, error) {
-		return callJSON(ctx, c, "POST", "counter", obj, "/increment", nil, &out)
+	op := d.exec(Op{Workload: Counters, Kind: "incr", Object: obj, Client: cl}, d.pick(r), func(ctx context.Context, entry int) (string, error) {
+		return d.callJSON(ctx, entry, "POST", "counter", obj, "/increment", nil, &out)
 	})
 	op.Result = out.Value
 	d.h.Add(op)
@@ -112,8 +110,8 @@ func (d *driver) increment(r *rand.Rand, cl int) Op {
 
 func (d *driver) readCounter(obj string, entry int) Op {
 	var out struct{ Value int64 }
-	op := d.exec(Op{Workload: Counters, Kind: "read", Object: obj}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
-		return callJSON(ctx, c, "GET", "counter", obj, "/", nil, &out)
+	op := d.exec(Op{Workload: Counters, Kind: "read", Object: obj}, entry, func(ctx context.Context, entry int) (string, error) {
+		return d.callJSON(ctx, entry, "GET", "counter", obj, "/", nil, &out)
 	})
 	op.Result = out.Value
 	d.h.Add(op)
@@ -155,10 +153,10 @@ func (d *driver) registerRead(obj string, entry, cl int) Op {
 // the result: a read's value, whether a compare-and-set applied.
 func (d *driver) sqlOp(op Op, entry int, stmt rpc.Statement) Op {
 	var res []rpc.SQLResult
-	op = d.exec(op, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
+	op = d.exec(op, entry, func(ctx context.Context, entry int) (string, error) {
 		var err error
 		var node string
-		res, node, err = sqlWithNode(ctx, c, "db", op.Object, append(registerSetup[:2:2], stmt)...)
+		res, node, err = d.sqlWithNode(ctx, entry, "db", op.Object, append(registerSetup[:2:2], stmt)...)
 		return node, err
 	})
 	if op.Outcome == OK {
@@ -206,8 +204,8 @@ func (d *driver) bankOp(r *rand.Rand, cl int) Op {
 	}
 	amount := r.Int64N(30) + 1
 	body, _ := json.Marshal(map[string]any{"from": fmt.Sprint("a", from), "to": fmt.Sprint("a", to), "amount": amount})
-	op := d.exec(Op{Workload: Bank, Kind: "transfer", Object: bankObject, Client: cl, Arg: amount}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
-		return callJSON(ctx, c, "POST", "accounts", bankObject, "/transfer", body, nil)
+	op := d.exec(Op{Workload: Bank, Kind: "transfer", Object: bankObject, Client: cl, Arg: amount}, entry, func(ctx context.Context, entry int) (string, error) {
+		return d.callJSON(ctx, entry, "POST", "accounts", bankObject, "/transfer", body, nil)
 	})
 	d.h.Add(op)
 	return op
@@ -217,10 +215,10 @@ func (d *driver) bankOp(r *rand.Rand, cl int) Op {
 // Arg2 the lowest balance, Arg the number of accounts.
 func (d *driver) bankRead(entry, cl int) Op {
 	var res []rpc.SQLResult
-	op := d.exec(Op{Workload: Bank, Kind: "read", Object: bankObject, Client: cl}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
+	op := d.exec(Op{Workload: Bank, Kind: "read", Object: bankObject, Client: cl}, entry, func(ctx context.Context, entry int) (string, error) {
 		var err error
 		var node string
-		res, node, err = sqlWithNode(ctx, c, "accounts", bankObject, rpc.Statement{SQL: "SELECT count(*), coalesce(sum(balance), 0), coalesce(min(balance), 0) FROM accounts"})
+		res, node, err = d.sqlWithNode(ctx, entry, "accounts", bankObject, rpc.Statement{SQL: "SELECT count(*), coalesce(sum(balance), 0), coalesce(min(balance), 0) FROM accounts"})
 		return node, err
 	})
 	if op.Outcome == OK && len(res) == 1 && len(res[0].Rows) == 1 {
@@ -238,8 +236,8 @@ func (d *driver) setAlarm(r *rand.Rand, cl, i int) Op {
 	obj := fmt.Sprintf("rem-%d-%d", cl, i)
 	at := time.Now().Add(time.Second + time.Duration(r.IntN(3000))*time.Millisecond).UnixMilli()
 	body, _ := json.Marshal(map[string]any{"at": at, "url": d.hook.url})
-	op := d.exec(Op{Workload: Alarms, Kind: "set", Object: obj, Client: cl, Arg: at}, d.pick(r), func(ctx context.Context, c *rpc.Client) (string, error) {
-		return callJSON(ctx, c, "PUT", "reminders", obj, "/", body, nil)
+	op := d.exec(Op{Workload: Alarms, Kind: "set", Object: obj, Client: cl, Arg: at}, d.pick(r), func(ctx context.Context, entry int) (string, error) {
+		return d.callJSON(ctx, entry, "PUT", "reminders", obj, "/", body, nil)
 	})
 	d.h.Add(op)
 	return op
@@ -294,42 +292,19 @@ func (w *webhook) close() { w.srv.Close() }
 
 // helpers
 
-// callJSON calls an object route and decodes the answer into out (if
-// set); it returns the executing node.
-func callJSON(ctx context.Context, c *rpc.Client, method, class, name, path string, body []byte, out any) (string, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	resp, err := c.Call(ctx, method, class, name, path, rd)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			return resp.Header.Get(rpc.HeaderNode), err
-		}
-	} else if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return resp.Header.Get(rpc.HeaderNode), err
-	}
-	return resp.Header.Get(rpc.HeaderNode), nil
+// callJSON calls an object route through node entry and decodes the
+// answer into out (if set); it returns the executing node.
+func (d *driver) callJSON(ctx context.Context, entry int, method, class, name, path string, body []byte, out any) (string, error) {
+	return d.c.do(ctx, entry, method, "/objects"+rpc.ObjectPath(class, name)+path, body, out)
 }
 
-// sqlWithNode runs statements in one transaction and returns the results
-// and the executing node.
-func sqlWithNode(ctx context.Context, c *rpc.Client, class, name string, stmts ...rpc.Statement) ([]rpc.SQLResult, string, error) {
+// sqlWithNode runs statements in one transaction through node entry and
+// returns the results and the executing node.
+func (d *driver) sqlWithNode(ctx context.Context, entry int, class, name string, stmts ...rpc.Statement) ([]rpc.SQLResult, string, error) {
 	body, _ := json.Marshal(rpc.SQLRequest{Statements: stmts})
-	resp, err := c.Do(ctx, "POST", "/v1/objects"+rpc.ObjectPath(class, name)+"/sql", bytes.NewReader(body), http.Header{"Content-Type": {"application/json"}})
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
 	var out rpc.SQLResponse
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, resp.Header.Get(rpc.HeaderNode), err
-	}
-	return out.Results, resp.Header.Get(rpc.HeaderNode), nil
+	node, err := d.c.do(ctx, entry, "POST", "/v1/objects"+rpc.ObjectPath(class, name)+"/sql", body, &out)
+	return out.Results, node, err
 }
 
 func toInt64(v any) int64 {
