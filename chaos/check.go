@@ -45,9 +45,11 @@ func describe(op Op) string {
 }
 
 // checkCounters: each acknowledged increment returned a distinct value
-// (two equal values mean two nodes incremented from the same state), the
-// final value is at least the highest acknowledged one, and at most what
-// acknowledged plus uncertain increments could reach.
+// (two equal values mean two nodes incremented from the same state) and
+// more than every acknowledged increment that completed before it was
+// invoked (less means a stale copy served it); the final value is at
+// least the highest acknowledged one, and at most what acknowledged plus
+// uncertain increments could reach.
 func checkCounters(ops []Op, final map[string]int64, f *Findings) {
 	byObj := map[string][]Op{}
 	for _, op := range ops {
@@ -73,6 +75,7 @@ func checkCounters(ops []Op, final map[string]int64, f *Findings) {
 				unknownN++
 			}
 		}
+		checkCounterOrder(obj, incs, f)
 		fin, ok := final[obj]
 		if !ok {
 			f.LostWrites++
@@ -94,6 +97,33 @@ func checkCounters(ops []Op, final map[string]int64, f *Findings) {
 		if fin > okN+unknownN {
 			f.PhantomWrites += int(fin - okN - unknownN)
 			f.evidence("counter %s is %d, but only %d increments were acknowledged and %d uncertain", obj, fin, okN, unknownN)
+		}
+	}
+}
+
+// checkCounterOrder flags each acknowledged increment whose value is not
+// above that of every acknowledged increment completed before its call.
+func checkCounterOrder(obj string, incs []Op, f *Findings) {
+	var acked []Op
+	for _, op := range incs {
+		if op.Outcome == OK {
+			acked = append(acked, op)
+		}
+	}
+	byComplete := append([]Op(nil), acked...)
+	sort.Slice(byComplete, func(i, j int) bool { return byComplete[i].Complete < byComplete[j].Complete })
+	sort.Slice(acked, func(i, j int) bool { return acked[i].Invoke < acked[j].Invoke })
+	var before Op // the highest value acknowledged so far
+	k := 0
+	for _, op := range acked {
+		for ; k < len(byComplete) && byComplete[k].Complete < op.Invoke; k++ {
+			if byComplete[k].Result > before.Result {
+				before = byComplete[k]
+			}
+		}
+		if k > 0 && op.Result <= before.Result {
+			f.Linearizability++
+			f.evidence("counter %s returned %d after %d was acknowledged (stale copy): %s | before it: %s", obj, op.Result, before.Result, describe(op), describe(before))
 		}
 	}
 }
