@@ -59,6 +59,7 @@ func (d *driver) run(workload string, stop <-chan struct{}, wg *sync.WaitGroup) 
 		go func() {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(cl), uint64(time.Now().UnixNano())))
+			seen := map[string]int64{} // registers: the last value this client saw
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -70,7 +71,7 @@ func (d *driver) run(workload string, stop <-chan struct{}, wg *sync.WaitGroup) 
 				case Counters:
 					op = d.increment(r, cl)
 				case Registers:
-					op = d.register(r, cl)
+					op = d.register(r, cl, i, seen)
 				case Bank:
 					op = d.bankOp(r, cl)
 				case Alarms:
@@ -127,21 +128,36 @@ var registerSetup = []rpc.Statement{
 	{SQL: "INSERT OR IGNORE INTO r VALUES (1, 0)"},
 }
 
-func (d *driver) register(r *rand.Rand, cl int) Op {
+// register reads, writes or compare-and-sets one register. Every value
+// written is unique (client and sequence number), so a read names the
+// write it saw and the checker need not guess; a compare-and-set expects
+// the last value the client saw, so that it can succeed.
+func (d *driver) register(r *rand.Rand, cl, seq int, seen map[string]int64) Op {
 	obj := registerName(r.IntN(d.objects))
 	entry := d.pick(r)
+	v := int64(cl+1)*1_000_000_000 + int64(seq) + 1
+	var op Op
 	switch n := r.IntN(10); {
 	case n < 4:
-		return d.registerRead(obj, entry, cl)
+		op = d.registerRead(obj, entry, cl)
+		if op.Outcome == OK {
+			seen[obj] = op.Result
+		}
 	case n < 7:
-		v := r.Int64N(5) + 1
-		return d.sqlOp(Op{Workload: Registers, Kind: "write", Object: obj, Client: cl, Arg: v}, entry,
+		op = d.sqlOp(Op{Workload: Registers, Kind: "write", Object: obj, Client: cl, Arg: v}, entry,
 			rpc.Statement{SQL: "UPDATE r SET v = ? WHERE id = 1", Params: []any{v}})
+		if op.Outcome == OK {
+			seen[obj] = v
+		}
 	default:
-		old, nw := r.Int64N(6), r.Int64N(5)+1
-		return d.sqlOp(Op{Workload: Registers, Kind: "cas", Object: obj, Client: cl, Arg: old, Arg2: nw}, entry,
-			rpc.Statement{SQL: "UPDATE r SET v = ? WHERE id = 1 AND v = ?", Params: []any{nw, old}})
+		old := seen[obj]
+		op = d.sqlOp(Op{Workload: Registers, Kind: "cas", Object: obj, Client: cl, Arg: old, Arg2: v}, entry,
+			rpc.Statement{SQL: "UPDATE r SET v = ? WHERE id = 1 AND v = ?", Params: []any{v, old}})
+		if op.Outcome == OK && op.Success {
+			seen[obj] = v
+		}
 	}
+	return op
 }
 
 func (d *driver) registerRead(obj string, entry, cl int) Op {
