@@ -327,20 +327,6 @@ func checkWithin(h []porcupine.Operation, left time.Duration) porcupine.CheckRes
 	return porcupine.CheckOperationsTimeout(registerModel, h, left)
 }
 
-// checkBank: every successful read of all balances (one transaction) saw
-// all accounts, the initial total, and no negative balance.
-func checkBank(ops []Op, f *Findings) {
-	for _, op := range ops {
-		if op.Kind != "read" || op.Outcome != OK {
-			continue
-		}
-		if op.Arg != bankAccounts || op.Result != bankAccounts*bankInitial || op.Arg2 < 0 {
-			f.BankViolations++
-			f.evidence("bank read saw %d accounts, total %d, lowest %d: %s", op.Arg, op.Result, op.Arg2, describe(op))
-		}
-	}
-}
-
 // checkAlarms: every acknowledged reminder was delivered at least once,
 // none ran before its time, and no two nodes ran one object's alarm at
 // overlapping times.

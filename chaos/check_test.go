@@ -108,21 +108,6 @@ func TestInconclusiveFails(t *testing.T) {
 	}
 }
 
-func TestCheckBank(t *testing.T) {
-	read := func(n, total, low int64) Op {
-		return Op{Kind: "read", Outcome: OK, Arg: n, Result: total, Arg2: low}
-	}
-	var f Findings
-	checkBank([]Op{read(bankAccounts, bankAccounts*bankInitial, 0), {Kind: "read", Outcome: Fail}}, &f)
-	if f.BankViolations != 0 {
-		t.Fatalf("clean bank: %+v", f)
-	}
-	checkBank([]Op{read(bankAccounts, bankAccounts*bankInitial-5, 3), read(bankAccounts, bankAccounts*bankInitial, -1), read(bankAccounts-1, bankAccounts*bankInitial, 0)}, &f)
-	if f.BankViolations != 3 {
-		t.Fatalf("broken bank: %+v", f)
-	}
-}
-
 func TestCheckAlarms(t *testing.T) {
 	set := func(obj string, at int64, out Outcome) Op { return Op{Kind: "set", Object: obj, Arg: at, Outcome: out} }
 	del := func(obj string, at, start, end int64, node string) delivery {

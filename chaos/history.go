@@ -17,16 +17,20 @@ const (
 // Op is one recorded operation. Times are offsets from the history's
 // start.
 type Op struct {
-	Workload string        `json:"workload"`
-	Kind     string        `json:"kind"`
-	Object   string        `json:"object"`
-	Client   int           `json:"client"`
-	Entry    string        `json:"entry"`          // the node the request was sent to
-	Node     string        `json:"node,omitempty"` // the node that executed it
-	Arg      int64         `json:"arg,omitempty"`  // value written, amount, alarm time
-	Arg2     int64         `json:"arg2,omitempty"` // compare-and-set: the new value
-	Result   int64         `json:"result,omitempty"`
-	Success  bool          `json:"success,omitempty"` // compare-and-set applied
+	Workload string `json:"workload"`
+	Kind     string `json:"kind"`
+	Object   string `json:"object"`
+	Client   int    `json:"client"`
+	Entry    string `json:"entry"`          // the node the request was sent to
+	Node     string `json:"node,omitempty"` // the node that executed it
+	Arg      int64  `json:"arg,omitempty"`  // value written, amount, alarm time
+	Arg2     int64  `json:"arg2,omitempty"` // compare-and-set: the new value
+	Result   int64  `json:"result,omitempty"`
+	Success  bool   `json:"success,omitempty"` // compare-and-set applied
+	// Accounts: a transfer's from and to account; a bank read's balance
+	// of each account. Seq: the last ledger row a bank read saw.
+	Accounts []int64       `json:"accounts,omitempty"`
+	Seq      int64         `json:"seq,omitempty"`
 	Invoke   time.Duration `json:"invoke_ns"`
 	Complete time.Duration `json:"complete_ns"`
 	Outcome  Outcome       `json:"outcome"`

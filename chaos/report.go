@@ -46,7 +46,7 @@ type ScenarioReport struct {
 const registerBudget = 60 * time.Second
 
 // check runs every checker over the history.
-func (r *ScenarioReport) check(h *History, final map[string]int64, got []delivery) {
+func (r *ScenarioReport) check(h *History, final finalState, got []delivery) {
 	r.Ops = map[string]Counts{}
 	for _, op := range h.Ops("") {
 		c := r.Ops[op.Workload]
@@ -61,12 +61,15 @@ func (r *ScenarioReport) check(h *History, final map[string]int64, got []deliver
 		r.Ops[op.Workload] = c
 	}
 	f := &r.Findings
-	checkCounters(h.Ops(Counters), final, f)
+	checkCounters(h.Ops(Counters), final.Counters, f)
 	if regs := h.Ops(Registers); len(regs) > 0 {
 		checkRegisters(regs, registerBudget, f)
 		r.Notes = append(r.Notes, fmt.Sprintf("registers checked in %s of a %s budget", time.Duration(f.CheckMs)*time.Millisecond, registerBudget))
 	}
-	checkBank(h.Ops(Bank), f)
+	if contains(r.Workloads, Bank) {
+		checkBank(h.Ops(Bank), f)
+		checkLedger(h.Ops(Bank), final.Bank, f)
+	}
 	if contains(r.Workloads, Alarms) {
 		checkAlarms(h.Ops(Alarms), got, f)
 	}

@@ -190,13 +190,7 @@ func (d *driver) sqlOp(op Op, entry int, stmt rpc.Statement) Op {
 	return op
 }
 
-// bank: transfers between the accounts of one object; the total is fixed.
-
-const (
-	bankObject   = "bank"
-	bankAccounts = 8
-	bankInitial  = 100
-)
+// bank: transfers between the accounts of one object (bank.go).
 
 func (d *driver) bankSetup(ctx context.Context) error {
 	var stmts []rpc.Statement
@@ -207,42 +201,6 @@ func (d *driver) bankSetup(ctx context.Context) error {
 		_, err := d.c.Admin(d.c.Running()[0]).SQL(ctx, "accounts", bankObject, stmts...)
 		return err
 	})
-}
-
-func (d *driver) bankOp(r *rand.Rand, cl int) Op {
-	entry := d.pick(r)
-	if r.IntN(4) == 0 {
-		return d.bankRead(entry, cl)
-	}
-	from, to := r.IntN(bankAccounts), r.IntN(bankAccounts-1)
-	if to >= from {
-		to++
-	}
-	amount := r.Int64N(30) + 1
-	body, _ := json.Marshal(map[string]any{"from": fmt.Sprint("a", from), "to": fmt.Sprint("a", to), "amount": amount})
-	op := d.exec(Op{Workload: Bank, Kind: "transfer", Object: bankObject, Client: cl, Arg: amount}, entry, func(ctx context.Context, entry int) (string, error) {
-		return d.callJSON(ctx, entry, "POST", "accounts", bankObject, "/transfer", body, nil)
-	})
-	d.h.Add(op)
-	return op
-}
-
-// bankRead reads every balance in one transaction: Result is the total,
-// Arg2 the lowest balance, Arg the number of accounts.
-func (d *driver) bankRead(entry, cl int) Op {
-	var res []rpc.SQLResult
-	op := d.exec(Op{Workload: Bank, Kind: "read", Object: bankObject, Client: cl}, entry, func(ctx context.Context, entry int) (string, error) {
-		var err error
-		var node string
-		res, node, err = d.sqlWithNode(ctx, entry, "accounts", bankObject, rpc.Statement{SQL: "SELECT count(*), coalesce(sum(balance), 0), coalesce(min(balance), 0) FROM accounts"})
-		return node, err
-	})
-	if op.Outcome == OK && len(res) == 1 && len(res[0].Rows) == 1 {
-		row := res[0].Rows[0]
-		op.Arg, op.Result, op.Arg2 = toInt64(row[0]), toInt64(row[1]), toInt64(row[2])
-	}
-	d.h.Add(op)
-	return op
 }
 
 // alarms: each reminder object gets one reminder, due 1-4 s later; the
