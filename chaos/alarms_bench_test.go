@@ -35,7 +35,7 @@ func TestAlarmLagProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	hook, err := startWebhook("127.0.0.1")
+	hook, err := startWebhook("127.0.0.1", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -329,7 +329,7 @@ func checkWithin(h []porcupine.Operation, left time.Duration) porcupine.CheckRes
 
 // checkAlarms: every acknowledged reminder was delivered at least once,
 // none ran before its time, and no two nodes ran one object's alarm at
-// overlapping times.
+// overlapping times (a run lasts from its start to the webhook's answer).
 func checkAlarms(ops []Op, got []delivery, f *Findings) {
 	byObj := map[string][]delivery{}
 	for _, d := range got {
@@ -368,9 +368,9 @@ func checkAlarms(ops []Op, got []delivery, f *Findings) {
 		for i := range ds {
 			for j := i + 1; j < len(ds); j++ {
 				a, b := ds[i], ds[j]
-				if a.Node != b.Node && a.Started <= b.Finished && b.Started <= a.Finished {
+				if a.Node != b.Node && a.Started <= b.Answered && b.Started <= a.Answered {
 					f.DoubleServing++
-					f.evidence("reminder %s ran on %s [%d..%d] and %s [%d..%d] at once", obj, a.Node, a.Started, a.Finished, b.Node, b.Started, b.Finished)
+					f.evidence("reminder %s ran on %s [%d..%d] and %s [%d..%d] at once", obj, a.Node, a.Started, a.Answered, b.Node, b.Started, b.Answered)
 				}
 			}
 		}

@@ -1,13 +1,17 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -111,7 +115,7 @@ func TestInconclusiveFails(t *testing.T) {
 func TestCheckAlarms(t *testing.T) {
 	set := func(obj string, at int64, out Outcome) Op { return Op{Kind: "set", Object: obj, Arg: at, Outcome: out} }
 	del := func(obj string, at, start, end int64, node string) delivery {
-		return delivery{Object: obj, At: at, Started: start, Finished: end, Node: node}
+		return delivery{Object: obj, At: at, Started: start, Answered: end, Node: node}
 	}
 	var f Findings
 	checkAlarms([]Op{set("a", 100, OK), set("b", 100, OK), set("c", 100, Unknown)},
@@ -124,6 +128,56 @@ func TestCheckAlarms(t *testing.T) {
 		[]delivery{del("a", 100, 99, 105, "n1"), del("b", 100, 100, 150, "n1"), del("b", 100, 140, 160, "n2"), del("d", 100, 100, 101, "n1")}, &f)
 	if f.AlarmsEarly != 1 || f.DoubleServing != 1 || f.AlarmsMissed != 1 || f.PhantomWrites != 1 {
 		t.Fatalf("broken alarms: %+v", f)
+	}
+}
+
+// TestWebhookShowsOverlappingRuns posts runs of one reminder to the slow
+// webhook as two nodes would. A run used to be [started, finished] with
+// both taken before the POST (about 0 ms), so overlapping runs on two
+// nodes passed as a redelivery; measured to the webhook's answer they
+// overlap.
+func TestWebhookShowsOverlappingRuns(t *testing.T) {
+	post := func(hook *webhook, node string) {
+		body, _ := json.Marshal(map[string]any{"object": "r", "at": 100, "started": time.Now().UnixMilli(), "node": node})
+		resp, err := http.Post(hook.url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+	}
+	cases := []struct {
+		name       string
+		together   bool
+		double, re int
+	}{
+		{"one after the other", false, 0, 1},
+		{"two nodes at once", true, 1, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hook, err := startWebhook("127.0.0.1", 200*time.Millisecond, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hook.close()
+			if tc.together {
+				var wg sync.WaitGroup
+				for _, node := range []string{"n1", "n2"} {
+					wg.Add(1)
+					go func() { defer wg.Done(); post(hook, node) }()
+				}
+				wg.Wait()
+			} else {
+				post(hook, "n1")
+				post(hook, "n2")
+			}
+			var f Findings
+			checkAlarms([]Op{{Kind: "set", Object: "r", Arg: 100, Outcome: OK}}, hook.deliveries(), &f)
+			if f.DoubleServing != tc.double || f.AlarmsRedelivered != tc.re || f.AlarmDeliveries != 2 {
+				t.Fatalf("findings %+v", f)
+			}
+		})
 	}
 }
 

@@ -298,7 +298,7 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	if nt != nil {
 		host = nt.Host()
 	}
-	hook, err := startWebhook(host)
+	hook, err := startWebhook(host, 200*time.Millisecond, 300*time.Millisecond)
 	if err != nil {
 		return rep, err
 	}

@@ -217,30 +217,39 @@ func (d *driver) setAlarm(r *rand.Rand, cl, i int) Op {
 	return op
 }
 
-// webhook receives reminder deliveries.
+// webhook receives reminder deliveries. The scenarios have it answer
+// each after 200-500 ms, so that a run spans [started, answered] long
+// enough for two nodes running one reminder at once to overlap visibly.
 type webhook struct {
-	url string
-	srv *http.Server
-	mu  sync.Mutex
-	got []delivery
+	url      string
+	srv      *http.Server
+	slowMin  time.Duration
+	slowSpan time.Duration
+	mu       sync.Mutex
+	got      []delivery
 }
 
+// delivery is one run of a reminder as the webhook saw it. Started is
+// from the POST (the run's start on its node); Received and Answered are
+// the webhook's, all unix ms on this machine's clock.
 type delivery struct {
 	Object   string `json:"object"`
 	At       int64  `json:"at"`
 	Started  int64  `json:"started"`
-	Finished int64  `json:"finished"`
 	Node     string `json:"node"`
 	Retry    int    `json:"retry"`
 	Received int64  `json:"received"`
+	Answered int64  `json:"answered"`
 }
 
-func startWebhook(host string) (*webhook, error) {
+// startWebhook listens on host; it answers each delivery after slowMin
+// plus up to slowSpan.
+func startWebhook(host string, slowMin, slowSpan time.Duration) (*webhook, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, err
 	}
-	w := &webhook{url: "http://" + ln.Addr().String() + "/hook"}
+	w := &webhook{url: "http://" + ln.Addr().String() + "/hook", slowMin: slowMin, slowSpan: slowSpan}
 	w.srv = &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		var d delivery
 		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
@@ -248,9 +257,16 @@ func startWebhook(host string) (*webhook, error) {
 			return
 		}
 		d.Received = time.Now().UnixMilli()
+		select {
+		case <-r.Context().Done():
+			return // the run gave up: not an accepted delivery
+		case <-time.After(w.slowMin + rand.N(w.slowSpan+1)):
+		}
+		d.Answered = time.Now().UnixMilli()
 		w.mu.Lock()
 		w.got = append(w.got, d)
 		w.mu.Unlock()
+		rw.WriteHeader(http.StatusOK)
 	})}
 	go w.srv.Serve(ln)
 	return w, nil
