@@ -378,8 +378,10 @@ func checkAlarms(ops []Op, got []delivery, f *Findings) {
 }
 
 // unavailability is the longest time any object went from a refused or
-// uncertain operation to the completion of its next successful one.
-func unavailability(ops []Op) (time.Duration, string) {
+// uncertain operation to the completion of its next successful one; a
+// window still open when the history ends closes at end (an object whose
+// every operation failed is unavailable from its first to the end).
+func unavailability(ops []Op, end time.Duration) (time.Duration, string) {
 	sort.Slice(ops, func(i, j int) bool { return ops[i].Invoke < ops[j].Invoke })
 	down := map[string]time.Duration{}
 	var worst time.Duration
@@ -394,6 +396,16 @@ func unavailability(ops []Op) (time.Duration, string) {
 			delete(down, op.Object)
 		case op.Outcome != OK && !isDown:
 			down[op.Object] = op.Invoke
+		}
+	}
+	objs := make([]string, 0, len(down))
+	for o := range down {
+		objs = append(objs, o)
+	}
+	sort.Strings(objs)
+	for _, o := range objs {
+		if d := end - down[o]; d > worst {
+			worst, which = d, o
 		}
 	}
 	return worst, which

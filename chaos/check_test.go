@@ -182,15 +182,32 @@ func TestWebhookShowsOverlappingRuns(t *testing.T) {
 }
 
 func TestUnavailability(t *testing.T) {
-	ops := []Op{
-		{Object: "x", Invoke: ms(0), Complete: ms(5), Outcome: OK},
-		{Object: "x", Invoke: ms(10), Complete: ms(20), Outcome: Fail},
-		{Object: "y", Invoke: ms(15), Complete: ms(16), Outcome: OK},
-		{Object: "x", Invoke: ms(30), Complete: ms(40), Outcome: Unknown},
-		{Object: "x", Invoke: ms(50), Complete: ms(60), Outcome: OK},
+	cases := []struct {
+		name string
+		ops  []Op
+		want time.Duration
+		obj  string
+	}{
+		{"closed window", []Op{
+			{Object: "x", Invoke: ms(0), Complete: ms(5), Outcome: OK},
+			{Object: "x", Invoke: ms(10), Complete: ms(20), Outcome: Fail},
+			{Object: "y", Invoke: ms(15), Complete: ms(16), Outcome: OK},
+			{Object: "x", Invoke: ms(30), Complete: ms(40), Outcome: Unknown},
+			{Object: "x", Invoke: ms(50), Complete: ms(60), Outcome: OK},
+		}, ms(50), "x"},
+		// Used to read 0 s: the window never closed.
+		{"window open at the end", []Op{
+			{Object: "x", Invoke: ms(0), Complete: ms(5), Outcome: OK},
+			{Object: "x", Invoke: ms(10), Complete: ms(20), Outcome: Unknown},
+		}, ms(90), "x"},
+		{"single failed operation", []Op{{Object: "z", Invoke: ms(40), Complete: ms(45), Outcome: Fail}}, ms(60), "z"},
 	}
-	if d, obj := unavailability(ops); d != ms(50) || obj != "x" {
-		t.Fatalf("unavailability %s of %q, want 50ms of x", d, obj)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if d, obj := unavailability(tc.ops, ms(100)); d != tc.want || obj != tc.obj {
+				t.Fatalf("unavailability %s of %q, want %s of %q", d, obj, tc.want, tc.obj)
+			}
+		})
 	}
 }
 

@@ -356,7 +356,11 @@ func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 
 func (c *Cluster) ready(ctx context.Context) error {
 	var epoch uint64
-	for k, i := range c.Running() {
+	running := c.Running()
+	if len(running) == 0 {
+		return errors.New("no node is running")
+	}
+	for k, i := range running {
 		if err := c.Client(i).Ready(ctx); err != nil {
 			return fmt.Errorf("%s: %w", c.Nodes[i].Name, err)
 		}

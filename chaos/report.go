@@ -73,7 +73,17 @@ func (r *ScenarioReport) check(h *History, final finalState, got []delivery) {
 	if contains(r.Workloads, Alarms) {
 		checkAlarms(h.Ops(Alarms), got, f)
 	}
-	d, obj := unavailability(h.Ops(""))
+	// Reminder objects get one operation each, never retried: they say
+	// nothing about how long an object stays unavailable.
+	var avail []Op
+	var end time.Duration
+	for _, op := range h.Ops("") {
+		if op.Workload != Alarms {
+			avail = append(avail, op)
+			end = max(end, op.Complete)
+		}
+	}
+	d, obj := unavailability(avail, end)
 	r.LongestUnavailableMs, r.LongestUnavailableObject = d.Milliseconds(), obj
 	r.Pass = r.Error == "" && !f.Failed()
 }
