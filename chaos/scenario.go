@@ -324,7 +324,7 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	cancel()
 	healed := time.Now()
 	// Whatever the fault left behind: heal the network, wake and start
-	// every node.
+	// every node (one that exited on its own is a finding, below).
 	if nt != nil {
 		nt.HealAll(len(c.Nodes))
 	}
@@ -355,6 +355,11 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 		d.awaitAlarms(ctx, 90*time.Second)
 	}
 	rep.check(h, final, hook.deliveries())
+	for _, e := range c.UnexpectedExits() {
+		rep.Findings.UnexpectedExits++
+		rep.Findings.evidence("%s", e)
+	}
+	rep.Pass = rep.Pass && rep.Findings.UnexpectedExits == 0
 	return rep, nil
 }
 
