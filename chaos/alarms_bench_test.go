@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/rpc"
 )
 
 // TestAlarmLagProcesses measures alarm firing on a cluster of three real
@@ -33,7 +35,7 @@ func TestAlarmLagProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	hook, err := startWebhook("127.0.0.1")
+	hook, err := startWebhook("127.0.0.1", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func TestAlarmLagProcesses(t *testing.T) {
 				body, _ := json.Marshal(map[string]any{"at": at, "url": hook.url})
 				for try := 0; ; try++ {
 					rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-					_, err := callJSON(rctx, c.Client(int(i)%3), "PUT", "reminders", fmt.Sprint("lag-", i), "/", body, nil)
+					_, err := c.do(rctx, int(i)%3, "PUT", "/objects"+rpc.ObjectPath("reminders", fmt.Sprint("lag-", i))+"/", body, nil)
 					cancel()
 					if err == nil {
 						break

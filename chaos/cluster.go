@@ -52,7 +52,9 @@ type Node struct {
 	paused        bool
 	startedOnce   bool
 	mounted       bool
+	expectExit    bool // the harness stopped it; any other exit is a finding
 	exitErr       error
+	hc            *http.Client // the workloads' client (see Cluster.do)
 	client, admin *rpc.Client
 }
 
@@ -62,6 +64,15 @@ type Cluster struct {
 	compose *composeProject // set: the nodes are compose containers
 	mu      sync.Mutex
 	Nodes   []*Node
+	exits   []string // nodes that exited on their own, with their log tails
+}
+
+// UnexpectedExits describes every exit of a node the harness did not
+// cause (not a kill, a stop or the cluster's close), with its log tail.
+func (c *Cluster) UnexpectedExits() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.exits...)
 }
 
 // status says whether the node runs and whether it is paused.
@@ -125,8 +136,8 @@ func (c *Cluster) newNode() (*Node, error) {
 		}
 		nd.mounted = true
 	}
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	nd.client = rpc.NewClient("http://"+nd.HTTP, hc)
+	nd.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	nd.client = rpc.NewClient("http://"+nd.HTTP, nd.hc)
 	nd.admin = nd.client.WithToken(c.opt.Token)
 	c.mu.Lock()
 	c.Nodes = append(c.Nodes, nd)
@@ -197,14 +208,21 @@ func (c *Cluster) start(i int, founder bool) error {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", nd.Name, err)
 	}
-	nd.cmd, nd.running, nd.paused, nd.startedOnce = cmd, true, false, true
+	nd.cmd, nd.running, nd.paused, nd.startedOnce, nd.expectExit = cmd, true, false, true, false
 	nd.done = make(chan struct{})
 	go func(done chan struct{}) {
 		err := cmd.Wait()
 		logf.Close()
 		nd.mu.Lock()
 		nd.running, nd.exitErr = false, err
+		expected := nd.expectExit
 		nd.mu.Unlock()
+		if !expected {
+			c.mu.Lock()
+			c.exits = append(c.exits, fmt.Sprintf("%s exited on its own at %s (%v); log tail:\n%s",
+				nd.Name, time.Now().Format(time.RFC3339), err, c.logTail(nd, 15)))
+			c.mu.Unlock()
+		}
 		close(done)
 	}(nd.done)
 	return nil
@@ -231,6 +249,9 @@ func (c *Cluster) signal(i int, sig syscall.Signal) error {
 	defer nd.mu.Unlock()
 	if !nd.running {
 		return fmt.Errorf("%s is not running", nd.Name)
+	}
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		nd.expectExit = true
 	}
 	return nd.cmd.Process.Signal(sig)
 }
@@ -355,7 +376,11 @@ func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
 
 func (c *Cluster) ready(ctx context.Context) error {
 	var epoch uint64
-	for k, i := range c.Running() {
+	running := c.Running()
+	if len(running) == 0 {
+		return errors.New("no node is running")
+	}
+	for k, i := range running {
 		if err := c.Client(i).Ready(ctx); err != nil {
 			return fmt.Errorf("%s: %w", c.Nodes[i].Name, err)
 		}
@@ -436,6 +461,16 @@ func (c *Cluster) KeepLogs(scenario string) (string, error) {
 	return dir, nil
 }
 
+// logTail is the last n lines of a node's log.
+func (c *Cluster) logTail(nd *Node, n int) string {
+	data, _ := os.ReadFile(filepath.Join(c.opt.Dir, nd.Name+".log"))
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Logs returns the tail of every node's log, for failure reports.
 func (c *Cluster) Logs(tail int) string {
 	if c.compose != nil {
@@ -443,12 +478,7 @@ func (c *Cluster) Logs(tail int) string {
 	}
 	var b strings.Builder
 	for _, nd := range c.nodes() {
-		data, _ := os.ReadFile(filepath.Join(c.opt.Dir, nd.Name+".log"))
-		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		if len(lines) > tail {
-			lines = lines[len(lines)-tail:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s\n", nd.Name, strings.Join(lines, "\n"))
+		fmt.Fprintf(&b, "--- %s\n%s\n", nd.Name, c.logTail(nd, tail))
 	}
 	return b.String()
 }

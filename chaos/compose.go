@@ -73,8 +73,8 @@ func StartCompose(ctx context.Context, repo string) (*Cluster, error) {
 		port := freePort()
 		p.env = append(p.env, fmt.Sprintf("DURA%d_HTTP_PORT=%s", i+1, port[strings.LastIndex(port, ":")+1:]))
 		nd := &Node{Index: i, Name: fmt.Sprintf("dura%d", i+1), HTTP: port, running: true}
-		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-		nd.client = rpc.NewClient("http://"+nd.HTTP, hc)
+		nd.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		nd.client = rpc.NewClient("http://"+nd.HTTP, nd.hc)
 		nd.admin = nd.client.WithToken(c.opt.Token)
 		c.Nodes = append(c.Nodes, nd)
 	}

@@ -6,9 +6,13 @@
 // restarts), drives workloads that record every operation with its
 // invocation, completion and outcome (counters, bank transfers,
 // read/write/compare-and-set registers, alarms), and checks the history:
-// no acknowledged write lost, registers linearizable (porcupine), bank
-// totals constant, no object served by two nodes at once, every
-// acknowledged alarm fired, never early.
+// no acknowledged write lost, counters in real-time order, registers
+// linearizable (porcupine, within a budget; inconclusive fails), the
+// bank's ledger holding exactly its acknowledged (and some uncertain)
+// transfers with balances and reads to match, no object served by two
+// nodes at once, every acknowledged alarm fired, never early, no node
+// exiting on its own. An operation is unknown only when it may have run
+// (classify).
 //
 // Entry points: `go test -short ./chaos` runs the representative set;
 // `DURA_CHAOS_FULL=1 go test -timeout 90m -run TestChaos ./chaos` the full

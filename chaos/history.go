@@ -1,14 +1,8 @@
 package chaos
 
 import (
-	"errors"
-	"net"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/dura-dev/dura/rpc"
 )
 
 // Outcome is what a client knows of an operation once it returned.
@@ -23,16 +17,20 @@ const (
 // Op is one recorded operation. Times are offsets from the history's
 // start.
 type Op struct {
-	Workload string        `json:"workload"`
-	Kind     string        `json:"kind"`
-	Object   string        `json:"object"`
-	Client   int           `json:"client"`
-	Entry    string        `json:"entry"`          // the node the request was sent to
-	Node     string        `json:"node,omitempty"` // the node that executed it
-	Arg      int64         `json:"arg,omitempty"`  // value written, amount, alarm time
-	Arg2     int64         `json:"arg2,omitempty"` // compare-and-set: the new value
-	Result   int64         `json:"result,omitempty"`
-	Success  bool          `json:"success,omitempty"` // compare-and-set applied
+	Workload string `json:"workload"`
+	Kind     string `json:"kind"`
+	Object   string `json:"object"`
+	Client   int    `json:"client"`
+	Entry    string `json:"entry"`          // the node the request was sent to
+	Node     string `json:"node,omitempty"` // the node that executed it
+	Arg      int64  `json:"arg,omitempty"`  // value written, amount, alarm time
+	Arg2     int64  `json:"arg2,omitempty"` // compare-and-set: the new value
+	Result   int64  `json:"result,omitempty"`
+	Success  bool   `json:"success,omitempty"` // compare-and-set applied
+	// Accounts: a transfer's from and to account; a bank read's balance
+	// of each account. Seq: the last ledger row a bank read saw.
+	Accounts []int64       `json:"accounts,omitempty"`
+	Seq      int64         `json:"seq,omitempty"`
 	Invoke   time.Duration `json:"invoke_ns"`
 	Complete time.Duration `json:"complete_ns"`
 	Outcome  Outcome       `json:"outcome"`
@@ -73,33 +71,4 @@ func (h *History) Ops(workload string) []Op {
 		}
 	}
 	return out
-}
-
-// classify says what an error means for the operation: refused before it
-// ran (a 4xx answer, a 503 from the owner's fence, a connection that was
-// never made) is Fail; anything that may have run (a timeout, a broken
-// connection, a forward whose owner did not answer, a 5xx otherwise) is
-// Unknown.
-func classify(err error) (Outcome, string) {
-	if err == nil {
-		return OK, ""
-	}
-	var ae *rpc.APIError
-	if errors.As(err, &ae) {
-		switch {
-		case ae.Status < 500:
-			return Fail, err.Error()
-		case ae.Status == 503 && !strings.Contains(ae.Message, "unreachable"):
-			return Fail, err.Error()
-		}
-		return Unknown, err.Error()
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return Fail, err.Error()
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return Fail, err.Error()
-	}
-	return Unknown, err.Error()
 }

@@ -298,7 +298,7 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	if nt != nil {
 		host = nt.Host()
 	}
-	hook, err := startWebhook(host)
+	hook, err := startWebhook(host, 200*time.Millisecond, 300*time.Millisecond)
 	if err != nil {
 		return rep, err
 	}
@@ -324,7 +324,7 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	cancel()
 	healed := time.Now()
 	// Whatever the fault left behind: heal the network, wake and start
-	// every node.
+	// every node (one that exited on its own is a finding, below).
 	if nt != nil {
 		nt.HealAll(len(c.Nodes))
 	}
@@ -355,15 +355,26 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 		d.awaitAlarms(ctx, 90*time.Second)
 	}
 	rep.check(h, final, hook.deliveries())
+	for _, e := range c.UnexpectedExits() {
+		rep.Findings.UnexpectedExits++
+		rep.Findings.evidence("%s", e)
+	}
+	rep.Pass = rep.Pass && rep.Findings.UnexpectedExits == 0
 	return rep, nil
+}
+
+// finalState is what the final reads found.
+type finalState struct {
+	Counters map[string]int64
+	Bank     *bankState
 }
 
 // finalReads reads every counter (and register, and the bank) once the
 // cluster is healed, retrying until each read succeeds.
-func (d *driver) finalReads(ctx context.Context, workloads []string) (map[string]int64, error) {
+func (d *driver) finalReads(ctx context.Context, workloads []string) (finalState, error) {
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	final := map[string]int64{}
+	final := finalState{Counters: map[string]int64{}}
 	for k := range d.objects {
 		for _, w := range workloads {
 			var op Op
@@ -377,7 +388,9 @@ func (d *driver) finalReads(ctx context.Context, workloads []string) (map[string
 					if k > 0 {
 						return nil
 					}
-					op = d.bankRead(0, -1)
+					st, err := d.readBank(rctx, 0)
+					final.Bank = st
+					return err
 				default:
 					return nil
 				}
@@ -387,10 +400,10 @@ func (d *driver) finalReads(ctx context.Context, workloads []string) (map[string
 				return nil
 			})
 			if err != nil {
-				return nil, fmt.Errorf("final read of %s %d: %w", w, k, err)
+				return final, fmt.Errorf("final read of %s %d: %w", w, k, err)
 			}
 			if w == Counters {
-				final[op.Object] = op.Result
+				final.Counters[op.Object] = op.Result
 			}
 		}
 	}

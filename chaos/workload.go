@@ -1,11 +1,9 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -42,11 +40,11 @@ func (d *driver) pick(r *rand.Rand) int { return r.IntN(len(d.c.nodes())) }
 // exec runs one operation through node entry and fills in its times,
 // executing node and outcome; the caller adds what it learned and
 // records it.
-func (d *driver) exec(op Op, entry int, fn func(ctx context.Context, c *rpc.Client) (node string, err error)) Op {
+func (d *driver) exec(op Op, entry int, fn func(ctx context.Context, entry int) (node string, err error)) Op {
 	op.Entry = d.c.Nodes[entry].Name
 	op.Invoke = d.h.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	node, err := fn(ctx, d.c.Admin(entry))
+	node, err := fn(ctx, entry)
 	cancel()
 	op.Complete = d.h.Now()
 	op.Node = node
@@ -61,6 +59,7 @@ func (d *driver) run(workload string, stop <-chan struct{}, wg *sync.WaitGroup) 
 		go func() {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(cl), uint64(time.Now().UnixNano())))
+			seen := map[string]int64{} // registers: the last value this client saw
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -72,7 +71,7 @@ func (d *driver) run(workload string, stop <-chan struct{}, wg *sync.WaitGroup) 
 				case Counters:
 					op = d.increment(r, cl)
 				case Registers:
-					op = d.register(r, cl)
+					op = d.register(r, cl, i, seen)
 				case Bank:
 					op = d.bankOp(r, cl)
 				case Alarms:
@@ -102,8 +101,8 @@ func counterName(k int) string { return fmt.Sprintf("cnt-%d", k) }
 func (d *driver) increment(r *rand.Rand, cl int) Op {
 	obj := counterName(r.IntN(d.objects))
 	var out struct{ Value int64 }
-	op := d.exec(Op{Workload: Counters, Kind: "incr", Object: obj, Client: cl}, d.pick(r), func(ctx context.Context, c *rpc.Client) (string, error) {
-		return callJSON(ctx, c, "POST", "counter", obj, "/increment", nil, &out)
+	op := d.exec(Op{Workload: Counters, Kind: "incr", Object: obj, Client: cl}, d.pick(r), func(ctx context.Context, entry int) (string, error) {
+		return d.callJSON(ctx, entry, "POST", "counter", obj, "/increment", nil, &out)
 	})
 	op.Result = out.Value
 	d.h.Add(op)
@@ -112,8 +111,8 @@ func (d *driver) increment(r *rand.Rand, cl int) Op {
 
 func (d *driver) readCounter(obj string, entry int) Op {
 	var out struct{ Value int64 }
-	op := d.exec(Op{Workload: Counters, Kind: "read", Object: obj}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
-		return callJSON(ctx, c, "GET", "counter", obj, "/", nil, &out)
+	op := d.exec(Op{Workload: Counters, Kind: "read", Object: obj}, entry, func(ctx context.Context, entry int) (string, error) {
+		return d.callJSON(ctx, entry, "GET", "counter", obj, "/", nil, &out)
 	})
 	op.Result = out.Value
 	d.h.Add(op)
@@ -129,21 +128,36 @@ var registerSetup = []rpc.Statement{
 	{SQL: "INSERT OR IGNORE INTO r VALUES (1, 0)"},
 }
 
-func (d *driver) register(r *rand.Rand, cl int) Op {
+// register reads, writes or compare-and-sets one register. Every value
+// written is unique (client and sequence number), so a read names the
+// write it saw and the checker need not guess; a compare-and-set expects
+// the last value the client saw, so that it can succeed.
+func (d *driver) register(r *rand.Rand, cl, seq int, seen map[string]int64) Op {
 	obj := registerName(r.IntN(d.objects))
 	entry := d.pick(r)
+	v := int64(cl+1)*1_000_000_000 + int64(seq) + 1
+	var op Op
 	switch n := r.IntN(10); {
 	case n < 4:
-		return d.registerRead(obj, entry, cl)
+		op = d.registerRead(obj, entry, cl)
+		if op.Outcome == OK {
+			seen[obj] = op.Result
+		}
 	case n < 7:
-		v := r.Int64N(5) + 1
-		return d.sqlOp(Op{Workload: Registers, Kind: "write", Object: obj, Client: cl, Arg: v}, entry,
+		op = d.sqlOp(Op{Workload: Registers, Kind: "write", Object: obj, Client: cl, Arg: v}, entry,
 			rpc.Statement{SQL: "UPDATE r SET v = ? WHERE id = 1", Params: []any{v}})
+		if op.Outcome == OK {
+			seen[obj] = v
+		}
 	default:
-		old, nw := r.Int64N(6), r.Int64N(5)+1
-		return d.sqlOp(Op{Workload: Registers, Kind: "cas", Object: obj, Client: cl, Arg: old, Arg2: nw}, entry,
-			rpc.Statement{SQL: "UPDATE r SET v = ? WHERE id = 1 AND v = ?", Params: []any{nw, old}})
+		old := seen[obj]
+		op = d.sqlOp(Op{Workload: Registers, Kind: "cas", Object: obj, Client: cl, Arg: old, Arg2: v}, entry,
+			rpc.Statement{SQL: "UPDATE r SET v = ? WHERE id = 1 AND v = ?", Params: []any{v, old}})
+		if op.Outcome == OK && op.Success {
+			seen[obj] = v
+		}
 	}
+	return op
 }
 
 func (d *driver) registerRead(obj string, entry, cl int) Op {
@@ -155,10 +169,10 @@ func (d *driver) registerRead(obj string, entry, cl int) Op {
 // the result: a read's value, whether a compare-and-set applied.
 func (d *driver) sqlOp(op Op, entry int, stmt rpc.Statement) Op {
 	var res []rpc.SQLResult
-	op = d.exec(op, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
+	op = d.exec(op, entry, func(ctx context.Context, entry int) (string, error) {
 		var err error
 		var node string
-		res, node, err = sqlWithNode(ctx, c, "db", op.Object, append(registerSetup[:2:2], stmt)...)
+		res, node, err = d.sqlWithNode(ctx, entry, "db", op.Object, append(registerSetup[:2:2], stmt)...)
 		return node, err
 	})
 	if op.Outcome == OK {
@@ -176,13 +190,7 @@ func (d *driver) sqlOp(op Op, entry int, stmt rpc.Statement) Op {
 	return op
 }
 
-// bank: transfers between the accounts of one object; the total is fixed.
-
-const (
-	bankObject   = "bank"
-	bankAccounts = 8
-	bankInitial  = 100
-)
+// bank: transfers between the accounts of one object (bank.go).
 
 func (d *driver) bankSetup(ctx context.Context) error {
 	var stmts []rpc.Statement
@@ -195,42 +203,6 @@ func (d *driver) bankSetup(ctx context.Context) error {
 	})
 }
 
-func (d *driver) bankOp(r *rand.Rand, cl int) Op {
-	entry := d.pick(r)
-	if r.IntN(4) == 0 {
-		return d.bankRead(entry, cl)
-	}
-	from, to := r.IntN(bankAccounts), r.IntN(bankAccounts-1)
-	if to >= from {
-		to++
-	}
-	amount := r.Int64N(30) + 1
-	body, _ := json.Marshal(map[string]any{"from": fmt.Sprint("a", from), "to": fmt.Sprint("a", to), "amount": amount})
-	op := d.exec(Op{Workload: Bank, Kind: "transfer", Object: bankObject, Client: cl, Arg: amount}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
-		return callJSON(ctx, c, "POST", "accounts", bankObject, "/transfer", body, nil)
-	})
-	d.h.Add(op)
-	return op
-}
-
-// bankRead reads every balance in one transaction: Result is the total,
-// Arg2 the lowest balance, Arg the number of accounts.
-func (d *driver) bankRead(entry, cl int) Op {
-	var res []rpc.SQLResult
-	op := d.exec(Op{Workload: Bank, Kind: "read", Object: bankObject, Client: cl}, entry, func(ctx context.Context, c *rpc.Client) (string, error) {
-		var err error
-		var node string
-		res, node, err = sqlWithNode(ctx, c, "accounts", bankObject, rpc.Statement{SQL: "SELECT count(*), coalesce(sum(balance), 0), coalesce(min(balance), 0) FROM accounts"})
-		return node, err
-	})
-	if op.Outcome == OK && len(res) == 1 && len(res[0].Rows) == 1 {
-		row := res[0].Rows[0]
-		op.Arg, op.Result, op.Arg2 = toInt64(row[0]), toInt64(row[1]), toInt64(row[2])
-	}
-	d.h.Add(op)
-	return op
-}
-
 // alarms: each reminder object gets one reminder, due 1-4 s later; the
 // webhook records every delivery.
 
@@ -238,37 +210,46 @@ func (d *driver) setAlarm(r *rand.Rand, cl, i int) Op {
 	obj := fmt.Sprintf("rem-%d-%d", cl, i)
 	at := time.Now().Add(time.Second + time.Duration(r.IntN(3000))*time.Millisecond).UnixMilli()
 	body, _ := json.Marshal(map[string]any{"at": at, "url": d.hook.url})
-	op := d.exec(Op{Workload: Alarms, Kind: "set", Object: obj, Client: cl, Arg: at}, d.pick(r), func(ctx context.Context, c *rpc.Client) (string, error) {
-		return callJSON(ctx, c, "PUT", "reminders", obj, "/", body, nil)
+	op := d.exec(Op{Workload: Alarms, Kind: "set", Object: obj, Client: cl, Arg: at}, d.pick(r), func(ctx context.Context, entry int) (string, error) {
+		return d.callJSON(ctx, entry, "PUT", "reminders", obj, "/", body, nil)
 	})
 	d.h.Add(op)
 	return op
 }
 
-// webhook receives reminder deliveries.
+// webhook receives reminder deliveries. The scenarios have it answer
+// each after 200-500 ms, so that a run spans [started, answered] long
+// enough for two nodes running one reminder at once to overlap visibly.
 type webhook struct {
-	url string
-	srv *http.Server
-	mu  sync.Mutex
-	got []delivery
+	url      string
+	srv      *http.Server
+	slowMin  time.Duration
+	slowSpan time.Duration
+	mu       sync.Mutex
+	got      []delivery
 }
 
+// delivery is one run of a reminder as the webhook saw it. Started is
+// from the POST (the run's start on its node); Received and Answered are
+// the webhook's, all unix ms on this machine's clock.
 type delivery struct {
 	Object   string `json:"object"`
 	At       int64  `json:"at"`
 	Started  int64  `json:"started"`
-	Finished int64  `json:"finished"`
 	Node     string `json:"node"`
 	Retry    int    `json:"retry"`
 	Received int64  `json:"received"`
+	Answered int64  `json:"answered"`
 }
 
-func startWebhook(host string) (*webhook, error) {
+// startWebhook listens on host; it answers each delivery after slowMin
+// plus up to slowSpan.
+func startWebhook(host string, slowMin, slowSpan time.Duration) (*webhook, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, err
 	}
-	w := &webhook{url: "http://" + ln.Addr().String() + "/hook"}
+	w := &webhook{url: "http://" + ln.Addr().String() + "/hook", slowMin: slowMin, slowSpan: slowSpan}
 	w.srv = &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		var d delivery
 		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
@@ -276,9 +257,16 @@ func startWebhook(host string) (*webhook, error) {
 			return
 		}
 		d.Received = time.Now().UnixMilli()
+		select {
+		case <-r.Context().Done():
+			return // the run gave up: not an accepted delivery
+		case <-time.After(w.slowMin + rand.N(w.slowSpan+1)):
+		}
+		d.Answered = time.Now().UnixMilli()
 		w.mu.Lock()
 		w.got = append(w.got, d)
 		w.mu.Unlock()
+		rw.WriteHeader(http.StatusOK)
 	})}
 	go w.srv.Serve(ln)
 	return w, nil
@@ -294,42 +282,19 @@ func (w *webhook) close() { w.srv.Close() }
 
 // helpers
 
-// callJSON calls an object route and decodes the answer into out (if
-// set); it returns the executing node.
-func callJSON(ctx context.Context, c *rpc.Client, method, class, name, path string, body []byte, out any) (string, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	resp, err := c.Call(ctx, method, class, name, path, rd)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			return resp.Header.Get(rpc.HeaderNode), err
-		}
-	} else if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return resp.Header.Get(rpc.HeaderNode), err
-	}
-	return resp.Header.Get(rpc.HeaderNode), nil
+// callJSON calls an object route through node entry and decodes the
+// answer into out (if set); it returns the executing node.
+func (d *driver) callJSON(ctx context.Context, entry int, method, class, name, path string, body []byte, out any) (string, error) {
+	return d.c.do(ctx, entry, method, "/objects"+rpc.ObjectPath(class, name)+path, body, out)
 }
 
-// sqlWithNode runs statements in one transaction and returns the results
-// and the executing node.
-func sqlWithNode(ctx context.Context, c *rpc.Client, class, name string, stmts ...rpc.Statement) ([]rpc.SQLResult, string, error) {
+// sqlWithNode runs statements in one transaction through node entry and
+// returns the results and the executing node.
+func (d *driver) sqlWithNode(ctx context.Context, entry int, class, name string, stmts ...rpc.Statement) ([]rpc.SQLResult, string, error) {
 	body, _ := json.Marshal(rpc.SQLRequest{Statements: stmts})
-	resp, err := c.Do(ctx, "POST", "/v1/objects"+rpc.ObjectPath(class, name)+"/sql", bytes.NewReader(body), http.Header{"Content-Type": {"application/json"}})
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
 	var out rpc.SQLResponse
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, resp.Header.Get(rpc.HeaderNode), err
-	}
-	return out.Results, resp.Header.Get(rpc.HeaderNode), nil
+	node, err := d.c.do(ctx, entry, "POST", "/v1/objects"+rpc.ObjectPath(class, name)+"/sql", body, &out)
+	return out.Results, node, err
 }
 
 func toInt64(v any) int64 {

@@ -12,8 +12,30 @@ import (
 	"github.com/dura-dev/dura/node"
 )
 
-// remindersSchema keeps the one pending reminder of an object and a log
-// of every delivery attempt that reached the receiver.
+// remindersMigrations: version 1 keeps the one pending reminder of an
+// object and a log of every delivery the receiver accepted (objects made
+// before migrations were used have it already, hence IF NOT EXISTS);
+// version 2 logs when each run started, so a delivery's row spans the
+// run from its start to the receiver's answer (delivered_at); version 3
+// adds the delivery status: "pending" until the alarm's last retry fails,
+// then "failed" with the last error, so a reminder that was given up on
+// stays visible instead of looking pending.
+var remindersMigrations = []node.Migration{
+	{Version: 1, Up: func(s *node.Storage) error {
+		_, err := s.Exec(remindersSchema)
+		return err
+	}},
+	{Version: 2, Up: func(s *node.Storage) error {
+		_, err := s.Exec(`ALTER TABLE deliveries ADD COLUMN started INTEGER NOT NULL DEFAULT 0`)
+		return err
+	}},
+	{Version: 3, Up: func(s *node.Storage) error {
+		_, err := s.Exec(`ALTER TABLE reminder ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+			ALTER TABLE reminder ADD COLUMN error TEXT`)
+		return err
+	}},
+}
+
 const remindersSchema = `
 CREATE TABLE IF NOT EXISTS reminder (
 	id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -28,15 +50,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 	retry INTEGER NOT NULL
 )`
 
-// reminderStatusMigration adds the delivery status: "pending" until the
-// alarm's last retry fails, then "failed" with the last error, so a
-// reminder that was given up on stays visible instead of looking pending.
-var reminderStatusMigration = node.Migration{Version: 1, Up: func(s *node.Storage) error {
-	_, err := s.Exec(`ALTER TABLE reminder ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
-		ALTER TABLE reminder ADD COLUMN error TEXT`)
-	return err
-}}
-
 // reminderWebhookTimeout bounds one delivery; a slow receiver counts as a
 // failure and the alarm retries.
 const reminderWebhookTimeout = 5 * time.Second
@@ -50,11 +63,15 @@ const reminderWebhookTimeout = 5 * time.Second
 // is set again or deleted.
 //
 //	PUT    /  {"at": unix_ms, "url": "http://...", "payload": any} -> {"at"}
-//	GET    /  -> {"reminder": {...,"status":"pending"|"failed"[,"error"]} or null, "deliveries": n}
+//	GET    /  -> {"reminder": {...,"status":"pending"|"failed"[,"error"]} or null, "deliveries": n, "runs": [...]}
 //	DELETE /  -> cancels the pending reminder
 //
-// The POST body is {"object","at","started","finished","node","retry",
-// "payload"}, times in unix ms; started is when the alarm run began.
+// The POST body is {"object","at","started","node","retry","payload"},
+// times in unix ms; started is when the alarm run began, before the POST.
+// Each accepted delivery is logged as a run {"at","started","answered",
+// "retry"} (newest first in GET, at most 100): it spans the run from its
+// start to the receiver's answer, so two runs of one reminder on two
+// nodes at once show as overlapping runs.
 // Anyone who may call the class may make the node POST anywhere: keep the
 // class behind an API token on a shared cluster.
 type Reminders struct {
@@ -65,10 +82,7 @@ type Reminders struct {
 // NewReminders is the constructor of class "reminders".
 func NewReminders(st *node.State) (node.Object, error) {
 	err := st.BlockConcurrencyWhile(func() error {
-		if _, err := st.Storage().Exec(remindersSchema); err != nil {
-			return err
-		}
-		return st.Storage().Migrate(reminderStatusMigration)
+		return st.Storage().Migrate(remindersMigrations...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reminders schema: %w", err)
@@ -130,10 +144,20 @@ func (rm *Reminders) set(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]int64{"at": in.At})
 }
 
+// reminderRun is one accepted delivery: the alarm run's start and the
+// receiver's answer, unix ms.
+type reminderRun struct {
+	At       int64 `json:"at"`
+	Started  int64 `json:"started"`
+	Answered int64 `json:"answered"`
+	Retry    int   `json:"retry"`
+}
+
 func (rm *Reminders) get(w http.ResponseWriter) error {
 	var out struct {
-		Reminder   *reminder `json:"reminder"`
-		Deliveries int64     `json:"deliveries"`
+		Reminder   *reminder     `json:"reminder"`
+		Deliveries int64         `json:"deliveries"`
+		Runs       []reminderRun `json:"runs"`
 	}
 	cur, err := rm.st.Storage().Exec(`SELECT at, url, payload, status, coalesce(error, '') FROM reminder`)
 	if err != nil {
@@ -154,6 +178,18 @@ func (rm *Reminders) get(w http.ResponseWriter) error {
 	}
 	if err := cur.ScanOne(&out.Deliveries); err != nil {
 		return err
+	}
+	cur, err = rm.st.Storage().Exec(`SELECT at, started, delivered_at, retry FROM deliveries ORDER BY seq DESC LIMIT 100`)
+	if err != nil {
+		return err
+	}
+	out.Runs = make([]reminderRun, 0, cur.Len())
+	for cur.Next() {
+		var run reminderRun
+		if err := cur.Scan(&run.At, &run.Started, &run.Answered, &run.Retry); err != nil {
+			return err
+		}
+		out.Runs = append(out.Runs, run)
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -176,7 +212,7 @@ func (rm *Reminders) Alarm(ctx context.Context, info node.AlarmInfo) error {
 		return err
 	}
 	body, err := json.Marshal(map[string]any{
-		"object": rm.st.Name(), "at": rem.At, "started": started.UnixMilli(), "finished": rm.st.Now().UnixMilli(),
+		"object": rm.st.Name(), "at": rem.At, "started": started.UnixMilli(),
 		"node": rm.st.NodeName(), "retry": info.RetryCount, "payload": json.RawMessage(payload),
 	})
 	if err != nil {
@@ -197,7 +233,8 @@ func (rm *Reminders) Alarm(ctx context.Context, info node.AlarmInfo) error {
 	if _, err := rm.st.Storage().Exec(`DELETE FROM reminder`); err != nil {
 		return err
 	}
-	_, err = rm.st.Storage().Exec(`INSERT INTO deliveries (at, delivered_at, retry) VALUES (?, ?, ?)`, rem.At, rm.st.Now().UnixMilli(), info.RetryCount)
+	answered := rm.st.Now()
+	_, err = rm.st.Storage().Exec(`INSERT INTO deliveries (at, started, delivered_at, retry) VALUES (?, ?, ?, ?)`, rem.At, started.UnixMilli(), answered.UnixMilli(), info.RetryCount)
 	return err
 }
 

@@ -14,17 +14,22 @@ import (
 	"github.com/dura-dev/dura/node"
 )
 
-// receiver records the webhooks it gets; it fails the first failFirst.
+// receiver records the webhooks it gets; it fails the first failFirst
+// and answers each after delay.
 type receiver struct {
 	mu        sync.Mutex
 	got       []map[string]any
 	failFirst int
 	calls     int
+	delay     time.Duration
+	answered  time.Time // when it last began its answer
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(rc.delay) // a slow receiver, not a wait for anything
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	rc.answered = time.Now()
 	rc.calls++
 	if rc.calls <= rc.failFirst {
 		http.Error(w, "not now", http.StatusServiceUnavailable)
@@ -43,7 +48,7 @@ func (rc *receiver) deliveries() []map[string]any {
 
 func TestReminderDeliversAtItsTime(t *testing.T) {
 	n := newNode(t)
-	rc := &receiver{}
+	rc := &receiver{delay: 200 * time.Millisecond}
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 	at := time.Now().Add(300 * time.Millisecond).UnixMilli()
@@ -59,10 +64,22 @@ func TestReminderDeliversAtItsTime(t *testing.T) {
 	var state struct {
 		Reminder   any
 		Deliveries int
+		Runs       []struct{ At, Started, Answered int64 }
 	}
-	n.call("GET", "reminders", "r1", "/", nil, 200, &state)
-	if state.Reminder != nil || state.Deliveries != 1 {
+	eventually(t, 5*time.Second, "delivery logged", func() bool {
+		n.call("GET", "reminders", "r1", "/", nil, 200, &state)
+		return state.Deliveries == 1
+	})
+	if state.Reminder != nil || len(state.Runs) != 1 {
 		t.Fatalf("after delivery: %+v", state)
+	}
+	// The run spans the POST and the receiver's slow answer.
+	run := state.Runs[0]
+	rc.mu.Lock()
+	answered := rc.answered.UnixMilli()
+	rc.mu.Unlock()
+	if run.At != at || run.Started != int64(d["started"].(float64)) || run.Answered < answered || run.Answered-run.Started < 200 {
+		t.Fatalf("run %+v, receiver answered at %d", run, answered)
 	}
 }
 
