@@ -20,7 +20,8 @@ import (
 // not bounce a request around).
 const MaxHops = 2
 
-// HeaderEpoch carries the forwarding node's ring epoch.
+// HeaderEpoch carries, on a forwarded request, the forwarding node's ring
+// epoch and, on every answer of a cluster node, the executing node's.
 const HeaderEpoch = "X-Dura-Epoch"
 
 // Router says where an object's requests run. The cluster implements it;
