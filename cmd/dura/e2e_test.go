@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -376,5 +377,185 @@ func TestE2EThreeProcessesWithSecret(t *testing.T) {
 	}
 	if l := outsider.log(); !strings.Contains(l, "no member answered") {
 		t.Fatalf("the outsider did not report its failed join:\n%s", l)
+	}
+}
+
+// TestE2EFirstRequestAfterHealthz: a newcomer's script - start the node,
+// wait for /healthz, send a request - works on the first try: the
+// request waits while the one-node cluster forms instead of answering 503.
+func TestE2EFirstRequestAfterHealthz(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	n := e2eLaunch(t, t.TempDir(), "--name", "e2e", "--gossip", "127.0.0.1:0", "--raft", "127.0.0.1:0")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + n.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no /healthz\n%s", n.log())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, err := http.Post("http://"+n.addr+"/objects/counter/first/increment", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(b)) != `{"key":"default","value":1}` {
+		t.Fatalf("first request after /healthz: %d %s", resp.StatusCode, b)
+	}
+}
+
+// e2eCluster starts three "dura serve" processes forming one cluster and
+// returns them with each one's arguments (to restart it the same way).
+func e2eCluster(t *testing.T, token string) ([]*e2eNode, [][]string, []string) {
+	t.Helper()
+	seed := freeAddr(t)
+	var nodes []*e2eNode
+	var args [][]string
+	var dirs []string
+	for i := range 3 {
+		gossip := seed
+		if i > 0 {
+			gossip = freeAddr(t)
+		}
+		a := []string{"--name", fmt.Sprint("n", i+1), "--gossip", gossip, "--raft", freeAddr(t), "--http", freeAddr(t),
+			"--bootstrap-expect", "3", "--admin-token", token}
+		if i > 0 {
+			a = append(a, "--join", seed)
+		}
+		dir := t.TempDir()
+		args, dirs = append(args, a), append(dirs, dir)
+		nodes = append(nodes, e2eLaunch(t, dir, a...))
+	}
+	for _, n := range nodes {
+		n.waitReady(t, 60*time.Second)
+	}
+	return nodes, args, dirs
+}
+
+// TestE2EShardedAndWipedNode: on three processes, the sharded counter's
+// stub calls reach shards on every node and every acknowledged increment
+// is in the total through any node; then a node killed, its data
+// directory wiped and started again with the same command line serves
+// none of its old objects empty: they answer 503 saying the data is
+// missing, through every node, and the cluster shows it.
+func TestE2EShardedAndWipedNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	const token = "e2e-admin-token"
+	nodes, args, dirs := e2eCluster(t, token)
+	ctx := context.Background()
+	var total int64
+	for i := range 48 {
+		resp, err := nodes[i%3].client().Call(ctx, "POST", "sharded", "hot", "/increment?by=3", nil)
+		if err != nil {
+			t.Fatalf("increment %d: %v", i, err)
+		}
+		resp.Body.Close()
+		total += 3
+	}
+	executors := map[string]bool{}
+	for k := range 8 {
+		resp, err := nodes[0].client().Call(ctx, "GET", "counter", fmt.Sprintf("hot~%d", k), "/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		executors[resp.Header.Get(rpc.HeaderNode)] = true
+		resp.Body.Close()
+	}
+	if len(executors) < 2 {
+		t.Fatalf("the 8 shards live on %v only", executors)
+	}
+	for _, n := range nodes {
+		resp, err := n.client().Call(ctx, "GET", "sharded", "hot", "/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ Total int64 }
+		json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if got.Total != total {
+			t.Fatalf("total through %s = %d, want %d", n.addr, got.Total, total)
+		}
+	}
+
+	// Objects written, one of them on each node at least.
+	owners := map[string]string{}
+	for i := range 30 {
+		name := fmt.Sprint("w", i)
+		resp, err := nodes[0].client().Call(ctx, "POST", "counter", name, "/increment?by=7", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners[name] = resp.Header.Get(rpc.HeaderNode)
+		resp.Body.Close()
+	}
+	victim := nodes[2]
+	victim.cmd.Process.Kill()
+	<-victim.done
+	if err := os.RemoveAll(dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	nodes[2] = e2eLaunch(t, dirs[2], args[2]...)
+	admin := nodes[0].client().WithToken(token)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		info, err := admin.Cluster(ctx)
+		missing := false
+		if err == nil {
+			for _, m := range info.Members {
+				missing = missing || m.Name == "n3" && m.DataMissing
+			}
+		}
+		if missing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster never showed n3's data missing: %+v %v\n%s", info, err, nodes[2].log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	checked := 0
+	for name, owner := range owners {
+		for _, n := range nodes {
+			resp, err := n.client().Call(ctx, "GET", "counter", name, "/", nil)
+			if owner != "n3" {
+				if err != nil {
+					t.Fatalf("%s (on %s) through %s: %v", name, owner, n.addr, err)
+				}
+				var v struct{ Value int64 }
+				json.NewDecoder(resp.Body).Decode(&v)
+				resp.Body.Close()
+				if v.Value != 7 {
+					t.Fatalf("%s = %d, want 7", name, v.Value)
+				}
+				continue
+			}
+			var ae *rpc.APIError
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				t.Fatalf("%s, owned by the wiped node, answered through %s: %s", name, n.addr, b)
+			}
+			if !errors.As(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" || !strings.Contains(ae.Message, "missing on node n3") {
+				t.Fatalf("%s through %s: %v", name, n.addr, err)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("none of the objects was on the wiped node")
+	}
+	if l := nodes[2].log(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "data directory") {
+		t.Fatalf("the wiped node did not log the missing data at ERROR:\n%s", l)
 	}
 }
