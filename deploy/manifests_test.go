@@ -372,12 +372,17 @@ func checkEnvNames(t *testing.T, file string, names []string) {
 
 var flagDef = regexp.MustCompile(`fs\.(?:String|Bool|Int|Int64|Duration)(?:Var)?\((?:&[\w.]+, )?"([a-z0-9-]+)"`)
 
-// duraFlags reads the flag names defined in cmd/dura's source.
+// duraFlags reads the flag names defined in the source of cmd/dura and of
+// package server (serve's flags).
 func duraFlags(t *testing.T) map[string]bool {
 	t.Helper()
-	files, err := filepath.Glob("../cmd/dura/*.go")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("cmd/dura: %v", err)
+	var files []string
+	for _, dir := range []string{"../cmd/dura", "../server"} {
+		fs, err := filepath.Glob(dir + "/*.go")
+		if err != nil || len(fs) == 0 {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		files = append(files, fs...)
 	}
 	flags := map[string]bool{}
 	for _, f := range files {
