@@ -12,6 +12,7 @@ import (
 
 	"github.com/dura-dev/dura/examples"
 	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/rpc"
 )
 
 // receiver records the webhooks it gets; it fails the first failFirst
@@ -161,5 +162,22 @@ func TestReminderFailedAfterTheLastRetryStaysVisible(t *testing.T) {
 	n.call("GET", "reminders", "f", "/", nil, 200, &s)
 	if s.Reminder == nil || s.Reminder.Status != "pending" || s.Reminder.Error != "" {
 		t.Fatalf("set again: %+v", s.Reminder)
+	}
+}
+
+// TestAlarmHandlerInObjectInfo: GET /v1/objects/{class}/{name} says
+// whether the class runs code when the alarm fires.
+func TestAlarmHandlerInObjectInfo(t *testing.T) {
+	n := newNode(t)
+	for _, c := range []struct {
+		class string
+		want  bool
+	}{{"counter", false}, {"reminders", true}, {"cache", true}} {
+		n.do("GET", "/objects/"+c.class+"/x/", nil) // activates it, whatever it answers
+		var info rpc.ObjectInfo
+		r := n.do("GET", "/v1/objects/"+c.class+"/x", nil)
+		if err := json.Unmarshal(r.body, &info); err != nil || info.AlarmHandler == nil || *info.AlarmHandler != c.want {
+			t.Errorf("%s: %s (%v), want alarm_handler %v", c.class, r.body, err, c.want)
+		}
 	}
 }

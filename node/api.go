@@ -205,7 +205,24 @@ func (rt *Runtime) Info(ctx context.Context, class, name string) (rpc.ObjectInfo
 		}
 	}
 	info.Alarm, err = rt.GetAlarm(ctx, class, name)
-	return info, err
+	if err != nil {
+		return info, err
+	}
+	has, known := rt.alarmHandlers.Load(class)
+	if !known && info.SizeBytes > 0 {
+		// Only a live object of the class says; this one exists, so
+		// activating it creates nothing. A class not seen yet on this
+		// node, asked about a new object, leaves the field out.
+		if err := rt.withStore(ctx, class, name, func(*instance) error { return nil }); err != nil {
+			return info, err
+		}
+		has, known = rt.alarmHandlers.Load(class)
+	}
+	if known {
+		h := has.(bool)
+		info.AlarmHandler = &h
+	}
+	return info, nil
 }
 
 // DeleteObject wipes the object's SQL, KV and alarm in one event.

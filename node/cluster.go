@@ -1147,6 +1147,7 @@ func (c *Cluster) Ready() error {
 func (c *Cluster) listObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
 	st := c.state.Load()
 	var all []rpc.ObjectInfo
+	var unavailable []string
 	more := false
 	for _, name := range st.ActiveMembers() {
 		var part rpc.ObjectList
@@ -1159,7 +1160,11 @@ func (c *Cluster) listObjects(ctx context.Context, class, after string, limit in
 			q := url.Values{"class": {class}, "after": {after}, "limit": {strconv.Itoa(limit)}}.Encode()
 			b, err := c.peers.Call(ctx, rpc.Peer{Name: name, Addr: st.Members[name].Raft}, http.MethodGet, "/v1/internal/objects?"+q, nil)
 			if err != nil {
-				return rpc.ObjectList{}, fmt.Errorf("list objects on %s: %w", name, err)
+				// Answer what the live members hold, and say whose
+				// objects are missing.
+				c.log.Debug("list objects: member not asked", "member", name, "err", err)
+				unavailable = append(unavailable, name)
+				continue
 			}
 			if err := json.Unmarshal(b, &part); err != nil {
 				return rpc.ObjectList{}, fmt.Errorf("%w: list objects on %s: %v", apierr.ErrInternal, name, err)
@@ -1172,7 +1177,7 @@ func (c *Cluster) listObjects(ctx context.Context, class, after string, limit in
 	}
 	key := func(o rpc.ObjectInfo) string { return o.Class + "\x00" + o.Name }
 	sort.Slice(all, func(i, j int) bool { return key(all[i]) < key(all[j]) })
-	out := rpc.ObjectList{Objects: all}
+	out := rpc.ObjectList{Objects: all, Unavailable: unavailable}
 	if len(all) > limit {
 		out.Objects, more = all[:limit], true
 	}

@@ -77,6 +77,9 @@ type Runtime struct {
 
 	fence   atomic.Pointer[func(partition int) error] // nil: serve every partition
 	caller  atomic.Pointer[ObjectCaller]              // nil: stubs call this node only
+	// alarmHandlers records, per class, whether its objects implement
+	// Alarmer (learnt at activation).
+	alarmHandlers sync.Map
 	cluster *Cluster                                  // nil on a one-node runtime without Raft
 	// replicated is set when the schedule is the cluster's (Raft): alarms
 	// then stay in it when their partition moves, and timers follow
@@ -463,6 +466,8 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 			return fmt.Errorf("%w: constructor of %q returned no object", apierr.ErrInternal, inst.ref.class)
 		}
 		inst.obj = obj
+		_, handles := obj.(Alarmer)
+		rt.alarmHandlers.Store(inst.ref.class, handles)
 		return nil
 	})
 	if err != nil {

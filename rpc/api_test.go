@@ -234,6 +234,10 @@ func TestAlarmInfoDeleteRoutes(t *testing.T) {
 	if err != nil || info.Owner != "n1" || info.SizeBytes == 0 || info.Alarm == nil || *info.Alarm != at || len(info.ID) != 64 {
 		t.Fatalf("info %+v %v", info, err)
 	}
+	// db runs no code when its alarm fires, and says so.
+	if info.AlarmHandler == nil || *info.AlarmHandler {
+		t.Fatalf("db's alarm_handler: %v, want false", info.AlarmHandler)
+	}
 	if err := n.cli.DeleteObject(ctx, "db", "o"); err != nil {
 		t.Fatal(err)
 	}

@@ -72,12 +72,19 @@ type ObjectInfo struct {
 	Owner     string `json:"owner"`
 	SizeBytes int64  `json:"size_bytes"`
 	Alarm     *int64 `json:"alarm"`
+	// AlarmHandler, in GET /v1/objects/{class}/{name}, says whether the
+	// class runs code when the alarm fires; an alarm of a class without
+	// a handler (db, counter) fires and clears doing nothing.
+	AlarmHandler *bool `json:"alarm_handler,omitempty"`
 }
 
 // ObjectList is the answer of GET /v1/objects.
 type ObjectList struct {
 	Objects []ObjectInfo `json:"objects"`
 	Cursor  string       `json:"cursor,omitempty"`
+	// Unavailable names the members that could not be asked: the list
+	// lacks their objects.
+	Unavailable []string `json:"unavailable,omitempty"`
 }
 
 // Member is one node of /v1/cluster.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/dura-dev/dura/rpc"
 )
@@ -44,6 +46,7 @@ func runObjects(ctx context.Context, env *cliEnv, args []string) error {
 			return co.clientErr(err)
 		}
 		list.Objects = append(list.Objects, page.Objects...)
+		list.Unavailable = mergeNames(list.Unavailable, page.Unavailable)
 		next = page.Cursor
 		if !*all || next == "" || len(page.Objects) == 0 {
 			break
@@ -53,6 +56,9 @@ func runObjects(ctx context.Context, env *cliEnv, args []string) error {
 		next = ""
 	}
 	list.Cursor = next
+	if len(list.Unavailable) > 0 {
+		fmt.Fprintf(env.stderr, "warning: the list lacks the objects of %s (unreachable now)\n", strings.Join(list.Unavailable, ", "))
+	}
 	if *asJSON {
 		b, err := json.Marshal(list)
 		if err != nil {
@@ -79,4 +85,15 @@ func runObjects(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(env.stderr, "(more: --cursor %s, or --all)\n", next)
 	}
 	return nil
+}
+
+// mergeNames adds the names of more missing from names, sorted.
+func mergeNames(names, more []string) []string {
+	for _, n := range more {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
 }

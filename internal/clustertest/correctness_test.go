@@ -222,3 +222,37 @@ func TestWipedNodeServesNothingEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestListingWithANodeDown: a cluster-wide listing answers what the live
+// nodes hold and names the node it could not ask.
+func TestListingWithANodeDown(t *testing.T) {
+	c := New(t, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	ctx := context.Background()
+	live := 0
+	for i := range 30 {
+		name := fmt.Sprint("obj", i)
+		if err := put(t, c.Nodes[0].Client, name, "v"); err != nil {
+			t.Fatal(err)
+		}
+		if owner(t, c, "db", name) != "n3" {
+			live++
+		}
+	}
+	// The catalog records new objects in the background.
+	waitFor(t, 10*time.Second, "all 30 objects listed", func() string {
+		list, err := c.Nodes[0].Client.ListObjects(ctx, "db", "", 1000)
+		if err != nil || len(list.Objects) != 30 {
+			return fmt.Sprintf("%d listed, %v", len(list.Objects), err)
+		}
+		return ""
+	})
+	c.Kill(2)
+	list, err := c.Nodes[0].Client.ListObjects(ctx, "db", "", 1000)
+	if err != nil {
+		t.Fatalf("listing with n3 down: %v", err)
+	}
+	if len(list.Unavailable) != 1 || list.Unavailable[0] != "n3" || len(list.Objects) != live {
+		t.Fatalf("listing: %d objects (want %d), unavailable %v (want [n3])", len(list.Objects), live, list.Unavailable)
+	}
+}
