@@ -75,12 +75,12 @@ type Runtime struct {
 	drained       chan struct{} // closed when inflight reaches 0 while closing
 	drainedClosed bool
 
-	fence   atomic.Pointer[func(partition int) error] // nil: serve every partition
-	caller  atomic.Pointer[ObjectCaller]              // nil: stubs call this node only
+	fence  atomic.Pointer[func(partition int) error] // nil: serve every partition
+	caller atomic.Pointer[ObjectCaller]              // nil: stubs call this node only
 	// alarmHandlers records, per class, whether its objects implement
 	// Alarmer (learnt at activation).
 	alarmHandlers sync.Map
-	cluster *Cluster                                  // nil on a one-node runtime without Raft
+	cluster       *Cluster // nil on a one-node runtime without Raft
 	// replicated is set when the schedule is the cluster's (Raft): alarms
 	// then stay in it when their partition moves, and timers follow
 	// ownership (Cluster.syncTimers).
