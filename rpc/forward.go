@@ -82,9 +82,14 @@ func (s *Server) routed(h handlerFunc) handlerFunc {
 	}
 }
 
-// retryable: the request did not run and its owner may come back.
+// retryable: the request did not run and its owner is in a passing
+// state (forming, catching up, electing, handing off) that it said so, or
+// this node's state shows. An owner that cannot be reached at all is
+// answered at once: it may be down for good, and its clients should not
+// each hang for the whole wait.
 func retryable(err error) bool {
-	return apierr.IsNotExecuted(err) && errors.Is(err, apierr.ErrOwnerUnavailable)
+	var de *DialError
+	return apierr.IsNotExecuted(err) && errors.Is(err, apierr.ErrOwnerUnavailable) && !errors.As(err, &de)
 }
 
 // waiter is one request's wait for its owner.
