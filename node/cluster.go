@@ -299,7 +299,7 @@ func sameSet(a, b map[int]bool) bool {
 	return true
 }
 
-func assignPartitions(members []string, p replication.RingParams) []string {
+func assignPartitions(members []string, p replication.RingParams) ([]string, error) {
 	return placement.Assign(members, placement.RingConfig(p))
 }
 
