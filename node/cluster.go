@@ -299,7 +299,7 @@ func sameSet(a, b map[int]bool) bool {
 	return true
 }
 
-func assignPartitions(members []string, p replication.RingParams) []string {
+func assignPartitions(members []string, p replication.RingParams) ([]string, error) {
 	return placement.Assign(members, placement.RingConfig(p))
 }
 
@@ -345,7 +345,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	ml, err := placement.NewMembership(placement.MembershipConfig{
 		Name: c.cfg.Name, Bind: c.cfg.GossipBind, Advertise: c.cfg.GossipAdvertise, Keys: c.cfg.GossipKeys,
-		Meta:     placement.MemberMeta{HTTP: c.cfg.HTTP, Raft: r.Addr(), Incarnation: c.incarnation},
+		Meta:     placement.MemberMeta{HTTP: c.cfg.HTTP, Raft: r.Addr(), Incarnation: c.incarnation, Partitions: c.rt.cfg.Partitions},
 		OnChange: c.poke, Logger: c.log, Fast: c.cfg.Fast,
 	})
 	if err == nil {
@@ -529,7 +529,14 @@ func (c *Cluster) rejoinIfGone() {
 		if p.Name == c.cfg.Name || p.State != "alive" || p.Meta.Raft == "" {
 			continue
 		}
-		if _, err := c.peers.Call(ctx, rpc.Peer{Name: p.Name, Addr: p.Meta.Raft}, http.MethodPost, "/v1/internal/apply", b); err == nil {
+		_, err := c.peers.Call(ctx, rpc.Peer{Name: p.Name, Addr: p.Meta.Raft}, http.MethodPost, "/v1/internal/apply", b)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, apierr.ErrConflict) {
+			// Refused (a full ring): say why, and ask again in a minute.
+			c.log.Error("the cluster refused this node's join", "err", err)
+			c.lastRejoin = time.Now().Add(time.Minute)
 			return
 		}
 	}

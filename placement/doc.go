@@ -1,4 +1,4 @@
-// Package placement maps objects to partitions and partitions to owners.
-// For now it holds the object identity rules and the partition hash, which
-// the consistent-hash ring of the cluster will reuse unchanged.
+// Package placement maps objects to partitions and partitions to owners:
+// object identity, the partition hash, the consistent-hash ring with
+// bounded loads (Assign) and gossip membership.
 package placement

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -28,7 +29,24 @@ type MemberMeta struct {
 	// Incarnation identifies the node's data directory (see
 	// replication.Member).
 	Incarnation string `json:"incarnation,omitempty"`
+	// Partitions is the partition count the node runs with; 0 (versions
+	// before it) means DefaultPartitions, the only count they had.
+	// Gossip refuses members of another count (Membership).
+	Partitions int `json:"partitions,omitempty"`
 }
+
+// partitions is the count m's node runs with.
+func (m MemberMeta) partitions() int {
+	if m.Partitions == 0 {
+		return DefaultPartitions
+	}
+	return m.Partitions
+}
+
+// ErrPartitionsDiffer is the refusal of a member whose partition count is
+// not this node's: nodes of one cluster must all map objects to the same
+// partitions.
+var ErrPartitionsDiffer = errors.New("partition counts differ")
 
 // Peer is a node as gossip sees it. Gossip only detects failures; who
 // owns what is decided by the committed (Raft) state.
@@ -64,7 +82,10 @@ type MembershipConfig struct {
 }
 
 // Membership is this node's view of the cluster's members, kept by
-// memberlist gossip. All methods are safe to call concurrently.
+// memberlist gossip. It refuses to meet a node with another partition
+// count (MemberMeta.Partitions): joining with one fails with
+// ErrPartitionsDiffer's message, so such a node never becomes a member.
+// All methods are safe to call concurrently.
 type Membership struct {
 	cfg MembershipConfig
 	ml  *memberlist.Memberlist
@@ -128,6 +149,8 @@ func (m *Membership) Start() error {
 	}
 	c.Delegate = delegate{m}
 	c.Events = events{m}
+	c.Merge = guard{m.cfg.Meta.partitions()}
+	c.Alive = guard{m.cfg.Meta.partitions()}
 	c.Logger = log.New(logWriter{m.cfg.Logger}, "", 0)
 	ml, err := memberlist.Create(c)
 	if err != nil {
@@ -224,6 +247,33 @@ func (delegate) NotifyMsg([]byte)                           {}
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// guard keeps nodes of another partition count out: Merge refuses a
+// join (both sides), Alive ignores news of such a node from elsewhere.
+type guard struct{ partitions int }
+
+func (g guard) check(n *memberlist.Node) error {
+	var meta MemberMeta
+	if len(n.Meta) == 0 || json.Unmarshal(n.Meta, &meta) != nil {
+		return nil // not a Dura node's meta: nothing to compare
+	}
+	if p := meta.partitions(); p != g.partitions {
+		return fmt.Errorf("%w: member %s runs with %d partitions, this node with %d; every node of a cluster must use the count the cluster was created with: start a node that joins it with --partitions %d (and a data directory of its own)",
+			ErrPartitionsDiffer, n.Name, p, g.partitions, p)
+	}
+	return nil
+}
+
+func (g guard) NotifyMerge(peers []*memberlist.Node) error {
+	for _, n := range peers {
+		if err := g.check(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g guard) NotifyAlive(n *memberlist.Node) error { return g.check(n) }
 
 type events struct{ m *Membership }
 

@@ -1,13 +1,18 @@
 package placement
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
 
-func startMember(t *testing.T, name string) *Membership {
+func startMember(t *testing.T, name string, partitions ...int) *Membership {
 	t.Helper()
-	m, err := NewMembership(MembershipConfig{Name: name, Bind: "127.0.0.1:0", Meta: MemberMeta{HTTP: name + ":8080", Raft: name + ":7947"}, Fast: true})
+	meta := MemberMeta{HTTP: name + ":8080", Raft: name + ":7947"}
+	if len(partitions) > 0 {
+		meta.Partitions = partitions[0]
+	}
+	m, err := NewMembership(MembershipConfig{Name: name, Bind: "127.0.0.1:0", Meta: meta, Fast: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,4 +69,31 @@ func TestMembershipGossip(t *testing.T) {
 	waitFor(t, "a sees c left", func() bool { return stateOf(a, "c") == "left" })
 	b.Close() // no goodbye: a failure
 	waitFor(t, "a sees b dead", func() bool { return stateOf(a, "b") == "dead" })
+}
+
+// TestMembershipRefusesOtherPartitionCount: a node started with another
+// partition count than the cluster's cannot join its gossip (and so is
+// never admitted); one of an older version (no count: 271) can join a
+// 271-partition cluster.
+func TestMembershipRefusesOtherPartitionCount(t *testing.T) {
+	a := startMember(t, "a", 65521)
+	b := startMember(t, "b", 271)
+	_, err := b.Join([]string{a.Addr()})
+	// memberlist flattens the refusal into its own message.
+	if err == nil || !strings.Contains(err.Error(), ErrPartitionsDiffer.Error()) {
+		t.Fatalf("join with 271 partitions a cluster of 65521: %v", err)
+	}
+	for _, want := range []string{"65521 partitions", "--partitions 65521"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
+	}
+	if len(a.Peers()) > 1 || len(b.Peers()) > 1 {
+		t.Fatalf("a sees %v, b sees %v", a.Peers(), b.Peers())
+	}
+	old := startMember(t, "old") // no count in its meta
+	if _, err := old.Join([]string{b.Addr()}); err != nil {
+		t.Fatalf("a node without a count joining 271: %v", err)
+	}
+	waitFor(t, "b sees old", func() bool { return stateOf(b, "old") == "alive" })
 }

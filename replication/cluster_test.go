@@ -6,15 +6,15 @@ import (
 
 // roundRobin is a simple Assigner for tests: partition i goes to the
 // i-th active member (modulo).
-func roundRobin(members []string, p RingParams) []string {
+func roundRobin(members []string, p RingParams) ([]string, error) {
 	if len(members) == 0 {
-		return nil
+		return nil, nil
 	}
 	out := make([]string, p.Partitions)
 	for i := range out {
 		out[i] = members[i%len(members)]
 	}
-	return out
+	return out, nil
 }
 
 func apply(t *testing.T, s *ClusterState, c Command) {

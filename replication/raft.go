@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,9 @@ type RaftNode struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
+
+	mu      sync.Mutex
+	refused map[string]time.Time // refusal message -> when last logged
 }
 
 // NewRaftNode checks cfg; it does no I/O until Open.
@@ -76,7 +80,9 @@ func NewRaftNode(cfg RaftConfig) (*RaftNode, error) {
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
 	}
-	return &RaftNode{cfg: cfg, fsm: &clusterFSM{state: &ClusterState{}, assign: cfg.Assign, onChange: cfg.OnChange, onAlarm: cfg.OnAlarm}}, nil
+	fsm := &clusterFSM{state: &ClusterState{}, onChange: cfg.OnChange, onAlarm: cfg.OnAlarm}
+	fsm.assign = (&placementCache{assign: cfg.Assign}).Assign
+	return &RaftNode{cfg: cfg, fsm: fsm, refused: map[string]time.Time{}}, nil
 }
 
 // Open starts Raft with the stored log and snapshots, if any.
@@ -171,10 +177,16 @@ func (n *RaftNode) BootstrapWith(servers []Server) error {
 }
 
 // Apply commits c through the Raft log and returns the state machine's
-// verdict. Only the leader can apply.
+// verdict. Only the leader can apply. A member change the state machine
+// would refuse on the state as it is (a join the ring has no room for) is
+// refused before it is written to the log, and logged.
 func (n *RaftNode) Apply(c Command, timeout time.Duration) error {
 	if n.raft.State() != raft.Leader {
 		return ErrNotLeader
+	}
+	if err := n.fsm.check(c); err != nil {
+		n.logRefusal(c, err)
+		return err
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -188,9 +200,37 @@ func (n *RaftNode) Apply(c Command, timeout time.Duration) error {
 		return fmt.Errorf("raft apply: %w", err)
 	}
 	if resp, ok := f.Response().(error); ok && resp != nil {
+		n.logRefusal(c, resp)
 		return resp
 	}
 	return nil
+}
+
+// logRefusal tells the operator, at most once a minute per message, that
+// a member change was refused: the leader retries admitting a member it
+// sees by gossip four times a second.
+func (n *RaftNode) logRefusal(c Command, err error) {
+	if n.cfg.Logger == nil || c.Kind != CmdJoin && c.Kind != CmdLeave && c.Kind != CmdRemove {
+		return
+	}
+	msg, now := err.Error(), time.Now()
+	n.mu.Lock()
+	last, seen := n.refused[msg]
+	log := !seen || now.Sub(last) > time.Minute
+	if log {
+		if len(n.refused) > 1000 {
+			clear(n.refused)
+		}
+		n.refused[msg] = now
+	}
+	n.mu.Unlock()
+	if log {
+		name := c.Name
+		if c.Kind == CmdJoin {
+			name = c.Member.Name
+		}
+		n.cfg.Logger.Error("cluster change refused", "kind", c.Kind, "member", name, "err", err)
+	}
 }
 
 // State is a copy of the committed cluster state on this node.
@@ -287,9 +327,12 @@ func (n *RaftNode) Close() error {
 // hundreds of thousands of entries, and ClusterState is copied on every
 // placement change.
 type clusterFSM struct {
-	mu       sync.RWMutex
-	state    *ClusterState
-	alarms   map[string]Alarm
+	mu     sync.RWMutex
+	state  *ClusterState
+	alarms map[string]Alarm
+	// assign is the configured Assigner behind a placementCache, so the
+	// check before a join is committed and its apply compute placement
+	// once.
 	assign   Assigner
 	onChange func(*ClusterState)
 	onAlarm  func(Alarm, bool, *ClusterState)
@@ -356,6 +399,48 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 		f.onChange(next) // states are replaced, never modified: safe to share
 	}
 	return nil
+}
+
+// check applies a member change to a copy of the state and returns the
+// state machine's refusal, if any, without changing anything.
+func (f *clusterFSM) check(c Command) error {
+	if c.Kind != CmdJoin && c.Kind != CmdLeave && c.Kind != CmdRemove {
+		return nil
+	}
+	f.mu.RLock()
+	next := f.state.Clone()
+	f.mu.RUnlock()
+	return next.Apply(c, f.assign)
+}
+
+// placementCache remembers the last placement computed: a member change
+// is placed twice on the leader (checked, then applied), and a refused
+// join is retried by the leader until the member goes away. All methods
+// are safe to call concurrently.
+type placementCache struct {
+	assign Assigner
+
+	mu      sync.Mutex
+	members []string
+	ring    RingParams
+	want    []string
+	err     error
+}
+
+// Assign is assign's answer for members and p, computed once per set.
+// The answer is shared: callers must not modify it.
+func (c *placementCache) Assign(members []string, p RingParams) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.members != nil && c.ring == p && slices.Equal(c.members, members) {
+		return c.want, c.err
+	}
+	want, err := c.assign(members, p)
+	c.members, c.ring, c.want, c.err = slices.Clone(members), p, want, err
+	if c.members == nil {
+		c.members = []string{}
+	}
+	return want, err
 }
 
 // fsmSnapshot is what a snapshot holds.

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -97,3 +98,104 @@ func TestScheduleScale(t *testing.T) {
 	eventually(t, 5*time.Minute, "restarted c has every alarm", func() bool { return c2.AlarmCount() == total })
 	t.Logf("restarted c had all %d alarms back %s after Open", total, time.Since(restart).Round(time.Millisecond))
 }
+
+// TestStateScale reports the size of the Raft state (members and
+// placement) at 271 to 65 521 partitions, and with the alarm schedule
+// (DURA_BENCH_ALARMS alarms, 10 000 000 by default) how large its
+// snapshot is and how long taking and restoring it take. Only with
+// DURA_BENCH=1 (10 M alarms need about 12 GB of memory):
+//
+//	DURA_BENCH=1 go test -run StateScale -v -timeout 30m ./replication
+func TestStateScale(t *testing.T) {
+	if os.Getenv("DURA_BENCH") == "" {
+		t.Skip("benchmark: set DURA_BENCH=1")
+	}
+	alarms := 10_000_000
+	if v := os.Getenv("DURA_BENCH_ALARMS"); v != "" {
+		fmt.Sscan(v, &alarms)
+	}
+	state := func(partitions, members int) *ClusterState {
+		s := &ClusterState{Ring: RingParams{Partitions: partitions, ReplicationFactor: 20, Load: 1.25}, Epoch: 1000, Members: map[string]*Member{}}
+		for i := 0; i < members; i++ {
+			n := fmt.Sprintf("node-%04d", i)
+			s.Members[n] = &Member{Name: n, HTTP: n + ".dura.internal:8080", Raft: n + ".dura.internal:7947", Gossip: n + ".dura.internal:7946", Status: Active, Incarnation: fmt.Sprintf("%032x", i)}
+		}
+		s.Partitions = make([]Partition, partitions)
+		for p := range s.Partitions {
+			s.Partitions[p].Owner = fmt.Sprintf("node-%04d", p%members)
+		}
+		return s
+	}
+	for _, p := range []int{271, 4093, 65521} {
+		for _, m := range []int{3, 1000} {
+			if m > p {
+				continue
+			}
+			s := state(p, m)
+			b, _ := json.Marshal(s)
+			start := time.Now()
+			s.Clone()
+			t.Logf("cluster state, %d partitions, %d members: %d KiB (copied per member change or handoff in %s)", p, m, len(b)>>10, time.Since(start).Round(10*time.Microsecond))
+		}
+	}
+	dir := t.TempDir()
+	f := &clusterFSM{state: state(65521, 1000), alarms: make(map[string]Alarm, alarms)}
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < alarms; i++ {
+		id := fmt.Sprintf("%064x", i)
+		f.alarms[id] = Alarm{ObjectID: id, Class: "tick", Name: fmt.Sprint("o", i), Partition: i % 65521, At: at.Add(time.Duration(i) * time.Millisecond), Scheduled: at}
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("%d alarms in memory: heap %.1f GiB", alarms, float64(ms.HeapAlloc)/(1<<30))
+	start := time.Now()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "state.bin")
+	sink := &fileSink{path: path}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	t.Logf("snapshot of 65 521 partitions, 1 000 members and %d alarms: %.2f GiB, taken and written in %s", alarms, float64(st.Size())/(1<<30), time.Since(start).Round(time.Millisecond))
+	snap.Release()
+	f = nil
+	snap = nil
+	runtime.GC()
+	rc, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &clusterFSM{state: &ClusterState{}}
+	start = time.Now()
+	if err := g.Restore(rc); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	t.Logf("restored in %s (%d alarms, %d partitions); heap after %.1f GiB, peak heap in use (sys) %.1f GiB", took.Round(time.Millisecond), len(g.alarms), len(g.state.Partitions), float64(ms.HeapAlloc)/(1<<30), float64(ms.Sys)/(1<<30))
+}
+
+// fileSink is a raft.SnapshotSink writing to one file.
+type fileSink struct {
+	path string
+	f    *os.File
+}
+
+func (s *fileSink) Write(b []byte) (int, error) {
+	if s.f == nil {
+		f, err := os.Create(s.path)
+		if err != nil {
+			return 0, err
+		}
+		s.f = f
+	}
+	return s.f.Write(b)
+}
+func (s *fileSink) Close() error  { return s.f.Close() }
+func (s *fileSink) ID() string    { return "bench" }
+func (s *fileSink) Cancel() error { return s.f.Close() }

@@ -27,6 +27,10 @@ var (
 	ErrDataInUse = errors.New("data directory in use")
 )
 
+// MaxPartitions bounds --partitions: each partition costs every node a
+// few dozen bytes of Raft state and a directory once it holds objects.
+const MaxPartitions = 1 << 20
+
 func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, a...))
 }
@@ -35,14 +39,20 @@ func usageErr(format string, a ...any) error {
 // field is the flag of the same name (--bootstrap-expect is
 // BootstrapExpect); DefaultConfig gives a one-node cluster on loopback.
 type Config struct {
-	Name             string        // node name, unique in the cluster
-	Data             string        // data directory
-	HTTP             string        // HTTP listen address
-	Gossip           string        // gossip listen address
-	Raft             string        // Raft listen address
-	Advertise        string        // address others reach this node at; empty: the bound one
-	Join             string        // comma-separated gossip addresses of members to join
-	BootstrapExpect  int           // form the first cluster once this many nodes have met
+	Name            string // node name, unique in the cluster
+	Data            string // data directory
+	HTTP            string // HTTP listen address
+	Gossip          string // gossip listen address
+	Raft            string // Raft listen address
+	Advertise       string // address others reach this node at; empty: the bound one
+	Join            string // comma-separated gossip addresses of members to join
+	BootstrapExpect int    // form the first cluster once this many nodes have met
+	// Partitions is the partition count of a new cluster, given to its
+	// founding nodes and to every node that joins it (a node with another
+	// count is refused). 0: the count of the data directory, else 271.
+	// Choose at least 100 times the largest member count expected
+	// (README, "Scale"); it cannot change after the cluster is created.
+	Partitions       int
 	Secret           string        // cluster secret (16+ bytes)
 	SecretFile       string        // file holding the secret; further lines are accepted secrets
 	AcceptSecrets    string        // comma-separated secrets also accepted, for rotation
@@ -110,6 +120,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "address other nodes and clients reach this node at (default: the HTTP address)")
 	fs.StringVar(&c.Join, "join", c.Join, "comma-separated gossip addresses of members to join (cluster)")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "form the first cluster once this many nodes have met (cluster)")
+	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partition count of a new cluster, fixed when it is created: give it to the founding nodes and to every node that joins (a prime, at least 100 times the most members expected; 0: the data directory's, else 271)")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "cluster secret (16+ bytes): encrypts gossip and, without --tls-*, secures node-to-node traffic")
 	fs.StringVar(&c.SecretFile, "secret-file", c.SecretFile, "file holding the cluster secret (first line); further lines are accepted secrets, as --accept-secrets")
 	fs.StringVar(&c.AcceptSecrets, "accept-secrets", c.AcceptSecrets, "comma-separated secrets also accepted from other nodes, for rotating the secret")
@@ -230,6 +241,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		return usageErr("--bootstrap-expect must be 0 or more")
+	}
+	if c.Partitions < 0 || c.Partitions > MaxPartitions {
+		return usageErr("--partitions must be between 1 and %d (0: the data directory's count, else 271)", MaxPartitions)
 	}
 	addrs := []struct{ flag, addr string }{{"--http", c.HTTP}, {"--gossip", c.Gossip}, {"--raft", c.Raft}}
 	if c.MetricsAddr != "" {

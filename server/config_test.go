@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,5 +67,64 @@ func TestParseFlagsHelp(t *testing.T) {
 	_, err := ParseFlags("mybinary [flags]", []string{"--help"}, func(string) string { return "" }, &out)
 	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "Usage: mybinary [flags]") || !strings.Contains(out.String(), "-bootstrap-expect") {
 		t.Fatalf("err %v\n%s", err, out.String())
+	}
+}
+
+func TestPartitionsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+		err  string
+	}{
+		{nil, 0, ""},
+		{[]string{"--partitions", "65521"}, 65521, ""},
+		{[]string{"--partitions", "-1"}, 0, "--partitions"},
+		{[]string{"--partitions", "2000000"}, 0, "--partitions"},
+	} {
+		c, err := ParseFlags("dura serve", tc.args, func(string) string { return "" }, io.Discard)
+		if tc.err != "" {
+			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: %v", tc.args, err)
+			}
+			continue
+		}
+		if err != nil || c.Partitions != tc.want {
+			t.Errorf("%v: %d, %v", tc.args, c.Partitions, err)
+		}
+	}
+}
+
+// TestDataPartitions: a data directory keeps the partition count it was
+// created with, and a node started on it with another is refused.
+func TestDataPartitions(t *testing.T) {
+	fresh := t.TempDir()
+	if n, err := dataPartitions(fresh, 0); err != nil || n != 271 {
+		t.Fatalf("new directory, no flag: %d, %v", n, err)
+	}
+	big := t.TempDir()
+	if n, err := dataPartitions(big, 65521); err != nil || n != 65521 {
+		t.Fatalf("new directory, --partitions 65521: %d, %v", n, err)
+	}
+	if n, err := dataPartitions(big, 0); err != nil || n != 65521 {
+		t.Fatalf("restart without the flag: %d, %v", n, err)
+	}
+	if n, err := dataPartitions(big, 65521); err != nil || n != 65521 {
+		t.Fatalf("restart with the same flag: %d, %v", n, err)
+	}
+	_, err := dataPartitions(big, 271)
+	if err == nil || !strings.Contains(err.Error(), "created with --partitions 65521, not 271") {
+		t.Fatalf("restart with another count: %v", err)
+	}
+	// A data directory of an earlier version ran with 271.
+	old := t.TempDir()
+	os.MkdirAll(filepath.Join(old, "raft"), 0o755)
+	if _, err := dataPartitions(old, 65521); err == nil {
+		t.Fatal("an existing 271-partition directory accepted --partitions 65521")
+	}
+	if n, err := dataPartitions(old, 0); err != nil || n != 271 {
+		t.Fatalf("existing directory without a record: %d, %v", n, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(old, partitionsFile)); strings.TrimSpace(string(b)) != "271" {
+		t.Fatalf("recorded %q", b)
 	}
 }

@@ -13,11 +13,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -77,6 +79,10 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 		return err
 	}
 	defer unlock()
+	partitions, err := dataPartitions(c.Data, c.Partitions)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.HTTP, err)
@@ -85,6 +91,7 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	reg := rpc.NewRegistry()
 	ncfg := node.DefaultConfig(c.Data)
 	ncfg.NodeName = c.Name
+	ncfg.Partitions = partitions
 	ncfg.HTTPAddr = advertise
 	ncfg.IdleTimeout = c.IdleTimeout
 	ncfg.MaxOpenFiles = c.MaxOpenFiles
@@ -113,11 +120,13 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	if c.Join != "" {
 		join = strings.Split(c.Join, ",")
 	}
+	ring := placement.DefaultRingConfig()
+	ring.Partitions = partitions
 	cl, err := node.NewCluster(rt, node.ClusterConfig{
 		Name: c.Name, HTTP: advertise,
 		GossipBind: c.Gossip, GossipAdvertise: advertiseIf(c.Advertise, c.Gossip),
 		RaftBind: c.Raft, RaftAdvertise: advertiseIf(c.Advertise, c.Raft),
-		Dir: filepath.Join(c.Data, "raft"), Join: join, BootstrapExpect: c.BootstrapExpect,
+		Dir: filepath.Join(c.Data, "raft"), Join: join, BootstrapExpect: c.BootstrapExpect, Ring: ring,
 		TLS: peerTLS, GossipKeys: gossipKeys, AdminToken: c.AdminToken, Logger: log,
 	})
 	if err != nil {
@@ -193,6 +202,59 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// partitionsFile records in the data directory the partition count its
+// node runs with: objects' partitions and the Raft state depend on it.
+const partitionsFile = "partition-count"
+
+// dataPartitions is the partition count a node on dir runs with: the one
+// recorded there (a data directory of a version before the file holds
+// 271, the only count there was), else flag, else 271. A flag that
+// differs from the recorded count is refused: serving with it would put
+// objects in other partitions than the cluster's.
+func dataPartitions(dir string, flag int) (int, error) {
+	path := filepath.Join(dir, partitionsFile)
+	recorded, inFile := 0, false
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		inFile = true
+		if recorded, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil || recorded <= 0 {
+			return 0, fmt.Errorf("partition count %s holds %q; restore it or move the data directory aside", path, b)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return 0, fmt.Errorf("read partition count: %w", err)
+	default:
+		for _, sub := range []string{"raft", "partitions"} {
+			if _, err := os.Stat(filepath.Join(dir, sub)); err == nil {
+				recorded = placement.DefaultPartitions
+			}
+		}
+	}
+	if recorded != 0 && flag != 0 && flag != recorded {
+		return 0, fmt.Errorf("data directory %s was created with --partitions %d, not %d: a cluster's partition count is fixed when it is created. "+
+			"Start this node with --partitions %d, or give it a new data directory to join or create a cluster with %d (if this one never joined a cluster, removing %s is enough)",
+			dir, recorded, flag, recorded, flag, path)
+	}
+	if inFile {
+		return recorded, nil
+	}
+	n := recorded
+	if n == 0 {
+		n = flag
+	}
+	if n == 0 {
+		n = placement.DefaultPartitions
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(n)+"\n"), 0o600); err != nil {
+		return 0, fmt.Errorf("record partition count: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return 0, fmt.Errorf("record partition count: %w", err)
+	}
+	return n, nil
 }
 
 // waitReady logs once the node serves: joined, leader known, partitions

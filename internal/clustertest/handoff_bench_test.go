@@ -26,8 +26,8 @@ func TestHandoffBenchmark(t *testing.T) {
 	c.WaitConverged(30 * time.Second)
 	// A partition the fourth node will take: the ring is deterministic.
 	ring := placement.DefaultRingConfig()
-	before := placement.Assign([]string{"n1", "n2", "n3"}, ring)
-	after := placement.Assign([]string{"n1", "n2", "n3", "n4"}, ring)
+	before, _ := placement.Assign([]string{"n1", "n2", "n3"}, ring)
+	after, _ := placement.Assign([]string{"n1", "n2", "n3", "n4"}, ring)
 	p := -1
 	for i := range after {
 		if after[i] == "n4" && before[i] != "n4" {
