@@ -987,7 +987,8 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 	}
 	for _, p := range c.ml.Peers() {
 		if p.Name == name && p.State != "dead" {
-			return fmt.Errorf("%w: %s is %s, not dead; stop it (it then leaves gracefully) instead of removing it", apierr.ErrConflict, name, p.State)
+			return fmt.Errorf("%w: %s is not yet declared dead (gossip says %s): failure detection takes about %s after a node stops; "+
+				"if it is running, stop it instead (it then leaves gracefully, handing its data off)", apierr.ErrConflict, name, p.State, c.ml.DeadAfter().Round(time.Second))
 		}
 	}
 	if !c.raft.IsLeader() {
@@ -1100,7 +1101,7 @@ func (c *Cluster) servePeer(w http.ResponseWriter, r *http.Request) {
 func (c *Cluster) Info() rpc.ClusterInfo {
 	st := c.state.Load()
 	leader, _ := c.raft.Leader()
-	info := rpc.ClusterInfo{Node: c.cfg.Name, Leader: leader, Epoch: st.Epoch, Partitions: len(st.Partitions)}
+	info := rpc.ClusterInfo{Node: c.cfg.Name, Leader: leader, Epoch: st.Epoch, Partitions: len(st.Partitions), CatchingUp: !c.caughtUp.Load()}
 	gossip := map[string]string{}
 	for _, p := range c.ml.Peers() {
 		gossip[p.Name] = p.State
@@ -1115,12 +1116,20 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 		m := st.Members[n]
 		status := gossip[n]
 		switch {
-		case m.Status == replication.Left || m.Status == replication.Removed:
+		case m.Status == replication.Left:
 			status = "left"
+		case m.Status == replication.Removed:
+			status = "removed"
 		case status == "":
 			status = "dead"
 		}
 		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n], DataMissing: m.DataLost})
+	}
+	for _, p := range st.Partitions {
+		m := st.Members[p.Owner]
+		if !p.Ready() || m == nil || m.DataLost || gossip[p.Owner] == "dead" || gossip[p.Owner] == "" {
+			info.UnavailablePartitions++
+		}
 	}
 	return info
 }

@@ -89,6 +89,9 @@ type MembershipConfig struct {
 type Membership struct {
 	cfg MembershipConfig
 	ml  *memberlist.Memberlist
+	// deadAfter bounds how long failure detection takes to declare a
+	// stopped node dead.
+	deadAfter time.Duration
 
 	mu    sync.Mutex
 	peers map[string]Peer
@@ -157,6 +160,9 @@ func (m *Membership) Start() error {
 		return fmt.Errorf("start gossip: %w", err)
 	}
 	m.ml = ml
+	// A suspect is declared dead after SuspicionMult probe intervals
+	// (scaled up to SuspicionMaxTimeoutMult while few others confirm).
+	m.deadAfter = c.ProbeInterval*time.Duration(c.SuspicionMult*c.SuspicionMaxTimeoutMult) + c.ProbeTimeout
 	return nil
 }
 
@@ -171,6 +177,9 @@ func splitHostPort(addr string) (string, int, error) {
 	}
 	return h, port, nil
 }
+
+// DeadAfter bounds how long after a node stops gossip declares it dead.
+func (m *Membership) DeadAfter() time.Duration { return m.deadAfter }
 
 // Addr is this node's gossip address.
 func (m *Membership) Addr() string {

@@ -436,3 +436,32 @@ func TestResultCountersAreTheCallers(t *testing.T) {
 		t.Errorf("select after a KV write: %+v, want zeros", got)
 	}
 }
+
+// TestClientFacingErrors: a wrong method is 405 with Allow; messages say
+// what is wrong in the API's words, without Go type names or the code
+// repeated as a prefix.
+func TestClientFacingErrors(t *testing.T) {
+	n := startNode(t, "")
+	code, h, body := n.raw(t, "GET", "/v1/objects/db/x/sql", "")
+	if code != http.StatusMethodNotAllowed || h.Get("Allow") != "POST" || errCode(t, body) != "METHOD_NOT_ALLOWED" {
+		t.Fatalf("GET on the sql route: %d Allow=%q %s", code, h.Get("Allow"), body)
+	}
+	if code, h, _ := n.raw(t, "PATCH", "/v1/objects/db/x/alarm", ""); code != http.StatusMethodNotAllowed || h.Get("Allow") != "GET, HEAD, PUT, DELETE" {
+		t.Fatalf("PATCH on the alarm route: %d Allow=%q", code, h.Get("Allow"))
+	}
+	if code, _, _ := n.raw(t, "GET", "/v1/nothing", ""); code != http.StatusNotFound {
+		t.Fatalf("unknown path: %d", code)
+	}
+	for _, c := range []struct{ name, path, body, want string }{
+		{"number for a string", "/v1/objects/db/x/sql", `{"sql": 12}`, `"sql" must be a string, not a JSON number`},
+		{"not JSON", "/v1/objects/db/x/sql", `{"sql": `, `the body is empty or cut short; it must be JSON`},
+		{"no prefix", "/v1/objects/db/x/sql", `{"sql":"SELECT * FROM nope"}`, `statement 0: no such table: nope`},
+	} {
+		_, _, body := n.raw(t, "POST", c.path, c.body)
+		var e rpc.ErrorBody
+		json.Unmarshal([]byte(body), &e)
+		if e.Error.Message != c.want {
+			t.Errorf("%s: message %q, want %q", c.name, e.Error.Message, c.want)
+		}
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -80,12 +82,36 @@ func decodeJSON(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: invalid JSON: %v", apierr.ErrBadRequest, err)
+		return fmt.Errorf("%w: %s", apierr.ErrBadRequest, jsonProblem(err))
 	}
 	if dec.More() {
 		return fmt.Errorf("%w: trailing data after the JSON body", apierr.ErrBadRequest)
 	}
 	return nil
+}
+
+// jsonProblem says what is wrong with a JSON body in the API's words,
+// without the decoder's Go type names.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("the body is not valid JSON (at byte %d)", se.Offset)
+	case errors.As(err, &te):
+		want := map[string]string{"string": "a string", "int": "an integer", "int64": "an integer", "float64": "a number",
+			"bool": "true or false", "slice": "an array", "struct": "an object", "map": "an object"}[te.Type.Kind().String()]
+		if want == "" {
+			want = "another type"
+		}
+		if te.Field != "" {
+			return fmt.Sprintf("%q must be %s, not a JSON %s", te.Field, want, te.Value)
+		}
+		return fmt.Sprintf("the body must be %s, not a JSON %s", want, te.Value)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body is empty or cut short; it must be JSON"
+	}
+	return "the body is not valid JSON"
 }
 
 // encodeRows maps every value of a result for JSON.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -293,12 +294,37 @@ func (s *Server) routes() {
 		s.mux.Handle("GET /metrics", s.MetricsHandler())
 	}
 	s.handle("/", "unknown", func(w http.ResponseWriter, r *http.Request) error {
+		if allow := s.allowed(r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return fmt.Errorf("%w: %s does not take %s; it takes %s", errMethodNotAllowed, r.URL.Path, r.Method, strings.Join(allow, ", "))
+		}
 		return fmt.Errorf("%w: no route for %s %s", apierr.ErrNotFound, r.Method, r.URL.Path)
 	})
 }
 
 // handle wraps a route with the headers, timeout, error answer, metrics
 // and logs every route shares.
+// errMethodNotAllowed is a known path asked with a method it does not
+// take: 405 with an Allow header.
+var errMethodNotAllowed = errors.New("method not allowed")
+
+// allowed lists the methods a route other than the catch-all serves r's
+// path with.
+func (s *Server) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func (s *Server) handle(pattern, route string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -396,7 +422,10 @@ func WriteError(w http.ResponseWriter, err error) {
 		err = fmt.Errorf("%w: %v", apierr.ErrTimeout, err)
 	}
 	code, status := apierr.Code(err)
-	body := ErrorBody{Error: ErrorDetail{Code: code, Message: err.Error(), NotExecuted: apierr.IsNotExecuted(err)}}
+	if errors.Is(err, errMethodNotAllowed) {
+		code, status = "METHOD_NOT_ALLOWED", http.StatusMethodNotAllowed
+	}
+	body := ErrorBody{Error: ErrorDetail{Code: code, Message: apierr.Message(err), NotExecuted: apierr.IsNotExecuted(err)}}
 	var si statementIndexer
 	if errors.As(err, &si) {
 		i := si.StatementIndex()

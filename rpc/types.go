@@ -89,8 +89,10 @@ type ObjectList struct {
 
 // Member is one node of /v1/cluster.
 type Member struct {
-	Name       string `json:"name"`
-	HTTP       string `json:"http"`
+	Name string `json:"name"`
+	HTTP string `json:"http"`
+	// Status is alive, suspect or dead (gossip), left (after a graceful
+	// leave) or removed (taken out with node remove --force).
 	Status     string `json:"status"`
 	Partitions int    `json:"partitions"`
 	// DataMissing is set when the member came back with an empty or
@@ -106,6 +108,12 @@ type ClusterInfo struct {
 	Epoch      uint64   `json:"epoch"`
 	Partitions int      `json:"partitions"`
 	Members    []Member `json:"members"`
+	// UnavailablePartitions counts the partitions no live node can serve
+	// now: their owner is dead or lost its data, or they are moving.
+	UnavailablePartitions int `json:"unavailable_partitions"`
+	// CatchingUp is set while this node replays the cluster's log after a
+	// restart: until then its view (epoch, partitions) is behind.
+	CatchingUp bool `json:"catching_up,omitempty"`
 }
 
 // ErrorBody is every error answer: {"error":{"code","message"}}, with

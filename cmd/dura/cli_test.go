@@ -296,10 +296,10 @@ func TestSQLErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, sql, want string
 	}{
-		{"reserved table", "SELECT * FROM _dura_kv", "NOT_AUTHORIZED (403): not authorized: names beginning _dura_ are reserved\n"},
-		{"syntax", "SELEC 1", "SQL_ERROR (400): sql error: near \"SELEC\": syntax error\n"},
-		{"missing table", "SELECT * FROM nope", "SQL_ERROR (400): sql error: no such table: nope\n"},
-		{"second of two", "SELECT 1; SELECT * FROM nope", "SQL_ERROR (400): statement 2: sql error: no such table: nope\n"},
+		{"reserved table", "SELECT * FROM _dura_kv", "NOT_AUTHORIZED (403): names beginning _dura_ are reserved\n"},
+		{"syntax", "SELEC 1", "SQL_ERROR (400): near \"SELEC\": syntax error\n"},
+		{"missing table", "SELECT * FROM nope", "SQL_ERROR (400): no such table: nope\n"},
+		{"second of two", "SELECT 1; SELECT * FROM nope", "SQL_ERROR (400): statement 2: no such table: nope\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := n.cli(t, "sql", "db/e", tc.sql)

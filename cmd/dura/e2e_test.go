@@ -558,4 +558,33 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 	if l := nodes[2].log(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "data directory") {
 		t.Fatalf("the wiped node did not log the missing data at ERROR:\n%s", l)
 	}
+
+	// dura status says what is wrong and what to do, and fails.
+	vars := map[string]string{"DURA_ADDR": "http://" + nodes[0].addr, "DURA_ADMIN_TOKEN": token}
+	st := runEnv(t, vars, "", "status")
+	if st.code == 0 || !strings.Contains(st.stdout, "data missing") || !strings.Contains(st.stdout, "dura node remove --force n3") {
+		t.Fatalf("status with n3's data missing: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	// Killed a moment ago, n3 is not yet declared dead: node remove
+	// waits for it, saying so, then removes it.
+	nodes[2].cmd.Process.Kill()
+	<-nodes[2].done
+	rm := runEnv(t, vars, "", "node", "remove", "--force", "n3")
+	if rm.code != 0 || !strings.Contains(rm.stdout, "removed n3") {
+		t.Fatalf("node remove: exit %d\n%s%s", rm.code, rm.stdout, rm.stderr)
+	}
+	if !strings.Contains(rm.stderr, "waiting for n3 to be declared dead") {
+		t.Logf("node remove did not have to wait (gossip already declared n3 dead):\n%s", rm.stderr)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		st = runEnv(t, vars, "", "status")
+		if st.code == 0 && strings.Contains(st.stdout, "removed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after the removal: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

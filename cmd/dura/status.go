@@ -49,12 +49,19 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(tw, "leader:\t%s\n", orDash(info.Leader))
 	fmt.Fprintf(tw, "epoch:\t%d\n", info.Epoch)
 	fmt.Fprintf(tw, "partitions:\t%d\n", info.Partitions)
+	if info.CatchingUp {
+		fmt.Fprintf(tw, "state:\tcatching up with the cluster (epoch and partitions above are behind until then)\n")
+	}
 	tw.Flush()
 	fmt.Fprintln(env.stdout)
 	tw = newTabWriter(env.stdout)
 	fmt.Fprintln(tw, "NAME\tHTTP\tSTATUS\tPARTITIONS")
 	for _, m := range info.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", m.Name, orDash(m.HTTP), m.Status, m.Partitions)
+		status := m.Status
+		if m.DataMissing {
+			status += ", data missing"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", m.Name, orDash(m.HTTP), status, m.Partitions)
 	}
 	tw.Flush()
 	fmt.Fprintln(env.stdout)
@@ -65,10 +72,23 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 		} else {
 			fmt.Fprintf(env.stdout, "ready: no (%v)\n", co.clientErr(err))
 		}
+	} else {
+		fmt.Fprintln(env.stdout, "ready: yes")
+	}
+	if info.UnavailablePartitions == 0 {
 		return nil
 	}
-	fmt.Fprintln(env.stdout, "ready: yes")
-	return nil
+	fmt.Fprintf(env.stdout, "\nunavailable: %d of %d partitions have no live owner; their objects answer 503:\n", info.UnavailablePartitions, info.Partitions)
+	for _, m := range info.Members {
+		switch {
+		case m.Partitions == 0:
+		case m.DataMissing:
+			fmt.Fprintf(env.stdout, "  %s came back without its data (%d partitions): restart it with its original data directory, or run 'dura node remove --force %s' (its data is lost)\n", m.Name, m.Partitions, m.Name)
+		case m.Status == "dead" || m.Status == "suspect":
+			fmt.Fprintf(env.stdout, "  %s is %s (%d partitions): restart it, or run 'dura node remove --force %s' to give them to the others (empty: its data is lost)\n", m.Name, m.Status, m.Partitions, m.Name)
+		}
+	}
+	return fmt.Errorf("%d partitions unavailable", info.UnavailablePartitions)
 }
 
 func orDash(s string) string {

@@ -5,6 +5,7 @@ package apierr
 import (
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // Sentinel errors. Lower layers wrap them with %w; the HTTP layer maps them
@@ -96,4 +97,20 @@ func NotExecuted(err error) error {
 func IsNotExecuted(err error) bool {
 	var ne interface{ NotExecuted() bool }
 	return errors.As(err, &ne) && ne.NotExecuted()
+}
+
+// Message is err's text for clients: the sentinels' own words ("sql
+// error: ", "owner unavailable: ") are dropped, since the API code says
+// them already.
+func Message(err error) string {
+	msg := err.Error()
+	for _, e := range table {
+		if !errors.Is(err, e.err) {
+			continue
+		}
+		p := e.err.Error() + ": "
+		msg = strings.Replace(msg, ": "+p, ": ", -1)
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
 }
