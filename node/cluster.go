@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -399,25 +400,27 @@ func (c *Cluster) poke() {
 func (c *Cluster) loop(fresh bool) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	joined := len(c.cfg.Join) == 0
-	var warned time.Time
+	var warned, lastJoin time.Time
 	for {
-		if !joined {
-			// Joined means meeting another member: a --join list naming
-			// this node too (the same list on every founder) is answered
-			// by this node itself.
-			_, err := c.ml.Join(c.cfg.Join)
+		// Joined means meeting another member: a --join list naming this
+		// node too (the same list on every founder) is answered by this
+		// node itself. A restarted node also asks the members its Raft
+		// state knows, whatever --join says, and a node that lost sight
+		// of every other member asks again.
+		if targets := c.joinTargets(); len(targets) > 0 && !c.metOthers() && time.Since(lastJoin) > time.Second {
+			lastJoin = time.Now()
+			_, err := c.ml.Join(targets)
 			if err == nil && !c.metOthers() {
 				err = errors.New("only this node answered")
 			}
-			if err == nil {
-				joined = true
-			} else if time.Since(warned) > 30*time.Second {
+			switch {
+			case err == nil:
+			case time.Since(warned) > 30*time.Second:
 				// A wrong secret shows here: say so now and then, not
-				// four times a second.
+				// every second.
 				warned = time.Now()
-				c.log.Warn("join: no member answered yet (still trying)", "join", c.cfg.Join, "err", err)
-			} else {
+				c.log.Warn("join: no member answered yet (still trying)", "join", targets, "err", err)
+			default:
 				c.log.Debug("join: no member answered yet", "err", err)
 			}
 		}
@@ -1219,6 +1222,20 @@ func (c *Cluster) Isolate() {
 	c.ml.Close()
 	c.raft.Close()
 	c.port.Close()
+}
+
+// joinTargets are the gossip addresses to join through: --join, and the
+// other active members this node's committed state knows.
+func (c *Cluster) joinTargets() []string {
+	out := append([]string(nil), c.cfg.Join...)
+	if st := c.state.Load(); st != nil {
+		for _, name := range st.ActiveMembers() {
+			if m := st.Members[name]; name != c.cfg.Name && m.Gossip != "" && !slices.Contains(out, m.Gossip) {
+				out = append(out, m.Gossip)
+			}
+		}
+	}
+	return out
 }
 
 // metOthers reports whether gossip sees another member alive.

@@ -415,7 +415,7 @@ func TestE2EFirstRequestAfterHealthz(t *testing.T) {
 
 // e2eCluster starts three "dura serve" processes forming one cluster and
 // returns them with each one's arguments (to restart it the same way).
-func e2eCluster(t *testing.T, token string) ([]*e2eNode, [][]string, []string) {
+func e2eCluster(t *testing.T, token string, joinSelf bool) ([]*e2eNode, [][]string, []string) {
 	t.Helper()
 	seed := freeAddr(t)
 	var nodes []*e2eNode
@@ -428,7 +428,7 @@ func e2eCluster(t *testing.T, token string) ([]*e2eNode, [][]string, []string) {
 		}
 		a := []string{"--name", fmt.Sprint("n", i+1), "--gossip", gossip, "--raft", freeAddr(t), "--http", freeAddr(t),
 			"--bootstrap-expect", "3", "--admin-token", token}
-		if i > 0 {
+		if i > 0 || joinSelf {
 			a = append(a, "--join", seed)
 		}
 		dir := t.TempDir()
@@ -452,7 +452,7 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	const token = "e2e-admin-token"
-	nodes, args, dirs := e2eCluster(t, token)
+	nodes, args, dirs := e2eCluster(t, token, false)
 	ctx := context.Background()
 	var total int64
 	for i := range 48 {
@@ -586,5 +586,45 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 			t.Fatalf("status after the removal: exit %d\n%s%s", st.code, st.stdout, st.stderr)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestE2ERestartedSeedFindsTheCluster: the README's recipe gives every
+// node --join of the first one, so the first one joins itself. Killed and
+// started again with the same command, it must find the others through
+// the members its Raft state knows, not stay alone.
+func TestE2ERestartedSeedFindsTheCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	const token = "e2e-admin-token"
+	nodes, args, dirs := e2eCluster(t, token, true)
+	nodes[0].cmd.Process.Kill()
+	<-nodes[0].done
+	nodes[0] = e2eLaunch(t, dirs[0], args[0]...)
+	ctx := context.Background()
+	admin := nodes[0].client().WithToken(token)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := admin.Cluster(ctx)
+		alive := 0
+		if err == nil {
+			for _, m := range info.Members {
+				if m.Status == "alive" {
+					alive++
+				}
+			}
+		}
+		if alive == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted seed sees %d members alive: %+v %v\n%s", alive, info, err, nodes[0].log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	nodes[0].waitReady(t, 30*time.Second)
+	if _, err := increment(ctx, nodes[0].client(), "after-restart"); err != nil {
+		t.Fatal(err)
 	}
 }
