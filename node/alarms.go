@@ -1,16 +1,15 @@
 package node
 
 import (
-	"errors"
-
 	"container/heap"
 	"context"
-	"github.com/dura-dev/dura/internal/apierr"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/replication/nodedb"
 )
 
 // Alarm retry policy: a failed alarm handler is retried after
@@ -35,7 +34,7 @@ func (rt *Runtime) checkpoint(inst *instance) error {
 }
 
 // deliverAlarm runs a due alarm as an event of its object.
-func (rt *Runtime) deliverAlarm(a replication.Alarm) {
+func (rt *Runtime) deliverAlarm(a nodedb.Alarm) {
 	rt.bg.Add(1)
 	go func() {
 		defer rt.bg.Done()
@@ -49,7 +48,7 @@ func (rt *Runtime) deliverAlarm(a replication.Alarm) {
 	}()
 }
 
-func (rt *Runtime) fireAlarm(a replication.Alarm) {
+func (rt *Runtime) fireAlarm(a nodedb.Alarm) {
 	ref, err := rt.ref(a.Class, a.Name)
 	if err != nil {
 		rt.log.Error("alarm for an object that cannot run", "class", a.Class, "name", a.Name, "err", err)
@@ -119,7 +118,7 @@ func (rt *Runtime) rearmCommitted(id string, delay time.Duration) {
 
 // rearmLater puts a refused alarm back on the timers after a second, if
 // this node still owns its partition and the alarm is unchanged.
-func (rt *Runtime) rearmLater(a replication.Alarm) {
+func (rt *Runtime) rearmLater(a nodedb.Alarm) {
 	if rt.cluster == nil {
 		return
 	}
@@ -130,7 +129,7 @@ func (rt *Runtime) rearmLater(a replication.Alarm) {
 		default:
 		}
 		cur, ok, err := rt.getAlarm(a.ObjectID)
-		if err == nil && ok && cur.At.Equal(a.At) && rt.cluster.owns(a.Partition) {
+		if err == nil && ok && cur.At.Equal(a.At) && rt.cluster.Owns(a.Partition) {
 			rt.timers.set(cur)
 		}
 	})
@@ -139,7 +138,7 @@ func (rt *Runtime) rearmLater(a replication.Alarm) {
 // retryAlarm reschedules a failed alarm with backoff, or gives up after
 // MaxRetries. It runs while the object is held, so no event can change
 // the alarm in between.
-func (rt *Runtime) retryAlarm(a replication.Alarm, cause error) {
+func (rt *Runtime) retryAlarm(a nodedb.Alarm, cause error) {
 	rt.metrics.alarmsFired.Inc()
 	if a.Retry >= MaxRetries {
 		rt.log.Error("alarm gave up after retries", "class", a.Class, "name", a.Name, "retries", a.Retry, "err", cause)
@@ -182,7 +181,7 @@ type timers struct {
 }
 
 type timerEntry struct {
-	a     replication.Alarm
+	a     nodedb.Alarm
 	index int
 }
 
@@ -204,7 +203,7 @@ func newTimers(now func() time.Time) *timers {
 	return &timers{now: now, byID: map[string]*timerEntry{}, wake: make(chan struct{}, 1)}
 }
 
-func (t *timers) set(a replication.Alarm) {
+func (t *timers) set(a nodedb.Alarm) {
 	t.mu.Lock()
 	if e, ok := t.byID[a.ObjectID]; ok {
 		e.a = a
@@ -243,11 +242,11 @@ func (t *timers) poke() {
 
 // run fires due alarms until stop closes. A fired alarm leaves the heap;
 // the delivery re-arms it if it is retried or set again.
-func (t *timers) run(stop <-chan struct{}, fire func(replication.Alarm)) {
+func (t *timers) run(stop <-chan struct{}, fire func(nodedb.Alarm)) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		var due []replication.Alarm
+		var due []nodedb.Alarm
 		wait := time.Hour
 		t.mu.Lock()
 		now := t.now()
@@ -279,7 +278,7 @@ func (t *timers) run(stop <-chan struct{}, fire func(replication.Alarm)) {
 // has not applied yet (a follower learns of the commit a moment after the
 // leader). Reads see it, so an owner reads its own writes without waiting.
 type recentAlarm struct {
-	a     replication.Alarm
+	a     nodedb.Alarm
 	del   bool
 	until time.Time
 }
@@ -301,7 +300,7 @@ func (rt *Runtime) noteRecent(c *alarmChange, id string) {
 // appliedHere forgets a recent change once the schedule applied it, and
 // reports whether the applied change is older than one this node already
 // committed (then the timers must not follow it).
-func (rt *Runtime) appliedHere(a replication.Alarm, deleted bool) (older bool) {
+func (rt *Runtime) appliedHere(a nodedb.Alarm, deleted bool) (older bool) {
 	rt.recentMu.Lock()
 	defer rt.recentMu.Unlock()
 	r, ok := rt.recent[a.ObjectID]
@@ -316,7 +315,7 @@ func (rt *Runtime) appliedHere(a replication.Alarm, deleted bool) (older bool) {
 }
 
 // getAlarm reads the schedule, this node's not yet applied changes first.
-func (rt *Runtime) getAlarm(id string) (replication.Alarm, bool, error) {
+func (rt *Runtime) getAlarm(id string) (nodedb.Alarm, bool, error) {
 	rt.recentMu.Lock()
 	r, ok := rt.recent[id]
 	if ok && time.Now().After(r.until) {

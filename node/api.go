@@ -327,7 +327,7 @@ func (rt *Runtime) ListObjects(ctx context.Context, class, cursor string, limit 
 		return rpc.ObjectList{}, fmt.Errorf("%w: invalid cursor", apierr.ErrBadRequest)
 	}
 	if rt.cluster != nil {
-		return rt.cluster.listObjects(ctx, class, string(after), limit)
+		return rt.cluster.ListObjects(ctx, class, string(after), limit)
 	}
 	return rt.localObjects(ctx, class, string(after), limit)
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/placement"
-	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/replication/nodedb"
 )
 
 // The catalog lists the objects stored on this node (for GET /v1/objects).
@@ -30,7 +30,7 @@ func (rt *Runtime) recordNew(ref objectRef) {
 func (rt *Runtime) catalogWriter(stop <-chan struct{}) {
 	tick := time.NewTicker(catalogFlushEvery)
 	defer tick.Stop()
-	var batch []replication.ObjectRecord
+	var batch []nodedb.ObjectRecord
 	flush := func() {
 		if len(batch) == 0 {
 			return
@@ -67,7 +67,7 @@ func (rt *Runtime) catalogWriter(stop <-chan struct{}) {
 // identity each file records. It runs at start after an unclean stop.
 func (rt *Runtime) reconcileCatalog(ctx context.Context) error {
 	root := filepath.Join(rt.cfg.DataDir, "partitions")
-	var missing []replication.ObjectRecord
+	var missing []nodedb.ObjectRecord
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			if os.IsNotExist(err) {
@@ -94,7 +94,7 @@ func (rt *Runtime) reconcileCatalog(ctx context.Context) error {
 			rt.log.Warn("object file whose identity does not match its name left out of the catalog", "path", path)
 			return nil
 		}
-		missing = append(missing, replication.ObjectRecord{ID: id, Class: class, Name: name, Partition: placement.PartitionOf(id, rt.cfg.Partitions)})
+		missing = append(missing, nodedb.ObjectRecord{ID: id, Class: class, Name: name, Partition: placement.PartitionOf(id, rt.cfg.Partitions)})
 		return nil
 	})
 	if err != nil {
@@ -108,7 +108,7 @@ func (rt *Runtime) reconcileCatalog(ctx context.Context) error {
 
 // drainCatalog writes whatever is still queued, after the writer stopped.
 func (rt *Runtime) drainCatalog() {
-	var batch []replication.ObjectRecord
+	var batch []nodedb.ObjectRecord
 	for {
 		select {
 		case r := <-rt.catalogCh:

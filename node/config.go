@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dura-dev/dura/placement"
-	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/replication/nodedb"
 )
 
 // Config configures a Runtime.
@@ -92,12 +92,12 @@ func (c Config) Validate() error {
 
 // AlarmSchedule is where alarms are kept. A change must be durable when
 // PutAlarm or DeleteAlarm returns. All methods are safe to call
-// concurrently. replication.LocalSchedule implements it.
+// concurrently. nodedb.LocalSchedule implements it.
 type AlarmSchedule interface {
-	PutAlarm(a replication.Alarm) error
+	PutAlarm(a nodedb.Alarm) error
 	DeleteAlarm(id string) error
-	GetAlarm(id string) (replication.Alarm, bool, error)
-	Alarms() ([]replication.Alarm, error)
+	GetAlarm(id string) (nodedb.Alarm, bool, error)
+	Alarms() ([]nodedb.Alarm, error)
 }
 
 // firedClearer is a schedule that clears alarms that ran in batches: the

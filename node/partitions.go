@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/objectstore"
-	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/replication/nodedb"
 )
 
 // SetFence installs the check every event makes before it runs: an error
@@ -87,9 +87,9 @@ func (rt *Runtime) AdoptPartition(p int, dir string) error {
 	if err != nil {
 		return err
 	}
-	var recs []replication.ObjectRecord
+	var recs []nodedb.ObjectRecord
 	for _, e := range entries {
-		id, ok := cutDB(e.Name())
+		id, ok := ObjectFileID(e.Name())
 		if !ok {
 			continue
 		}
@@ -100,7 +100,7 @@ func (rt *Runtime) AdoptPartition(p int, dir string) error {
 		if err != nil {
 			return err
 		}
-		recs = append(recs, replication.ObjectRecord{ID: id, Class: class, Name: name, Partition: p})
+		recs = append(recs, nodedb.ObjectRecord{ID: id, Class: class, Name: name, Partition: p})
 	}
 	return rt.catalog.RecordObjects(recs)
 }
@@ -133,7 +133,9 @@ func (rt *Runtime) setAside(p int, why string) error {
 	return os.Rename(src, trash)
 }
 
-func cutDB(name string) (string, bool) {
+// ObjectFileID is the object ID of a file name "<id>.db" in a partition
+// directory, if it is one.
+func ObjectFileID(name string) (string, bool) {
 	if len(name) != 64+3 || filepath.Ext(name) != ".db" {
 		return "", false
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/placement"
-	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/replication/nodedb"
 )
 
 // Object is an instance of a class. Fetch handles one HTTP request as an
@@ -55,8 +55,8 @@ type Runtime struct {
 	log       *slog.Logger
 	now       func() time.Time
 	schedule  AlarmSchedule
-	catalog   *replication.LocalSchedule // object index (see catalog.go)
-	catalogCh chan replication.ObjectRecord
+	catalog   *nodedb.LocalSchedule // object index (see catalog.go)
+	catalogCh chan nodedb.ObjectRecord
 	closeQ    chan *objectstore.Store // evicted stores for the closer
 	closers   []io.Closer
 	metrics   *metrics
@@ -80,10 +80,10 @@ type Runtime struct {
 	// alarmHandlers records, per class, whether its objects implement
 	// Alarmer (learnt at activation).
 	alarmHandlers sync.Map
-	cluster       *Cluster // nil on a one-node runtime without Raft
+	cluster       Coordinator // nil on a lone node
 	// replicated is set when the schedule is the cluster's (Raft): alarms
 	// then stay in it when their partition moves, and timers follow
-	// ownership (Cluster.syncTimers).
+	// ownership (the cluster arms them).
 	replicated bool
 	recentMu   sync.Mutex
 	recent     map[string]recentAlarm // see noteRecent
@@ -108,7 +108,7 @@ func New(cfg Config) (*Runtime, error) {
 		lru:       list.New(),
 		stop:      make(chan struct{}),
 		alarmSem:  make(chan struct{}, cfg.AlarmConcurrency),
-		catalogCh: make(chan replication.ObjectRecord, 4096),
+		catalogCh: make(chan nodedb.ObjectRecord, 4096),
 		closeQ:    make(chan *objectstore.Store, maxPendingCloses),
 	}
 	if rt.log == nil {
@@ -165,7 +165,7 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	if err := os.MkdirAll(rt.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
-	local, err := replication.OpenLocalSchedule(filepath.Join(rt.cfg.DataDir, "node.db"))
+	local, err := nodedb.OpenLocalSchedule(filepath.Join(rt.cfg.DataDir, "node.db"))
 	if err != nil {
 		return err
 	}
@@ -325,7 +325,7 @@ type event struct {
 
 type alarmChange struct {
 	del bool
-	a   replication.Alarm
+	a   nodedb.Alarm
 	// fired, on a deletion, is the time of the alarm that just ran: the
 	// schedule may clear it later (and only if it was not set again).
 	fired time.Time
@@ -652,7 +652,7 @@ func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *inst
 // again (at least once) rather than losing it with the writes undone.
 func (rt *Runtime) commit(inst *instance, ev *event) error {
 	c := ev.alarm
-	var prev replication.Alarm
+	var prev nodedb.Alarm
 	var hadPrev bool
 	if c != nil && !c.del {
 		var err error
@@ -796,6 +796,6 @@ func withChain(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, chainKey{}, next)
 }
 
-func recordOf(ref objectRef) replication.ObjectRecord {
-	return replication.ObjectRecord{ID: ref.id, Class: ref.class, Name: ref.name, Partition: ref.partition}
+func recordOf(ref objectRef) nodedb.ObjectRecord {
+	return nodedb.ObjectRecord{ID: ref.id, Class: ref.class, Name: ref.name, Partition: ref.partition}
 }

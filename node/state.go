@@ -12,7 +12,7 @@ import (
 
 	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/objectstore"
-	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/replication/nodedb"
 )
 
 // Errors a handler can return (wrapped with %w) to answer with an API error.
@@ -234,7 +234,7 @@ func (s *Storage) SetAlarm(t time.Time) error {
 		// The schedule records times as RFC 3339, which stops at 9999.
 		return fmt.Errorf("%w: alarm time %d ms is outside the years 0 to 9999", ErrBadRequest, t.UnixMilli())
 	}
-	s.st.inst.ev.alarm = &alarmChange{a: replication.Alarm{
+	s.st.inst.ev.alarm = &alarmChange{a: nodedb.Alarm{
 		ObjectID: ref.id, Class: ref.class, Name: ref.name, Partition: ref.partition,
 		At: t, Scheduled: t,
 	}}

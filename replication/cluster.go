@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"time"
 )
 
 // MemberStatus is a member's place in the cluster's life cycle.
@@ -135,11 +134,6 @@ type Command struct {
 	Hops int `json:"hops,omitempty"`
 }
 
-// FiredAlarm names an alarm that ran: its object and the time it was for.
-type FiredAlarm struct {
-	ObjectID string    `json:"id"`
-	At       time.Time `json:"at"`
-}
 
 // Apply changes the state by c, or returns why it cannot (the state is
 // then unchanged).

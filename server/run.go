@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dura-dev/dura/cluster"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/rpc"
@@ -122,7 +123,7 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	}
 	ring := placement.DefaultRingConfig()
 	ring.Partitions = partitions
-	cl, err := node.NewCluster(rt, node.ClusterConfig{
+	cl, err := cluster.New(rt, cluster.Config{
 		Name: c.Name, HTTP: advertise,
 		GossipBind: c.Gossip, GossipAdvertise: advertiseIf(c.Advertise, c.Gossip),
 		RaftBind: c.Raft, RaftAdvertise: advertiseIf(c.Advertise, c.Raft),

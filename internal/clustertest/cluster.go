@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/cluster"
 	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
@@ -29,7 +30,7 @@ type Node struct {
 	Gossip  string // host:port of gossip, kept across restarts
 	Secret  string // cluster secret this node holds
 	RT      *node.Runtime
-	Cluster *node.Cluster
+	Cluster *cluster.Cluster
 	Client  *rpc.Client
 	srv     *http.Server
 	up      bool
@@ -141,7 +142,7 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := node.NewCluster(rt, node.ClusterConfig{
+	cl, err := cluster.New(rt, cluster.Config{
 		Name: nd.Name, HTTP: nd.HTTP, GossipBind: gossipBind, RaftBind: raftBind, TLS: peerTLS, GossipKeys: keys,
 		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Fast: true, Logger: log,
 	})

@@ -1,4 +1,4 @@
-package placement
+package membership
 
 import (
 	"bytes"
@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/dura-dev/dura/placement"
 )
 
-// MemberMeta is what a node tells the others about itself by gossip.
-type MemberMeta struct {
+// Meta is what a node tells the others about itself by gossip.
+type Meta struct {
 	HTTP string `json:"http"`
 	Raft string `json:"raft"`
 	// Leaving is set just before a graceful leave, so the others can tell
@@ -30,15 +32,15 @@ type MemberMeta struct {
 	// replication.Member).
 	Incarnation string `json:"incarnation,omitempty"`
 	// Partitions is the partition count the node runs with; 0 (versions
-	// before it) means DefaultPartitions, the only count they had.
+	// before it) means placement.DefaultPartitions, the only count they had.
 	// Gossip refuses members of another count (Membership).
 	Partitions int `json:"partitions,omitempty"`
 }
 
 // partitions is the count m's node runs with.
-func (m MemberMeta) partitions() int {
+func (m Meta) partitions() int {
 	if m.Partitions == 0 {
-		return DefaultPartitions
+		return placement.DefaultPartitions
 	}
 	return m.Partitions
 }
@@ -53,12 +55,12 @@ var ErrPartitionsDiffer = errors.New("partition counts differ")
 type Peer struct {
 	Name   string     `json:"name"`
 	Gossip string     `json:"gossip"`
-	Meta   MemberMeta `json:"meta"`
+	Meta   Meta `json:"meta"`
 	State  string     `json:"state"` // alive, dead or left
 }
 
-// MembershipConfig configures gossip membership.
-type MembershipConfig struct {
+// Config configures gossip membership.
+type Config struct {
 	// Name is this node's unique name.
 	Name string
 	// Bind is the gossip listen address (TCP and UDP); port 0 picks one.
@@ -67,7 +69,7 @@ type MembershipConfig struct {
 	// bound one.
 	Advertise string
 	// Meta is gossiped to the other members.
-	Meta MemberMeta
+	Meta Meta
 	// Keys, if set (each 16, 24 or 32 bytes), encrypt and authenticate
 	// gossip: messages go out under Keys[0] and come in under any of
 	// them, so a key can be rotated in three rolling steps.
@@ -83,11 +85,11 @@ type MembershipConfig struct {
 
 // Membership is this node's view of the cluster's members, kept by
 // memberlist gossip. It refuses to meet a node with another partition
-// count (MemberMeta.Partitions): joining with one fails with
+// count (Meta.Partitions): joining with one fails with
 // ErrPartitionsDiffer's message, so such a node never becomes a member.
 // All methods are safe to call concurrently.
 type Membership struct {
-	cfg MembershipConfig
+	cfg Config
 	ml  *memberlist.Memberlist
 	// deadAfter bounds how long failure detection takes to declare a
 	// stopped node dead.
@@ -97,8 +99,8 @@ type Membership struct {
 	peers map[string]Peer
 }
 
-// NewMembership checks cfg; it does no I/O until Start.
-func NewMembership(cfg MembershipConfig) (*Membership, error) {
+// New checks cfg; it does no I/O until Start.
+func New(cfg Config) (*Membership, error) {
 	if cfg.Name == "" || cfg.Bind == "" {
 		return nil, fmt.Errorf("membership config: name and bind address are required")
 	}
@@ -224,7 +226,7 @@ func (m *Membership) Close() error { return m.ml.Shutdown() }
 
 // note records an event about n; gone is true for NotifyLeave.
 func (m *Membership) note(n *memberlist.Node, gone bool) {
-	var meta MemberMeta
+	var meta Meta
 	_ = json.Unmarshal(n.Meta, &meta)
 	state := "alive"
 	if gone {
@@ -262,7 +264,7 @@ func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 type guard struct{ partitions int }
 
 func (g guard) check(n *memberlist.Node) error {
-	var meta MemberMeta
+	var meta Meta
 	if len(n.Meta) == 0 || json.Unmarshal(n.Meta, &meta) != nil {
 		return nil // not a Dura node's meta: nothing to compare
 	}

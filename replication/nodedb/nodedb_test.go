@@ -1,4 +1,4 @@
-package replication
+package nodedb
 
 import (
 	"path/filepath"

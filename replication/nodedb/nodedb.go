@@ -1,4 +1,4 @@
-package replication
+package nodedb
 
 import (
 	"encoding/json"
@@ -17,6 +17,12 @@ type Alarm struct {
 	At        time.Time `json:"at"`        // when it fires next
 	Scheduled time.Time `json:"scheduled"` // the time SetAlarm asked for
 	Retry     int       `json:"retry"`     // retries made so far
+}
+
+// FiredAlarm names an alarm that ran: its object and the time it was for.
+type FiredAlarm struct {
+	ObjectID string    `json:"id"`
+	At       time.Time `json:"at"`
 }
 
 var alarmsBucket = []byte("alarms")

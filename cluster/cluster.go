@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"archive/tar"
@@ -24,14 +24,16 @@ import (
 
 	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/internal/peer"
+	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/placement"
+	"github.com/dura-dev/dura/placement/membership"
 	"github.com/dura-dev/dura/replication"
 	"github.com/dura-dev/dura/rpc"
 )
 
-// ClusterConfig configures this node's part in a cluster.
-type ClusterConfig struct {
+// Config configures this node's part in a cluster.
+type Config struct {
 	// Name is the node's unique, stable name.
 	Name string
 	// HTTP is the host:port other nodes and clients reach this node's API at.
@@ -70,10 +72,10 @@ type ClusterConfig struct {
 // with fencing, and partition handoff. All methods are safe to call
 // concurrently.
 type Cluster struct {
-	cfg   ClusterConfig
-	rt    *Runtime
+	cfg   Config
+	rt    *node.Runtime
 	log   *slog.Logger
-	ml    *placement.Membership
+	ml    *membership.Membership
 	raft  *replication.RaftNode
 	port  *peer.Port
 	hc    *http.Client    // node-to-node calls, through peer ports
@@ -113,15 +115,15 @@ type Cluster struct {
 }
 
 // NewCluster attaches a cluster to rt (before rt.Start); no I/O.
-func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
+func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	if cfg.Name == "" || cfg.HTTP == "" || cfg.Dir == "" {
 		return nil, fmt.Errorf("cluster config: name, HTTP address and dir are required")
 	}
 	if cfg.Ring.Partitions == 0 {
 		cfg.Ring = placement.DefaultRingConfig()
 	}
-	if cfg.Ring.Partitions != rt.cfg.Partitions {
-		return nil, fmt.Errorf("cluster config: ring has %d partitions, the runtime %d", cfg.Ring.Partitions, rt.cfg.Partitions)
+	if cfg.Ring.Partitions != rt.Partitions() {
+		return nil, fmt.Errorf("cluster config: ring has %d partitions, the runtime %d", cfg.Ring.Partitions, rt.Partitions())
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -140,16 +142,13 @@ func NewCluster(rt *Runtime, cfg ClusterConfig) (*Cluster, error) {
 		pulled: map[int]uint64{},
 		fired:  make(chan replication.FiredAlarm, firedBatch),
 
-		installing: make([]atomic.Bool, rt.cfg.Partitions),
+		installing: make([]atomic.Bool, rt.Partitions()),
 		owned:      map[int]bool{},
 	}
 	c.peers = rpc.NewPeerClient(c.hc, cfg.AdminToken)
 	ch := make(chan struct{})
 	c.changed.Store(&ch)
-	rt.cluster = c
-	rt.schedule = raftSchedule{c}
-	rt.replicated = true
-	rt.SetFence(c.fence)
+	rt.AttachCluster(c, raftSchedule{c})
 	return c, nil
 }
 
@@ -280,12 +279,11 @@ func (c *Cluster) syncTimers(st *replication.ClusterState) {
 	c.timed = mine
 	for _, a := range c.raft.Alarms(nil) {
 		if mine[a.Partition] {
-			c.rt.timers.set(a)
+			c.rt.ArmAlarm(a)
 		} else {
-			c.rt.timers.remove(a.ObjectID)
+			c.rt.DisarmAlarm(a.ObjectID)
 		}
 	}
-	c.rt.metrics.alarmsScheduled.Set(float64(c.rt.timers.len()))
 }
 
 func sameSet(a, b map[int]bool) bool {
@@ -307,7 +305,7 @@ func assignPartitions(members []string, p replication.RingParams) ([]string, err
 // Start opens Raft and gossip, joins or forms the cluster, and starts the
 // loops that keep placement and data in step.
 func (c *Cluster) Start(ctx context.Context) error {
-	inc, err := loadIncarnation(c.rt.cfg.DataDir)
+	inc, err := loadIncarnation(c.rt.DataDir())
 	if err != nil {
 		return err
 	}
@@ -344,9 +342,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 		port.Close()
 		return err
 	}
-	ml, err := placement.NewMembership(placement.MembershipConfig{
+	ml, err := membership.New(membership.Config{
 		Name: c.cfg.Name, Bind: c.cfg.GossipBind, Advertise: c.cfg.GossipAdvertise, Keys: c.cfg.GossipKeys,
-		Meta:     placement.MemberMeta{HTTP: c.cfg.HTTP, Raft: r.Addr(), Incarnation: c.incarnation, Partitions: c.rt.cfg.Partitions},
+		Meta:     membership.Meta{HTTP: c.cfg.HTTP, Raft: r.Addr(), Incarnation: c.incarnation, Partitions: c.rt.Partitions()},
 		OnChange: c.poke, Logger: c.log, Fast: c.cfg.Fast,
 	})
 	if err == nil {
@@ -709,11 +707,11 @@ func (c *Cluster) lease() time.Duration {
 	return 5 * time.Second
 }
 
-// fence lets an event run only on a partition this node owns, ready, and
+// Fence lets an event run only on a partition this node owns, ready, and
 // only while this node is in touch with the Raft majority: a node cut off
 // for longer than the lease stops serving, so a forced removal (which
 // waits the lease out) never leaves two nodes serving one partition.
-func (c *Cluster) fence(p int) error {
+func (c *Cluster) Fence(p int) error {
 	return apierr.NotExecuted(c.fenceErr(p))
 }
 
@@ -748,7 +746,7 @@ func (c *Cluster) Route(class, name string) (rpc.Peer, bool, error) {
 		return rpc.Peer{}, true, nil // let the local handler answer the bad request
 	}
 	st := c.state.Load()
-	p := placement.PartitionOf(placement.ObjectID(class, name), c.rt.cfg.Partitions)
+	p := placement.PartitionOf(placement.ObjectID(class, name), c.rt.Partitions())
 	if st == nil || p >= len(st.Partitions) {
 		return rpc.Peer{}, false, apierr.NotExecuted(fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable))
 	}
@@ -757,7 +755,7 @@ func (c *Cluster) Route(class, name string) (rpc.Peer, bool, error) {
 		return rpc.Peer{}, false, apierr.NotExecuted(fmt.Errorf("%w: partition %d is moving from %s to %s", apierr.ErrOwnerUnavailable, p, part.Owner, part.Target))
 	}
 	if part.Owner == c.cfg.Name {
-		if err := c.fence(p); err != nil {
+		if err := c.Fence(p); err != nil {
 			return rpc.Peer{}, false, err
 		}
 		return rpc.Peer{}, true, nil
@@ -842,7 +840,7 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 		return err
 	}
 	defer resp.Body.Close()
-	dir, err := os.MkdirTemp(filepath.Join(c.rt.cfg.DataDir), ".incoming-")
+	dir, err := os.MkdirTemp(filepath.Join(c.rt.DataDir()), ".incoming-")
 	if err != nil {
 		return err
 	}
@@ -861,7 +859,7 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 		case h.Name == "END":
 			complete = true
 		default:
-			id, ok := cutDB(h.Name)
+			id, ok := node.ObjectFileID(h.Name)
 			if !ok || filepath.Base(h.Name) != h.Name {
 				return fmt.Errorf("unexpected archive entry %q", h.Name)
 			}
@@ -870,14 +868,14 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(f, io.LimitReader(tr, c.rt.cfg.MaxObjectBytes+1))
+			_, err = io.Copy(f, io.LimitReader(tr, c.rt.MaxObjectBytes()+1))
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
 				return fmt.Errorf("receive %s: %w", h.Name, err)
 			}
-			if err := objectstore.ValidateImport(path, c.rt.cfg.MaxObjectBytes); err != nil {
+			if err := objectstore.ValidateImport(path, c.rt.MaxObjectBytes()); err != nil {
 				return fmt.Errorf("verify %s: %w", h.Name, err)
 			}
 		}
@@ -933,7 +931,7 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since 
 		return err
 	}
 	for _, e := range entries {
-		if _, ok := cutDB(e.Name()); !ok {
+		if _, ok := node.ObjectFileID(e.Name()); !ok {
 			continue
 		}
 		if err := addExport(tw, filepath.Join(c.rt.PartitionDir(p), e.Name()), e.Name()); err != nil {
@@ -1024,7 +1022,7 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 
 // LocalObjects lists this node's catalog (its share of a cluster listing).
 func (c *Cluster) LocalObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
-	return c.rt.localObjects(ctx, class, after, limit)
+	return c.rt.LocalObjects(ctx, class, after, limit)
 }
 
 // Leave hands every partition of this node to the others, then leaves
@@ -1161,9 +1159,9 @@ func (c *Cluster) Ready() error {
 	return nil
 }
 
-// listObjects merges every active member's share of a listing, in key
+// ListObjects merges every active member's share of a listing, in key
 // order (class, then name), a page at a time.
-func (c *Cluster) listObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
+func (c *Cluster) ListObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
 	st := c.state.Load()
 	var all []rpc.ObjectInfo
 	var unavailable []string
@@ -1172,7 +1170,7 @@ func (c *Cluster) listObjects(ctx context.Context, class, after string, limit in
 		var part rpc.ObjectList
 		if name == c.cfg.Name {
 			var err error
-			if part, err = c.rt.localObjects(ctx, class, after, limit); err != nil {
+			if part, err = c.rt.LocalObjects(ctx, class, after, limit); err != nil {
 				return rpc.ObjectList{}, err
 			}
 		} else {
@@ -1263,9 +1261,9 @@ func (c *Cluster) GossipAlive() []string {
 // Alarms lists the replicated schedule as this node has it.
 func (c *Cluster) Alarms() []replication.Alarm { return c.raft.Alarms(nil) }
 
-// owns reports whether the committed state gives partition p to this
+// Owns reports whether the committed state gives partition p to this
 // node and it is not moving away (lease aside).
-func (c *Cluster) owns(p int) bool {
+func (c *Cluster) Owns(p int) bool {
 	st := c.state.Load()
 	return st != nil && p < len(st.Partitions) && st.Partitions[p].Owner == c.cfg.Name && st.Partitions[p].Target == ""
 }
@@ -1277,7 +1275,7 @@ func (c *Cluster) Addrs() (raftAddr, gossipAddr string) { return c.raft.Addr(), 
 // wherever it came from (this node's events, log replay after a restart,
 // a snapshot): an alarm of a partition this node owns is armed here.
 func (c *Cluster) onAlarm(a replication.Alarm, deleted bool, st *replication.ClusterState) {
-	if c.rt.appliedHere(a, deleted) {
+	if c.rt.AppliedHere(a, deleted) {
 		return // this node already committed a newer change and armed it
 	}
 	if !c.caughtUp.Load() {
@@ -1285,8 +1283,8 @@ func (c *Cluster) onAlarm(a replication.Alarm, deleted bool, st *replication.Clu
 	}
 	mine := a.Partition < len(st.Partitions) && st.Partitions[a.Partition].Owner == c.cfg.Name && st.Partitions[a.Partition].Ready()
 	if deleted || !mine {
-		c.rt.timers.remove(a.ObjectID)
+		c.rt.DisarmAlarm(a.ObjectID)
 		return
 	}
-	c.rt.timers.set(a)
+	c.rt.ArmAlarm(a)
 }

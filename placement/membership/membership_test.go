@@ -1,4 +1,4 @@
-package placement
+package membership
 
 import (
 	"strings"
@@ -8,11 +8,11 @@ import (
 
 func startMember(t *testing.T, name string, partitions ...int) *Membership {
 	t.Helper()
-	meta := MemberMeta{HTTP: name + ":8080", Raft: name + ":7947"}
+	meta := Meta{HTTP: name + ":8080", Raft: name + ":7947"}
 	if len(partitions) > 0 {
 		meta.Partitions = partitions[0]
 	}
-	m, err := NewMembership(MembershipConfig{Name: name, Bind: "127.0.0.1:0", Meta: meta, Fast: true})
+	m, err := New(Config{Name: name, Bind: "127.0.0.1:0", Meta: meta, Fast: true})
 	if err != nil {
 		t.Fatal(err)
 	}
