@@ -134,7 +134,6 @@ type Command struct {
 	Hops int `json:"hops,omitempty"`
 }
 
-
 // Apply changes the state by c, or returns why it cannot (the state is
 // then unchanged).
 func (s *ClusterState) Apply(c Command, assign Assigner) error {

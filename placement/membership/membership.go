@@ -53,10 +53,10 @@ var ErrPartitionsDiffer = errors.New("partition counts differ")
 // Peer is a node as gossip sees it. Gossip only detects failures; who
 // owns what is decided by the committed (Raft) state.
 type Peer struct {
-	Name   string     `json:"name"`
-	Gossip string     `json:"gossip"`
-	Meta   Meta `json:"meta"`
-	State  string     `json:"state"` // alive, dead or left
+	Name   string `json:"name"`
+	Gossip string `json:"gossip"`
+	Meta   Meta   `json:"meta"`
+	State  string `json:"state"` // alive, dead or left
 }
 
 // Config configures gossip membership.
