@@ -1,0 +1,217 @@
+package cluster
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/rpc"
+)
+
+// followPlacement pulls partitions moving here and lets go of those that
+// moved away.
+func (c *Cluster) followPlacement() {
+	st := c.state.Load()
+	if st == nil || len(st.Partitions) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, part := range st.Partitions {
+		// A move this node completed may still show here as pending for a
+		// moment (its handoff_done is committed, not yet applied here):
+		// pulling it again would install the old copy over new writes.
+		if part.Target == c.cfg.Name && part.Owner != c.cfg.Name && !c.installing[p].Load() && c.pulled[p] != part.Since {
+			c.installing[p].Store(true)
+			c.wg.Add(1)
+			go func(p int, owner string, since uint64) {
+				defer c.wg.Done()
+				err := c.pull(p, owner, since)
+				c.mu.Lock()
+				c.installing[p].Store(false)
+				c.mu.Unlock()
+				if err != nil {
+					c.log.Warn("handoff pull failed; will retry", "partition", p, "from", owner, "err", err)
+				}
+			}(p, part.Owner, part.Since)
+		}
+		mine := part.Owner == c.cfg.Name
+		if c.owned[p] && !mine && part.Owner != "" {
+			// Handed off and committed: our copy is no longer the object.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.rt.DropPartition(ctx, p)
+			cancel()
+			if err != nil {
+				c.log.Error("cannot drop a handed-off partition", "partition", p, "err", err)
+				continue
+			}
+		}
+		c.owned[p] = mine
+	}
+}
+
+// pull fetches partition p from its owner, verifies and installs it, then
+// commits the handoff.
+func (c *Cluster) pull(p int, owner string, since uint64) error {
+	st := c.state.Load()
+	m := st.Members[owner]
+	if m == nil {
+		return fmt.Errorf("owner %q unknown", owner)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	q := url.Values{"to": {c.cfg.Name}, "since": {strconv.FormatUint(since, 10)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/v1/internal/partitions/"+strconv.Itoa(p)+"/archive?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.peers.Do(rpc.Peer{Name: m.Name, Addr: m.Raft}, req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dir, err := os.MkdirTemp(filepath.Join(c.rt.DataDir()), ".incoming-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	tr := tar.NewReader(resp.Body)
+	complete := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read archive: %w", err)
+		}
+		switch {
+		case h.Name == "END":
+			complete = true
+		default:
+			id, ok := node.ObjectFileID(h.Name)
+			if !ok || filepath.Base(h.Name) != h.Name {
+				return fmt.Errorf("unexpected archive entry %q", h.Name)
+			}
+			path := filepath.Join(dir, id+".db")
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, io.LimitReader(tr, c.rt.MaxObjectBytes()+1))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("receive %s: %w", h.Name, err)
+			}
+			if err := objectstore.ValidateImport(path, c.rt.MaxObjectBytes()); err != nil {
+				return fmt.Errorf("verify %s: %w", h.Name, err)
+			}
+		}
+	}
+	if !complete {
+		return fmt.Errorf("archive of partition %d ended early", p)
+	}
+	// Install only for the move this pull was for: never over a copy this
+	// node serves, never for a move that was cancelled or replaced.
+	cur := c.state.Load().Partitions[p]
+	if cur.Owner != owner || cur.Target != c.cfg.Name || cur.Since != since {
+		return fmt.Errorf("partition %d changed while it was pulled (now owner %q, target %q, since %d): archive discarded", p, cur.Owner, cur.Target, cur.Since)
+	}
+	if err := c.rt.AdoptPartition(p, dir); err != nil {
+		return err
+	}
+	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since}); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.pulled[p] = since
+	c.mu.Unlock()
+	return nil
+}
+
+// PartitionArchive streams partition p to its new owner: the fence
+// already refuses p (it is moving), so once its events drain its files
+// are still.
+func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since uint64, w io.Writer) error {
+	st := c.state.Load()
+	if st == nil || p < 0 || p >= len(st.Partitions) {
+		return fmt.Errorf("%w: no partition %d", apierr.ErrNotFound, p)
+	}
+	if !c.caughtUp.Load() {
+		return fmt.Errorf("%w: catching up with the Raft log", apierr.ErrOwnerUnavailable)
+	}
+	if err := c.dataMissing(st); err != nil {
+		return err // never hand on an empty copy as the partition
+	}
+	part := st.Partitions[p]
+	if part.Owner != c.cfg.Name || part.Target == "" {
+		return fmt.Errorf("%w: partition %d is not moving away from here", apierr.ErrConflict, p)
+	}
+	if part.Target != to || part.Since != since {
+		return fmt.Errorf("%w: partition %d is moving to %s since epoch %d, not to %s since %d", apierr.ErrConflict, p, part.Target, part.Since, to, since)
+	}
+	if err := c.rt.ClosePartition(ctx, p); err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	entries, err := os.ReadDir(c.rt.PartitionDir(p))
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	for _, e := range entries {
+		if _, ok := node.ObjectFileID(e.Name()); !ok {
+			continue
+		}
+		if err := addExport(tw, filepath.Join(c.rt.PartitionDir(p), e.Name()), e.Name()); err != nil {
+			return err
+		}
+	}
+	// The move may have completed (a puller that asked twice) or changed
+	// meanwhile, and this node's copy been set aside mid-read: then no
+	// END, and the puller discards what it got.
+	if now := c.state.Load().Partitions[p]; now.Owner != c.cfg.Name || now.Target != to || now.Since != since {
+		return fmt.Errorf("%w: partition %d moved on while it was archived", apierr.ErrConflict, p)
+	}
+	// The alarms live in the replicated schedule: the new owner arms them
+	// from there once the partition is ready on it. END marks a complete
+	// archive.
+	if err := tw.WriteHeader(&tar.Header{Name: "END", Mode: 0o600}); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// addExport writes a consistent copy of one object file into the archive.
+func addExport(tw *tar.Writer, path, name string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".handoff-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	n, err := objectstore.Export(path, tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: n}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, tmp)
+	return err
+}

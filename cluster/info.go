@@ -1,0 +1,124 @@
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/rpc"
+)
+
+// LocalObjects lists this node's catalog (its share of a cluster listing).
+func (c *Cluster) LocalObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
+	return c.rt.LocalObjects(ctx, class, after, limit)
+}
+
+// Info describes the cluster for /v1/cluster.
+func (c *Cluster) Info() rpc.ClusterInfo {
+	st := c.state.Load()
+	leader, _ := c.raft.Leader()
+	info := rpc.ClusterInfo{Node: c.cfg.Name, Leader: leader, Epoch: st.Epoch, Partitions: len(st.Partitions), CatchingUp: !c.caughtUp.Load()}
+	gossip := map[string]string{}
+	for _, p := range c.ml.Peers() {
+		gossip[p.Name] = p.State
+	}
+	counts := st.Counts()
+	names := make([]string, 0, len(st.Members))
+	for n := range st.Members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		m := st.Members[n]
+		status := gossip[n]
+		switch {
+		case m.Status == replication.Left:
+			status = "left"
+		case m.Status == replication.Removed:
+			status = "removed"
+		case status == "":
+			status = "dead"
+		}
+		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n], DataMissing: m.DataLost})
+	}
+	for _, p := range st.Partitions {
+		m := st.Members[p.Owner]
+		if !p.Ready() || m == nil || m.DataLost || gossip[p.Owner] == "dead" || gossip[p.Owner] == "" {
+			info.UnavailablePartitions++
+		}
+	}
+	return info
+}
+
+// ListObjects merges every active member's share of a listing, in key
+// order (class, then name), a page at a time.
+func (c *Cluster) ListObjects(ctx context.Context, class, after string, limit int) (rpc.ObjectList, error) {
+	st := c.state.Load()
+	var all []rpc.ObjectInfo
+	var unavailable []string
+	more := false
+	for _, name := range st.ActiveMembers() {
+		var part rpc.ObjectList
+		if name == c.cfg.Name {
+			var err error
+			if part, err = c.rt.LocalObjects(ctx, class, after, limit); err != nil {
+				return rpc.ObjectList{}, err
+			}
+		} else {
+			q := url.Values{"class": {class}, "after": {after}, "limit": {strconv.Itoa(limit)}}.Encode()
+			b, err := c.peers.Call(ctx, rpc.Peer{Name: name, Addr: st.Members[name].Raft}, http.MethodGet, "/v1/internal/objects?"+q, nil)
+			if err != nil {
+				// Answer what the live members hold, and say whose
+				// objects are missing.
+				c.log.Debug("list objects: member not asked", "member", name, "err", err)
+				unavailable = append(unavailable, name)
+				continue
+			}
+			if err := json.Unmarshal(b, &part); err != nil {
+				return rpc.ObjectList{}, fmt.Errorf("%w: list objects on %s: %v", apierr.ErrInternal, name, err)
+			}
+		}
+		all = append(all, part.Objects...)
+		if part.Cursor != "" {
+			more = true
+		}
+	}
+	key := func(o rpc.ObjectInfo) string { return o.Class + "\x00" + o.Name }
+	sort.Slice(all, func(i, j int) bool { return key(all[i]) < key(all[j]) })
+	out := rpc.ObjectList{Objects: all, Unavailable: unavailable}
+	if len(all) > limit {
+		out.Objects, more = all[:limit], true
+	}
+	if out.Objects == nil {
+		out.Objects = []rpc.ObjectInfo{}
+	}
+	if more && len(out.Objects) > 0 {
+		out.Cursor = base64.RawURLEncoding.EncodeToString([]byte(key(out.Objects[len(out.Objects)-1])))
+	}
+	return out, nil
+}
+
+// State is this node's copy of the committed cluster state.
+func (c *Cluster) State() *replication.ClusterState { return c.state.Load().Clone() }
+
+// RaftServers lists the Raft configuration as this node sees it.
+func (c *Cluster) RaftServers() ([]replication.Server, error) { return c.raft.Servers() }
+
+// Isolate cuts this node off from the cluster as a network partition
+// would, for tests: gossip and Raft stop, the HTTP API keeps answering.
+// Fencing must then refuse every event once the lease runs out.
+func (c *Cluster) Isolate() {
+	c.ml.Close()
+	c.raft.Close()
+	c.port.Close()
+}
+
+// Addrs are the Raft and gossip addresses this node listens on.
+func (c *Cluster) Addrs() (raftAddr, gossipAddr string) { return c.raft.Addr(), c.ml.Addr() }
