@@ -262,9 +262,6 @@ func (n *RaftNode) LastContact() time.Time {
 // before the call (a new leader may not have yet). Leader only.
 func (n *RaftNode) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
 
-// CommitIndex is the highest log index this node knows to be committed.
-func (n *RaftNode) CommitIndex() uint64 { return n.raft.CommitIndex() }
-
 // AppliedIndex is the index of the last command applied to this node's
 // state: after a Barrier on the leader it covers every committed command.
 func (n *RaftNode) AppliedIndex() uint64 { return n.fsm.applied.Load() }

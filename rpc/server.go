@@ -164,7 +164,18 @@ func (s *Server) MetricsHandler() http.Handler {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
+// routes registers every route of the API.
 func (s *Server) routes() {
+	s.objectRoutes()
+	s.listRoutes()
+	if in := s.cfg.Internal; in != nil {
+		s.clusterRoutes(in)
+	}
+	s.nodeRoutes()
+}
+
+// objectRoutes are one object's routes, run on its owner.
+func (s *Server) objectRoutes() {
 	b := s.cfg.Backend
 	obj := "/v1/objects/{class}/{name}"
 	s.handle("/objects/{class}/{name}", "call", s.routed(s.call))
@@ -202,6 +213,11 @@ func (s *Server) routes() {
 		}
 		return writeJSON(w, http.StatusOK, map[string]bool{"imported": true})
 	}))
+}
+
+// listRoutes list objects and alarms across the cluster.
+func (s *Server) listRoutes() {
+	b := s.cfg.Backend
 	s.handle("GET /v1/objects", "list", s.listObjects)
 	if al, ok := b.(AlarmLister); ok {
 		s.handle("GET /v1/alarms", "alarms", func(w http.ResponseWriter, r *http.Request) error {
@@ -225,55 +241,63 @@ func (s *Server) routes() {
 			return writeJSON(w, http.StatusOK, list)
 		})
 	}
-	if in := s.cfg.Internal; in != nil {
-		s.handle("POST /v1/internal/apply", "internal", func(w http.ResponseWriter, r *http.Request) error {
-			body, err := readBody(r, MaxAPIBody)
-			if err != nil {
-				return err
-			}
-			if err := in.ApplyCommand(r.Context(), body); err != nil {
-				return err
-			}
-			return writeJSON(w, http.StatusOK, map[string]bool{"applied": true})
-		})
-		s.handle("GET /v1/internal/partitions/{p}/archive", "internal", func(w http.ResponseWriter, r *http.Request) error {
-			p, err := strconv.Atoi(r.PathValue("p"))
-			if err != nil {
-				return fmt.Errorf("%w: partition %q", apierr.ErrBadRequest, r.PathValue("p"))
-			}
-			since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
-			if err != nil {
-				return fmt.Errorf("%w: since %q", apierr.ErrBadRequest, r.URL.Query().Get("since"))
-			}
-			w.Header().Set("Content-Type", "application/x-tar")
-			return in.PartitionArchive(r.Context(), p, r.URL.Query().Get("to"), since, w)
-		})
-		s.handle("POST /v1/cluster/members/{member}/remove", "cluster", func(w http.ResponseWriter, r *http.Request) error {
-			if r.URL.Query().Get("force") != "true" {
-				return fmt.Errorf("%w: removing a member loses the data it holds; repeat with ?force=true", apierr.ErrBadRequest)
-			}
-			if err := in.RemoveMember(r.Context(), r.PathValue("member")); err != nil {
-				return err
-			}
-			return writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("member")})
-		})
-		s.handle("GET /v1/internal/commit", "internal", func(w http.ResponseWriter, r *http.Request) error {
-			n, err := in.CommitIndex(r.Context())
-			if err != nil {
-				return err
-			}
-			return writeJSON(w, http.StatusOK, map[string]uint64{"index": n})
-		})
-		s.handle("GET /v1/internal/objects", "internal", func(w http.ResponseWriter, r *http.Request) error {
-			q := r.URL.Query()
-			limit, _ := strconv.Atoi(q.Get("limit"))
-			list, err := in.LocalObjects(r.Context(), q.Get("class"), q.Get("after"), limit)
-			if err != nil {
-				return err
-			}
-			return writeJSON(w, http.StatusOK, list)
-		})
-	}
+}
+
+// clusterRoutes are the node-to-node routes and member removal.
+func (s *Server) clusterRoutes(in ClusterInternal) {
+	s.handle("POST /v1/internal/apply", "internal", func(w http.ResponseWriter, r *http.Request) error {
+		body, err := readBody(r, MaxAPIBody)
+		if err != nil {
+			return err
+		}
+		if err := in.ApplyCommand(r.Context(), body); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]bool{"applied": true})
+	})
+	s.handle("GET /v1/internal/partitions/{p}/archive", "internal", func(w http.ResponseWriter, r *http.Request) error {
+		p, err := strconv.Atoi(r.PathValue("p"))
+		if err != nil {
+			return fmt.Errorf("%w: partition %q", apierr.ErrBadRequest, r.PathValue("p"))
+		}
+		since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: since %q", apierr.ErrBadRequest, r.URL.Query().Get("since"))
+		}
+		w.Header().Set("Content-Type", "application/x-tar")
+		return in.PartitionArchive(r.Context(), p, r.URL.Query().Get("to"), since, w)
+	})
+	s.handle("POST /v1/cluster/members/{member}/remove", "cluster", func(w http.ResponseWriter, r *http.Request) error {
+		if r.URL.Query().Get("force") != "true" {
+			return fmt.Errorf("%w: removing a member loses the data it holds; repeat with ?force=true", apierr.ErrBadRequest)
+		}
+		if err := in.RemoveMember(r.Context(), r.PathValue("member")); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("member")})
+	})
+	s.handle("GET /v1/internal/commit", "internal", func(w http.ResponseWriter, r *http.Request) error {
+		n, err := in.CommitIndex(r.Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]uint64{"index": n})
+	})
+	s.handle("GET /v1/internal/objects", "internal", func(w http.ResponseWriter, r *http.Request) error {
+		q := r.URL.Query()
+		limit, _ := strconv.Atoi(q.Get("limit"))
+		list, err := in.LocalObjects(r.Context(), q.Get("class"), q.Get("after"), limit)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, list)
+	})
+}
+
+// nodeRoutes describe this node: cluster view, health, metrics, and the
+// answer to unknown paths and methods.
+func (s *Server) nodeRoutes() {
+	b := s.cfg.Backend
 	s.handle("GET /v1/cluster", "cluster", func(w http.ResponseWriter, r *http.Request) error {
 		info, err := b.Cluster(r.Context())
 		if err != nil {

@@ -1,0 +1,205 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/objectstore"
+)
+
+// activate opens the object's database and runs its constructor in an
+// event of its own.
+func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
+	ctor, ok := rt.class(inst.ref.class)
+	if !ok {
+		return fmt.Errorf("%w: %q", apierr.ErrUnknownClass, inst.ref.class)
+	}
+	start := rt.now()
+	for _, v := range rt.reserveOpenSlot() {
+		rt.closeLater(v)
+	}
+	path := rt.path(inst.ref)
+	isNew := false // decided inside the event: the file records its identity once
+	store, err := objectstore.Open(objectstore.Config{
+		Path:             path,
+		MaxBytes:         rt.cfg.MaxObjectBytes,
+		StatementTimeout: rt.cfg.StatementTimeout,
+	})
+	if err != nil {
+		rt.releaseOpenSlot()
+		return err
+	}
+	inst.store = store
+	inst.state = &State{rt: rt, inst: inst}
+	err = rt.event(ctx, inst, func(inst *instance) error {
+		has, err := inst.store.HasIdentity()
+		if err != nil {
+			return err
+		}
+		if !has {
+			if err := inst.store.SetIdentity(inst.ref.class, inst.ref.name); err != nil {
+				return err
+			}
+			isNew = true
+		}
+		obj, err := ctor(inst.state)
+		if err != nil {
+			return err
+		}
+		if obj == nil {
+			return fmt.Errorf("%w: constructor of %q returned no object", apierr.ErrInternal, inst.ref.class)
+		}
+		inst.obj = obj
+		_, handles := obj.(Alarmer)
+		rt.alarmHandlers.Store(inst.ref.class, handles)
+		return nil
+	})
+	if err != nil {
+		inst.store, inst.obj, inst.state = nil, nil, nil
+		store.Close()
+		rt.releaseOpenSlot()
+		return fmt.Errorf("activate %s/%s: %w", inst.ref.class, inst.ref.name, err)
+	}
+	if isNew {
+		rt.recordNew(inst.ref)
+	}
+	rt.metrics.activations.Inc()
+	rt.metrics.activationSeconds.Observe(rt.now().Sub(start).Seconds())
+	return nil
+}
+
+// reserveOpenSlot counts one more open database and picks least recently
+// used idle objects to close so the open files stay under the cap. The
+// caller closes the returned stores outside the lock.
+func (rt *Runtime) reserveOpenSlot() []*objectstore.Store {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.open++
+	limit := rt.cfg.MaxOpenFiles / FilesPerObject
+	var victims []*objectstore.Store
+	for e := rt.lru.Back(); e != nil && rt.open > limit; {
+		prev := e.Prev()
+		inst := e.Value.(*instance)
+		if inst.refs == 0 && inst.store != nil {
+			victims = append(victims, rt.evictLocked(inst))
+		}
+		e = prev
+	}
+	rt.metrics.openDatabases.Set(float64(rt.open))
+	return victims
+}
+
+func (rt *Runtime) releaseOpenSlot() {
+	rt.mu.Lock()
+	rt.open--
+	rt.metrics.openDatabases.Set(float64(rt.open))
+	rt.mu.Unlock()
+}
+
+// closeLater hands an evicted store to the closer, so the event that
+// needed its slot does not wait for its checkpoint; when the closer is
+// behind, the caller closes it itself.
+func (rt *Runtime) closeLater(s *objectstore.Store) {
+	select {
+	case rt.closeQ <- s:
+	default:
+		s.Close()
+	}
+}
+
+// closer closes evicted stores until stop, then drains the queue.
+func (rt *Runtime) closer(stop <-chan struct{}) {
+	for {
+		select {
+		case s := <-rt.closeQ:
+			s.Close()
+		case <-stop:
+			for {
+				select {
+				case s := <-rt.closeQ:
+					s.Close()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// evictLocked forgets an idle instance and returns its store to close.
+func (rt *Runtime) evictLocked(inst *instance) *objectstore.Store {
+	s := inst.store
+	inst.store, inst.obj, inst.state = nil, nil, nil
+	rt.lru.Remove(inst.elem)
+	inst.elem = nil
+	delete(rt.objects, inst.ref.id)
+	rt.open--
+	rt.metrics.evictions.Inc()
+	rt.metrics.activeObjects.Set(float64(len(rt.objects)))
+	rt.metrics.openDatabases.Set(float64(rt.open))
+	return s
+}
+
+// janitor closes objects idle past the idle timeout.
+func (rt *Runtime) janitor() {
+	every := rt.cfg.IdleTimeout / 4
+	if every > 30*time.Second {
+		every = 30 * time.Second
+	}
+	if every < 10*time.Millisecond {
+		every = 10 * time.Millisecond
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	lastWalk := time.Time{}
+	for {
+		select {
+		case <-rt.stop:
+			return
+		case <-tick.C:
+		}
+		rt.evictIdle()
+		if time.Since(lastWalk) > time.Minute {
+			lastWalk = time.Now()
+			rt.metrics.storageBytes.Set(float64(diskUsage(filepath.Join(rt.cfg.DataDir, "partitions"))))
+		}
+	}
+}
+
+func (rt *Runtime) evictIdle() {
+	cutoff := rt.now().Add(-rt.cfg.IdleTimeout)
+	rt.mu.Lock()
+	var victims []*objectstore.Store
+	for e := rt.lru.Back(); e != nil; {
+		prev := e.Prev()
+		inst := e.Value.(*instance)
+		if inst.lastUsed.After(cutoff) {
+			break // the rest were used more recently
+		}
+		if inst.refs == 0 && inst.store != nil {
+			victims = append(victims, rt.evictLocked(inst))
+		}
+		e = prev
+	}
+	rt.mu.Unlock()
+	for _, s := range victims {
+		s.Close()
+	}
+}
+
+func diskUsage(dir string) int64 {
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}
