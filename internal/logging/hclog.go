@@ -32,10 +32,13 @@ type Options struct {
 	Every time.Duration
 	// Now is the clock for Repeats; time.Now when nil.
 	Now func() time.Time
+	// Levels overrides the level of messages whose level misleads an
+	// operator (a routine election logged at WARN, say).
+	Levels map[string]hclog.Level
 }
 
 // Repeat names a message to rate-limit and the attribute that holds the
-// peer it is about.
+// peer it is about; with PeerKey empty the message is limited as one.
 type Repeat struct {
 	Msg     string
 	PeerKey string
@@ -52,7 +55,7 @@ func NewHclog(l *slog.Logger, o Options) hclog.Logger {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &hclogger{l: l, name: o.Name, shared: &shared{repeats: newRepeats(o)}}
+	return &hclogger{l: l, name: o.Name, shared: &shared{repeats: newRepeats(o), levels: o.Levels}}
 }
 
 type hclogger struct {
@@ -65,6 +68,7 @@ type hclogger struct {
 type shared struct {
 	floor   atomic.Int32 // an hclog.Level; NoLevel: the handler decides
 	repeats *repeats
+	levels  map[string]hclog.Level // read-only
 }
 
 var _ hclog.Logger = (*hclogger)(nil)
@@ -116,6 +120,9 @@ func (h *hclogger) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.NoLevel || level == hclog.DefaultLevel {
 		level = hclog.Info
 	}
+	if l, ok := h.shared.levels[msg]; ok {
+		level = l
+	}
 	if !h.enabled(level) {
 		return
 	}
@@ -135,7 +142,7 @@ func (h *hclogger) Log(level hclog.Level, msg string, args ...any) {
 	if h.name != "" {
 		r.AddAttrs(slog.String("component", h.name))
 	}
-	r.AddAttrs(attrs(args)...)
+	r.AddAttrs(attrs(h.name, args)...)
 	r.AddAttrs(extra...)
 	_ = h.l.Handler().Handle(context.Background(), r)
 }
@@ -157,7 +164,7 @@ func (h *hclogger) ImpliedArgs() []any { return h.implied }
 func (h *hclogger) With(args ...any) hclog.Logger {
 	c := *h
 	c.implied = append(append([]any(nil), h.implied...), args...)
-	c.l = h.l.With(attrsAny(args)...)
+	c.l = h.l.With(attrsAny(h.name, args)...)
 	return &c
 }
 
@@ -208,8 +215,12 @@ func (h *hclogger) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writer {
 }
 
 // attrs turns hclog's key-value pairs into slog attributes. Like hclog, a
-// value without a key is logged under EXTRA_VALUE_AT_END.
-func attrs(args []any) []slog.Attr {
+// value without a key is logged under EXTRA_VALUE_AT_END. A reserved key
+// gets the logger's name as a prefix ("raft.node").
+func attrs(name string, args []any) []slog.Attr {
+	if name == "" {
+		name = "hclog"
+	}
 	out := make([]slog.Attr, 0, (len(args)+1)/2)
 	for i := 0; i < len(args); i += 2 {
 		if i+1 == len(args) {
@@ -220,13 +231,27 @@ func attrs(args []any) []slog.Attr {
 		if !ok {
 			key = fmt.Sprint(args[i])
 		}
+		if reserved(key) {
+			key = name + "." + key
+		}
 		out = append(out, slog.Attr{Key: key, Value: value(args[i+1])})
 	}
 	return out
 }
 
-func attrsAny(args []any) []any {
-	as := attrs(args)
+// reserved reports whether key is one the handler or the node's logger
+// writes itself (server.Run adds "node"): Raft's own "node" (its state as
+// text) would repeat the key in a JSON object.
+func reserved(key string) bool {
+	switch key {
+	case slog.TimeKey, slog.LevelKey, slog.MessageKey, slog.SourceKey, "node", "component", "repeats":
+		return true
+	}
+	return false
+}
+
+func attrsAny(name string, args []any) []any {
+	as := attrs(name, args)
 	out := make([]any, len(as))
 	for i, a := range as {
 		out[i] = a

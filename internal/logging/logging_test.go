@@ -147,6 +147,10 @@ func TestHclogFieldsAsAttributes(t *testing.T) {
 			t.Errorf("%q = %#v, want %#v (line %v)", k, m[k], v, m)
 		}
 	}
+	l.Info("entering candidate state", "node", "Node at x [Candidate]", "component", "c")
+	if got := s.lines(t); got[0]["node"] != "n1" || got[0]["raft.node"] != "Node at x [Candidate]" || got[0]["raft.component"] != "c" {
+		t.Errorf("reserved keys not renamed: %v", got[0])
+	}
 	l.Info("odd", "only")
 	if got := s.lines(t); got[0][hclog.MissingKey] != "only" {
 		t.Errorf("a lone value is not under %s: %v", hclog.MissingKey, got[0])
@@ -242,6 +246,15 @@ func TestRepeatsRateLimited(t *testing.T) {
 	l.Error("failed to heartbeat to")                  // no peer: not rate-limited
 	got := s.lines(t)
 	if len(got) != 3 || got[0]["level"] != "WARN" || got[1]["level"] != "ERROR" || got[2]["level"] != "ERROR" {
+		t.Fatalf("got %v", got)
+	}
+
+	// A message limited as a whole, and one whose level is overridden.
+	l.Warn("Election timeout reached, restarting election")
+	l.Warn("Election timeout reached, restarting election")
+	l.Warn("heartbeat timeout reached, starting election", "last-leader-id", "")
+	got = s.lines(t)
+	if len(got) != 3 || got[0]["level"] != "WARN" || got[1]["level"] != "DEBUG" || got[2]["level"] != "INFO" {
 		t.Fatalf("got %v", got)
 	}
 

@@ -21,6 +21,15 @@ func RaftOptions() Options {
 		{"appendEntries rejected, sending older logs", "peer"},
 		{"failed to contact", "server-id"},
 		{"failed to make requestVote RPC", "target"},
+		// A node that lost its peers, or one back from a partition,
+		// retries these until the cluster heals.
+		{"Election timeout reached, restarting election", ""},
+		{"rejecting vote request since we have a leader", "from"},
+		{"rejecting pre-vote request since we have a leader", "from"},
+	}, Levels: map[string]hclog.Level{
+		// An election is a state change for the timeline, not a fault:
+		// every cluster's first start has one.
+		"heartbeat timeout reached, starting election": hclog.Info,
 	}}
 }
 

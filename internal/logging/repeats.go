@@ -53,9 +53,11 @@ func (r *repeats) level(msg string, args []any) (lvl slog.Level, n int, limited 
 	if !ok {
 		return slog.LevelWarn, 0, false
 	}
-	peer, ok := find(args, key)
-	if !ok {
-		return slog.LevelWarn, 0, false
+	peer := ""
+	if key != "" {
+		if peer, ok = find(args, key); !ok {
+			return slog.LevelWarn, 0, false
+		}
 	}
 	now := r.now()
 	r.mu.Lock()
