@@ -89,23 +89,6 @@ func toSlog(l hclog.Level) slog.Level {
 	}
 }
 
-// toHclog maps a slog level to hclog's: the highest hclog level at or
-// below it.
-func toHclog(l slog.Level) hclog.Level {
-	switch {
-	case l >= slog.LevelError:
-		return hclog.Error
-	case l >= slog.LevelWarn:
-		return hclog.Warn
-	case l >= slog.LevelInfo:
-		return hclog.Info
-	case l >= slog.LevelDebug:
-		return hclog.Debug
-	default:
-		return hclog.Trace
-	}
-}
-
 func (h *hclogger) enabled(l hclog.Level) bool {
 	if l == hclog.Off {
 		return false
