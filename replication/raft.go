@@ -1,8 +1,6 @@
 package replication
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,14 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb"
+
+	"github.com/dura-dev/dura/internal/logging"
 )
 
 // ErrNotLeader is returned by Apply on a node that is not the Raft leader.
@@ -90,7 +88,7 @@ func (n *RaftNode) Open() error {
 	if err := os.MkdirAll(n.cfg.Dir, 0o755); err != nil {
 		return fmt.Errorf("open raft: %w", err)
 	}
-	hl := hclogFor(n.cfg.Logger)
+	hl := logging.Raft(n.cfg.Logger)
 	var adv net.Addr
 	if n.cfg.Advertise != "" {
 		a, err := net.ResolveTCPAddr("tcp", n.cfg.Advertise)
@@ -531,36 +529,6 @@ func (jsonSnapshot) Release() {}
 type nopSnapshots struct{ raft.SnapshotStore }
 
 func (nopSnapshots) List() ([]*raft.SnapshotMeta, error) { return nil, nil }
-
-// hclogFor adapts slog for Raft: each line Raft writes becomes a slog
-// record at the level Raft gave it.
-func hclogFor(l *slog.Logger) hclog.Logger {
-	if l == nil {
-		return hclog.NewNullLogger()
-	}
-	return hclog.New(&hclog.LoggerOptions{
-		Name:   "raft",
-		Level:  hclog.Info,
-		Output: slogWriter{l},
-	})
-}
-
-type slogWriter struct{ l *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	line := string(bytes.TrimSpace(p))
-	level := slog.LevelInfo
-	switch {
-	case strings.Contains(line, "[ERROR]"):
-		level = slog.LevelError
-	case strings.Contains(line, "[WARN]"):
-		level = slog.LevelWarn
-	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
-		level = slog.LevelDebug
-	}
-	w.l.Log(context.Background(), level, line, "component", "raft")
-	return len(p), nil
-}
 
 // streamLayer carries Raft over a listener and dialer given by the node.
 type streamLayer struct {

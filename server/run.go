@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/cluster"
+	"github.com/dura-dev/dura/internal/logging"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/rpc"
@@ -68,10 +69,14 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 		out = os.Stderr
 	}
 	level, _ := parseLevel(c.LogLevel)
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: logging.ReplaceAttr}
 	var handler slog.Handler = slog.NewTextHandler(out, opts)
+	// The banner below is written whatever --log-level says (scripts wait
+	// for it); in JSON it is a log record like every other line.
+	var banner slog.Handler
 	if c.LogFormat == "json" {
 		handler = slog.NewJSONHandler(out, opts)
+		banner = slog.NewJSONHandler(out, &slog.HandlerOptions{ReplaceAttr: logging.ReplaceAttr})
 	}
 	log := slog.New(handler).With("node", c.Name)
 
@@ -172,7 +177,11 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("serving", "http", ln.Addr().String(), "data", c.Data, "classes", strings.Join(slices.Sorted(slices.Values(rt.Classes())), ","))
-	fmt.Fprintf(out, "dura: node %s serving on http://%s (data in %s)\n", c.Name, ln.Addr(), c.Data)
+	if line := fmt.Sprintf("dura: node %s serving on http://%s (data in %s)", c.Name, ln.Addr(), c.Data); banner != nil {
+		slog.New(banner).Info(line, "node", c.Name)
+	} else {
+		fmt.Fprintln(out, line)
+	}
 
 	go waitReady(ctx, rt, log)
 

@@ -1,23 +1,19 @@
 package membership
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/dura-dev/dura/internal/logging"
 	"github.com/dura-dev/dura/placement"
 )
 
@@ -156,7 +152,7 @@ func (m *Membership) Start() error {
 	c.Events = events{m}
 	c.Merge = guard{m.cfg.Meta.partitions()}
 	c.Alive = guard{m.cfg.Meta.partitions()}
-	c.Logger = log.New(logWriter{m.cfg.Logger}, "", 0)
+	c.Logger = logging.Memberlist(m.cfg.Logger)
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		return fmt.Errorf("start gossip: %w", err)
@@ -291,24 +287,3 @@ type events struct{ m *Membership }
 func (e events) NotifyJoin(n *memberlist.Node)   { e.m.note(n, false) }
 func (e events) NotifyLeave(n *memberlist.Node)  { e.m.note(n, true) }
 func (e events) NotifyUpdate(n *memberlist.Node) { e.m.note(n, false) }
-
-// logWriter turns memberlist's log lines into slog records.
-type logWriter struct{ l *slog.Logger }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	if w.l == nil {
-		return len(p), nil
-	}
-	line := string(bytes.TrimSpace(p))
-	level := slog.LevelDebug
-	switch {
-	case strings.Contains(line, "[ERR]"):
-		level = slog.LevelError
-	case strings.Contains(line, "[WARN]"):
-		level = slog.LevelWarn
-	}
-	w.l.Log(context.Background(), level, line, "component", "gossip")
-	return len(p), nil
-}
-
-var _ io.Writer = logWriter{}
