@@ -55,6 +55,12 @@ type Config struct {
 	Fast bool
 }
 
+// warnState rate-limits a repeated warning.
+type warnState struct {
+	at     time.Time
+	failed int
+}
+
 // Cluster joins a Runtime to the other nodes: gossip membership, the Raft
 // group that commits members and partition placement, request routing
 // with fencing, and partition handoff. All methods are safe to call
@@ -90,9 +96,10 @@ type Cluster struct {
 	catchUp    uint64      // leader's commit index to reach (loop only)
 	lastRejoin time.Time   // loop only
 
-	mu     sync.Mutex
-	fired  chan replication.FiredAlarm // alarms that ran, to clear (clearFiredLoop)
-	pulled map[int]uint64              // partition -> the move (its Since) this node completed
+	mu       sync.Mutex
+	fired    chan replication.FiredAlarm // alarms that ran, to clear (clearFiredLoop)
+	pulled   map[int]uint64              // partition -> the move (its Since) this node completed
+	pullWarn map[string]warnState        // per owner, the last WARN of a failed pull
 
 	// installing[p] is set while a pull of p runs here (at most one): the
 	// fence then refuses p, so no event runs on a copy an adoption may
@@ -123,12 +130,13 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	})
 	c := &Cluster{
 		cfg: cfg, rt: rt, log: log,
-		hc:     &http.Client{Transport: tr, Timeout: 5 * time.Minute},
-		fwd:    &http.Client{Transport: tr},
-		kick:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		pulled: map[int]uint64{},
-		fired:  make(chan replication.FiredAlarm, firedBatch),
+		hc:       &http.Client{Transport: tr, Timeout: 5 * time.Minute},
+		fwd:      &http.Client{Transport: tr},
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		pulled:   map[int]uint64{},
+		pullWarn: map[string]warnState{},
+		fired:    make(chan replication.FiredAlarm, firedBatch),
 
 		installing: make([]atomic.Bool, rt.Partitions()),
 		owned:      map[int]bool{},
@@ -240,7 +248,9 @@ func (c *Cluster) poke() {
 func (c *Cluster) loop(fresh bool) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	var warned, lastJoin time.Time
+	// A clean start of several nodes meets no one for a moment: warn
+	// only once that lasts.
+	warned, lastJoin := time.Now(), time.Time{}
 	for {
 		// Joined means meeting another member: a --join list naming this
 		// node too (the same list on every founder) is answered by this

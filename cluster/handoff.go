@@ -42,7 +42,7 @@ func (c *Cluster) followPlacement() {
 				c.installing[p].Store(false)
 				c.mu.Unlock()
 				if err != nil {
-					c.log.Warn("handoff pull failed; will retry", "partition", p, "from", owner, "err", err)
+					c.pullFailed(p, owner, err)
 				}
 			}(p, part.Owner, part.Since)
 		}
@@ -214,4 +214,25 @@ func addExport(tw *tar.Writer, path, name string) error {
 	}
 	_, err = io.Copy(tw, tmp)
 	return err
+}
+
+// pullFailed logs a failed pull: it is retried, and an owner catching up
+// or restarting refuses for a while, so one WARN per owner per 30 s
+// (with how many failed since) and DEBUG otherwise.
+func (c *Cluster) pullFailed(p int, owner string, err error) {
+	c.mu.Lock()
+	w := c.pullWarn[owner]
+	w.failed++
+	warn := time.Since(w.at) > 30*time.Second
+	if warn {
+		w.at, w.failed = time.Now(), 0
+	}
+	c.pullWarn[owner] = w
+	n := w.failed
+	c.mu.Unlock()
+	if warn {
+		c.log.Warn("handoff pull failed; will retry", "partition", p, "from", owner, "err", err)
+		return
+	}
+	c.log.Debug("handoff pull failed; will retry", "partition", p, "from", owner, "err", err, "failed_since_warn", n)
 }

@@ -382,8 +382,10 @@ func (s *Server) handle(pattern, route string, h handlerFunc) {
 		}
 		s.requests.WithLabelValues(class, route, status).Inc()
 		s.latency.WithLabelValues(class, route, status).Observe(time.Since(start).Seconds())
+		// A 503 is the cluster saying "not here, not now" (forming,
+		// catching up, a node down): expected and reported elsewhere.
 		level := slog.LevelDebug
-		if sw.statusOr200() >= 500 {
+		if st := sw.statusOr200(); st >= 500 && st != http.StatusServiceUnavailable {
 			level = slog.LevelWarn
 		}
 		s.log.Log(ctx, level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.statusOr200(), "caller", caller,
