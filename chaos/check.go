@@ -25,13 +25,14 @@ type Findings struct {
 	AlarmDeliveries   int      `json:"alarm_deliveries"`
 	AlarmsRedelivered int      `json:"alarms_redelivered"` // fired more than once (allowed: at least once)
 	UnexpectedExits   int      `json:"unexpected_exits"`   // nodes that exited without the harness stopping them
+	ShardedTotals     int      `json:"sharded_totals"`     // a sharded counter's total or shards not what its shards hold
 	Evidence          []string `json:"evidence,omitempty"`
 }
 
 // Failed says whether any invariant broke or could not be verified (an
 // inconclusive register was never checked, so it does not pass).
 func (f *Findings) Failed() bool {
-	return f.LostWrites+f.PhantomWrites+f.Linearizability+f.Inconclusive+f.DoubleServing+f.BankViolations+f.AlarmsMissed+f.AlarmsEarly+f.UnexpectedExits > 0
+	return f.LostWrites+f.PhantomWrites+f.Linearizability+f.Inconclusive+f.DoubleServing+f.BankViolations+f.AlarmsMissed+f.AlarmsEarly+f.UnexpectedExits+f.ShardedTotals > 0
 }
 
 const maxEvidence = 20

@@ -5,8 +5,10 @@
 // kills, packet loss and delay, joins and leaves, a full disk, rolling
 // restarts), drives workloads that record every operation with its
 // invocation, completion and outcome (counters, bank transfers,
-// read/write/compare-and-set registers, alarms), and checks the history:
-// no acknowledged write lost, counters in real-time order, registers
+// read/write/compare-and-set registers, alarms, sharded counters whose
+// increments cross nodes through stubs), and checks the history:
+// no acknowledged write lost, counters (and each shard of a sharded
+// counter) in real-time order, sharded totals the sum of their shards, registers
 // linearizable (porcupine, within a budget; inconclusive fails), the
 // bank's ledger holding exactly its acknowledged (and some uncertain)
 // transfers with balances and reads to match, no object served by two

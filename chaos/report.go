@@ -73,6 +73,9 @@ func (r *ScenarioReport) check(h *History, final finalState, got []delivery) {
 	if contains(r.Workloads, Alarms) {
 		checkAlarms(h.Ops(Alarms), got, f)
 	}
+	if contains(r.Workloads, Sharded) {
+		checkSharded(h.Ops(Sharded), final.Sharded, f)
+	}
 	// Reminder objects get one operation each, never retried: they say
 	// nothing about how long an object stays unavailable.
 	var avail []Op

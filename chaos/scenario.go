@@ -367,6 +367,7 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 type finalState struct {
 	Counters map[string]int64
 	Bank     *bankState
+	Sharded  map[string]shardedFinal
 }
 
 // finalReads reads every counter (and register, and the bank) once the
@@ -374,7 +375,7 @@ type finalState struct {
 func (d *driver) finalReads(ctx context.Context, workloads []string) (finalState, error) {
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	final := finalState{Counters: map[string]int64{}}
+	final := finalState{Counters: map[string]int64{}, Sharded: map[string]shardedFinal{}}
 	for k := range d.objects {
 		for _, w := range workloads {
 			var op Op
@@ -390,6 +391,13 @@ func (d *driver) finalReads(ctx context.Context, workloads []string) (finalState
 					}
 					st, err := d.readBank(rctx, 0)
 					final.Bank = st
+					return err
+				case Sharded:
+					if k >= shardedNames {
+						return nil
+					}
+					st, err := d.readSharded(rctx, shardedName(k), k%len(d.c.Nodes))
+					final.Sharded[shardedName(k)] = st
 					return err
 				default:
 					return nil

@@ -19,10 +19,11 @@ const (
 	Bank      = "bank"
 	Registers = "registers"
 	Alarms    = "alarms"
+	Sharded   = "sharded"
 )
 
 // Workloads lists them all.
-var Workloads = []string{Counters, Bank, Registers, Alarms}
+var Workloads = []string{Counters, Bank, Registers, Alarms, Sharded}
 
 // driver runs the workloads of a scenario against a cluster.
 type driver struct {
@@ -76,6 +77,8 @@ func (d *driver) run(workload string, stop <-chan struct{}, wg *sync.WaitGroup) 
 					op = d.bankOp(r, cl)
 				case Alarms:
 					op = d.setAlarm(r, cl, i)
+				case Sharded:
+					op = d.shardedIncrement(r, cl)
 				}
 				pause := 5 * time.Millisecond
 				if op.Outcome != OK {
