@@ -12,21 +12,25 @@ import (
 // Findings are the invariant checks of one scenario; every count must be
 // zero except the informational ones.
 type Findings struct {
-	LostWrites        int      `json:"lost_writes"`    // acknowledged writes missing afterwards
-	PhantomWrites     int      `json:"phantom_writes"` // effects of writes nobody made (or that were refused)
-	Linearizability   int      `json:"linearizability_violations"`
-	Inconclusive      int      `json:"linearizability_inconclusive"` // objects the checker gave up on (time limit): a failure
-	CheckMs           int64    `json:"linearizability_check_ms"`     // time the register check took
-	CheckBudgetMs     int64    `json:"linearizability_budget_ms"`    // and the time it was allowed
-	DoubleServing     int      `json:"double_serving"`               // two nodes serving one object at once
-	BankViolations    int      `json:"bank_violations"`              // totals changed or balances went negative
-	AlarmsMissed      int      `json:"alarms_missed"`                // acknowledged alarms that never fired
-	AlarmsEarly       int      `json:"alarms_early"`                 // alarms that ran before their time
-	AlarmDeliveries   int      `json:"alarm_deliveries"`
-	AlarmsRedelivered int      `json:"alarms_redelivered"` // fired more than once (allowed: at least once)
-	UnexpectedExits   int      `json:"unexpected_exits"`   // nodes that exited without the harness stopping them
-	ShardedTotals     int      `json:"sharded_totals"`     // a sharded counter's total or shards not what its shards hold
-	Evidence          []string `json:"evidence,omitempty"`
+	LostWrites        int   `json:"lost_writes"`    // acknowledged writes missing afterwards
+	PhantomWrites     int   `json:"phantom_writes"` // effects of writes nobody made (or that were refused)
+	Linearizability   int   `json:"linearizability_violations"`
+	Inconclusive      int   `json:"linearizability_inconclusive"` // objects the checker gave up on (time limit): a failure
+	CheckMs           int64 `json:"linearizability_check_ms"`     // time the register check took
+	CheckBudgetMs     int64 `json:"linearizability_budget_ms"`    // and the time it was allowed
+	DoubleServing     int   `json:"double_serving"`               // two nodes serving one object at once
+	BankViolations    int   `json:"bank_violations"`              // totals changed or balances went negative
+	AlarmsMissed      int   `json:"alarms_missed"`                // acknowledged alarms that never fired
+	AlarmsEarly       int   `json:"alarms_early"`                 // alarms that ran before their time
+	AlarmDeliveries   int   `json:"alarm_deliveries"`
+	AlarmsRedelivered int   `json:"alarms_redelivered"` // fired more than once (allowed: at least once)
+	UnexpectedExits   int   `json:"unexpected_exits"`   // nodes that exited without the harness stopping them
+	ShardedTotals     int   `json:"sharded_totals"`     // a sharded counter's total or shards not what its shards hold
+	// DiskLost (informational) is how many objects of a node whose disk
+	// was wiped had acknowledged data and restarted empty once it was
+	// removed: expected until replication exists (disklost.go).
+	DiskLost int      `json:"disk_lost_objects,omitempty"`
+	Evidence []string `json:"evidence,omitempty"`
 }
 
 // Failed says whether any invariant broke or could not be verified (an
@@ -54,7 +58,9 @@ func describe(op Op) string {
 // more than every acknowledged increment that completed before it was
 // invoked (less means a stale copy served it); the final value is at
 // least the highest acknowledged one, and at most what acknowledged plus
-// uncertain increments could reach.
+// uncertain increments could reach. A nil final means the history has no
+// final reads (the part before a removal, disklost.go): only the values
+// are checked.
 func checkCounters(ops []Op, final map[string]int64, f *Findings) {
 	byObj := map[string][]Op{}
 	for _, op := range ops {
@@ -81,6 +87,9 @@ func checkCounters(ops []Op, final map[string]int64, f *Findings) {
 			}
 		}
 		checkCounterOrder(obj, incs, f)
+		if final == nil {
+			continue
+		}
 		fin, ok := final[obj]
 		if !ok {
 			f.LostWrites++

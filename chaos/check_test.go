@@ -230,6 +230,8 @@ func TestClassify(t *testing.T) {
 		{"owner fenced", answer(503, "OWNER_UNAVAILABLE", "partition 3 is not served here now", true), Fail},
 		{"object could not be opened", answer(500, "INTERNAL", "open object db: too many open files", true), Fail},
 		{"timed out waiting for the object", answer(504, "TIMEOUT", "waiting for the object", true), Fail},
+		// A wiped disk's refusal is failed even without not_executed.
+		{"data missing on the owner", answer(503, "OWNER_UNAVAILABLE", "data missing: partition 7's data is missing on node n2 (it came back with an empty or different data directory); restart it with its original data directory, or remove it with 'dura node remove --force n2'", false), Fail},
 		// The event failed and was rolled back.
 		{"storage full", answer(507, "STORAGE_FULL", "database or disk is full", false), Fail},
 		{"bad request", answer(400, "BAD_REQUEST", "", false), Fail},

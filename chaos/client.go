@@ -82,9 +82,20 @@ var rolledBack = map[string]bool{
 	"UNAUTHENTICATED": true, "FORBIDDEN": true,
 }
 
+// dataMissing says whether an answer is the refusal of a partition whose
+// owner's data directory is not the one the cluster recorded (a wiped
+// disk). Every path raising it (node.Cluster Route and fence) does so
+// before anything runs and marks it not_executed; this reads the
+// message too, so that such an answer is never taken for data even
+// where the mark gets lost (an answer relayed by an older node).
+func dataMissing(ae *rpc.APIError) bool {
+	return ae.Code == "OWNER_UNAVAILABLE" && strings.Contains(ae.Message, "missing on node")
+}
+
 // classify says what an error means for the operation. It failed (did
 // not happen) when the server says it did not run (not_executed), when
-// its event was rolled back (a code in rolledBack), or when the request
+// its event was rolled back (a code in rolledBack), when the owner's data
+// is missing (dataMissing), or when the request
 // never left (no connection to the entry node). Anything that may have
 // run is Unknown: a timeout after sending, a broken connection, a 5xx or
 // 503 without not_executed.
@@ -95,7 +106,7 @@ func classify(err error) (Outcome, string) {
 	var ae *rpc.APIError
 	if errors.As(err, &ae) {
 		var an *answerError
-		if errors.As(err, &an) && an.NotExecuted || rolledBack[ae.Code] {
+		if errors.As(err, &an) && an.NotExecuted || rolledBack[ae.Code] || dataMissing(ae) {
 			return Fail, err.Error()
 		}
 		return Unknown, err.Error()

@@ -57,7 +57,7 @@ func TestCheckSharded(t *testing.T) {
 	}
 	t.Run("no final read", func(t *testing.T) {
 		var f Findings
-		checkSharded(good, nil, &f)
+		checkSharded(good, map[string]shardedFinal{}, &f)
 		if f.LostWrites != 1 {
 			t.Fatalf("findings %+v", f)
 		}
