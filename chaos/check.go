@@ -48,8 +48,8 @@ func (f *Findings) evidence(format string, args ...any) {
 }
 
 func describe(op Op) string {
-	return fmt.Sprintf("%s %s %s arg=%d arg2=%d result=%d success=%v via %s on %s [%s..%s] %s %s",
-		op.Workload, op.Kind, op.Object, op.Arg, op.Arg2, op.Result, op.Success, op.Entry, op.Node,
+	return fmt.Sprintf("%s %s %s arg=%d arg2=%d result=%d success=%v via %s on %s epoch %d [%s..%s] %s %s",
+		op.Workload, op.Kind, op.Object, op.Arg, op.Arg2, op.Result, op.Success, op.Entry, op.Node, op.Epoch,
 		op.Invoke.Round(time.Millisecond), op.Complete.Round(time.Millisecond), op.Outcome, op.Err)
 }
 
@@ -140,6 +140,61 @@ func checkCounterOrder(obj string, incs []Op, f *Findings) {
 			f.evidence("counter %s returned %d after %d was acknowledged (stale copy): %s | before it: %s", obj, op.Result, before.Result, describe(op), describe(before))
 		}
 	}
+}
+
+// checkSameEpoch flags each object whose acknowledged operations were
+// executed by two nodes (X-Dura-Node) in the same ring epoch
+// (X-Dura-Epoch) while both operations were in flight: within one epoch
+// an object has one owner, so the two ran on two copies at once (a
+// handoff changes the epoch). One finding per object, epoch and pair of
+// nodes. Operations without a node or an epoch say nothing; it returns
+// how many were checked.
+func checkSameEpoch(ops []Op, f *Findings) (checked int) {
+	byObj := map[string][]Op{}
+	for _, op := range ops {
+		if op.Outcome == OK && op.Node != "" && op.Epoch != 0 {
+			byObj[op.Object] = append(byObj[op.Object], op)
+			checked++
+		}
+	}
+	objs := make([]string, 0, len(byObj))
+	for o := range byObj {
+		objs = append(objs, o)
+	}
+	sort.Strings(objs)
+	type incident struct {
+		epoch  uint64
+		n1, n2 string
+	}
+	for _, obj := range objs {
+		acked := byObj[obj]
+		sort.Slice(acked, func(i, j int) bool { return acked[i].Invoke < acked[j].Invoke })
+		seen := map[incident]bool{}
+		var open []Op // operations that may still overlap the next one
+		for _, op := range acked {
+			kept := open[:0]
+			for _, o := range open {
+				if o.Complete > op.Invoke {
+					kept = append(kept, o)
+				}
+			}
+			open = kept
+			for _, o := range open {
+				if o.Node == op.Node || o.Epoch != op.Epoch {
+					continue
+				}
+				k := incident{op.Epoch, min(o.Node, op.Node), max(o.Node, op.Node)}
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+				f.DoubleServing++
+				f.evidence("%s served by %s and %s at once in epoch %d: %s | %s", obj, k.n1, k.n2, k.epoch, describe(o), describe(op))
+			}
+			open = append(open, op)
+		}
+	}
+	return checked
 }
 
 // register operations for porcupine.

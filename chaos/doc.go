@@ -12,7 +12,8 @@
 // linearizable (porcupine, within a budget; inconclusive fails), the
 // bank's ledger holding exactly its acknowledged (and some uncertain)
 // transfers with balances and reads to match, no object served by two
-// nodes at once, every acknowledged alarm fired, never early, no node
+// nodes at once (two nodes acknowledging one object in one epoch while
+// both requests were in flight, or overlapping reminder runs), every acknowledged alarm fired, never early, no node
 // exiting on its own. An operation is unknown only when it may have run
 // (classify).
 //

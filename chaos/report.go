@@ -63,6 +63,8 @@ func (r *ScenarioReport) check(h *History, final finalState, got []delivery, los
 	}
 	f := &r.Findings
 	r.Notes = append(r.Notes, checkDiskLoss(h, final, r.Workloads, lost, f)...)
+	n := checkSameEpoch(h.Ops(""), f)
+	r.Notes = append(r.Notes, fmt.Sprintf("%d acknowledged operations carried their node and epoch (same-epoch double serving check)", n))
 	if contains(r.Workloads, Bank) {
 		checkBank(h.Ops(Bank), f)
 		checkLedger(h.Ops(Bank), final.Bank, f)

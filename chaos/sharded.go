@@ -31,7 +31,7 @@ func (d *driver) shardedIncrement(r *rand.Rand, cl int) Op {
 		Shard int64 `json:"shard"`
 		Value int64 `json:"value"`
 	}
-	op := d.exec(Op{Workload: Sharded, Kind: "incr", Object: obj, Client: cl, Arg: by}, d.pick(r), func(ctx context.Context, entry int) (string, error) {
+	op := d.exec(Op{Workload: Sharded, Kind: "incr", Object: obj, Client: cl, Arg: by}, d.pick(r), func(ctx context.Context, entry int) (served, error) {
 		return d.callJSON(ctx, entry, "POST", "sharded", obj, "/increment?by="+strconv.FormatInt(by, 10), nil, &out)
 	})
 	if op.Outcome == OK {
