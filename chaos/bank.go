@@ -33,7 +33,7 @@ func (d *driver) bankOp(r *rand.Rand, cl int) Op {
 	}
 	amount := r.Int64N(30) + 1
 	body, _ := json.Marshal(map[string]any{"from": accountName(from), "to": accountName(to), "amount": amount})
-	op := d.exec(Op{Workload: Bank, Kind: "transfer", Object: bankObject, Client: cl, Arg: amount, Accounts: []int64{from, to}}, entry, func(ctx context.Context, entry int) (string, error) {
+	op := d.exec(Op{Workload: Bank, Kind: "transfer", Object: bankObject, Client: cl, Arg: amount, Accounts: []int64{from, to}}, entry, func(ctx context.Context, entry int) (served, error) {
 		return d.callJSON(ctx, entry, "POST", "accounts", bankObject, "/transfer", body, nil)
 	})
 	d.h.Add(op)
@@ -45,9 +45,9 @@ func (d *driver) bankOp(r *rand.Rand, cl int) Op {
 // Arg2 the lowest balance, Arg the number of accounts.
 func (d *driver) bankRead(entry, cl int) Op {
 	var res []rpc.SQLResult
-	op := d.exec(Op{Workload: Bank, Kind: "read", Object: bankObject, Client: cl}, entry, func(ctx context.Context, entry int) (string, error) {
+	op := d.exec(Op{Workload: Bank, Kind: "read", Object: bankObject, Client: cl}, entry, func(ctx context.Context, entry int) (served, error) {
 		var err error
-		var node string
+		var node served
 		res, node, err = d.sqlWithNode(ctx, entry, "accounts", bankObject,
 			rpc.Statement{SQL: "SELECT balance FROM accounts ORDER BY user_id"},
 			rpc.Statement{SQL: "SELECT coalesce(max(id), 0) FROM transactions"})

@@ -30,7 +30,7 @@ func buildDura(t *testing.T) string {
 // report.
 func TestChaos(t *testing.T) {
 	full := os.Getenv("DURA_CHAOS_FULL") == "1"
-	names, workloads, duration := Short, []string{Counters, Registers}, 30*time.Second
+	names, workloads, duration := Short, []string{Counters, Registers, Sharded}, 30*time.Second
 	if full {
 		names, workloads, duration = Full, Workloads, 60*time.Second
 	}

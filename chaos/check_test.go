@@ -230,6 +230,8 @@ func TestClassify(t *testing.T) {
 		{"owner fenced", answer(503, "OWNER_UNAVAILABLE", "partition 3 is not served here now", true), Fail},
 		{"object could not be opened", answer(500, "INTERNAL", "open object db: too many open files", true), Fail},
 		{"timed out waiting for the object", answer(504, "TIMEOUT", "waiting for the object", true), Fail},
+		// A wiped disk's refusal is failed even without not_executed.
+		{"data missing on the owner", answer(503, "OWNER_UNAVAILABLE", "data missing: partition 7's data is missing on node n2 (it came back with an empty or different data directory); restart it with its original data directory, or remove it with 'dura node remove --force n2'", false), Fail},
 		// The event failed and was rolled back.
 		{"storage full", answer(507, "STORAGE_FULL", "database or disk is full", false), Fail},
 		{"bad request", answer(400, "BAD_REQUEST", "", false), Fail},
@@ -283,6 +285,37 @@ func TestDecodeAnswerError(t *testing.T) {
 			var ae *answerError
 			if !errors.As(err, &ae) || ae.Code != tc.code || ae.NotExecuted != tc.notExecuted || ae.Status != 503 {
 				t.Fatalf("decoded %#v", err)
+			}
+		})
+	}
+}
+
+func TestCheckSameEpoch(t *testing.T) {
+	op := func(obj, node string, epoch uint64, from, to int, out Outcome) Op {
+		return Op{Kind: "incr", Object: obj, Node: node, Epoch: epoch, Invoke: ms(from), Complete: ms(to), Outcome: out}
+	}
+	cases := []struct {
+		name   string
+		ops    []Op
+		double int
+	}{
+		{"one node", []Op{op("c", "n1", 5, 0, 10, OK), op("c", "n1", 5, 2, 12, OK)}, 0},
+		{"handoff: the epoch changed", []Op{op("c", "n1", 5, 0, 10, OK), op("c", "n2", 7, 2, 12, OK)}, 0},
+		{"one after the other in one epoch", []Op{op("c", "n1", 5, 0, 10, OK), op("c", "n2", 5, 11, 20, OK)}, 0},
+		{"two objects", []Op{op("c", "n1", 5, 0, 10, OK), op("d", "n2", 5, 2, 12, OK)}, 0},
+		{"a refused or uncertain one says nothing", []Op{op("c", "n1", 5, 0, 10, OK), op("c", "n2", 5, 2, 12, Fail), op("c", "n3", 5, 2, 12, Unknown)}, 0},
+		{"no epoch header", []Op{op("c", "n1", 0, 0, 10, OK), op("c", "n2", 0, 2, 12, OK)}, 0},
+		{"two nodes at once in one epoch", []Op{op("c", "n1", 5, 0, 10, OK), op("c", "n2", 5, 2, 12, OK)}, 1},
+		// The long one overlaps both later ones; the pair counts once.
+		{"counted once per pair of nodes", []Op{op("c", "n1", 5, 0, 100, OK), op("c", "n2", 5, 10, 20, OK), op("c", "n2", 5, 30, 40, OK), op("c", "n2", 6, 50, 60, OK)}, 1},
+		{"found behind a long operation", []Op{op("c", "n1", 5, 0, 100, OK), op("c", "n1", 5, 10, 20, OK), op("c", "n3", 5, 90, 95, OK)}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var f Findings
+			checkSameEpoch(tc.ops, &f)
+			if f.DoubleServing != tc.double || f.Failed() != (tc.double > 0) {
+				t.Fatalf("findings %+v", f)
 			}
 		})
 	}

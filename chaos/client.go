@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -24,10 +25,17 @@ type answerError struct {
 
 func (e *answerError) Unwrap() error { return e.APIError }
 
+// served is who answered a request: the node that executed it
+// (X-Dura-Node) and that node's ring epoch (X-Dura-Epoch; 0 if absent).
+type served struct {
+	Node  string
+	Epoch uint64
+}
+
 // do sends a request to node i with the admin token, as the workloads'
-// client, and decodes a 2xx answer into out (if set). It returns the
-// node that executed the request (X-Dura-Node).
-func (c *Cluster) do(ctx context.Context, i int, method, path string, body []byte, out any) (string, error) {
+// client, and decodes a 2xx answer into out (if set). It returns who
+// served it.
+func (c *Cluster) do(ctx context.Context, i int, method, path string, body []byte, out any) (served, error) {
 	nd := c.Nodes[i]
 	var rd io.Reader
 	if body != nil {
@@ -35,7 +43,7 @@ func (c *Cluster) do(ctx context.Context, i int, method, path string, body []byt
 	}
 	req, err := http.NewRequestWithContext(ctx, method, nd.client.Base()+path, rd)
 	if err != nil {
-		return "", err
+		return served{}, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -43,10 +51,11 @@ func (c *Cluster) do(ctx context.Context, i int, method, path string, body []byt
 	req.Header.Set("Authorization", "Bearer "+c.opt.Token)
 	resp, err := nd.hc.Do(req)
 	if err != nil {
-		return "", err
+		return served{}, err
 	}
 	defer resp.Body.Close()
-	node := resp.Header.Get(rpc.HeaderNode)
+	node := served{Node: resp.Header.Get(rpc.HeaderNode)}
+	node.Epoch, _ = strconv.ParseUint(resp.Header.Get(rpc.HeaderEpoch), 10, 64)
 	if resp.StatusCode >= 400 {
 		return node, decodeAnswerError(resp)
 	}
@@ -82,9 +91,20 @@ var rolledBack = map[string]bool{
 	"UNAUTHENTICATED": true, "FORBIDDEN": true,
 }
 
+// dataMissing says whether an answer is the refusal of a partition whose
+// owner's data directory is not the one the cluster recorded (a wiped
+// disk). Every path raising it (node.Cluster Route and fence) does so
+// before anything runs and marks it not_executed; this reads the
+// message too, so that such an answer is never taken for data even
+// where the mark gets lost (an answer relayed by an older node).
+func dataMissing(ae *rpc.APIError) bool {
+	return ae.Code == "OWNER_UNAVAILABLE" && strings.Contains(ae.Message, "missing on node")
+}
+
 // classify says what an error means for the operation. It failed (did
 // not happen) when the server says it did not run (not_executed), when
-// its event was rolled back (a code in rolledBack), or when the request
+// its event was rolled back (a code in rolledBack), when the owner's data
+// is missing (dataMissing), or when the request
 // never left (no connection to the entry node). Anything that may have
 // run is Unknown: a timeout after sending, a broken connection, a 5xx or
 // 503 without not_executed.
@@ -95,7 +115,7 @@ func classify(err error) (Outcome, string) {
 	var ae *rpc.APIError
 	if errors.As(err, &ae) {
 		var an *answerError
-		if errors.As(err, &an) && an.NotExecuted || rolledBack[ae.Code] {
+		if errors.As(err, &an) && an.NotExecuted || rolledBack[ae.Code] || dataMissing(ae) {
 			return Fail, err.Error()
 		}
 		return Unknown, err.Error()

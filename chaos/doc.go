@@ -5,12 +5,15 @@
 // kills, packet loss and delay, joins and leaves, a full disk, rolling
 // restarts), drives workloads that record every operation with its
 // invocation, completion and outcome (counters, bank transfers,
-// read/write/compare-and-set registers, alarms), and checks the history:
-// no acknowledged write lost, counters in real-time order, registers
+// read/write/compare-and-set registers, alarms, sharded counters whose
+// increments cross nodes through stubs), and checks the history:
+// no acknowledged write lost, counters (and each shard of a sharded
+// counter) in real-time order, sharded totals the sum of their shards, registers
 // linearizable (porcupine, within a budget; inconclusive fails), the
 // bank's ledger holding exactly its acknowledged (and some uncertain)
 // transfers with balances and reads to match, no object served by two
-// nodes at once, every acknowledged alarm fired, never early, no node
+// nodes at once (two nodes acknowledging one object in one epoch while
+// both requests were in flight, or overlapping reminder runs), every acknowledged alarm fired, never early, no node
 // exiting on its own. An operation is unknown only when it may have run
 // (classify).
 //

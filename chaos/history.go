@@ -21,10 +21,11 @@ type Op struct {
 	Kind     string `json:"kind"`
 	Object   string `json:"object"`
 	Client   int    `json:"client"`
-	Entry    string `json:"entry"`          // the node the request was sent to
-	Node     string `json:"node,omitempty"` // the node that executed it
-	Arg      int64  `json:"arg,omitempty"`  // value written, amount, alarm time
-	Arg2     int64  `json:"arg2,omitempty"` // compare-and-set: the new value
+	Entry    string `json:"entry"`           // the node the request was sent to
+	Node     string `json:"node,omitempty"`  // the node that executed it
+	Epoch    uint64 `json:"epoch,omitempty"` // its ring epoch (X-Dura-Epoch)
+	Arg      int64  `json:"arg,omitempty"`   // value written, amount, alarm time
+	Arg2     int64  `json:"arg2,omitempty"`  // compare-and-set: the new value
 	Result   int64  `json:"result,omitempty"`
 	Success  bool   `json:"success,omitempty"` // compare-and-set applied
 	// Accounts: a transfer's from and to account; a bank read's balance

@@ -45,8 +45,9 @@ type ScenarioReport struct {
 // registers may take; a register it does not settle fails the scenario.
 const registerBudget = 60 * time.Second
 
-// check runs every checker over the history.
-func (r *ScenarioReport) check(h *History, final finalState, got []delivery) {
+// check runs every checker over the history;
+// lost, if set, is the disk a disklost scenario wiped.
+func (r *ScenarioReport) check(h *History, final finalState, got []delivery, lost *DiskLoss) {
 	r.Ops = map[string]Counts{}
 	for _, op := range h.Ops("") {
 		c := r.Ops[op.Workload]
@@ -61,11 +62,9 @@ func (r *ScenarioReport) check(h *History, final finalState, got []delivery) {
 		r.Ops[op.Workload] = c
 	}
 	f := &r.Findings
-	checkCounters(h.Ops(Counters), final.Counters, f)
-	if regs := h.Ops(Registers); len(regs) > 0 {
-		checkRegisters(regs, registerBudget, f)
-		r.Notes = append(r.Notes, fmt.Sprintf("registers checked in %s of a %s budget", time.Duration(f.CheckMs)*time.Millisecond, registerBudget))
-	}
+	r.Notes = append(r.Notes, checkDiskLoss(h, final, r.Workloads, lost, f)...)
+	n := checkSameEpoch(h.Ops(""), f)
+	r.Notes = append(r.Notes, fmt.Sprintf("%d acknowledged operations carried their node and epoch (same-epoch double serving check)", n))
 	if contains(r.Workloads, Bank) {
 		checkBank(h.Ops(Bank), f)
 		checkLedger(h.Ops(Bank), final.Bank, f)
@@ -73,6 +72,7 @@ func (r *ScenarioReport) check(h *History, final finalState, got []delivery) {
 	if contains(r.Workloads, Alarms) {
 		checkAlarms(h.Ops(Alarms), got, f)
 	}
+
 	// Reminder objects get one operation each, never retried: they say
 	// nothing about how long an object stays unavailable.
 	var avail []Op

@@ -19,10 +19,11 @@ const (
 	Bank      = "bank"
 	Registers = "registers"
 	Alarms    = "alarms"
+	Sharded   = "sharded"
 )
 
 // Workloads lists them all.
-var Workloads = []string{Counters, Bank, Registers, Alarms}
+var Workloads = []string{Counters, Bank, Registers, Alarms, Sharded}
 
 // driver runs the workloads of a scenario against a cluster.
 type driver struct {
@@ -40,14 +41,14 @@ func (d *driver) pick(r *rand.Rand) int { return r.IntN(len(d.c.nodes())) }
 // exec runs one operation through node entry and fills in its times,
 // executing node and outcome; the caller adds what it learned and
 // records it.
-func (d *driver) exec(op Op, entry int, fn func(ctx context.Context, entry int) (node string, err error)) Op {
+func (d *driver) exec(op Op, entry int, fn func(ctx context.Context, entry int) (served, error)) Op {
 	op.Entry = d.c.Nodes[entry].Name
 	op.Invoke = d.h.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	node, err := fn(ctx, entry)
 	cancel()
 	op.Complete = d.h.Now()
-	op.Node = node
+	op.Node, op.Epoch = node.Node, node.Epoch
 	op.Outcome, op.Err = classify(err)
 	return op
 }
@@ -76,6 +77,8 @@ func (d *driver) run(workload string, stop <-chan struct{}, wg *sync.WaitGroup) 
 					op = d.bankOp(r, cl)
 				case Alarms:
 					op = d.setAlarm(r, cl, i)
+				case Sharded:
+					op = d.shardedIncrement(r, cl)
 				}
 				pause := 5 * time.Millisecond
 				if op.Outcome != OK {
@@ -101,7 +104,7 @@ func counterName(k int) string { return fmt.Sprintf("cnt-%d", k) }
 func (d *driver) increment(r *rand.Rand, cl int) Op {
 	obj := counterName(r.IntN(d.objects))
 	var out struct{ Value int64 }
-	op := d.exec(Op{Workload: Counters, Kind: "incr", Object: obj, Client: cl}, d.pick(r), func(ctx context.Context, entry int) (string, error) {
+	op := d.exec(Op{Workload: Counters, Kind: "incr", Object: obj, Client: cl}, d.pick(r), func(ctx context.Context, entry int) (served, error) {
 		return d.callJSON(ctx, entry, "POST", "counter", obj, "/increment", nil, &out)
 	})
 	op.Result = out.Value
@@ -111,7 +114,7 @@ func (d *driver) increment(r *rand.Rand, cl int) Op {
 
 func (d *driver) readCounter(obj string, entry int) Op {
 	var out struct{ Value int64 }
-	op := d.exec(Op{Workload: Counters, Kind: "read", Object: obj}, entry, func(ctx context.Context, entry int) (string, error) {
+	op := d.exec(Op{Workload: Counters, Kind: "read", Object: obj}, entry, func(ctx context.Context, entry int) (served, error) {
 		return d.callJSON(ctx, entry, "GET", "counter", obj, "/", nil, &out)
 	})
 	op.Result = out.Value
@@ -169,9 +172,9 @@ func (d *driver) registerRead(obj string, entry, cl int) Op {
 // the result: a read's value, whether a compare-and-set applied.
 func (d *driver) sqlOp(op Op, entry int, stmt rpc.Statement) Op {
 	var res []rpc.SQLResult
-	op = d.exec(op, entry, func(ctx context.Context, entry int) (string, error) {
+	op = d.exec(op, entry, func(ctx context.Context, entry int) (served, error) {
 		var err error
-		var node string
+		var node served
 		res, node, err = d.sqlWithNode(ctx, entry, "db", op.Object, append(registerSetup[:2:2], stmt)...)
 		return node, err
 	})
@@ -210,7 +213,7 @@ func (d *driver) setAlarm(r *rand.Rand, cl, i int) Op {
 	obj := fmt.Sprintf("rem-%d-%d", cl, i)
 	at := time.Now().Add(time.Second + time.Duration(r.IntN(3000))*time.Millisecond).UnixMilli()
 	body, _ := json.Marshal(map[string]any{"at": at, "url": d.hook.url})
-	op := d.exec(Op{Workload: Alarms, Kind: "set", Object: obj, Client: cl, Arg: at}, d.pick(r), func(ctx context.Context, entry int) (string, error) {
+	op := d.exec(Op{Workload: Alarms, Kind: "set", Object: obj, Client: cl, Arg: at}, d.pick(r), func(ctx context.Context, entry int) (served, error) {
 		return d.callJSON(ctx, entry, "PUT", "reminders", obj, "/", body, nil)
 	})
 	d.h.Add(op)
@@ -283,14 +286,14 @@ func (w *webhook) close() { w.srv.Close() }
 // helpers
 
 // callJSON calls an object route through node entry and decodes the
-// answer into out (if set); it returns the executing node.
-func (d *driver) callJSON(ctx context.Context, entry int, method, class, name, path string, body []byte, out any) (string, error) {
+// answer into out (if set); it returns the executing node and its epoch.
+func (d *driver) callJSON(ctx context.Context, entry int, method, class, name, path string, body []byte, out any) (served, error) {
 	return d.c.do(ctx, entry, method, "/objects"+rpc.ObjectPath(class, name)+path, body, out)
 }
 
 // sqlWithNode runs statements in one transaction through node entry and
-// returns the results and the executing node.
-func (d *driver) sqlWithNode(ctx context.Context, entry int, class, name string, stmts ...rpc.Statement) ([]rpc.SQLResult, string, error) {
+// returns the results and the executing node and its epoch.
+func (d *driver) sqlWithNode(ctx context.Context, entry int, class, name string, stmts ...rpc.Statement) ([]rpc.SQLResult, served, error) {
 	body, _ := json.Marshal(rpc.SQLRequest{Statements: stmts})
 	var out rpc.SQLResponse
 	node, err := d.c.do(ctx, entry, "POST", "/v1/objects"+rpc.ObjectPath(class, name)+"/sql", body, &out)
