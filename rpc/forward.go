@@ -67,6 +67,12 @@ func (s *Server) routed(h handlerFunc) handlerFunc {
 			owner, local, err := s.cfg.Router.Route(class, name)
 			if err == nil {
 				if local {
+					// The ring epoch the request runs at, read as it runs
+					// (not when it arrived: it may have waited through a
+					// handoff), so a client can tell two nodes serving one
+					// object in one epoch from a move. A forwarded answer
+					// carries the owner's.
+					w.Header().Set(HeaderEpoch, strconv.FormatUint(s.cfg.Router.Epoch(), 10))
 					err = h(w, r)
 				} else {
 					err = s.forward(w, r, owner)

@@ -354,12 +354,6 @@ func (s *Server) handle(pattern, route string, h handlerFunc) {
 		start := time.Now()
 		w.Header().Set(HeaderNode, s.cfg.Backend.NodeName())
 		w.Header().Set(HeaderHops, strconv.Itoa(hops(r)))
-		if s.cfg.Router != nil {
-			// The executing node's ring epoch (a forwarded answer carries
-			// the owner's), so a client can tell two nodes serving one
-			// object in the same epoch from a handoff.
-			w.Header().Set(HeaderEpoch, strconv.FormatUint(s.cfg.Router.Epoch(), 10))
-		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		sw := &statusWriter{ResponseWriter: w}
