@@ -106,7 +106,10 @@ type Cluster struct {
 	// replace.
 	installing []atomic.Bool
 	timed      map[int]bool // partitions whose alarms are armed here (loop only)
-	owned      map[int]bool // partitions this node owned at the last look
+	// What logChanges saw last (loop only).
+	seenLeader  string
+	seenMembers map[string]replication.MemberStatus
+	owned       map[int]bool // partitions this node owned at the last look
 }
 
 // NewCluster attaches a cluster to rt (before rt.Start); no I/O.
@@ -279,6 +282,7 @@ func (c *Cluster) loop(fresh bool) {
 		}
 		st := c.state.Load() // kept current by stateChanged
 		c.checkCaughtUp(st)
+		c.logChanges(st)
 		if c.caughtUp.Load() {
 			c.syncTimers(st)
 		}
@@ -327,4 +331,28 @@ func (c *Cluster) Close(graceful bool) error {
 		err = errors.Join(err, c.port.Close())
 	}
 	return err
+}
+
+// logChanges writes the INFO lines an operator wants in a timeline: the
+// leader changed, a member joined, left or was removed (loop only, once
+// caught up: a replay walks through history).
+func (c *Cluster) logChanges(st *replication.ClusterState) {
+	if !c.caughtUp.Load() {
+		return
+	}
+	if leader, _ := c.raft.Leader(); leader != "" && leader != c.seenLeader {
+		c.log.Info("leader changed", "leader", leader, "previous", c.seenLeader, "epoch", st.Epoch)
+		c.seenLeader = leader
+	}
+	now := make(map[string]replication.MemberStatus, len(st.Members))
+	for name, m := range st.Members {
+		now[name] = m.Status
+		if c.seenMembers == nil {
+			continue // the first look is no change
+		}
+		if before, ok := c.seenMembers[name]; !ok || before != m.Status {
+			c.log.Info("member "+string(m.Status), "member", name, "was", string(before), "epoch", st.Epoch)
+		}
+	}
+	c.seenMembers = now
 }

@@ -51,6 +51,7 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 
 // setCaughtUp lets this node serve (loop only).
 func (c *Cluster) setCaughtUp() {
+	c.log.Info("caught up with the cluster", "applied_index", c.raft.AppliedIndex())
 	c.caughtUp.Store(true)
 	c.timed = nil // arm every alarm of this node from now on
 	c.notify()

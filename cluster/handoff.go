@@ -56,6 +56,7 @@ func (c *Cluster) followPlacement() {
 				c.log.Error("cannot drop a handed-off partition", "partition", p, "err", err)
 				continue
 			}
+			c.log.Info("partition handed off", "partition", p, "to", part.Owner)
 		}
 		c.owned[p] = mine
 	}
@@ -139,6 +140,7 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	c.mu.Lock()
 	c.pulled[p] = since
 	c.mu.Unlock()
+	c.log.Info("partition installed", "partition", p, "from", owner)
 	return nil
 }
 

@@ -207,6 +207,7 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	for {
 		st := c.state.Load()
 		if m := st.Members[c.cfg.Name]; m != nil && m.Status == replication.Left {
+			c.log.Info("left the cluster: every partition handed off")
 			break
 		}
 		select {

@@ -272,7 +272,18 @@ func dataPartitions(dir string, flag int) (int, error) {
 func waitReady(ctx context.Context, rt *node.Runtime, log *slog.Logger) {
 	for ctx.Err() == nil {
 		if err := rt.Ready(ctx); err == nil {
-			log.Info("ready")
+			info, _ := rt.Cluster(ctx)
+			owned, alive := 0, 0
+			for _, m := range info.Members {
+				if m.Name == info.Node {
+					owned = m.Partitions
+				}
+				if m.Status == "alive" {
+					alive++
+				}
+			}
+			log.Info("ready", "leader", info.Leader, "epoch", info.Epoch, "members_alive", alive,
+				"partitions_owned", owned, "partitions", info.Partitions)
 			return
 		}
 		select {
