@@ -23,7 +23,7 @@ func (s raftSchedule) PutAlarm(a replication.Alarm) error {
 func (s raftSchedule) DeleteAlarm(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, Name: id})
+	return s.c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, ObjectID: id})
 }
 
 // ClearFired queues the clearing of an alarm that ran for the next batch.

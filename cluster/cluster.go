@@ -51,8 +51,30 @@ type Config struct {
 	AdminToken string
 	// Logger receives the cluster's logs.
 	Logger *slog.Logger
-	// Fast shortens gossip and Raft timeouts, for tests on loopback.
-	Fast bool
+	// Timing is the cluster's clock (lease, Raft, gossip); the zero
+	// value is DefaultTiming.
+	Timing Timing
+}
+
+// Timing is the cluster's clock: the leader lease, Raft's timeouts and
+// gossip's failure detection. Use a preset.
+type Timing struct {
+	// Lease is how long a node keeps serving without hearing from a Raft
+	// leader; a forced removal waits twice as long before reassigning.
+	Lease  time.Duration
+	Raft   replication.Timing
+	Gossip membership.Timing
+}
+
+// DefaultTiming is for real networks: a 5 s lease.
+func DefaultTiming() Timing {
+	return Timing{Lease: 5 * time.Second, Raft: replication.DefaultTiming(), Gossip: membership.LAN}
+}
+
+// LoopbackTiming is for several nodes on one machine (tests): a 2 s
+// lease, quick elections and failure detection.
+func LoopbackTiming() Timing {
+	return Timing{Lease: 2 * time.Second, Raft: replication.LoopbackTiming(), Gossip: membership.Loopback}
 }
 
 // warnState rate-limits a repeated warning.
@@ -117,6 +139,9 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	if cfg.Name == "" || cfg.HTTP == "" || cfg.Dir == "" {
 		return nil, fmt.Errorf("cluster config: name, HTTP address and dir are required")
 	}
+	if cfg.Timing.Lease == 0 {
+		cfg.Timing = DefaultTiming()
+	}
 	if cfg.Ring.Partitions == 0 {
 		cfg.Ring = placement.DefaultRingConfig()
 	}
@@ -151,8 +176,8 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-func assignPartitions(members []string, p replication.RingParams) ([]string, error) {
-	return placement.Assign(members, placement.RingConfig(p))
+func assignPartitions(members []string, p placement.RingConfig) ([]string, error) {
+	return placement.Assign(members, p)
 }
 
 // Start opens Raft and gossip, joins or forms the cluster, and starts the
@@ -175,7 +200,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 			defer cancel()
 			return dialer.Dial(ctx, addr, peer.KindRaft)
 		},
-		Assign: assignPartitions, Logger: c.log, Fast: c.cfg.Fast, OnChange: c.stateChanged, OnAlarm: c.onAlarm,
+		Assign: assignPartitions, Logger: c.log, Timing: c.cfg.Timing.Raft, OnChange: c.stateChanged, OnAlarm: c.onAlarm,
 	})
 	if err == nil {
 		err = r.Open()
@@ -198,7 +223,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	ml, err := membership.New(membership.Config{
 		Name: c.cfg.Name, Bind: c.cfg.GossipBind, Advertise: c.cfg.GossipAdvertise, Keys: c.cfg.GossipKeys,
 		Meta:     membership.Meta{HTTP: c.cfg.HTTP, Raft: r.Addr(), Incarnation: c.incarnation, Partitions: c.rt.Partitions()},
-		OnChange: c.poke, Logger: c.log, Fast: c.cfg.Fast,
+		OnChange: c.poke, Logger: c.log, Timing: c.cfg.Timing.Gossip,
 	})
 	if err == nil {
 		err = ml.Start()

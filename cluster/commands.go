@@ -24,25 +24,34 @@ func (c *Cluster) Apply(ctx context.Context, cmd replication.Command) error {
 	if c.raft.IsLeader() {
 		return c.raft.Apply(cmd, 5*time.Second)
 	}
-	st := c.state.Load()
-	leaderID, _ := c.raft.Leader()
-	m := st.Members[leaderID]
-	if m == nil {
+	leader, ok := c.leader()
+	if !ok {
 		// Outside the Raft group (a node that left and came back) this
 		// node hears from no leader: any active member passes it on.
+		st := c.state.Load()
 		for _, name := range st.ActiveMembers() {
-			if name != c.cfg.Name {
-				m = st.Members[name]
+			if m := st.Members[name]; name != c.cfg.Name {
+				leader, ok = rpc.Peer{Name: m.Name, Addr: m.Raft}, true
 				break
 			}
 		}
 	}
-	if m == nil {
+	if !ok {
 		return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
 	}
 	b, _ := json.Marshal(cmd)
-	_, err := c.peers.Call(ctx, rpc.Peer{Name: m.Name, Addr: m.Raft}, http.MethodPost, "/v1/internal/apply", b)
+	_, err := c.peers.Call(ctx, leader, http.MethodPost, "/v1/internal/apply", b)
 	return err
+}
+
+// leader is the Raft leader as this node knows it, with its peer address.
+func (c *Cluster) leader() (rpc.Peer, bool) {
+	id, _ := c.raft.Leader()
+	m := c.state.Load().Members[id]
+	if m == nil || m.Raft == "" {
+		return rpc.Peer{}, false
+	}
+	return rpc.Peer{Name: m.Name, Addr: m.Raft}, true
 }
 
 // ApplyCommand commits a command forwarded by another node.
@@ -54,14 +63,13 @@ func (c *Cluster) ApplyCommand(ctx context.Context, body []byte) error {
 	err := c.raft.Apply(cmd, 5*time.Second)
 	if errors.Is(err, replication.ErrNotLeader) {
 		// Pass it on once, to the leader this node knows.
-		leaderID, _ := c.raft.Leader()
-		m := c.state.Load().Members[leaderID]
-		if m == nil || cmd.Hops > 0 {
+		leader, ok := c.leader()
+		if !ok || cmd.Hops > 0 {
 			return fmt.Errorf("%w: not the leader", apierr.ErrOwnerUnavailable)
 		}
 		cmd.Hops++
 		b, _ := json.Marshal(cmd)
-		_, err = c.peers.Call(ctx, rpc.Peer{Name: m.Name, Addr: m.Raft}, http.MethodPost, "/v1/internal/apply", b)
+		_, err = c.peers.Call(ctx, leader, http.MethodPost, "/v1/internal/apply", b)
 		return err
 	}
 	if err != nil {

@@ -30,14 +30,13 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		return
 	}
 	if c.catchUp == 0 {
-		leaderID, _ := c.raft.Leader()
-		m := st.Members[leaderID]
-		if m == nil {
+		leader, ok := c.leader()
+		if !ok {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		b, err := c.peers.Call(ctx, rpc.Peer{Name: m.Name, Addr: m.Raft}, http.MethodGet, "/v1/internal/commit", nil)
+		b, err := c.peers.Call(ctx, leader, http.MethodGet, "/v1/internal/commit", nil)
 		var resp struct{ Index uint64 }
 		if err != nil || json.Unmarshal(b, &resp) != nil || resp.Index == 0 {
 			return
@@ -72,12 +71,7 @@ func (c *Cluster) CommitIndex(ctx context.Context) (uint64, error) {
 
 // lease is how long a node keeps serving without hearing from a Raft
 // leader; a forced removal waits twice as long before reassigning.
-func (c *Cluster) lease() time.Duration {
-	if c.cfg.Fast {
-		return 2 * time.Second
-	}
-	return 5 * time.Second
-}
+func (c *Cluster) lease() time.Duration { return c.cfg.Timing.Lease }
 
 // Fence lets an event run only on a partition this node owns, ready, and
 // only while this node is in touch with the Raft majority: a node cut off

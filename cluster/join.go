@@ -91,7 +91,7 @@ func (c *Cluster) tryBootstrapExpect() bool {
 func (c *Cluster) lead() {
 	st := c.raft.State()
 	if st.Epoch == 0 {
-		c.applyLocal(replication.Command{Kind: replication.CmdBootstrap, Ring: replication.RingParams(c.cfg.Ring)})
+		c.applyLocal(replication.Command{Kind: replication.CmdBootstrap, Ring: c.cfg.Ring})
 		st = c.raft.State()
 	}
 	for _, p := range c.ml.Peers() {
@@ -170,12 +170,11 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 	}
 	if !c.raft.IsLeader() {
 		// Only the leader can take the member out of the Raft group.
-		leaderID, _ := c.raft.Leader()
-		lm := st.Members[leaderID]
-		if lm == nil {
+		leader, ok := c.leader()
+		if !ok {
 			return fmt.Errorf("%w: no known leader", apierr.ErrOwnerUnavailable)
 		}
-		_, err := c.peers.Call(ctx, rpc.Peer{Name: lm.Name, Addr: lm.Raft}, http.MethodPost, "/v1/cluster/members/"+url.PathEscape(name)+"/remove?force=true", nil)
+		_, err := c.peers.Call(ctx, leader, http.MethodPost, "/v1/cluster/members/"+url.PathEscape(name)+"/remove?force=true", nil)
 		return err
 	}
 	// Cut it off from Raft first: even if only gossip lost it, it hears

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+
+	"github.com/dura-dev/dura/placement"
 )
 
 // MemberStatus is a member's place in the cluster's life cycle.
@@ -75,28 +77,20 @@ type Partition struct {
 // Ready reports whether the partition may be served by its owner.
 func (p Partition) Ready() bool { return p.Owner != "" && p.Target == "" }
 
-// RingParams are the placement parameters fixed when the cluster is
-// created (see placement.RingConfig).
-type RingParams struct {
-	Partitions        int     `json:"partitions"`
-	ReplicationFactor int     `json:"replication_factor"`
-	Load              float64 `json:"load"`
-}
-
 // Assigner maps partitions to member names; it must depend only on the set
 // of names and the parameters. placement.Assign is the one Dura uses. It
 // returns an error, never panics, when the ring cannot place the members;
 // the member change is then refused.
-type Assigner func(members []string, p RingParams) ([]string, error)
+type Assigner func(members []string, p placement.RingConfig) ([]string, error)
 
 // ClusterState is the replicated state of the cluster: members, ring epoch
 // and partition placement. Its methods apply commands; they are
 // deterministic so every replica reaches the same state.
 type ClusterState struct {
-	Ring       RingParams         `json:"ring"`
-	Epoch      uint64             `json:"epoch"`
-	Members    map[string]*Member `json:"members"`
-	Partitions []Partition        `json:"partitions"`
+	Ring       placement.RingConfig `json:"ring"`
+	Epoch      uint64               `json:"epoch"`
+	Members    map[string]*Member   `json:"members"`
+	Partitions []Partition          `json:"partitions"`
 }
 
 // Command kinds.
@@ -113,17 +107,19 @@ const (
 
 // Command is one change to the cluster state, as written to the Raft log.
 type Command struct {
-	Kind      string     `json:"kind"`
-	Ring      RingParams `json:"ring,omitempty"`
-	Member    Member     `json:"member,omitempty"`
-	Name      string     `json:"name,omitempty"`
-	Partition int        `json:"partition,omitempty"`
+	Kind      string               `json:"kind"`
+	Ring      placement.RingConfig `json:"ring,omitempty"`
+	Member    Member               `json:"member,omitempty"`
+	Name      string               `json:"name,omitempty"`
+	Partition int                  `json:"partition,omitempty"`
 	// Epoch, on handoff_done, is the epoch the handoff was started at; a
 	// report from an older epoch is ignored.
 	Epoch uint64 `json:"epoch,omitempty"`
-	// Alarm is the alarm of put_alarm; Name holds the object ID of
-	// delete_alarm.
+	// Alarm is the alarm of put_alarm.
 	Alarm *Alarm `json:"alarm,omitempty"`
+	// ObjectID names the object whose alarm delete_alarm removes. Entries
+	// written before it existed carry the ID in Name, which is still read.
+	ObjectID string `json:"object_id,omitempty"`
 	// Fired, on delete_alarm, clears many alarms that ran, each only if
 	// it is still the one that ran (same time): an alarm set again since
 	// stays. Versions before it ignore the field and clear nothing, which

@@ -2,11 +2,13 @@ package replication
 
 import (
 	"testing"
+
+	"github.com/dura-dev/dura/placement"
 )
 
 // roundRobin is a simple Assigner for tests: partition i goes to the
 // i-th active member (modulo).
-func roundRobin(members []string, p RingParams) ([]string, error) {
+func roundRobin(members []string, p placement.RingConfig) ([]string, error) {
 	if len(members) == 0 {
 		return nil, nil
 	}
@@ -27,7 +29,7 @@ func apply(t *testing.T, s *ClusterState, c Command) {
 func newState(t *testing.T, members ...string) *ClusterState {
 	t.Helper()
 	s := &ClusterState{}
-	apply(t, s, Command{Kind: CmdBootstrap, Ring: RingParams{Partitions: 6, ReplicationFactor: 20, Load: 1.25}})
+	apply(t, s, Command{Kind: CmdBootstrap, Ring: placement.RingConfig{Partitions: 6, ReplicationFactor: 20, Load: 1.25}})
 	for _, m := range members {
 		apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: m, HTTP: m + ":8080"}})
 	}

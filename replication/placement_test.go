@@ -12,15 +12,15 @@ import (
 )
 
 // ringAssign is the Assigner the nodes use (node.assignPartitions).
-func ringAssign(members []string, p RingParams) ([]string, error) {
-	return placement.Assign(members, placement.RingConfig(p))
+func ringAssign(members []string, p placement.RingConfig) ([]string, error) {
+	return placement.Assign(members, p)
 }
 
 // TestJoinRefusedWhenRingIsFull: a member the ring has no room for is
 // refused and the state stays as it was (it used to panic every node).
 func TestJoinRefusedWhenRingIsFull(t *testing.T) {
 	s := &ClusterState{}
-	if err := s.Apply(Command{Kind: CmdBootstrap, Ring: RingParams{Partitions: 3, ReplicationFactor: 20, Load: 1.25}}, ringAssign); err != nil {
+	if err := s.Apply(Command{Kind: CmdBootstrap, Ring: placement.RingConfig{Partitions: 3, ReplicationFactor: 20, Load: 1.25}}, ringAssign); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []string{"a", "b", "c"} {
@@ -50,7 +50,7 @@ func TestJoinRefusedWhenRingIsFull(t *testing.T) {
 func TestRaftRefusesFullRingBeforeCommitAndNodesAgree(t *testing.T) {
 	dir := t.TempDir()
 	start := func(id string) *RaftNode {
-		n, err := NewRaftNode(RaftConfig{NodeID: id, Bind: "127.0.0.1:0", Dir: dir + "/" + id, Assign: ringAssign, Fast: true})
+		n, err := NewRaftNode(RaftConfig{NodeID: id, Bind: "127.0.0.1:0", Dir: dir + "/" + id, Assign: ringAssign, Timing: LoopbackTiming()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestRaftRefusesFullRingBeforeCommitAndNodesAgree(t *testing.T) {
 		}
 	}
 	const partitions = 61
-	if err := a.Apply(Command{Kind: CmdBootstrap, Ring: RingParams{Partitions: partitions, ReplicationFactor: 20, Load: 1.25}}, time.Second); err != nil {
+	if err := a.Apply(Command{Kind: CmdBootstrap, Ring: placement.RingConfig{Partitions: partitions, ReplicationFactor: 20, Load: 1.25}}, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < partitions; i++ {

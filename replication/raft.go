@@ -18,6 +18,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb"
 
 	"github.com/dura-dev/dura/internal/logging"
+	"github.com/dura-dev/dura/placement"
 )
 
 // ErrNotLeader is returned by Apply on a node that is not the Raft leader.
@@ -45,8 +46,8 @@ type RaftConfig struct {
 	SnapshotThreshold uint64
 	// Logger receives Raft's logs; nil discards them.
 	Logger *slog.Logger
-	// Fast shortens Raft's timeouts, for tests on loopback.
-	Fast bool
+	// Timing sets Raft's timeouts; the zero value is DefaultTiming.
+	Timing Timing
 	// OnChange, if set, is called with the new state after it changed (a
 	// command applied or a snapshot restored), never concurrently with
 	// itself. The state is shared and must not be modified.
@@ -122,18 +123,12 @@ func (n *RaftNode) Open() error {
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
 	rc.Logger = hl
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
-	// Check the threshold often: a busy schedule must not let the log run
-	// for raft's default two minutes between snapshots.
-	rc.SnapshotInterval = 10 * time.Second
-	if n.cfg.Fast {
-		// Quick enough for tests, slow enough that a loaded 2-core machine
-		// does not lose its leader to late heartbeats.
-		rc.HeartbeatTimeout = 500 * time.Millisecond
-		rc.ElectionTimeout = 500 * time.Millisecond
-		rc.LeaderLeaseTimeout = 250 * time.Millisecond
-		rc.CommitTimeout = 5 * time.Millisecond
-		rc.SnapshotInterval = 2 * time.Second
+	t := n.cfg.Timing
+	if t == (Timing{}) {
+		t = DefaultTiming()
 	}
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = t.Heartbeat, t.Election, t.LeaderLease
+	rc.CommitTimeout, rc.SnapshotInterval = t.Commit, t.SnapshotInterval
 	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, tr)
 	if err != nil {
 		tr.Close()
@@ -362,8 +357,12 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 	case CmdDeleteAlarm:
 		f.mu.Lock()
 		var gone []Alarm
-		if old, had := f.alarms[c.Name]; had && c.Name != "" {
-			delete(f.alarms, c.Name)
+		id := c.ObjectID
+		if id == "" {
+			id = c.Name // an entry of an earlier version
+		}
+		if old, had := f.alarms[id]; had && id != "" {
+			delete(f.alarms, id)
 			gone = append(gone, old)
 		}
 		for _, fa := range c.Fired {
@@ -417,14 +416,14 @@ type placementCache struct {
 
 	mu      sync.Mutex
 	members []string
-	ring    RingParams
+	ring    placement.RingConfig
 	want    []string
 	err     error
 }
 
 // Assign is assign's answer for members and p, computed once per set.
 // The answer is shared: callers must not modify it.
-func (c *placementCache) Assign(members []string, p RingParams) ([]string, error) {
+func (c *placementCache) Assign(members []string, p placement.RingConfig) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.members != nil && c.ring == p && slices.Equal(c.members, members) {
@@ -538,4 +537,31 @@ type streamLayer struct {
 
 func (s streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return s.dial(string(address), timeout)
+}
+
+// Timing is Raft's clock: how soon a follower misses its leader and how
+// often snapshots are considered. Use a preset.
+type Timing struct {
+	Heartbeat   time.Duration // a follower without a heartbeat this long starts an election
+	Election    time.Duration // a candidate's election timeout
+	LeaderLease time.Duration // a leader without a quorum's contact this long steps down
+	Commit      time.Duration // the longest a leader waits to send an entry batch
+	// SnapshotInterval is how often the snapshot threshold is checked: a
+	// busy schedule must not let the log run for minutes between them.
+	SnapshotInterval time.Duration
+}
+
+// DefaultTiming is for real networks: hashicorp/raft's defaults, with the
+// snapshot threshold checked every 10 s.
+func DefaultTiming() Timing {
+	return Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond,
+		Commit: 50 * time.Millisecond, SnapshotInterval: 10 * time.Second}
+}
+
+// LoopbackTiming is for several nodes on one machine (tests): quick, yet
+// slow enough that a loaded 2-core machine does not lose its leader to
+// late heartbeats.
+func LoopbackTiming() Timing {
+	return Timing{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond,
+		Commit: 5 * time.Millisecond, SnapshotInterval: 2 * time.Second}
 }

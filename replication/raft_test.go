@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/placement"
 )
 
 func startRaft(t *testing.T, dir, id string, bind ...string) *RaftNode {
@@ -12,7 +14,7 @@ func startRaft(t *testing.T, dir, id string, bind ...string) *RaftNode {
 	if len(bind) > 0 {
 		addr = bind[0]
 	}
-	n, err := NewRaftNode(RaftConfig{NodeID: id, Bind: addr, Dir: filepath.Join(dir, id), Assign: roundRobin, Fast: true})
+	n, err := NewRaftNode(RaftConfig{NodeID: id, Bind: addr, Dir: filepath.Join(dir, id), Assign: roundRobin, Timing: LoopbackTiming()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := a.Apply(Command{Kind: CmdBootstrap, Ring: RingParams{Partitions: 6}}, time.Second); err != nil {
+	if err := a.Apply(Command{Kind: CmdBootstrap, Ring: placement.RingConfig{Partitions: 6}}, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []string{"a", "b", "c"} {

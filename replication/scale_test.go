@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/placement"
 )
 
 // TestScheduleScale commits 100 000 alarms on a 3-node Raft group with
@@ -24,7 +26,7 @@ func TestScheduleScale(t *testing.T) {
 	const total = 100000
 	dir := t.TempDir()
 	mk := func(id, bind string) *RaftNode {
-		n, err := NewRaftNode(RaftConfig{NodeID: id, Bind: bind, Dir: filepath.Join(dir, id), Assign: roundRobin, Fast: true})
+		n, err := NewRaftNode(RaftConfig{NodeID: id, Bind: bind, Dir: filepath.Join(dir, id), Assign: roundRobin, Timing: LoopbackTiming()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +117,7 @@ func TestStateScale(t *testing.T) {
 		fmt.Sscan(v, &alarms)
 	}
 	state := func(partitions, members int) *ClusterState {
-		s := &ClusterState{Ring: RingParams{Partitions: partitions, ReplicationFactor: 20, Load: 1.25}, Epoch: 1000, Members: map[string]*Member{}}
+		s := &ClusterState{Ring: placement.RingConfig{Partitions: partitions, ReplicationFactor: 20, Load: 1.25}, Epoch: 1000, Members: map[string]*Member{}}
 		for i := 0; i < members; i++ {
 			n := fmt.Sprintf("node-%04d", i)
 			s.Members[n] = &Member{Name: n, HTTP: n + ".dura.internal:8080", Raft: n + ".dura.internal:7947", Gossip: n + ".dura.internal:7946", Status: Active, Incarnation: fmt.Sprintf("%032x", i)}

@@ -144,7 +144,7 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	}
 	cl, err := cluster.New(rt, cluster.Config{
 		Name: nd.Name, HTTP: nd.HTTP, GossipBind: gossipBind, RaftBind: raftBind, TLS: peerTLS, GossipKeys: keys,
-		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Fast: true, Logger: log,
+		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Timing: cluster.LoopbackTiming(), Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -75,8 +75,9 @@ type Config struct {
 	OnChange func()
 	// Logger receives memberlist's logs; nil discards them.
 	Logger *slog.Logger
-	// Fast shortens failure detection, for tests on loopback.
-	Fast bool
+	// Timing is how fast failures are detected: LAN (the default, the
+	// zero value) or Loopback.
+	Timing Timing
 }
 
 // Membership is this node's view of the cluster's members, kept by
@@ -109,14 +110,7 @@ func (m *Membership) Start() error {
 	if err != nil {
 		return fmt.Errorf("gossip bind %q: %w", m.cfg.Bind, err)
 	}
-	c := memberlist.DefaultLANConfig()
-	if m.cfg.Fast {
-		c = memberlist.DefaultLocalConfig()
-		c.ProbeInterval = 200 * time.Millisecond
-		c.ProbeTimeout = 100 * time.Millisecond
-		c.GossipInterval = 50 * time.Millisecond
-		c.SuspicionMult = 2
-	}
+	c := m.cfg.Timing.config()
 	c.Name = m.cfg.Name
 	// A member that comes back at a new address (a container or pod
 	// restarted with a new IP) may reclaim its name this soon after it
@@ -178,6 +172,30 @@ func splitHostPort(addr string) (string, int, error) {
 
 // DeadAfter bounds how long after a node stops gossip declares it dead.
 func (m *Membership) DeadAfter() time.Duration { return m.deadAfter }
+
+// Timing names a preset of memberlist's failure detection.
+type Timing int
+
+const (
+	// LAN is memberlist's DefaultLANConfig: a dead node is noticed in
+	// seconds without false alarms on a real network.
+	LAN Timing = iota
+	// Loopback is for several nodes on one machine (tests):
+	// DefaultLocalConfig, probing five times as often.
+	Loopback
+)
+
+func (t Timing) config() *memberlist.Config {
+	if t != Loopback {
+		return memberlist.DefaultLANConfig()
+	}
+	c := memberlist.DefaultLocalConfig()
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.GossipInterval = 50 * time.Millisecond
+	c.SuspicionMult = 2
+	return c
+}
 
 // Addr is this node's gossip address.
 func (m *Membership) Addr() string {

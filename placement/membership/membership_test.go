@@ -12,7 +12,7 @@ func startMember(t *testing.T, name string, partitions ...int) *Membership {
 	if len(partitions) > 0 {
 		meta.Partitions = partitions[0]
 	}
-	m, err := New(Config{Name: name, Bind: "127.0.0.1:0", Meta: meta, Fast: true})
+	m, err := New(Config{Name: name, Bind: "127.0.0.1:0", Meta: meta, Timing: Loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
