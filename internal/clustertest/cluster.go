@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ type Node struct {
 	Cluster *cluster.Cluster
 	Client  *rpc.Client
 	srv     *http.Server
-	up      bool
+	up      atomic.Bool // read by test goroutines while the test starts and stops nodes
 }
 
 // Cluster is a set of in-process nodes.
@@ -43,6 +44,7 @@ type Cluster struct {
 	dir      string
 	register func(*node.Runtime) error
 	tweak    func(*node.Config)
+	mu       sync.Mutex // guards Nodes against Up in test goroutines
 	Nodes    []*Node
 }
 
@@ -60,7 +62,7 @@ func NewTweaked(t testing.TB, n int, register func(*node.Runtime) error, tweak f
 	// Registered first, so nodes started before a failure are stopped too.
 	t.Cleanup(func() {
 		for _, nd := range c.Nodes {
-			if nd.up {
+			if nd.up.Load() {
 				c.stop(nd, false)
 			}
 		}
@@ -162,7 +164,8 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	rt.SetObjectCaller(srv)
 	nd.srv = &http.Server{Handler: srv.Handler()}
 	go nd.srv.Serve(ln)
-	nd.RT, nd.Cluster, nd.up = rt, cl, true
+	nd.RT, nd.Cluster = rt, cl
+	nd.up.Store(true)
 	nd.Client = rpc.NewClient("http://"+nd.HTTP, nil)
 }
 
@@ -177,7 +180,7 @@ func (c *Cluster) stop(nd *Node, graceful bool) {
 	nd.srv.Close()
 	nd.Cluster.Close(graceful)
 	nd.RT.Close(ctx)
-	nd.up = false
+	nd.up.Store(false)
 }
 
 // Kill stops node i abruptly: no leave, no handoff.
@@ -205,7 +208,9 @@ func (c *Cluster) JoinWithSecret(secret string) int {
 	c.t.Helper()
 	nd := c.newNode(fmt.Sprintf("n%d", len(c.Nodes)+1))
 	nd.Secret = secret
+	c.mu.Lock()
 	c.Nodes = append(c.Nodes, nd)
+	c.mu.Unlock()
 	c.start(nd, c.seeds(nd), 0)
 	return len(c.Nodes) - 1
 }
@@ -213,18 +218,21 @@ func (c *Cluster) JoinWithSecret(secret string) int {
 func (c *Cluster) seeds(except *Node) []string {
 	var out []string
 	for _, nd := range c.Nodes {
-		if nd != except && nd.up {
+		if nd != except && nd.up.Load() {
 			out = append(out, nd.Gossip)
 		}
 	}
 	return out
 }
 
-// Up lists the running nodes.
+// Up lists the running nodes. Safe to call while the test starts and
+// stops nodes.
 func (c *Cluster) Up() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var out []*Node
 	for _, nd := range c.Nodes {
-		if nd.up {
+		if nd.up.Load() {
 			out = append(out, nd)
 		}
 	}

@@ -272,7 +272,7 @@ func TestForcedRemovalReassignsADeadNodesPartitions(t *testing.T) {
 	}
 	info, _ := c.Nodes[0].RT.Cluster(context.Background())
 	for _, m := range info.Members {
-		if m.Name == "n3" && (m.Status != "left" || m.Partitions != 0) {
+		if m.Name == "n3" && (m.Status != "removed" || m.Partitions != 0) {
 			t.Fatalf("removed member: %+v", m)
 		}
 	}
