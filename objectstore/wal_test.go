@@ -16,12 +16,12 @@ import (
 // captureHarness runs transactions on a source database and rebuilds a
 // second file from the records the WAL tail reads after each commit.
 type captureHarness struct {
-	t      *testing.T
-	src    string
-	db     *sql.DB
-	tail   *walTail
-	target *os.File
-	rng    *rand.Rand
+	t                        *testing.T
+	src                      string
+	db                       *sql.DB
+	tail                     *walTail
+	target                   *os.File
+	rng                      *rand.Rand
 	commits, records, spills int
 }
 
