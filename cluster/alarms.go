@@ -157,8 +157,9 @@ func sameSet(a, b map[int]bool) bool {
 func (c *Cluster) Alarms() []replication.Alarm { return c.raft.Alarms(nil) }
 
 // onAlarm keeps the timers in step with each committed alarm change,
-// wherever it came from (this node's events, log replay after a restart,
-// a snapshot): an alarm of a partition this node owns is armed here.
+// wherever it came from (this node's events, or log replay after a
+// restart; a restored snapshot is armed by syncTimers once caught up):
+// an alarm of a partition this node owns is armed here.
 func (c *Cluster) onAlarm(a replication.Alarm, deleted bool, st *replication.ClusterState) {
 	if c.rt.AppliedHere(a, deleted) {
 		return // this node already committed a newer change and armed it

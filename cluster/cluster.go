@@ -262,7 +262,8 @@ func (c *Cluster) notify() {
 }
 
 // Changed implements rpc.Router: closed at the next change of this
-// node's cluster state, catching up or installing.
+// node's committed cluster state (a handoff_done included) and when it
+// has caught up.
 func (c *Cluster) Changed() <-chan struct{} { return *c.changed.Load() }
 
 func (c *Cluster) poke() {

@@ -326,8 +326,6 @@ func (s *Server) nodeRoutes() {
 	})
 }
 
-// handle wraps a route with the headers, timeout, error answer, metrics
-// and logs every route shares.
 // errMethodNotAllowed is a known path asked with a method it does not
 // take: 405 with an Allow header.
 var errMethodNotAllowed = errors.New("method not allowed")
@@ -349,6 +347,8 @@ func (s *Server) allowed(r *http.Request) []string {
 	return out
 }
 
+// handle wraps a route with the headers, timeout, error answer, metrics
+// and logs every route shares.
 func (s *Server) handle(pattern, route string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
