@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/internal/testutil"
+	"github.com/dura-dev/dura/internal/testutil/nodetest"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -32,29 +34,14 @@ func startNode(t *testing.T, token string) *testNode {
 // startNodeWith starts a node whose config tweak may change first.
 func startNodeWith(t *testing.T, token string, tweak func(*node.Config)) *testNode {
 	t.Helper()
-	cfg := node.DefaultConfig(t.TempDir())
-	cfg.NodeName = "n1"
-	cfg.StatementTimeout = 300 * time.Millisecond
-	cfg.MaxObjectBytes = 1 << 20
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	reg := rpc.NewRegistry()
-	cfg.Registerer = reg
-	rt, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Registry: reg, AdminToken: token})
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ts.Close()
-		rt.Close(context.Background())
-	})
-	return &testNode{rt: rt, ts: ts, cli: rpc.NewClient(ts.URL, nil).WithToken(token)}
+	n := nodetest.StartNode(t, nodetest.Options{Name: "n1", AdminToken: token, Config: func(cfg *node.Config) {
+		cfg.StatementTimeout = 300 * time.Millisecond
+		cfg.MaxObjectBytes = 1 << 20
+		if tweak != nil {
+			tweak(cfg)
+		}
+	}})
+	return &testNode{rt: n.RT, ts: n.Server, cli: n.Client}
 }
 
 // noRedirects shows the API's own answer: the API never redirects, and a
@@ -288,17 +275,16 @@ func TestListClusterHealthMetrics(t *testing.T) {
 		n.cli.SQL(ctx, "db", fmt.Sprint("obj-", i), rpc.Statement{SQL: "SELECT 1"})
 	}
 	// New objects reach the catalog in background batches (within ~50 ms).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Poll(t, 5*time.Second, "five objects in the catalog", func() string {
 		page, err := n.cli.ListObjects(ctx, "db", "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(page.Objects) == 5 || time.Now().After(deadline) {
-			break
+		if len(page.Objects) != 5 {
+			return fmt.Sprintf("%d listed", len(page.Objects))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 	var names []string
 	cursor := ""
 	for {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -80,16 +81,50 @@ func startRouted(t *testing.T, router rpc.Router, wait time.Duration, maxWaiting
 
 func postSQL(t *testing.T, url, obj string) (int, http.Header, rpc.ErrorBody) {
 	t.Helper()
+	a := post(url, obj)
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	return a.code, a.header, a.body
+}
+
+// answer is what post got.
+type answer struct {
+	code   int
+	header http.Header
+	body   rpc.ErrorBody
+	err    error
+}
+
+func post(url, obj string) answer {
 	resp, err := http.Post(url+"/v1/objects/db/"+obj+"/sql", "application/json",
 		strings.NewReader(`{"sql":"CREATE TABLE IF NOT EXISTS t (x); INSERT INTO t VALUES (1)"}`))
 	if err != nil {
-		t.Fatal(err)
+		return answer{err: err}
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var e rpc.ErrorBody
 	json.Unmarshal(b, &e)
-	return resp.StatusCode, resp.Header, e
+	return answer{code: resp.StatusCode, header: resp.Header, body: e}
+}
+
+// postAsync posts from another goroutine; the answer comes on the channel.
+func postAsync(url, obj string) <-chan answer {
+	done := make(chan answer, 1)
+	go func() { done <- post(url, obj) }()
+	return done
+}
+
+// waitRoutes waits until the router has been asked n times.
+func waitRoutes(t *testing.T, router *flakyRouter, n int64) {
+	t.Helper()
+	testutil.Poll(t, 5*time.Second, "requests reach the router", func() string {
+		if got := router.routes.Load(); got < n {
+			return fmt.Sprintf("%d routes, want %d", got, n)
+		}
+		return ""
+	})
 }
 
 var formingRefusal = apierr.NotExecuted(fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable))
@@ -99,14 +134,11 @@ var formingRefusal = apierr.NotExecuted(fmt.Errorf("%w: cluster not formed yet",
 func TestRequestWaitsForItsOwner(t *testing.T) {
 	router := newFlakyRouter(formingRefusal)
 	url := startRouted(t, router, 5*time.Second, 0)
-	go func() {
-		for router.routes.Load() < 2 {
-			time.Sleep(time.Millisecond)
-		}
-		router.openUp()
-	}()
-	if code, _, e := postSQL(t, url, "a"); code != http.StatusOK {
-		t.Fatalf("status %d %+v, want 200 after waiting", code, e)
+	done := postAsync(url, "a")
+	waitRoutes(t, router, 2) // refused once, waiting
+	router.openUp()
+	if a := <-done; a.err != nil || a.code != http.StatusOK {
+		t.Fatalf("status %d %+v %v, want 200 after waiting", a.code, a.body, a.err)
 	}
 }
 
@@ -136,18 +168,15 @@ func TestRequestWaitEnds(t *testing.T) {
 	t.Run("bounded waiters", func(t *testing.T) {
 		router := newFlakyRouter(formingRefusal)
 		url := startRouted(t, router, 2*time.Second, 1)
-		done := make(chan int)
-		go func() { c, _, _ := postSQL(t, url, "first"); done <- c }()
-		for router.routes.Load() < 2 { // the first one waits
-			time.Sleep(time.Millisecond)
-		}
+		done := postAsync(url, "first")
+		waitRoutes(t, router, 2) // the first one waits
 		start := time.Now()
 		if code, _, _ := postSQL(t, url, "second"); code != http.StatusServiceUnavailable || time.Since(start) > time.Second {
 			t.Fatalf("second waiter: %d after %s, want 503 at once", code, time.Since(start))
 		}
 		router.openUp()
-		if c := <-done; c != http.StatusOK {
-			t.Fatalf("the first waiter got %d", c)
+		if a := <-done; a.err != nil || a.code != http.StatusOK {
+			t.Fatalf("the first waiter got %d %v", a.code, a.err)
 		}
 	})
 	t.Run("negative wait answers at once", func(t *testing.T) {
