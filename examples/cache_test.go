@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/examples"
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/node"
 )
 
@@ -93,7 +94,7 @@ func TestCacheExpiry(t *testing.T) {
 	n.call("GET", "cache", "exp", "/short", nil, 200, nil)
 
 	expiry := time.UnixMilli(short.ExpiresAt)
-	eventually(t, time.Until(expiry)+2*time.Second, "row deleted within 2 s of expiry", func() bool {
+	testutil.PollTrue(t, time.Until(expiry)+2*time.Second, "row deleted within 2 s of expiry", func() bool {
 		return n.sqlInt("cache", "exp", `SELECT COUNT(*) FROM cache WHERE key = 'short'`) == 0
 	})
 	if time.Now().Before(expiry) {
@@ -101,7 +102,7 @@ func TestCacheExpiry(t *testing.T) {
 	}
 	n.callErr("GET", "cache", "exp", "/short", nil, 404, "NOT_FOUND")
 	n.call("GET", "cache", "exp", "/long", nil, 200, nil)
-	eventually(t, 2*time.Second, "alarm re-armed for the next entry", func() bool {
+	testutil.PollTrue(t, 2*time.Second, "alarm re-armed for the next entry", func() bool {
 		a := n.alarm("cache", "exp")
 		return a != nil && *a == long.GracePeriodEnds
 	})
@@ -123,7 +124,7 @@ func TestCacheGrace(t *testing.T) {
 	if put.GracePeriodEnds-put.ExpiresAt != 60_000 {
 		t.Fatalf("grace period %d ms", put.GracePeriodEnds-put.ExpiresAt)
 	}
-	eventually(t, 3*time.Second, "entry expired", func() bool {
+	testutil.PollTrue(t, 3*time.Second, "entry expired", func() bool {
 		return n.do("GET", "/objects/cache/g/k", nil).status == http.StatusNotFound
 	})
 	// The row is kept through the grace period, so the alarm must not
@@ -136,7 +137,7 @@ func TestCacheGrace(t *testing.T) {
 	if string(r.body) != `[1,2,3]` || r.header.Get("X-Cache") != "STALE" {
 		t.Fatalf("grace read: %s (X-Cache %q)", r.body, r.header.Get("X-Cache"))
 	}
-	eventually(t, 5*time.Second, "background refresh", func() bool {
+	testutil.PollTrue(t, 5*time.Second, "background refresh", func() bool {
 		return n.sqlInt("cache", "g", `SELECT refreshes FROM cache WHERE key = 'k'`) == 1
 	})
 	r = n.call("GET", "cache", "g", "/k", nil, 200, nil)
@@ -170,7 +171,7 @@ func TestCacheStaleReadWithoutRefresher(t *testing.T) {
 	dir := t.TempDir()
 	n := startNode(t, dir, nil)
 	n.call("PUT", "cache", "s", "/k?ttl=1&grace=60", `"old"`, 200, nil)
-	eventually(t, 3*time.Second, "entry expired", func() bool {
+	testutil.PollTrue(t, 3*time.Second, "entry expired", func() bool {
 		return n.do("GET", "/objects/cache/s/k", nil).status == http.StatusNotFound
 	})
 	for range 2 {

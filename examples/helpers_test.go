@@ -2,17 +2,15 @@ package examples_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dura-dev/dura/examples"
+	"github.com/dura-dev/dura/internal/testutil/nodetest"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -22,6 +20,7 @@ type testNode struct {
 	t   *testing.T
 	rt  *node.Runtime
 	url string
+	nd  *nodetest.Node
 }
 
 // startNode runs a node on dir. register adds the classes; nil means
@@ -29,41 +28,18 @@ type testNode struct {
 // with stop.
 func startNode(t *testing.T, dir string, register func(*node.Runtime) error) *testNode {
 	t.Helper()
-	cfg := node.DefaultConfig(dir)
-	cfg.NodeName = "test"
-	rt, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if register == nil {
 		register = examples.RegisterAll
 	}
-	if err := register(rt); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt})
-	ts := httptest.NewServer(srv.Handler())
-	n := &testNode{t: t, rt: rt, url: ts.URL}
-	t.Cleanup(func() {
-		ts.Close()
-		n.stop()
-	})
-	return n
+	nd := nodetest.StartNode(t, nodetest.Options{Dir: dir, Register: register})
+	return &testNode{t: t, rt: nd.RT, url: nd.URL, nd: nd}
 }
 
 func newNode(t *testing.T) *testNode { return startNode(t, t.TempDir(), nil) }
 
-// stop closes the runtime, waiting for its events and WaitUntil work.
-func (n *testNode) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.rt.Close(ctx); err != nil {
-		n.t.Errorf("close runtime: %v", err)
-	}
-}
+// stop closes the runtime, waiting for its events and WaitUntil work; an
+// error closing it fails the test when the test ends.
+func (n *testNode) stop() { n.nd.Stop() }
 
 // response is an answer of the API.
 type response struct {
@@ -204,18 +180,6 @@ func toInt(t *testing.T, v any) int64 {
 	}
 	t.Fatalf("%v (%T) is not a number", v, v)
 	return 0
-}
-
-// eventually polls cond until it reports true or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func anyContains(haystack []string, needle string) bool {

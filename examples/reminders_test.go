@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/examples"
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -54,7 +55,7 @@ func TestReminderDeliversAtItsTime(t *testing.T) {
 	defer hook.Close()
 	at := time.Now().Add(300 * time.Millisecond).UnixMilli()
 	n.call("PUT", "reminders", "r1", "/", map[string]any{"at": at, "url": hook.URL, "payload": map[string]int{"n": 7}}, 200, nil)
-	eventually(t, 5*time.Second, "reminder delivered", func() bool { return len(rc.deliveries()) == 1 })
+	testutil.PollTrue(t, 5*time.Second, "reminder delivered", func() bool { return len(rc.deliveries()) == 1 })
 	d := rc.deliveries()[0]
 	if d["object"] != "r1" || int64(d["at"].(float64)) != at || d["node"] != "test" || d["payload"].(map[string]any)["n"] != 7.0 {
 		t.Fatalf("delivery %v", d)
@@ -67,7 +68,7 @@ func TestReminderDeliversAtItsTime(t *testing.T) {
 		Deliveries int
 		Runs       []struct{ At, Started, Answered int64 }
 	}
-	eventually(t, 5*time.Second, "delivery logged", func() bool {
+	testutil.PollTrue(t, 5*time.Second, "delivery logged", func() bool {
 		n.call("GET", "reminders", "r1", "/", nil, 200, &state)
 		return state.Deliveries == 1
 	})
@@ -91,7 +92,7 @@ func TestReminderRetriesUntilTheReceiverAccepts(t *testing.T) {
 	defer hook.Close()
 	n.call("PUT", "reminders", "r2", "/", map[string]any{"at": time.Now().UnixMilli(), "url": hook.URL}, 200, nil)
 	// The first retry comes 2 s (plus jitter) after the failure.
-	eventually(t, 10*time.Second, "reminder delivered on retry", func() bool { return len(rc.deliveries()) == 1 })
+	testutil.PollTrue(t, 10*time.Second, "reminder delivered on retry", func() bool { return len(rc.deliveries()) == 1 })
 	if d := rc.deliveries()[0]; d["retry"] != 1.0 {
 		t.Fatalf("delivery %v, want retry 1", d)
 	}
@@ -149,14 +150,14 @@ func TestReminderFailedAfterTheLastRetryStaysVisible(t *testing.T) {
 		t.Fatalf("set: %+v", s.Reminder)
 	}
 	n.call("PUT", "reminders", "f", "/", map[string]any{"at": time.Now().UnixMilli(), "url": hook.URL}, 200, nil)
-	eventually(t, 5*time.Second, "the last try to fail", func() bool {
+	testutil.PollTrue(t, 5*time.Second, "the last try to fail", func() bool {
 		n.call("GET", "reminders", "f", "/", nil, 200, &s)
 		return s.Reminder != nil && s.Reminder.Status == "failed"
 	})
 	if !strings.Contains(s.Reminder.Error, "503") || s.Deliveries != 0 {
 		t.Fatalf("failed reminder %+v, deliveries %d", s.Reminder, s.Deliveries)
 	}
-	eventually(t, 5*time.Second, "the alarm to clear", func() bool { return n.alarm("reminders", "f") == nil })
+	testutil.PollTrue(t, 5*time.Second, "the alarm to clear", func() bool { return n.alarm("reminders", "f") == nil })
 	n.call("PUT", "reminders", "f", "/", map[string]any{"at": at, "url": hook.URL}, 200, nil)
 	s = state{}
 	n.call("GET", "reminders", "f", "/", nil, 200, &s)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -106,13 +107,12 @@ func TestThreeNodesOfOwnBinary(t *testing.T) {
 	ctx := context.Background()
 	for _, n := range nodes {
 		c := rpc.NewClient("http://"+n.addr, nil)
-		deadline := time.Now().Add(60 * time.Second)
-		for c.Ready(ctx) != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never became ready\n%s", n.addr, n.log())
+		testutil.Poll(t, 60*time.Second, n.addr+" ready", func() string {
+			if err := c.Ready(ctx); err != nil {
+				return fmt.Sprintf("%v\n%s", err, n.log())
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return ""
+		})
 	}
 	executors := map[string]bool{}
 	for i := range 6 {
