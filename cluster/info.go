@@ -50,8 +50,11 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 	}
 	for _, p := range st.Partitions {
 		m := st.Members[p.Owner]
-		if !p.Ready() || m == nil || m.DataLost || gossip[p.Owner] == "dead" || gossip[p.Owner] == "" {
+		switch {
+		case m == nil || m.DataLost || gossip[p.Owner] == "dead" || gossip[p.Owner] == "":
 			info.UnavailablePartitions++
+		case !p.Ready():
+			info.MovingPartitions++
 		}
 	}
 	return info

@@ -109,8 +109,11 @@ type ClusterInfo struct {
 	Partitions int      `json:"partitions"`
 	Members    []Member `json:"members"`
 	// UnavailablePartitions counts the partitions no live node can serve
-	// now: their owner is dead or lost its data, or they are moving.
+	// until someone acts: their owner is dead or lost its data.
 	UnavailablePartitions int `json:"unavailable_partitions"`
+	// MovingPartitions counts the partitions being handed off now;
+	// requests for them wait until the move completes.
+	MovingPartitions int `json:"moving_partitions"`
 	// CatchingUp is set while this node replays the cluster's log after a
 	// restart: until then its view (epoch, partitions) is behind.
 	CatchingUp bool `json:"catching_up,omitempty"`

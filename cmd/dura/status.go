@@ -75,6 +75,9 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	} else {
 		fmt.Fprintln(env.stdout, "ready: yes")
 	}
+	if info.MovingPartitions > 0 {
+		fmt.Fprintf(env.stdout, "\nmoving: %d partitions are being handed off; requests for them wait until they are ready\n", info.MovingPartitions)
+	}
 	if info.UnavailablePartitions == 0 {
 		return nil
 	}
