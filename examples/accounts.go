@@ -258,7 +258,7 @@ func (a *Accounts) transferMany(w http.ResponseWriter, r *http.Request) error {
 		case err == nil:
 			out[i] = transferOutcome{OK: true, Result: &res}
 		case errors.Is(err, node.ErrConflict), errors.Is(err, node.ErrNotFound), errors.Is(err, node.ErrBadRequest):
-			out[i] = transferOutcome{Error: err.Error()}
+			out[i] = transferOutcome{Error: node.ErrorMessage(err)}
 		default:
 			return fmt.Errorf("transfer %d: %w", i, err)
 		}

@@ -25,6 +25,11 @@ var (
 	ErrInternal   = apierr.ErrInternal   // 500 INTERNAL
 )
 
+// ErrorMessage is err's text as the API would answer it: without the
+// words its code already says ("conflict: ", "sql error: "), for a
+// handler that reports an error inside a successful answer.
+func ErrorMessage(err error) string { return apierr.Message(err) }
+
 // State is what an object gets from the runtime: its identity, storage,
 // and ways to reach other objects. It lives as long as the activation.
 type State struct {
