@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -65,14 +66,14 @@ func TestAlarmFiresAtOrAfterItsTime(t *testing.T) {
 	if err := rt.SetAlarm(context.Background(), "al", "x", at.UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 5*time.Second, func() bool { return log.len() == 1 })
+	testutil.PollTrue(t, 5*time.Second, "the alarm fires once", func() bool { return log.len() == 1 })
 	if log.at[0].Before(time.UnixMilli(at.UnixMilli())) {
 		t.Fatalf("fired %s before its time %s", log.at[0], at)
 	}
 	if log.fired[0].IsRetry || !log.fired[0].ScheduledTime.Equal(time.UnixMilli(at.UnixMilli())) {
 		t.Fatalf("info %+v", log.fired[0])
 	}
-	poll(t, 5*time.Second, func() bool {
+	testutil.PollTrue(t, 5*time.Second, "the alarm clears", func() bool {
 		a, _ := rt.GetAlarm(context.Background(), "al", "x")
 		return a == nil
 	})
@@ -84,7 +85,7 @@ func TestAlarmInThePastFiresAtOnce(t *testing.T) {
 	if err := rt.SetAlarm(context.Background(), "al", "x", time.Now().Add(-time.Hour).UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 2*time.Second, func() bool { return log.len() == 1 })
+	testutil.PollTrue(t, 2*time.Second, "the past alarm fires", func() bool { return log.len() == 1 })
 }
 
 func TestAlarmRetriesWithBackoff(t *testing.T) {
@@ -93,7 +94,7 @@ func TestAlarmRetriesWithBackoff(t *testing.T) {
 	if err := rt.SetAlarm(context.Background(), "al", "x", time.Now().UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 10*time.Second, func() bool { return log.len() == 2 })
+	testutil.PollTrue(t, 10*time.Second, "the alarm fires and is retried", func() bool { return log.len() == 2 })
 	gap := log.at[1].Sub(log.at[0])
 	if gap < RetryBase || gap > RetryBase*3/2 {
 		t.Fatalf("retry came after %s, want 2s..3s", gap)
@@ -112,7 +113,7 @@ func TestDeletedAlarmDoesNotFire(t *testing.T) {
 	if err := rt.DeleteAlarm(ctx, "al", "gone"); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 5*time.Second, func() bool { return log.len() >= 1 })
+	testutil.PollTrue(t, 5*time.Second, "the kept alarm fires", func() bool { return log.len() >= 1 })
 	// "kept" fired after "gone" was due: had "gone" survived it would have
 	// fired first.
 	if log.len() != 1 {
@@ -134,8 +135,8 @@ func TestAlarmSurvivesRestartAndFiresOnce(t *testing.T) {
 	rt2 := newTestRuntime(t, dir, func(c *Config) {
 		c.Now = func() time.Time { return time.Now().Add(90 * time.Minute) }
 	}, classes)
-	poll(t, 5*time.Second, func() bool { return log.len() == 1 })
-	poll(t, 5*time.Second, func() bool {
+	testutil.PollTrue(t, 5*time.Second, "the overdue alarm fires after the restart", func() bool { return log.len() == 1 })
+	testutil.PollTrue(t, 5*time.Second, "the alarm clears", func() bool {
 		a, _ := rt2.GetAlarm(context.Background(), "al", "x")
 		return a == nil
 	})
@@ -150,7 +151,7 @@ func TestDBClassAlarmJustClears(t *testing.T) {
 	if err := rt.SetAlarm(ctx, "db", "x", time.Now().UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 5*time.Second, func() bool {
+	testutil.PollTrue(t, 5*time.Second, "the alarm clears", func() bool {
 		a, _ := rt.GetAlarm(ctx, "db", "x")
 		return a == nil
 	})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -64,18 +65,6 @@ func (f *funcObject) Alarm(ctx context.Context, info AlarmInfo) error {
 		return nil
 	}
 	return f.alarm(ctx, info)
-}
-
-// poll waits for cond with a deadline.
-func poll(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestOneEventAtATime(t *testing.T) {
@@ -198,7 +187,7 @@ func TestConstructorFailureFailsActivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The object whose first activation failed still enters the catalog.
-	poll(t, 5*time.Second, func() bool {
+	testutil.PollTrue(t, 5*time.Second, "x in the catalog", func() bool {
 		list, err := rt.ListObjects(context.Background(), "flaky", "", 10)
 		return err == nil && len(list.Objects) == 1 && list.Objects[0].Name == "x"
 	})
@@ -227,7 +216,7 @@ func TestWaitUntilRunsAfterResponse(t *testing.T) {
 		t.Fatalf("%q %v", body, err)
 	}
 	<-done
-	poll(t, 5*time.Second, func() bool {
+	testutil.PollTrue(t, 5*time.Second, "the WaitUntil work ran", func() bool {
 		_, body, _ := call(t, rt, "bg", "o", "GET", "/read", "")
 		return body == "ran"
 	})
@@ -300,7 +289,7 @@ func TestEvictionKeepsStorageAndCapsOpenFiles(t *testing.T) {
 	if _, body, _ := call(t, rt, "mem", "o0", "POST", "/", ""); body != "1/2" {
 		t.Fatalf("after eviction: %q", body)
 	}
-	poll(t, 5*time.Second, func() bool {
+	testutil.PollTrue(t, 5*time.Second, "every object file closed", func() bool {
 		rt.mu.Lock()
 		defer rt.mu.Unlock()
 		return rt.open == 0

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/placement"
 )
 
@@ -64,7 +65,7 @@ func TestRaftRefusesFullRingBeforeCommitAndNodesAgree(t *testing.T) {
 	if err := a.Bootstrap(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "a leads", a.IsLeader)
+	testutil.PollTrue(t, 10*time.Second, "a leads", a.IsLeader)
 	b, c := start("b"), start("c")
 	for _, n := range []*RaftNode{b, c} {
 		if err := a.AddServer(n.cfg.NodeID, n.Addr(), true); err != nil {
@@ -111,7 +112,7 @@ func TestRaftRefusesFullRingBeforeCommitAndNodesAgree(t *testing.T) {
 		t.Fatalf("%d active members", len(want.ActiveMembers()))
 	}
 	for _, n := range []*RaftNode{b, c} {
-		eventually(t, 10*time.Second, n.cfg.NodeID+" catches up", func() bool { return n.AppliedIndex() >= index })
+		testutil.PollTrue(t, 10*time.Second, n.cfg.NodeID+" catches up", func() bool { return n.AppliedIndex() >= index })
 		if got := n.State(); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s's state differs from the leader's", n.cfg.NodeID)
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/placement"
 )
 
@@ -25,18 +26,6 @@ func startRaft(t *testing.T, dir, id string, bind ...string) *RaftNode {
 	return n
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func leaderOf(nodes ...*RaftNode) *RaftNode {
 	for _, n := range nodes {
 		if n != nil && n.IsLeader() {
@@ -52,7 +41,7 @@ func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
 	if err := a.Bootstrap(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "a leads", a.IsLeader)
+	testutil.PollTrue(t, 10*time.Second, "a leads", a.IsLeader)
 	b := startRaft(t, dir, "b")
 	c := startRaft(t, dir, "c")
 	for _, n := range []*RaftNode{b, c} {
@@ -70,7 +59,7 @@ func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
 	}
 	want := a.State().Epoch
 	for _, n := range []*RaftNode{b, c} {
-		eventually(t, 10*time.Second, n.cfg.NodeID+" catches up", func() bool { return n.State().Epoch == want })
+		testutil.PollTrue(t, 10*time.Second, n.cfg.NodeID+" catches up", func() bool { return n.State().Epoch == want })
 	}
 	if err := b.Apply(Command{Kind: CmdLeave, Name: "c"}, time.Second); err != ErrNotLeader {
 		t.Fatalf("apply on a follower: %v", err)
@@ -87,7 +76,7 @@ func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
 	aAddr := a.Addr()
 	a.Close()
 	var l *RaftNode
-	eventually(t, 10*time.Second, "new leader", func() bool { l = leaderOf(b, c); return l != nil })
+	testutil.PollTrue(t, 10*time.Second, "new leader", func() bool { l = leaderOf(b, c); return l != nil })
 	if err := l.Apply(Command{Kind: CmdJoin, Member: Member{Name: "d"}}, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +119,8 @@ func TestRaftReplicatesClusterStateAndSurvivesLeaderLoss(t *testing.T) {
 	if has, _ := a2.HasState(); !has {
 		t.Fatal("restarted node has no raft state")
 	}
-	eventually(t, 15*time.Second, "restarted a catches up", func() bool { return a2.State().Epoch == epoch })
-	eventually(t, 15*time.Second, "restarted a has the schedule", func() bool {
+	testutil.PollTrue(t, 15*time.Second, "restarted a catches up", func() bool { return a2.State().Epoch == epoch })
+	testutil.PollTrue(t, 15*time.Second, "restarted a has the schedule", func() bool {
 		got, ok := a2.Alarm("o1")
 		return ok && got.Retry == 2 && got.At.Equal(at) && a2.AlarmCount() == 1
 	})

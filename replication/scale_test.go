@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/placement"
 )
 
@@ -37,7 +38,7 @@ func TestScheduleScale(t *testing.T) {
 	}
 	a := mk("a", "127.0.0.1:0")
 	a.Bootstrap()
-	eventually(t, 10*time.Second, "a leads", a.IsLeader)
+	testutil.PollTrue(t, 10*time.Second, "a leads", a.IsLeader)
 	b, c := mk("b", "127.0.0.1:0"), mk("c", "127.0.0.1:0")
 	defer a.Close()
 	defer b.Close()
@@ -67,9 +68,9 @@ func TestScheduleScale(t *testing.T) {
 	}
 	wg.Wait()
 	took := time.Since(start)
-	eventually(t, time.Minute, "c has every alarm", func() bool { return c.AlarmCount() == total })
+	testutil.PollTrue(t, time.Minute, "c has every alarm", func() bool { return c.AlarmCount() == total })
 	// Let the snapshot threshold be checked (every 2 s in fast mode).
-	eventually(t, time.Minute, "c took a snapshot", func() bool {
+	testutil.PollTrue(t, time.Minute, "c took a snapshot", func() bool {
 		snaps, _ := filepath.Glob(filepath.Join(dir, "c", "snapshots", "*", "state.bin"))
 		return len(snaps) > 0
 	})
@@ -97,7 +98,7 @@ func TestScheduleScale(t *testing.T) {
 	restart := time.Now()
 	c2 := mk("c", cAddr)
 	defer c2.Close()
-	eventually(t, 5*time.Minute, "restarted c has every alarm", func() bool { return c2.AlarmCount() == total })
+	testutil.PollTrue(t, 5*time.Minute, "restarted c has every alarm", func() bool { return c2.AlarmCount() == total })
 	t.Logf("restarted c had all %d alarms back %s after Open", total, time.Since(restart).Round(time.Millisecond))
 }
 

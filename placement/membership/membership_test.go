@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/internal/testutil"
 )
 
 func startMember(t *testing.T, name string, partitions ...int) *Membership {
@@ -23,17 +25,6 @@ func startMember(t *testing.T, name string, partitions ...int) *Membership {
 	return m
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 15s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func stateOf(m *Membership, name string) string {
 	for _, p := range m.Peers() {
 		if p.Name == name {
@@ -50,7 +41,7 @@ func TestMembershipGossip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "everyone sees everyone", func() bool {
+	testutil.PollTrue(t, 15*time.Second, "everyone sees everyone", func() bool {
 		for _, m := range []*Membership{a, b, c} {
 			if len(m.Peers()) != 3 {
 				return false
@@ -66,9 +57,9 @@ func TestMembershipGossip(t *testing.T) {
 	if err := c.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a sees c left", func() bool { return stateOf(a, "c") == "left" })
+	testutil.PollTrue(t, 15*time.Second, "a sees c left", func() bool { return stateOf(a, "c") == "left" })
 	b.Close() // no goodbye: a failure
-	waitFor(t, "a sees b dead", func() bool { return stateOf(a, "b") == "dead" })
+	testutil.PollTrue(t, 15*time.Second, "a sees b dead", func() bool { return stateOf(a, "b") == "dead" })
 }
 
 // TestMembershipRefusesOtherPartitionCount: a node started with another
@@ -95,5 +86,5 @@ func TestMembershipRefusesOtherPartitionCount(t *testing.T) {
 	if _, err := old.Join([]string{b.Addr()}); err != nil {
 		t.Fatalf("a node without a count joining 271: %v", err)
 	}
-	waitFor(t, "b sees old", func() bool { return stateOf(b, "old") == "alive" })
+	testutil.PollTrue(t, 15*time.Second, "b sees old", func() bool { return stateOf(b, "old") == "alive" })
 }
