@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -80,19 +81,18 @@ func TestAlarmLagProcesses(t *testing.T) {
 	if leader, err := c.Leader(ctx); err == nil {
 		t.Logf("Raft leader: %s", c.Nodes[leader].Name)
 	}
-	deadline := due.Add(10*time.Minute + 10*time.Second)
 	first := map[string]delivery{}
-	for len(first) < total && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
+	testutil.PollEvery(t, time.Until(due.Add(10*time.Minute+10*time.Second)), 200*time.Millisecond, "every reminder delivered", func() string {
 		for _, d := range hook.deliveries() {
 			if _, ok := first[d.Object]; !ok {
 				first[d.Object] = d
 			}
 		}
-	}
-	if len(first) < total {
-		t.Fatalf("only %d of %d reminders delivered", len(first), total)
-	}
+		if len(first) < total {
+			return fmt.Sprintf("only %d of %d delivered", len(first), total)
+		}
+		return ""
+	})
 	var lags []time.Duration
 	lo, hi := int64(1<<62), int64(0)
 	for _, d := range first {

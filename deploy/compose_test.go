@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/internal/testutil"
 )
 
 // TestComposeCluster runs deploy/docker-compose.yml for real: three
@@ -89,7 +91,7 @@ func TestComposeCluster(t *testing.T) {
 	survivors := others(victim)
 	c.saveLogs(victim, "before-kill")
 	c.run("kill", "-s", "SIGKILL", c.names[victim])
-	waitFor(t, time.Minute, c.names[victim]+" down", func() string {
+	testutil.PollEvery(t, time.Minute, pollEvery, c.names[victim]+" down", func() string {
 		if a := c.do(victim, "GET", "/healthz", nil); a.err == nil {
 			return "still answers: " + a.String()
 		}
@@ -102,7 +104,7 @@ func TestComposeCluster(t *testing.T) {
 			continue
 		}
 		// Until the survivors elect a leader, their fencing may refuse.
-		waitFor(t, time.Minute, name+" served while "+c.names[victim]+" is down", func() string {
+		testutil.PollEvery(t, time.Minute, pollEvery, name+" served while "+c.names[victim]+" is down", func() string {
 			a := w.increment(c, via, name)
 			if a.status != 200 {
 				return a.String()
@@ -179,7 +181,7 @@ func TestComposeCluster(t *testing.T) {
 	}
 	w.resetStats()
 	load := startLoad(c, w, 6, 4)
-	waitFor(t, time.Minute, "load running", func() string {
+	testutil.PollEvery(t, time.Minute, pollEvery, "load running", func() string {
 		if n := w.ackCount(); n < 50 {
 			return fmt.Sprintf("%d writes acknowledged", n)
 		}
@@ -197,7 +199,7 @@ func TestComposeCluster(t *testing.T) {
 			t.Fatalf("%s runs image %s after up, want %s", c.names[i], got, img2)
 		}
 		c.waitSettled(all, 3*time.Minute)
-		waitFor(t, time.Minute, "writes continue", func() string {
+		testutil.PollEvery(t, time.Minute, pollEvery, "writes continue", func() string {
 			if n := w.ackCount(); n < before+50 {
 				return fmt.Sprintf("%d writes acknowledged since the restart began", n-before)
 			}
@@ -216,7 +218,7 @@ func TestComposeCluster(t *testing.T) {
 
 	// Docker's own health checks (dura health --ready in the container)
 	// agree.
-	waitFor(t, 2*time.Minute, "containers healthy", func() string {
+	testutil.PollEvery(t, 2*time.Minute, pollEvery, "containers healthy", func() string {
 		for _, i := range all {
 			if h := c.health(i); h != "healthy" {
 				return fmt.Sprintf("%s is %q", c.names[i], h)
@@ -330,7 +332,7 @@ func (w *writes) increment(c *composeCluster, i int, name string) answer {
 func (w *writes) read(c *composeCluster, i int, name string) {
 	c.t.Helper()
 	var v struct{ Value int64 }
-	waitFor(c.t, time.Minute, "read "+name+" through "+c.names[i], func() string {
+	testutil.PollEvery(c.t, time.Minute, pollEvery, "read "+name+" through "+c.names[i], func() string {
 		if err := c.do(i, "GET", "/objects/counter/"+url.PathEscape(name), nil).decode(&v); err != nil {
 			return err.Error()
 		}
@@ -450,7 +452,7 @@ func readNotes(t *testing.T, c *composeCluster, notes map[string]string) {
 			var res struct {
 				Results []struct{ Rows [][]any } `json:"results"`
 			}
-			waitFor(t, time.Minute, "read "+name+" through "+c.names[i], func() string {
+			testutil.PollEvery(t, time.Minute, pollEvery, "read "+name+" through "+c.names[i], func() string {
 				a := c.do(i, "POST", "/v1/objects/db/"+name+"/sql", map[string]any{"sql": "SELECT body FROM notes ORDER BY id"})
 				if err := a.decode(&res); err != nil {
 					return err.Error()

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/internal/testutil"
 )
 
 // composeCluster is one compose project of three nodes. Its methods are
@@ -301,7 +303,7 @@ func (c *composeCluster) settled(up []int) string {
 func (c *composeCluster) waitSettled(up []int, within time.Duration) {
 	c.t.Helper()
 	start := time.Now()
-	waitFor(c.t, within, "cluster settled", func() string { return c.settled(up) })
+	testutil.PollEvery(c.t, within, pollEvery, "cluster settled", func() string { return c.settled(up) })
 	c.t.Logf("settled (%s) after %s", c.upNames(up), time.Since(start).Round(100*time.Millisecond))
 }
 
@@ -313,22 +315,9 @@ func (c *composeCluster) upNames(up []int) string {
 	return strings.Join(s, ",")
 }
 
-// waitFor polls cond (which says what is still missing, or "") every
-// 250 ms until it holds, failing the test after within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, within, why)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
+// pollEvery is how often the waits here poll: their conditions go through
+// docker or write to the cluster, so not every 20 ms.
+const pollEvery = 250 * time.Millisecond
 
 func randomHex(n int) string {
 	b := make([]byte, n)

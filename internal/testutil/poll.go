@@ -18,6 +18,13 @@ const Interval = 20 * time.Millisecond
 // so a slow last call does not waste the wait.
 func Poll(t testing.TB, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
+	PollEvery(t, timeout, Interval, what, cond)
+}
+
+// PollEvery is Poll calling cond every interval: for a condition that is
+// costly or has effects, such as a write retried until it is served.
+func PollEvery(t testing.TB, timeout, interval time.Duration, what string, cond func() string) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		reason := cond()
@@ -28,7 +35,7 @@ func Poll(t testing.TB, timeout time.Duration, what string, cond func() string) 
 			t.Fatalf("%s: not within %s: %s", what, timeout, reason)
 			return
 		}
-		time.Sleep(min(Interval, time.Until(deadline)+time.Millisecond))
+		time.Sleep(min(interval, time.Until(deadline)+time.Millisecond))
 	}
 }
 
