@@ -136,20 +136,12 @@ func checkLedger(ops []Op, st *bankState, f *Findings) {
 		f.evidence("bank: no final read succeeded")
 		return
 	}
-	// The ledger's transfers, with the id of their last row.
-	type entry struct {
-		key  transferKey
-		last int64
-	}
-	var ledger []entry
 	rows := st.Ledger
-	for i := 0; i < len(rows); i += 2 {
-		if i+1 == len(rows) || rows[i].Amount >= 0 || rows[i+1].Amount != -rows[i].Amount || rows[i].Account == rows[i+1].Account {
-			f.BankViolations++
-			f.evidence("bank ledger row %d is not the debit of a transfer followed by its credit", rows[i].ID)
-			return
-		}
-		ledger = append(ledger, entry{transferKey{rows[i].Account, rows[i+1].Account, rows[i+1].Amount}, rows[i+1].ID})
+	ledger, bad := ledgerEntries(rows)
+	if bad != nil {
+		f.BankViolations++
+		f.evidence("bank ledger row %d is not the debit of a transfer followed by its credit", bad.ID)
+		return
 	}
 	// Each key's ledger positions, to count those up to a read's Seq.
 	inLedger := map[transferKey][]int64{}
@@ -250,4 +242,23 @@ func equal(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// ledgerEntry is one transfer of the ledger, with the id of its last row.
+type ledgerEntry struct {
+	key  transferKey
+	last int64
+}
+
+// ledgerEntries pairs the ledger's rows into transfers (a debit followed
+// by its credit), or returns the first row that is not such a pair.
+func ledgerEntries(rows []ledgerRow) ([]ledgerEntry, *ledgerRow) {
+	var out []ledgerEntry
+	for i := 0; i < len(rows); i += 2 {
+		if i+1 == len(rows) || rows[i].Amount >= 0 || rows[i+1].Amount != -rows[i].Amount || rows[i].Account == rows[i+1].Account {
+			return nil, &rows[i]
+		}
+		out = append(out, ledgerEntry{transferKey{rows[i].Account, rows[i+1].Account, rows[i+1].Amount}, rows[i+1].ID})
+	}
+	return out, nil
 }

@@ -286,32 +286,12 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	if len(left) > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("workloads %v left out: this scenario checks only %v", left, sc.Workloads))
 	}
-	var nt *Net
-	var c *Cluster
-	switch {
-	case opt.Compose != "":
-		if sc.NeedsNet || sc.SmallDisk != "" || sc.Nodes != 3 || contains(opt.Workloads, Alarms) {
-			return rep, fmt.Errorf("scenario %s with %v cannot run on the compose cluster (three containers, process faults, no webhook)", sc.Name, opt.Workloads)
-		}
-		rep.Name += " (compose)"
-		if c, err = StartCompose(ctx, opt.Compose); err != nil {
-			return rep, err
-		}
-	default:
-		if sc.NeedsNet || NetAvailable() == "" {
-			if why := NetAvailable(); why != "" {
-				return rep, fmt.Errorf("scenario %s needs network namespaces: %s", sc.Name, why)
-			}
-			if nt, err = NewNet(); err != nil {
-				return rep, err
-			}
-			defer nt.Close()
-		}
-		c, err = StartCluster(ctx, ClusterOptions{Nodes: sc.Nodes, Bin: opt.Bin, Dir: opt.Dir, Net: nt,
-			Secret: "chaos-cluster-secret-0123", Token: "chaos-admin-token", SmallDisk: sc.SmallDisk})
-		if err != nil {
-			return rep, err
-		}
+	c, nt, err := startScenario(ctx, sc, opt, &rep)
+	if nt != nil {
+		defer nt.Close()
+	}
+	if err != nil {
+		return rep, err
 	}
 	defer c.Close()
 	defer func() {
@@ -352,20 +332,7 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	ferr := sc.Fault(fctx, env)
 	cancel()
 	healed := time.Now()
-	// Whatever the fault left behind: heal the network, wake and start
-	// every node (one that exited on its own is a finding, below).
-	if nt != nil {
-		nt.HealAll(len(c.Nodes))
-	}
-	for _, nd := range c.nodes() {
-		running, paused := nd.status()
-		if paused {
-			c.Resume(nd.Index)
-		}
-		if !running {
-			c.Restart(nd.Index)
-		}
-	}
+	healAll(c, nt)
 	werr := c.WaitReady(ctx, 120*time.Second)
 	rep.ConvergeMs = time.Since(healed).Milliseconds()
 	// Let the workloads run on the healed cluster a little, then stop.
@@ -478,4 +445,48 @@ func Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// startScenario starts the cluster sc runs on: the compose containers, or
+// processes (in network namespaces where the scenario needs them or they
+// are available). A Net it made is returned even with an error, to close.
+func startScenario(ctx context.Context, sc Scenario, opt RunOptions, rep *ScenarioReport) (*Cluster, *Net, error) {
+	if opt.Compose != "" {
+		if sc.NeedsNet || sc.SmallDisk != "" || sc.Nodes != 3 || contains(opt.Workloads, Alarms) {
+			return nil, nil, fmt.Errorf("scenario %s with %v cannot run on the compose cluster (three containers, process faults, no webhook)", sc.Name, opt.Workloads)
+		}
+		rep.Name += " (compose)"
+		c, err := StartCompose(ctx, opt.Compose)
+		return c, nil, err
+	}
+	var nt *Net
+	if sc.NeedsNet || NetAvailable() == "" {
+		if why := NetAvailable(); why != "" {
+			return nil, nil, fmt.Errorf("scenario %s needs network namespaces: %s", sc.Name, why)
+		}
+		var err error
+		if nt, err = NewNet(); err != nil {
+			return nil, nil, err
+		}
+	}
+	c, err := StartCluster(ctx, ClusterOptions{Nodes: sc.Nodes, Bin: opt.Bin, Dir: opt.Dir, Net: nt,
+		Secret: "chaos-cluster-secret-0123", Token: "chaos-admin-token", SmallDisk: sc.SmallDisk})
+	return c, nt, err
+}
+
+// healAll undoes whatever a fault left behind: heals the network, wakes
+// and starts every node (one that exited on its own is a finding).
+func healAll(c *Cluster, nt *Net) {
+	if nt != nil {
+		nt.HealAll(len(c.Nodes))
+	}
+	for _, nd := range c.nodes() {
+		running, paused := nd.status()
+		if paused {
+			c.Resume(nd.Index)
+		}
+		if !running {
+			c.Restart(nd.Index)
+		}
+	}
 }

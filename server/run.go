@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dura-dev/dura/cluster"
 	"github.com/dura-dev/dura/internal/logging"
@@ -64,20 +67,7 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	out := c.Output
-	if out == nil {
-		out = os.Stderr
-	}
-	level, _ := parseLevel(c.LogLevel)
-	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: logging.ReplaceAttr}
-	var handler slog.Handler = slog.NewTextHandler(out, opts)
-	// The banner below is written whatever --log-level says (scripts wait
-	// for it); in JSON it is a log record like every other line.
-	var banner slog.Handler
-	if c.LogFormat == "json" {
-		handler = slog.NewJSONHandler(out, opts)
-		banner = slog.NewJSONHandler(out, &slog.HandlerOptions{ReplaceAttr: logging.ReplaceAttr})
-	}
+	out, handler, banner := c.logHandlers()
 	log := slog.New(handler).With("node", c.Name)
 
 	unlock, err := lockData(c.Data)
@@ -95,46 +85,7 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	}
 	advertise := advertiseAddr(c.Advertise, ln.Addr().String())
 	reg := rpc.NewRegistry()
-	ncfg := node.DefaultConfig(c.Data)
-	ncfg.NodeName = c.Name
-	ncfg.Partitions = partitions
-	ncfg.HTTPAddr = advertise
-	ncfg.IdleTimeout = c.IdleTimeout
-	ncfg.MaxOpenFiles = c.MaxOpenFiles
-	ncfg.AlarmConcurrency = c.AlarmConcurrency
-	ncfg.MaxObjectBytes = c.MaxObjectBytes
-	ncfg.StatementTimeout = c.StatementTimeout
-	ncfg.Logger = log
-	ncfg.Registerer = reg
-	rt, err := node.New(ncfg)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	for _, r := range register {
-		if err := r(rt); err != nil {
-			ln.Close()
-			return err
-		}
-	}
-	peerTLS, gossipKeys, err := c.peerSecurity()
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	var join []string
-	if c.Join != "" {
-		join = strings.Split(c.Join, ",")
-	}
-	ring := placement.DefaultRingConfig()
-	ring.Partitions = partitions
-	cl, err := cluster.New(rt, cluster.Config{
-		Name: c.Name, HTTP: advertise,
-		GossipBind: c.Gossip, GossipAdvertise: advertiseIf(c.Advertise, c.Gossip),
-		RaftBind: c.Raft, RaftAdvertise: advertiseIf(c.Advertise, c.Raft),
-		Dir: filepath.Join(c.Data, "raft"), Join: join, BootstrapExpect: c.BootstrapExpect, Ring: ring,
-		TLS: peerTLS, GossipKeys: gossipKeys, AdminToken: c.AdminToken, Logger: log,
-	})
+	rt, cl, err := c.newNode(partitions, advertise, log, reg, register)
 	if err != nil {
 		ln.Close()
 		return err
@@ -153,27 +104,14 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	cl.SetPeerHandler(srv.PeerHandler(cl.PeerSecure()))
 	rt.SetObjectCaller(srv)
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
-	if c.MetricsAddr != "" {
-		mln, err := net.Listen("tcp", c.MetricsAddr)
-		if err != nil {
-			ln.Close()
-			cl.Close(false)
-			rt.Close(context.Background())
-			return fmt.Errorf("listen %s: %w", c.MetricsAddr, err)
-		}
-		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go ms.Serve(mln)
-		defer ms.Close()
+	stopExtras, err := c.serveExtras(srv, log)
+	if err != nil {
+		ln.Close()
+		cl.Close(false)
+		rt.Close(context.Background())
+		return err
 	}
-	if c.DebugAddr != "" {
-		go func() {
-			mux := http.NewServeMux()
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-			log.Warn("pprof server stopped", "err", http.ListenAndServe(c.DebugAddr, mux))
-		}()
-	}
+	defer stopExtras()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("serving", "http", ln.Addr().String(), "data", c.Data, "classes", strings.Join(slices.Sorted(slices.Values(rt.Classes())), ","))
@@ -192,9 +130,13 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	// Leave first (others pull our partitions over HTTP, so it keeps
-	// serving), then stop accepting, let in-flight requests and their
-	// events finish, and close the runtime, which waits for WaitUntil work.
+	return c.shutdown(hs, cl, rt, log)
+}
+
+// shutdown leaves first (others pull our partitions over HTTP, so it
+// keeps serving), then stops accepting, lets in-flight requests and their
+// events finish, and closes the runtime, which waits for WaitUntil work.
+func (c *Config) shutdown(hs *http.Server, cl *cluster.Cluster, rt *node.Runtime, log *slog.Logger) error {
 	log.Info("shutting down", "timeout", c.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 	defer cancel()
@@ -212,6 +154,95 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// logHandlers are where logs go, their handler (text or JSON, at the
+// level asked) and, in JSON, the banner's: the banner is written whatever
+// --log-level says (scripts wait for it), and in JSON it is a log record
+// like every other line.
+func (c *Config) logHandlers() (out io.Writer, handler, banner slog.Handler) {
+	out = c.Output
+	if out == nil {
+		out = os.Stderr
+	}
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: logging.ReplaceAttr}
+	handler = slog.NewTextHandler(out, opts)
+	if c.LogFormat == "json" {
+		handler = slog.NewJSONHandler(out, opts)
+		banner = slog.NewJSONHandler(out, &slog.HandlerOptions{ReplaceAttr: logging.ReplaceAttr})
+	}
+	return out, handler, banner
+}
+
+// newNode builds the runtime with the classes registered, and its cluster.
+func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg *prometheus.Registry, register []Register) (*node.Runtime, *cluster.Cluster, error) {
+	ncfg := node.DefaultConfig(c.Data)
+	ncfg.NodeName = c.Name
+	ncfg.Partitions = partitions
+	ncfg.HTTPAddr = advertise
+	ncfg.IdleTimeout = c.IdleTimeout
+	ncfg.MaxOpenFiles = c.MaxOpenFiles
+	ncfg.AlarmConcurrency = c.AlarmConcurrency
+	ncfg.MaxObjectBytes = c.MaxObjectBytes
+	ncfg.StatementTimeout = c.StatementTimeout
+	ncfg.Logger = log
+	ncfg.Registerer = reg
+	rt, err := node.New(ncfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range register {
+		if err := r(rt); err != nil {
+			return nil, nil, err
+		}
+	}
+	peerTLS, gossipKeys, err := c.peerSecurity()
+	if err != nil {
+		return nil, nil, err
+	}
+	var join []string
+	if c.Join != "" {
+		join = strings.Split(c.Join, ",")
+	}
+	ring := placement.DefaultRingConfig()
+	ring.Partitions = partitions
+	cl, err := cluster.New(rt, cluster.Config{
+		Name: c.Name, HTTP: advertise,
+		GossipBind: c.Gossip, GossipAdvertise: advertiseIf(c.Advertise, c.Gossip),
+		RaftBind: c.Raft, RaftAdvertise: advertiseIf(c.Advertise, c.Raft),
+		Dir: filepath.Join(c.Data, "raft"), Join: join, BootstrapExpect: c.BootstrapExpect, Ring: ring,
+		TLS: peerTLS, GossipKeys: gossipKeys, AdminToken: c.AdminToken, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return rt, cl, nil
+}
+
+// serveExtras starts the separate metrics listener and pprof, if asked;
+// stop closes the metrics listener.
+func (c *Config) serveExtras(srv *rpc.Server, log *slog.Logger) (stop func(), err error) {
+	stop = func() {}
+	if c.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			return stop, fmt.Errorf("listen %s: %w", c.MetricsAddr, err)
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		stop = func() { ms.Close() }
+	}
+	if c.DebugAddr != "" {
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			log.Warn("pprof server stopped", "err", http.ListenAndServe(c.DebugAddr, mux))
+		}()
+	}
+	return stop, nil
 }
 
 // partitionsFile records in the data directory the partition count its
