@@ -12,9 +12,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
+	"github.com/dura-dev/dura/internal/testutil/nodetest"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -23,6 +26,7 @@ import (
 type testNode struct {
 	rt *node.Runtime
 	ts *httptest.Server
+	nd *nodetest.Node
 }
 
 // echoObject answers every request with what it got, for "dura call".
@@ -62,27 +66,13 @@ func (o whoami) Fetch(w http.ResponseWriter, r *http.Request) error {
 
 func startNode(t *testing.T, adminToken string) *testNode {
 	t.Helper()
-	ctx := context.Background()
-	cfg := node.DefaultConfig(t.TempDir())
-	cfg.NodeName = "test"
-	rt, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Register("echo", func(*node.State) (node.Object, error) { return echoObject{}, nil }); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Register("whoami", newWhoami); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close(context.Background()) })
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, AdminToken: adminToken})
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	return &testNode{rt: rt, ts: ts}
+	nd := nodetest.StartNode(t, nodetest.Options{AdminToken: adminToken, Register: func(rt *node.Runtime) error {
+		if err := rt.Register("echo", func(*node.State) (node.Object, error) { return echoObject{}, nil }); err != nil {
+			return err
+		}
+		return rt.Register("whoami", newWhoami)
+	}})
+	return &testNode{rt: nd.RT, ts: nd.Server, nd: nd}
 }
 
 type result struct {
@@ -433,8 +423,7 @@ func TestObjectNamesAddressedAlike(t *testing.T) {
 	if r := must(t, n.cli(t, "call", "whoami/c%2Fd")); !strings.HasPrefix(r.stdout, "c/d 1 ") {
 		t.Fatalf("import went elsewhere: %q", r.stdout)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Poll(t, 5*time.Second, "objects a/b and c/d only", func() string {
 		r := must(t, n.cli(t, "objects", "--class", "whoami", "--json"))
 		var list rpc.ObjectList
 		json.Unmarshal([]byte(r.stdout), &list)
@@ -443,14 +432,11 @@ func TestObjectNamesAddressedAlike(t *testing.T) {
 			names = append(names, o.Name)
 		}
 		sort.Strings(names)
-		if strings.Join(names, " ") == "a/b c/d" {
-			break
+		if strings.Join(names, " ") != "a/b c/d" {
+			return fmt.Sprintf("objects: %v", names)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("objects: %v, want a/b and c/d only", names)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 	for _, args := range [][]string{{"sql", "whoami/50%", "SELECT 1"}, {"call", "whoami/50%/x"}, {"kv", "list", "whoami/%zz"}} {
 		if r := n.cli(t, args...); r.code != 2 || !strings.Contains(r.stderr, "%25") {
 			t.Errorf("%q: want a usage error naming %%25: %v", args, r)
@@ -612,7 +598,7 @@ func TestStatusAndHealth(t *testing.T) {
 	must(t, n.cli(t, "health", "--ready"))
 
 	// A closing node is live but not ready.
-	n.rt.Close(context.Background())
+	n.nd.Stop()
 	must(t, n.cli(t, "health"))
 	r = n.cli(t, "health", "--ready")
 	if r.code != 1 || !strings.Contains(r.stderr, "not ready: OWNER_UNAVAILABLE (503)") {
@@ -701,13 +687,12 @@ func TestObjects(t *testing.T) {
 	}
 	must(t, n.cli(t, "alarm", "set", "db/d", "--at", "2099-01-02T03:04:05Z"))
 	// New objects reach the node's catalog in background batches.
-	deadline := time.Now().Add(5 * time.Second)
-	for strings.Count(must(t, n.cli(t, "objects", "--limit", "10")).stdout, "\n") < 1+len(names) {
-		if time.Now().After(deadline) {
-			t.Fatal("objects never all listed")
+	testutil.Poll(t, 5*time.Second, "objects all listed", func() string {
+		if out := must(t, n.cli(t, "objects", "--limit", "10")).stdout; strings.Count(out, "\n") < 1+len(names) {
+			return "listed:\n" + out
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 
 	rows := func(out string) []string {
 		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
@@ -800,12 +785,13 @@ func TestSQLInteractiveLongLineAndInterrupt(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	var out, errb bytes.Buffer
-	env := &cliEnv{stdin: pr, stdout: &out, stderr: &errb,
+	in := &readWatcher{r: pr}
+	env := &cliEnv{stdin: in, stdout: &out, stderr: &errb,
 		getenv: func(k string) string { return map[string]string{"DURA_ADDR": n.ts.URL}[k] }}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
 	go func() { code <- run(ctx, env, []string{"sql", "db/long"}) }()
-	time.Sleep(50 * time.Millisecond)
+	testutil.PollTrue(t, 10*time.Second, "the prompt reads its input", in.reading.Load)
 	cancel()
 	select {
 	case c := <-code:
@@ -815,4 +801,15 @@ func TestSQLInteractiveLongLineAndInterrupt(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the prompt did not give up on an interrupt")
 	}
+}
+
+// readWatcher is a reader that notes when it is first read.
+type readWatcher struct {
+	r       io.Reader
+	reading atomic.Bool
+}
+
+func (w *readWatcher) Read(p []byte) (int, error) {
+	w.reading.Store(true)
+	return w.r.Read(p)
 }

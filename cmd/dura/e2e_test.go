@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -113,13 +114,12 @@ func e2eLaunch(t *testing.T, dir string, extra ...string) *e2eNode {
 // waitReady waits until the node's cluster has formed and it serves.
 func (n *e2eNode) waitReady(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for n.client().Ready(context.Background()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("serve never became ready\n%s", n.log())
+	testutil.Poll(t, timeout, "serve ready", func() string {
+		if err := n.client().Ready(context.Background()); err != nil {
+			return fmt.Sprintf("%v\n%s", err, n.log())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 func (n *e2eNode) log() string {
@@ -199,10 +199,12 @@ func stopUnderLoad(t *testing.T, counters int, sig syscall.Signal) error {
 	stop := make(chan struct{})
 	result := make(chan map[string]int64)
 	go func() { result <- hammer(n.client(), counters, stop) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for readCounter(t, n.client(), "k0") < 20 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Poll(t, 30*time.Second, "writes flow", func() string {
+		if v := readCounter(t, n.client(), "k0"); v < 20 {
+			return fmt.Sprintf("k0 = %d, want 20", v)
+		}
+		return ""
+	})
 	n.cmd.Process.Signal(sig)
 	var exitErr error
 	select {
@@ -388,20 +390,19 @@ func TestE2EFirstRequestAfterHealthz(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	n := e2eLaunch(t, t.TempDir(), "--name", "e2e", "--gossip", "127.0.0.1:0", "--raft", "127.0.0.1:0")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// Every 5 ms: the request must come right after /healthz answers,
+	// while the cluster may still be forming.
+	testutil.PollEvery(t, 30*time.Second, 5*time.Millisecond, "/healthz answers 200", func() string {
 		resp, err := http.Get("http://" + n.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		if err != nil {
+			return fmt.Sprintf("%v\n%s", err, n.log())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no /healthz\n%s", n.log())
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Sprintf("status %d\n%s", resp.StatusCode, n.log())
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 	resp, err := http.Post("http://"+n.addr+"/objects/counter/first/increment", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -507,23 +508,17 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 	}
 	nodes[2] = e2eLaunch(t, dirs[2], args[2]...)
 	admin := nodes[0].client().WithToken(token)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.Poll(t, 60*time.Second, "the cluster shows n3's data missing", func() string {
 		info, err := admin.Cluster(ctx)
-		missing := false
 		if err == nil {
 			for _, m := range info.Members {
-				missing = missing || m.Name == "n3" && m.DataMissing
+				if m.Name == "n3" && m.DataMissing {
+					return ""
+				}
 			}
 		}
-		if missing {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cluster never showed n3's data missing: %+v %v\n%s", info, err, nodes[2].log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Sprintf("%+v %v\n%s", info, err, nodes[2].log())
+	})
 	checked := 0
 	for name, owner := range owners {
 		for _, n := range nodes {
@@ -576,17 +571,13 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 	if !strings.Contains(rm.stderr, "waiting for n3 to be declared dead") {
 		t.Logf("node remove did not have to wait (gossip already declared n3 dead):\n%s", rm.stderr)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	testutil.Poll(t, 30*time.Second, "status shows n3 removed and exits 0", func() string {
 		st = runEnv(t, vars, "", "status")
-		if st.code == 0 && strings.Contains(st.stdout, "removed") {
-			break
+		if st.code != 0 || !strings.Contains(st.stdout, "removed") {
+			return fmt.Sprintf("exit %d\n%s%s", st.code, st.stdout, st.stderr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status after the removal: exit %d\n%s%s", st.code, st.stdout, st.stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // TestE2ERestartedSeedFindsTheCluster: the README's recipe gives every
@@ -604,8 +595,7 @@ func TestE2ERestartedSeedFindsTheCluster(t *testing.T) {
 	nodes[0] = e2eLaunch(t, dirs[0], args[0]...)
 	ctx := context.Background()
 	admin := nodes[0].client().WithToken(token)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.Poll(t, 30*time.Second, "the restarted seed sees 3 members alive", func() string {
 		info, err := admin.Cluster(ctx)
 		alive := 0
 		if err == nil {
@@ -615,14 +605,11 @@ func TestE2ERestartedSeedFindsTheCluster(t *testing.T) {
 				}
 			}
 		}
-		if alive == 3 {
-			break
+		if alive != 3 {
+			return fmt.Sprintf("%d alive: %+v %v\n%s", alive, info, err, nodes[0].log())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the restarted seed sees %d members alive: %+v %v\n%s", alive, info, err, nodes[0].log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ""
+	})
 	nodes[0].waitReady(t, 30*time.Second)
 	if _, err := increment(ctx, nodes[0].client(), "after-restart"); err != nil {
 		t.Fatal(err)
