@@ -29,6 +29,11 @@ type Config struct {
 	// StatementCache is how many prepared statements the connection keeps.
 	// 0 means 32.
 	StatementCache int
+	// Capture hands each commit's pages out as Records (TakeRecords) for
+	// a node log, which then carries durability: SQLite runs with
+	// synchronous=NORMAL (no fsync per commit) and checkpoints only when
+	// told (Checkpoint), so frames stay in the WAL until captured.
+	Capture bool
 }
 
 const (
@@ -96,6 +101,14 @@ type Store struct {
 	// last_insert_rowid() is the connection's, and an event that
 	// inserted nothing reports 0, not an earlier event's row.
 	inserted bool
+	// Capture (see Config.Capture): the WAL tail, the transaction number,
+	// whether _dura_tx is known to exist, whether the event wrote, and
+	// the records committed and not yet taken.
+	wal     *walTail
+	tx      uint64
+	txReady bool
+	dirty   bool
+	records []Record
 	kvReady  bool // _dura_kv is known to exist
 	closed   bool
 }
@@ -110,7 +123,11 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
 		return nil, fmt.Errorf("open object db: %w", err)
 	}
-	c, err := openConn(cfg.Path, "_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_busy_timeout=5000&_stmt_cache_size="+strconv.Itoa(cfg.StatementCache))
+	sync := "FULL"
+	if cfg.Capture {
+		sync = "NORMAL"
+	}
+	c, err := openConn(cfg.Path, "_journal_mode=WAL&_synchronous="+sync+"&_foreign_keys=1&_busy_timeout=5000&_stmt_cache_size="+strconv.Itoa(cfg.StatementCache))
 	if err != nil {
 		return nil, fmt.Errorf("open object db: %w", classify(err))
 	}
@@ -124,6 +141,12 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.refreshChanges(); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if cfg.Capture {
+		if err := s.startCapture(); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -249,6 +272,9 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 		if err := s.refreshChanges(); err != nil {
 			return nil, err
 		}
+	}
+	if !readOnly(stmt) {
+		s.dirty = true
 	}
 	rows, err := s.conn.QueryContext(ctx, stmt, args)
 	if err != nil {
@@ -379,6 +405,9 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 	defer func() { s.internal = false }()
 	if !isTxControl(q) {
 		s.countersStale = true
+		if !readOnly(q) {
+			s.dirty = true
+		}
 	}
 	stmts := []string{q}
 	if strings.IndexByte(q, ';') >= 0 {
@@ -481,7 +510,7 @@ func (s *Store) RecordSchemaVersion(v int, at time.Time) error {
 func (s *Store) DeleteAll() error {
 	rows, err := s.queryInternal(`SELECT type, schema, name FROM (
 		SELECT type, 'main' AS schema, name FROM sqlite_master
-		WHERE type IN ('table','view','trigger') AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name <> '_dura_object'
+		WHERE type IN ('table','view','trigger') AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT IN ('_dura_object', '_dura_tx')
 		UNION ALL SELECT type, 'temp', name FROM sqlite_temp_master
 		WHERE type IN ('table','view','trigger') AND name NOT LIKE 'sqlite\_%' ESCAPE '\')
 		ORDER BY CASE type WHEN 'trigger' THEN 0 WHEN 'view' THEN 1 ELSE 2 END`)

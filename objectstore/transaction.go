@@ -24,6 +24,7 @@ func (s *Store) Begin() error {
 	}
 	s.inEvent = true
 	s.inserted = false
+	s.dirty = false
 	s.savepoint = s.savepoint[:0]
 	return nil
 }
@@ -46,11 +47,22 @@ func (s *Store) Commit() error {
 		// would lose writes silently.
 		return fmt.Errorf("%w: the transaction was rolled back by an earlier error", ErrSQL)
 	}
+	numbered := false
+	if s.wal != nil && s.dirty {
+		if err := s.bumpTx(); err != nil {
+			_ = s.execInternal("ROLLBACK")
+			return err
+		}
+		numbered = true
+	}
 	if err := s.execInternal("COMMIT"); err != nil {
 		if !s.conn.AutoCommit() {
 			_ = s.execInternal("ROLLBACK")
 		}
 		return err
+	}
+	if s.wal != nil {
+		return s.captured(numbered)
 	}
 	return nil
 }
@@ -64,6 +76,7 @@ func (s *Store) Rollback() error {
 	s.savepoint = s.savepoint[:0]
 	s.aborted = nil
 	s.kvReady = false // the KV table may have been created by the undone writes
+	s.txReady = false // and so may _dura_tx
 	if s.conn.AutoCommit() {
 		return nil
 	}
