@@ -109,8 +109,8 @@ type Store struct {
 	txReady bool
 	dirty   bool
 	records []Record
-	kvReady  bool // _dura_kv is known to exist
-	closed   bool
+	kvReady bool // _dura_kv is known to exist
+	closed  bool
 }
 
 // Open opens (creating if needed) the database at cfg.Path with WAL,
