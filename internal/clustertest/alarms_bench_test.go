@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/internal/testutil"
 )
 
 // TestAlarmBenchmark sets 10 000 alarms due within the same 10 s on a
@@ -87,31 +89,30 @@ func TestAlarmBenchmark(t *testing.T) {
 		t.Fatalf("setting the alarms took past their due time (%s)", setTook)
 	}
 	// Wait until every alarm ran, then collect lags.
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
+	testutil.PollEvery(t, 5*time.Minute, 100*time.Millisecond, "every alarm ran, 10 s past the due time", func() string {
 		left := 0
 		for _, nd := range c.Up() {
 			left += nd.RT.PendingAlarms()
 		}
-		if left == 0 && time.Now().After(due.Add(10*time.Second)) {
-			break
+		if left != 0 {
+			return fmt.Sprintf("%d alarms still pending", left)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d alarms still pending", left)
+		if wait := time.Until(due.Add(10 * time.Second)); wait > 0 {
+			return fmt.Sprintf("%s before due + 10 s", wait.Round(time.Millisecond))
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ""
+	})
 	var lags []time.Duration
 	first, last := int64(1<<62), int64(0)
 	for i := 0; i < total; i++ {
-		rs, err := runs(t, c, fmt.Sprint("lag", i))
-		for try := 0; (err != nil || len(rs) == 0) && try < 100; try++ {
-			time.Sleep(50 * time.Millisecond)
-			rs, err = runs(t, c, fmt.Sprint("lag", i))
-		}
-		if err != nil || len(rs) == 0 {
-			t.Fatalf("lag%d: %v %v", i, rs, err)
-		}
+		var rs []run
+		testutil.Poll(t, 5*time.Second, fmt.Sprint("lag", i, "'s run recorded"), func() string {
+			var err error
+			if rs, err = runs(t, c, fmt.Sprint("lag", i)); err != nil || len(rs) == 0 {
+				return fmt.Sprintf("%v %v", rs, err)
+			}
+			return ""
+		})
 		lags = append(lags, time.Duration(rs[0].at-rs[0].scheduled)*time.Millisecond)
 		first, last = min(first, rs[0].at), max(last, rs[0].at)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/node"
 )
 
@@ -103,20 +104,19 @@ func arm(t *testing.T, c *Cluster, via int, name string, at time.Time) {
 func waitFired(t *testing.T, c *Cluster, names []string, at time.Time, exact bool) map[string][]run {
 	t.Helper()
 	out := map[string][]run{}
-	deadline := time.Now().Add(60 * time.Second)
-	for _, name := range names {
-		for {
+	testutil.Poll(t, 60*time.Second, "every alarm fired", func() string {
+		for _, name := range names {
+			if _, ok := out[name]; ok {
+				continue
+			}
 			rs, err := runs(t, c, name)
-			if err == nil && len(rs) > 0 {
-				out[name] = rs
-				break
+			if err != nil || len(rs) == 0 {
+				return fmt.Sprintf("%s has not fired (error %v)", name, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never fired (last error %v)", name, err)
-			}
-			time.Sleep(20 * time.Millisecond)
+			out[name] = rs
 		}
-	}
+		return ""
+	})
 	for name, rs := range out {
 		for _, r := range rs {
 			if r.at < at.UnixMilli() {
@@ -234,16 +234,12 @@ func TestRetryCountSurvivesOwnerRestart(t *testing.T) {
 	arm(t, c, 0, name, time.Now())
 	// The first run fails and is rescheduled 2 s later with RetryCount 1,
 	// kept in the replicated schedule.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if got, ok := alarmRetry(c, name); ok && got == 1 {
-			break
+	testutil.Poll(t, 10*time.Second, "the failed run rescheduled with RetryCount 1", func() string {
+		if got, ok := alarmRetry(c, name); !ok || got != 1 {
+			return fmt.Sprintf("retry %d, alarm present %v", got, ok)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the failed run was never rescheduled")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 	post("/fail?n=0")
 	owner := ownerOf(t, c, name)
 	for i, nd := range c.Nodes {
@@ -289,16 +285,12 @@ func TestAlarmListIsClusterWide(t *testing.T) {
 	// Every node lists the whole schedule from its copy (followers may
 	// trail the leader by a moment).
 	for _, nd := range c.Nodes {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testutil.Poll(t, 10*time.Second, nd.Name+" lists the whole schedule", func() string {
 			list, err := nd.Client.ListAlarms(context.Background(), 0, "", 100)
-			if err == nil && len(list.Alarms) == 12 && list.Alarms[0].Name == "listed0" {
-				break
+			if err != nil || len(list.Alarms) != 12 || list.Alarms[0].Name != "listed0" {
+				return fmt.Sprintf("%+v, %v", list, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s lists %+v, %v", nd.Name, list, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return ""
+		})
 	}
 }

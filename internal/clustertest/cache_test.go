@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/examples"
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -58,18 +59,15 @@ func TestCacheExpiryThroughLeaderLoss(t *testing.T) {
 	}
 	c.Restart(leader)
 	c.WaitConverged(60 * time.Second)
-	deadline := time.Now().Add(15 * time.Second)
-	for _, name := range objs {
-		for {
-			n, err := rows(name)
-			if err == nil && n == 0 {
-				break
+	testutil.Poll(t, 15*time.Second, "every object's expired rows deleted", func() string {
+		for _, name := range objs {
+			if n, err := rows(name); err != nil || n != 0 {
+				return fmt.Sprintf("%s: %d rows, %v", name, n, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d rows, %v", name, n, err)
-			}
-			time.Sleep(50 * time.Millisecond)
 		}
+		return ""
+	})
+	for _, name := range objs {
 		resp, err := c.Nodes[0].Client.Call(ctx, "GET", "cache", name, "/k", nil)
 		if err == nil {
 			resp.Body.Close()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dura-dev/dura/cluster"
 	"github.com/dura-dev/dura/internal/peer"
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -244,16 +245,7 @@ func (c *Cluster) Up() []*Node {
 // that is ready to serve.
 func (c *Cluster) WaitConverged(timeout time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for time.Now().Before(deadline) {
-		why = c.converged()
-		if why == "" {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatalf("cluster did not converge within %s: %s", timeout, why)
+	testutil.Poll(c.t, timeout, "cluster converged", c.converged)
 }
 
 func (c *Cluster) converged() string {

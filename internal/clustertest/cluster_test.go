@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -76,7 +78,7 @@ func TestThreeNodesFormAndServeEverywhere(t *testing.T) {
 // writer writes unique values to a set of objects through random running
 // nodes until stop, and returns what was acknowledged per object and, per
 // object, the nodes that executed its writes in order.
-func writer(c *Cluster, objects int, stop <-chan struct{}) (map[string][]string, map[string][]string) {
+func writer(c *Cluster, objects int, stop <-chan struct{}, acks *atomic.Int64) (map[string][]string, map[string][]string) {
 	acked := map[string][]string{}
 	execs := map[string][]string{}
 	for i := 0; ; i++ {
@@ -96,6 +98,7 @@ func writer(c *Cluster, objects int, stop <-chan struct{}) (map[string][]string,
 			resp.Body.Close()
 			acked[name] = append(acked[name], v)
 			execs[name] = append(execs[name], resp.Header.Get(rpc.HeaderNode))
+			acks.Add(1)
 		}
 	}
 }
@@ -140,9 +143,20 @@ func TestJoinAndLeaveUnderLoadLoseNothing(t *testing.T) {
 	stop := make(chan struct{})
 	type result struct{ acked, execs map[string][]string }
 	done := make(chan result)
-	run := func() { a, e := writer(c, 40, stop); done <- result{a, e} }
+	var acks atomic.Int64
+	run := func() { a, e := writer(c, 40, stop, &acks); done <- result{a, e} }
+	writesFlow := func() {
+		t.Helper()
+		from := acks.Load()
+		testutil.Poll(t, 10*time.Second, "writes flow", func() string {
+			if n := acks.Load() - from; n < 10 {
+				return fmt.Sprintf("%d writes acknowledged", n)
+			}
+			return ""
+		})
+	}
 	go run()
-	time.Sleep(200 * time.Millisecond) // let writes flow before the join
+	writesFlow() // before the join
 	c.Join()
 	c.WaitConverged(60 * time.Second)
 	close(stop)
@@ -159,7 +173,7 @@ func TestJoinAndLeaveUnderLoadLoseNothing(t *testing.T) {
 
 	stop = make(chan struct{})
 	go run()
-	time.Sleep(200 * time.Millisecond)
+	writesFlow() // before the leave
 	c.Leave(1)
 	c.WaitConverged(60 * time.Second)
 	close(stop)
@@ -231,15 +245,7 @@ func TestLeaderLossLeavesHealthyOwnersServing(t *testing.T) {
 	if served == 0 {
 		t.Fatal("nothing served after the leader died")
 	}
-	var l *Node
-	deadline := time.Now().Add(20 * time.Second)
-	for l == nil && time.Now().Before(deadline) {
-		l = c.Leader()
-		time.Sleep(20 * time.Millisecond)
-	}
-	if l == nil {
-		t.Fatal("no new leader")
-	}
+	testutil.PollTrue(t, 20*time.Second, "a new leader", func() bool { return c.Leader() != nil })
 }
 
 func asAPI(err error, target **rpc.APIError) bool {
@@ -303,17 +309,12 @@ func TestVotersAndNonVoters(t *testing.T) {
 	}
 	c.Leave(0) // a voter leaves: the non-voter is promoted
 	c.WaitConverged(60 * time.Second)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		v, nv = suffrage()
-		if len(v) == 3 && len(nv) == 0 {
-			break
+	testutil.Poll(t, 20*time.Second, "three voters after a voter left", func() string {
+		if v, nv = suffrage(); len(v) != 3 || len(nv) != 0 {
+			return fmt.Sprintf("voters %v, non-voters %v", v, nv)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after a voter left: voters %v, non-voters %v", v, nv)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 func TestListingSpansTheCluster(t *testing.T) {
@@ -327,8 +328,7 @@ func TestListingSpansTheCluster(t *testing.T) {
 		}
 		want[name] = true
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Poll(t, 10*time.Second, "every object listed", func() string {
 		got := map[string]bool{}
 		cursor := ""
 		for {
@@ -347,14 +347,11 @@ func TestListingSpansTheCluster(t *testing.T) {
 			}
 			cursor = page.Cursor
 		}
-		if len(got) == len(want) {
-			return
+		if len(got) != len(want) {
+			return fmt.Sprintf("listed %d of %d objects", len(got), len(want))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("listed %d of %d objects", len(got), len(want))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 func TestIsolatedNodeStopsServingBeforeItsPartitionsMove(t *testing.T) {
@@ -373,36 +370,24 @@ func TestIsolatedNodeStopsServingBeforeItsPartitionsMove(t *testing.T) {
 	iso := c.Nodes[2]
 	iso.Cluster.Isolate()
 	// Within the lease the isolated node may still serve; after it, never.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Poll(t, 10*time.Second, "the isolated node refuses with OWNER_UNAVAILABLE", func() string {
 		_, err := iso.Client.SQL(context.Background(), "db", owned[0], rpc.Statement{SQL: "SELECT v FROM t"})
 		var ae *rpc.APIError
 		if err != nil && asAPI(err, &ae) && ae.Code == "OWNER_UNAVAILABLE" {
-			break
+			return ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("isolated node still serves: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Sprintf("still serves: %v", err)
+	})
 	waitDead(t, c.Nodes[0], "n3")
 	forceRemove(t, c.Nodes[0].Client, "n3")
 	for _, name := range owned {
 		// The new owners serve the (empty) objects; the isolated node,
 		// asked directly, still refuses.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			// Views catch up with the removal within moments; until then
-			// the request reaches the isolated node, which refuses it.
-			err := put(t, c.Nodes[0].Client, name, "after")
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s after removal: %v", name, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		// Views catch up with the removal within moments; until then
+		// the request reaches the isolated node, which refuses it.
+		testutil.PollErr(t, 10*time.Second, name+" served after the removal", func() error {
+			return put(t, c.Nodes[0].Client, name, "after")
+		})
 		if _, err := iso.Client.SQL(context.Background(), "db", name, rpc.Statement{SQL: "SELECT v FROM t"}); err == nil {
 			t.Fatalf("%s served by the isolated node after its removal", name)
 		}
@@ -430,36 +415,31 @@ func TestLeftNodeRejoinsWhenRestarted(t *testing.T) {
 // waitDead waits until observer's gossip sees member name dead.
 func waitDead(t *testing.T, observer *Node, name string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info, _ := observer.RT.Cluster(context.Background())
+	testutil.Poll(t, 20*time.Second, name+" seen dead by "+observer.Name, func() string {
+		info, err := observer.RT.Cluster(context.Background())
 		for _, m := range info.Members {
 			if m.Name == name && m.Status == "dead" {
-				return
+				return ""
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never seen dead", name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Sprintf("members %+v %v", info.Members, err)
+	})
 }
 
 // forceRemove removes a dead member, retrying while the survivors elect a
 // leader (the member may have led): 503 then, as for any client.
 func forceRemove(t *testing.T, cli *rpc.Client, name string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.PollEvery(t, 30*time.Second, 100*time.Millisecond, "forced removal of "+name, func() string {
 		resp, err := cli.Do(context.Background(), "POST", "/v1/cluster/members/"+name+"/remove?force=true", nil, nil)
 		if err == nil {
 			resp.Body.Close()
-			return
+			return ""
 		}
 		var ae *rpc.APIError
-		if !asAPI(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" || time.Now().After(deadline) {
+		if !asAPI(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err.Error()
+	})
 }

@@ -13,27 +13,11 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/examples"
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/rpc"
 )
-
-// waitFor polls cond until it returns "" or timeout passes, then fails
-// with the last reason it gave.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, timeout, why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // relay passes a call along a list of relay objects: POST /hop?next=b,c
 // calls relay/b with next=c, and so on; the last one answers its name,
@@ -185,7 +169,7 @@ func TestWipedNodeServesNothingEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Restart(2)
-	waitFor(t, 30*time.Second, "the cluster marks the wiped node's data missing", func() string {
+	testutil.Poll(t, 30*time.Second, "the cluster marks the wiped node's data missing", func() string {
 		for _, nd := range c.Nodes {
 			info, err := nd.RT.Cluster(ctx)
 			if err != nil {
@@ -240,7 +224,7 @@ func TestListingWithANodeDown(t *testing.T) {
 		}
 	}
 	// The catalog records new objects in the background.
-	waitFor(t, 10*time.Second, "all 30 objects listed", func() string {
+	testutil.Poll(t, 10*time.Second, "all 30 objects listed", func() string {
 		list, err := c.Nodes[0].Client.ListObjects(ctx, "db", "", 1000)
 		if err != nil || len(list.Objects) != 30 {
 			return fmt.Sprintf("%d listed, %v", len(list.Objects), err)
