@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -278,8 +279,10 @@ func (c *Cluster) loop(fresh bool) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	// A clean start of several nodes meets no one for a moment: warn
-	// only once that lasts.
-	warned, lastJoin := time.Now(), time.Time{}
+	// only once that lasts, or at once when the others answered with
+	// another secret (gossip they cannot decrypt).
+	started := time.Now()
+	var warned, lastJoin time.Time
 	for {
 		// Joined means meeting another member: a --join list naming this
 		// node too (the same list on every founder) is answered by this
@@ -292,9 +295,10 @@ func (c *Cluster) loop(fresh bool) {
 			if err == nil && !c.metOthers() {
 				err = errors.New("only this node answered")
 			}
+			refused := err != nil && strings.Contains(err.Error(), "decrypt")
 			switch {
 			case err == nil:
-			case time.Since(warned) > 30*time.Second:
+			case time.Since(warned) > 30*time.Second && (refused || time.Since(started) > 30*time.Second):
 				// A wrong secret shows here: say so now and then, not
 				// every second.
 				warned = time.Now()

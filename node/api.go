@@ -275,7 +275,7 @@ func (rt *Runtime) Import(ctx context.Context, class, name string, r io.Reader) 
 	}
 	return rt.exclusive(ctx, ref, func(inst *instance) error {
 		if inst.store != nil {
-			inst.store.Close()
+			rt.closeStore(inst.store)
 			inst.store, inst.obj, inst.state = nil, nil, nil
 			rt.releaseOpenSlot()
 		}
@@ -287,6 +287,9 @@ func (rt *Runtime) Import(ctx context.Context, class, name string, r io.Reader) 
 		if err := rt.stampIdentity(ref); err != nil {
 			return err
 		}
+		// The imported file (synced) is the object now: its earlier
+		// records must never be replayed over it.
+		rt.logCheckpoint(ref.id, ref.partition)
 		if errors.Is(statErr, os.ErrNotExist) {
 			rt.recordNew(ref)
 		}

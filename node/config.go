@@ -18,8 +18,15 @@ type Config struct {
 	NodeName string
 	// HTTPAddr is the address clients reach this node at, for /v1/cluster.
 	HTTPAddr string
-	// DataDir holds partitions/<p>/<id>.db.
+	// DataDir holds partitions/<p>/<id>.db and the node log (log/).
 	DataDir string
+	// NodeLog makes one log the node's durability: every commit's pages
+	// are appended to <data>/log with group commit (one fsync for all the
+	// events that arrived meanwhile) before its response is released, and
+	// objects' SQLite files sync only at checkpoints; after a crash the
+	// log brings every object forward. Off, each commit fsyncs its own
+	// object's WAL (synchronous=FULL). Default on.
+	NodeLog bool
 	// IdleTimeout closes an object's database after this long without an
 	// event. Default 5 minutes.
 	IdleTimeout time.Duration
@@ -60,6 +67,7 @@ func DefaultConfig(dataDir string) Config {
 		StatementTimeout: 5 * time.Second,
 		Partitions:       placement.DefaultPartitions,
 		AlarmConcurrency: 64,
+		NodeLog:          true,
 	}
 }
 

@@ -28,6 +28,7 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 		Path:             path,
 		MaxBytes:         rt.cfg.MaxObjectBytes,
 		StatementTimeout: rt.cfg.StatementTimeout,
+		Capture:          rt.nlog != nil,
 	})
 	if err != nil {
 		rt.releaseOpenSlot()
@@ -60,7 +61,7 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 	})
 	if err != nil {
 		inst.store, inst.obj, inst.state = nil, nil, nil
-		store.Close()
+		rt.closeStore(store)
 		rt.releaseOpenSlot()
 		return fmt.Errorf("activate %s/%s: %w", inst.ref.class, inst.ref.name, err)
 	}
@@ -107,7 +108,7 @@ func (rt *Runtime) closeLater(s *objectstore.Store) {
 	select {
 	case rt.closeQ <- s:
 	default:
-		s.Close()
+		rt.closeStore(s)
 	}
 }
 
@@ -116,12 +117,12 @@ func (rt *Runtime) closer(stop <-chan struct{}) {
 	for {
 		select {
 		case s := <-rt.closeQ:
-			s.Close()
+			rt.closeStore(s)
 		case <-stop:
 			for {
 				select {
 				case s := <-rt.closeQ:
-					s.Close()
+					rt.closeStore(s)
 				default:
 					return
 				}
@@ -163,6 +164,7 @@ func (rt *Runtime) janitor() {
 		case <-tick.C:
 		}
 		rt.evictIdle()
+		rt.trimLog()
 		if time.Since(lastWalk) > time.Minute {
 			lastWalk = time.Now()
 			rt.metrics.storageBytes.Set(float64(diskUsage(filepath.Join(rt.cfg.DataDir, "partitions"))))
@@ -187,7 +189,7 @@ func (rt *Runtime) evictIdle() {
 	}
 	rt.mu.Unlock()
 	for _, s := range victims {
-		s.Close()
+		rt.closeStore(s)
 	}
 }
 

@@ -50,7 +50,7 @@ func (rt *Runtime) ClosePartition(ctx context.Context, p int) error {
 		}
 		rt.mu.Unlock()
 		for _, s := range stores {
-			s.Close()
+			rt.closeStore(s)
 		}
 		if !busy {
 			return nil
@@ -102,6 +102,10 @@ func (rt *Runtime) AdoptPartition(p int, dir string) error {
 		}
 		recs = append(recs, nodedb.ObjectRecord{ID: id, Class: class, Name: name, Partition: p})
 	}
+	// The adopted files (synced) are the partition now.
+	if err := rt.logPartitionReset(p); err != nil {
+		return err
+	}
 	return rt.catalog.RecordObjects(recs)
 }
 
@@ -113,7 +117,10 @@ func (rt *Runtime) DropPartition(ctx context.Context, p int) error {
 	if err := rt.ClosePartition(ctx, p); err != nil {
 		return err
 	}
-	return rt.setAside(p, "handed-off")
+	if err := rt.setAside(p, "handed-off"); err != nil {
+		return err
+	}
+	return rt.logPartitionReset(p)
 }
 
 // setAside moves partition p's directory to <data>/handed-off/ (kept for

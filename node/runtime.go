@@ -19,6 +19,7 @@ import (
 	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/replication/nodedb"
+	"github.com/dura-dev/dura/replication/nodelog"
 )
 
 // Object is an instance of a class. Fetch handles one HTTP request as an
@@ -73,6 +74,14 @@ type Runtime struct {
 	closing       bool
 	drained       chan struct{} // closed when inflight reaches 0 while closing
 	drainedClosed bool
+
+	// The node log (Config.NodeLog): nil when off. logPins holds, per
+	// object, the position of its first record since its last
+	// checkpoint; the log keeps every segment from the earliest.
+	nlog      *nodelog.Log
+	logFailed atomic.Bool
+	logMu     sync.Mutex
+	logPins   map[string]nodelog.Pos
 
 	fence  atomic.Pointer[func(partition int) error] // nil: serve every partition
 	caller atomic.Pointer[ObjectCaller]              // nil: stubs call this node only
@@ -164,6 +173,17 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	if err := os.MkdirAll(rt.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
+	if rt.cfg.NodeLog {
+		l, err := nodelog.Open(nodelog.Config{Dir: filepath.Join(rt.cfg.DataDir, "log"), Logger: rt.log})
+		if err != nil {
+			return fmt.Errorf("start node: %w", err)
+		}
+		rt.nlog, rt.logPins = l, map[string]nodelog.Pos{}
+		if err := rt.recoverFromLog(); err != nil {
+			l.Close()
+			return fmt.Errorf("start node: %w", err)
+		}
+	}
 	local, err := nodedb.OpenLocalSchedule(filepath.Join(rt.cfg.DataDir, "node.db"))
 	if err != nil {
 		return err
@@ -243,7 +263,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	for {
 		select {
 		case s := <-rt.closeQ:
-			s.Close()
+			rt.closeStore(s)
 			continue
 		default:
 		}
@@ -261,7 +281,11 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	rt.open = 0
 	rt.mu.Unlock()
 	for _, s := range stores {
-		s.Close()
+		rt.closeStore(s)
+	}
+	if rt.nlog != nil {
+		rt.trimLog()
+		rt.nlog.Close()
 	}
 	if err == nil && rt.catalog != nil {
 		// Every queued record was written by the catalog writer's last
@@ -379,6 +403,9 @@ func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *i
 	if chainHas(ctx, ref.id) {
 		return fmt.Errorf("%w: call cycle: object %s/%s is already handling this call", apierr.ErrConflict, ref.class, ref.name)
 	}
+	if rt.logFailed.Load() {
+		return apierr.NotExecuted(fmt.Errorf("%w: node %s lost its node log; restart it", apierr.ErrInternal, rt.cfg.NodeName))
+	}
 	_, background := ctx.Value(backgroundKey{}).(bool)
 	inst, err := rt.acquire(ref, background)
 	if err != nil {
@@ -471,7 +498,12 @@ func (rt *Runtime) commit(inst *instance, ev *event) error {
 			return fmt.Errorf("%w: record alarm: %v", apierr.ErrInternal, err)
 		}
 	}
-	if err := inst.store.Commit(); err != nil {
+	err := inst.store.Commit()
+	if err == nil && rt.nlog != nil {
+		// The output gate: the response waits for the log.
+		err = rt.logCommit(inst)
+	}
+	if err != nil {
 		if c != nil && !c.del {
 			// Undo the alarm change so it does not outlive the writes.
 			if hadPrev {

@@ -1,6 +1,7 @@
 package objectstore
 
 import (
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -115,4 +116,27 @@ func readOnly(stmt string) bool {
 		return true
 	}
 	return false
+}
+
+// QuickCheck runs SQLite's quick_check on the database file at path
+// (nothing else may have it open), for a file rebuilt from records.
+func QuickCheck(path string) error {
+	c, err := openConn(path, "_journal_mode=WAL")
+	if err != nil {
+		return fmt.Errorf("quick_check %s: %w", path, err)
+	}
+	defer c.Close()
+	rows, err := c.Query("PRAGMA quick_check", nil)
+	if err != nil {
+		return fmt.Errorf("quick_check %s: %w", path, err)
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err != nil {
+		return fmt.Errorf("quick_check %s: %w", path, err)
+	}
+	if s, _ := dest[0].(string); s != "ok" {
+		return fmt.Errorf("quick_check %s: %v", path, dest[0])
+	}
+	return nil
 }

@@ -75,9 +75,13 @@ type Config struct {
 	// while the cluster forms, catches up, elects or hands off, before
 	// 503; 0 answers at once.
 	RequestWait time.Duration
-	LogLevel    string // debug, info, warn or error
-	LogFormat   string // text or json
-	DebugAddr   string // loopback address of Go pprof; off when empty
+	// NodeLog makes one group-committed log per node the durability of
+	// every commit (node.Config.NodeLog); off, each commit fsyncs its own
+	// object's WAL.
+	NodeLog   bool
+	LogLevel  string // debug, info, warn or error
+	LogFormat string // text or json
+	DebugAddr string // loopback address of Go pprof; off when empty
 
 	// Output receives the logs and the "serving on" line; os.Stderr when
 	// nil. Not a flag.
@@ -104,6 +108,7 @@ func DefaultConfig() Config {
 		StatementTimeout: 5 * time.Second,
 		ShutdownTimeout:  30 * time.Second,
 		RequestWait:      rpc.DefaultRequestWait,
+		NodeLog:          true,
 		LogLevel:         "info",
 		LogFormat:        "text",
 	}
@@ -139,6 +144,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close an object's database after this long without events")
 	fs.DurationVar(&c.StatementTimeout, "statement-timeout", c.StatementTimeout, "time limit of one SQL call")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight events")
+	fs.BoolVar(&c.NodeLog, "node-log", c.NodeLog, "make one group-committed log in <data>/log the durability of every commit (one fsync for many events); false: each commit fsyncs its own object's WAL")
 	fs.DurationVar(&c.RequestWait, "request-wait", c.RequestWait, "how long a request waits for its object's owner while the cluster forms, catches up, elects or hands off, before 503 (never past the request's deadline; 0: answer at once)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")

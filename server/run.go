@@ -186,6 +186,7 @@ func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg
 	ncfg.AlarmConcurrency = c.AlarmConcurrency
 	ncfg.MaxObjectBytes = c.MaxObjectBytes
 	ncfg.StatementTimeout = c.StatementTimeout
+	ncfg.NodeLog = c.NodeLog
 	ncfg.Logger = log
 	ncfg.Registerer = reg
 	rt, err := node.New(ncfg)

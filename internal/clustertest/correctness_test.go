@@ -175,10 +175,12 @@ func TestWipedNodeServesNothingEmpty(t *testing.T) {
 			if err != nil {
 				return err.Error()
 			}
+			shown := false
 			for _, m := range info.Members {
-				if m.Name == victim.Name && !m.DataMissing {
-					return nd.Name + " does not show it"
-				}
+				shown = shown || m.Name == victim.Name && m.DataMissing
+			}
+			if !shown {
+				return nd.Name + " does not show it"
 			}
 		}
 		return ""

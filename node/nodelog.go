@@ -1,0 +1,321 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/placement"
+	"github.com/dura-dev/dura/replication/nodelog"
+)
+
+// The node log carries durability: an event's response is released once
+// its commit's pages are in the log (group-committed with the other
+// events' records), and objects' SQLite files sync only at checkpoints.
+// Its entries:
+const (
+	// entryCommit is one commit of one object: its pages.
+	entryCommit byte = 1
+	// entryCheckpoint says an object's file (synced) holds every commit
+	// logged before it: recovery starts after it.
+	entryCheckpoint byte = 2
+	// entryPartition says a partition's files were replaced or set aside
+	// (handoff, adoption): earlier entries of its objects are void.
+	entryPartition byte = 3
+)
+
+// checkpointBytes is the WAL size past which an object is checkpointed
+// after a commit, so its log records can go.
+const checkpointBytes = 4 << 20
+
+// logEntry is a decoded node log entry.
+type logEntry struct {
+	kind      byte
+	id        string // object ID; empty for entryPartition
+	partition int
+	at        int64 // unix ms
+	rec       objectstore.Record
+}
+
+// encode lays an entry out: kind, partition, at, id (64 bytes or none),
+// then for a commit tx, page size, database pages, page count and each
+// page number with its image.
+func (e *logEntry) encode() []byte {
+	n := 1 + 4 + 8 + 1 + len(e.id)
+	if e.kind == entryCommit {
+		n += 8 + 4 + 4 + 4 + len(e.rec.Pages)*(4+e.rec.PageSize)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, e.kind)
+	b = binary.LittleEndian.AppendUint32(b, uint32(e.partition))
+	b = binary.LittleEndian.AppendUint64(b, uint64(e.at))
+	b = append(b, byte(len(e.id)))
+	b = append(b, e.id...)
+	if e.kind != entryCommit {
+		return b
+	}
+	b = binary.LittleEndian.AppendUint64(b, e.rec.Tx)
+	b = binary.LittleEndian.AppendUint32(b, uint32(e.rec.PageSize))
+	b = binary.LittleEndian.AppendUint32(b, e.rec.DBPages)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.rec.Pages)))
+	for _, p := range e.rec.SortedPages() {
+		b = binary.LittleEndian.AppendUint32(b, p)
+		b = append(b, e.rec.Pages[p]...)
+	}
+	return b
+}
+
+var errBadEntry = errors.New("node log: malformed entry")
+
+func decodeEntry(b []byte) (logEntry, error) {
+	var e logEntry
+	if len(b) < 14 {
+		return e, errBadEntry
+	}
+	e.kind = b[0]
+	e.partition = int(binary.LittleEndian.Uint32(b[1:5]))
+	e.at = int64(binary.LittleEndian.Uint64(b[5:13]))
+	idLen := int(b[13])
+	b = b[14:]
+	if len(b) < idLen {
+		return e, errBadEntry
+	}
+	e.id, b = string(b[:idLen]), b[idLen:]
+	if e.kind != entryCommit {
+		return e, nil
+	}
+	if len(b) < 20 {
+		return e, errBadEntry
+	}
+	e.rec.Tx = binary.LittleEndian.Uint64(b[0:8])
+	e.rec.PageSize = int(binary.LittleEndian.Uint32(b[8:12]))
+	e.rec.DBPages = binary.LittleEndian.Uint32(b[12:16])
+	count := int(binary.LittleEndian.Uint32(b[16:20]))
+	b = b[20:]
+	if e.rec.PageSize < 512 || len(b) != count*(4+e.rec.PageSize) {
+		return e, errBadEntry
+	}
+	e.rec.Pages = make(map[uint32][]byte, count)
+	for range count {
+		e.rec.Pages[binary.LittleEndian.Uint32(b[0:4])] = b[4 : 4+e.rec.PageSize]
+		b = b[4+e.rec.PageSize:]
+	}
+	return e, nil
+}
+
+// logAppend writes an entry and waits until it is durable. A failure
+// stops the node taking events: a commit SQLite holds but the log does
+// not could come back out of order after a crash.
+func (rt *Runtime) logAppend(e *logEntry) (nodelog.Pos, error) {
+	e.at = rt.now().UnixMilli()
+	pos, err := rt.nlog.Append(e.encode())
+	if err != nil {
+		if rt.logFailed.CompareAndSwap(false, true) {
+			rt.log.Error("node log append failed: this node takes no more events; restart it", "err", err)
+		}
+		return pos, fmt.Errorf("%w: node log: %v", apierr.ErrInternal, err)
+	}
+	return pos, nil
+}
+
+// logCommit logs the records of the commit just made (the output gate
+// waits for it) and checkpoints the object when its WAL has grown.
+func (rt *Runtime) logCommit(inst *instance) error {
+	recs := inst.store.TakeRecords()
+	for i := range recs {
+		pos, err := rt.logAppend(&logEntry{kind: entryCommit, id: inst.ref.id, partition: inst.ref.partition, rec: recs[i]})
+		if err != nil {
+			return err
+		}
+		rt.logMu.Lock()
+		if _, ok := rt.logPins[inst.ref.id]; !ok {
+			rt.logPins[inst.ref.id] = pos
+		}
+		rt.logMu.Unlock()
+	}
+	if len(recs) > 0 && inst.store.WALBytes() > checkpointBytes {
+		if err := inst.store.Checkpoint(); err != nil {
+			rt.log.Warn("checkpoint failed", "class", inst.ref.class, "name", inst.ref.name, "err", err)
+			return nil
+		}
+		rt.logCheckpoint(inst.ref.id, inst.ref.partition)
+	}
+	return nil
+}
+
+// logCheckpoint notes that an object's file holds all its logged commits.
+func (rt *Runtime) logCheckpoint(id string, partition int) {
+	if rt.nlog == nil {
+		return
+	}
+	if _, err := rt.logAppend(&logEntry{kind: entryCheckpoint, id: id, partition: partition}); err != nil {
+		return // the records stay pinned and are replayed: safe
+	}
+	rt.logMu.Lock()
+	delete(rt.logPins, id)
+	rt.logMu.Unlock()
+}
+
+// logPartitionReset notes that partition p's files were replaced or set
+// aside: its objects' earlier records must never be replayed.
+func (rt *Runtime) logPartitionReset(p int) error {
+	if rt.nlog == nil {
+		return nil
+	}
+	if _, err := rt.logAppend(&logEntry{kind: entryPartition, partition: p}); err != nil {
+		return err
+	}
+	rt.logMu.Lock()
+	for id := range rt.logPins {
+		if rt.partitionOf(id) == p {
+			delete(rt.logPins, id)
+		}
+	}
+	rt.logMu.Unlock()
+	return nil
+}
+
+// closeStore closes an object's database; with the node log, a clean
+// close (SQLite checkpoints and syncs the file) is a checkpoint.
+func (rt *Runtime) closeStore(s *objectstore.Store) error {
+	err := s.Close()
+	if err == nil && rt.nlog != nil {
+		id := objectIDOfPath(s.Path())
+		rt.logCheckpoint(id, rt.partitionOf(id))
+	}
+	return err
+}
+
+func objectIDOfPath(path string) string {
+	id, _ := ObjectFileID(filepath.Base(path))
+	return id
+}
+
+// trimLog removes the log segments no object needs any more: those
+// before the first record of an object not checkpointed since.
+func (rt *Runtime) trimLog() {
+	if rt.nlog == nil {
+		return
+	}
+	keep := nodelog.Pos{Segment: ^uint64(0)}
+	rt.logMu.Lock()
+	for _, p := range rt.logPins {
+		if p.Less(keep) {
+			keep = p
+		}
+	}
+	rt.logMu.Unlock()
+	if err := rt.nlog.RemoveBefore(keep); err != nil {
+		rt.log.Warn("node log: cannot remove old segments", "err", err)
+	}
+}
+
+// recoverFromLog brings every object's file forward to its last logged
+// commit before the node serves: records after the object's last
+// checkpoint (or its partition's last reset) are written into the file in
+// order. Its WAL, if it survived, is removed first: its frames are either
+// in the log or were never acknowledged, and left beside the file they
+// would overlay pages the log brought forward.
+func (rt *Runtime) recoverFromLog() error {
+	start := time.Now()
+	since := map[string]nodelog.Pos{} // object -> its last checkpoint
+	reset := map[int]nodelog.Pos{}    // partition -> its last reset
+	err := rt.nlog.Replay(nodelog.Pos{}, func(pos nodelog.Pos, b []byte) error {
+		e, err := decodeEntry(b)
+		if err != nil {
+			return fmt.Errorf("at %+v: %w", pos, err)
+		}
+		switch e.kind {
+		case entryCheckpoint:
+			since[e.id] = pos
+		case entryPartition:
+			reset[e.partition] = pos
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("node log recovery: %w", err)
+	}
+	files := map[string]*os.File{}
+	dirs := map[string]bool{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	records := 0
+	err = rt.nlog.Replay(nodelog.Pos{}, func(pos nodelog.Pos, b []byte) error {
+		e, err := decodeEntry(b)
+		if err != nil || e.kind != entryCommit {
+			return err
+		}
+		if c, ok := since[e.id]; ok && pos.Less(c) {
+			return nil
+		}
+		if r, ok := reset[e.partition]; ok && pos.Less(r) {
+			return nil
+		}
+		f := files[e.id]
+		if f == nil {
+			path := filepath.Join(rt.PartitionDir(e.partition), e.id+".db")
+			for _, suffix := range []string{"-wal", "-shm"} {
+				if err := os.Remove(path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+			}
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			dirs[filepath.Dir(path)] = true
+			if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+				return err
+			}
+			files[e.id] = f
+		}
+		records++
+		return e.rec.Apply(f)
+	})
+	if err != nil {
+		return fmt.Errorf("node log recovery: %w", err)
+	}
+	for id, f := range files {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("node log recovery: sync %s: %w", id, err)
+		}
+		if err := objectstore.QuickCheck(f.Name()); err != nil {
+			rt.log.Error("node log recovery: an object failed its check after replay", "object", id, "err", err)
+		}
+	}
+	if len(files) > 0 {
+		rt.log.Info("node log recovery", "objects", len(files), "records", records, "took", time.Since(start))
+	}
+	for id := range files {
+		rt.logCheckpoint(id, rt.partitionOf(id))
+	}
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("node log recovery: %w", err)
+		}
+	}
+	rt.trimLog()
+	return nil
+}
+
+// partitionOf is the partition of an object ID on this runtime.
+func (rt *Runtime) partitionOf(id string) int {
+	return placement.PartitionOf(id, rt.cfg.Partitions)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
