@@ -29,6 +29,11 @@ type Config struct {
 	// StatementCache is how many prepared statements the connection keeps.
 	// 0 means 32.
 	StatementCache int
+	// StatementShapes is how many statement shapes the store keeps
+	// statistics for, for the advisor (Advice): about 200 bytes each plus
+	// the statement's text. 0 means DefaultStatementShapes; -1 turns
+	// statistics off (Advice then has only the schema to go on).
+	StatementShapes int
 }
 
 const (
@@ -43,7 +48,7 @@ func (c Config) Validate() error {
 	if c.Path == "" {
 		return fmt.Errorf("%w: empty database path", ErrBadRequest)
 	}
-	if c.MaxBytes < 0 || c.StatementTimeout < 0 || c.StatementCache < 0 {
+	if c.MaxBytes < 0 || c.StatementTimeout < 0 || c.StatementCache < 0 || c.StatementShapes < -1 {
 		return fmt.Errorf("%w: negative limit", ErrBadRequest)
 	}
 	return nil
@@ -58,6 +63,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StatementCache == 0 {
 		c.StatementCache = 32
+	}
+	if c.StatementShapes == 0 {
+		c.StatementShapes = DefaultStatementShapes
 	}
 	return c
 }
@@ -98,6 +106,8 @@ type Store struct {
 	inserted bool
 	kvReady  bool // _dura_kv is known to exist
 	closed   bool
+
+	stats *stmtStats // nil when statement statistics are off
 }
 
 // Open opens (creating if needed) the database at cfg.Path with WAL,
@@ -115,6 +125,9 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open object db: %w", classify(err))
 	}
 	s := &Store{cfg: cfg, conn: c, tag: "/* dura " + randomHex() + " */ "}
+	if cfg.StatementShapes > 0 {
+		s.stats = newStmtStats(cfg.StatementShapes)
+	}
 	c.RegisterAuthorizer(s.authorize)
 	applyLimits(c)
 	if err := s.applyMaxBytes(); err != nil {
@@ -250,6 +263,10 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 			return nil, err
 		}
 	}
+	var start time.Time
+	if s.stats != nil {
+		start = time.Now()
+	}
 	rows, err := s.conn.QueryContext(ctx, stmt, args)
 	if err != nil {
 		return nil, s.noteAbort(s.userErr(ctx, err))
@@ -297,6 +314,9 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 	}
 	if s.inserted {
 		cur.lastInsertID = s.lastInsertID
+	}
+	if s.stats != nil {
+		s.stats.record(stmt, cur.rowsRead, cur.rowsWritten, time.Since(start))
 	}
 	return cur, nil
 }

@@ -24,6 +24,9 @@ func (s *Store) Begin() error {
 	}
 	s.inEvent = true
 	s.inserted = false
+	if s.stats != nil {
+		s.stats.beginEvent()
+	}
 	s.savepoint = s.savepoint[:0]
 	return nil
 }
