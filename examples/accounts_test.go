@@ -73,6 +73,7 @@ func TestAccounts(t *testing.T) {
 			}
 		}
 	})
+	n.noAdviceWarnings("accounts", "bank")
 }
 
 // TestAccountsBatchRollsBackOnlyTheFailedTransfer checks ROLLBACK itself,

@@ -131,6 +131,7 @@ func TestAnalytics(t *testing.T) {
 	t.Run("user_id is required", func(t *testing.T) {
 		n.callErr("GET", "analytics", "a", "/events?event_type=click", nil, 400, "BAD_REQUEST")
 	})
+	n.noAdviceWarnings("analytics", "a")
 }
 
 // TestAnalyticsPagesSplitEqualTimestamps: five events share a timestamp;

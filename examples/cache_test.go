@@ -74,6 +74,7 @@ func TestCachePutGet(t *testing.T) {
 		}
 		n.callErr("GET", "cache", "c1", "/k", nil, 404, "NOT_FOUND")
 	})
+	n.noAdviceWarnings("cache", "c1")
 }
 
 // TestCacheExpiry checks that an expired entry stops being served and its

@@ -112,6 +112,7 @@ func TestChatUsersAndMessages(t *testing.T) {
 			t.Fatalf("%d messages left, want 3", c)
 		}
 	})
+	n.noAdviceWarnings("chat", "r")
 }
 
 // TestChatPagination walks the room both ways with a page size that cuts

@@ -92,4 +92,5 @@ func TestCompressed(t *testing.T) {
 		n.callErr("GET", "compressed", "z", "/ka", nil, 404, "NOT_FOUND")
 		n.callErr("GET", "compressed", "z", "/stats/ka", nil, 404, "NOT_FOUND")
 	})
+	n.noAdviceWarnings("compressed", "z")
 }

@@ -72,6 +72,7 @@ func TestCounter(t *testing.T) {
 			t.Fatalf("value %d after a refused increment", got.Value)
 		}
 	})
+	n.noAdviceWarnings("counter", "c1")
 }
 
 func TestCounterConcurrentIncrements(t *testing.T) {

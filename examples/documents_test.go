@@ -49,4 +49,5 @@ func TestDocumentsOptimisticLocking(t *testing.T) {
 	if v := n.sqlInt("documents", "docs", `SELECT version FROM documents WHERE id = 'd1'`); v != 3 {
 		t.Fatalf("stored version %d", v)
 	}
+	n.noAdviceWarnings("documents", "docs")
 }

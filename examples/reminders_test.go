@@ -83,6 +83,7 @@ func TestReminderDeliversAtItsTime(t *testing.T) {
 	if run.At != at || run.Started != int64(d["started"].(float64)) || run.Answered < answered || run.Answered-run.Started < 200 {
 		t.Fatalf("run %+v, receiver answered at %d", run, answered)
 	}
+	n.noAdviceWarnings("reminders", "r1")
 }
 
 func TestReminderRetriesUntilTheReceiverAccepts(t *testing.T) {

@@ -51,4 +51,5 @@ func TestSharded(t *testing.T) {
 		}
 	}
 	n.callErr("POST", "sharded", "hot", "/increment?by=x", nil, 400, "BAD_REQUEST")
+	n.noAdviceWarnings("sharded", "hot")
 }

@@ -65,6 +65,7 @@ func TestVersionedUpgradeInPlace(t *testing.T) {
 	}
 	n.callErr("POST", "versioned", "dir", "/users", map[string]string{"id": "u1", "name": "dup"}, 409, "CONSTRAINT")
 	n.callErr("GET", "versioned", "dir", "/users/ghost", nil, 404, "NOT_FOUND")
+	n.noAdviceWarnings("versioned", "dir")
 }
 
 // TestVersionedFreshObject checks a new object gets every version at once.

@@ -14,6 +14,7 @@ type metrics struct {
 	alarmsRetried     prometheus.Counter
 	activationSeconds prometheus.Histogram
 	alarmLag          prometheus.Histogram
+	adviceFindings    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
@@ -31,10 +32,12 @@ func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 		alarmLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dura_alarm_lag_seconds", Help: "Delay between an alarm's time and its handler start.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		adviceFindings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dura_advice_findings_total",
+			Help: "Findings of the data-modelling advisor, counted each time advice is computed, by class and rule."}, []string{"class", "rule"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.activeObjects, m.openFilesLimit, m.openDatabases, m.storageBytes, m.alarmsScheduled, m.activations,
-			m.evictions, m.alarmsFired, m.alarmsRetried, m.activationSeconds, m.alarmLag)
+			m.evictions, m.alarmsFired, m.alarmsRetried, m.activationSeconds, m.alarmLag, m.adviceFindings)
 	}
 	m.openFilesLimit.Set(float64(rt.cfg.MaxOpenFiles))
 	return m

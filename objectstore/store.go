@@ -34,6 +34,11 @@ type Config struct {
 	// synchronous=NORMAL (no fsync per commit) and checkpoints only when
 	// told (Checkpoint), so frames stay in the WAL until captured.
 	Capture bool
+	// StatementShapes is how many statement shapes the store keeps
+	// statistics for, for the advisor (Advice): about 200 bytes each plus
+	// the statement's text. 0 means DefaultStatementShapes; -1 turns
+	// statistics off (Advice then has only the schema to go on).
+	StatementShapes int
 }
 
 const (
@@ -48,7 +53,7 @@ func (c Config) Validate() error {
 	if c.Path == "" {
 		return fmt.Errorf("%w: empty database path", ErrBadRequest)
 	}
-	if c.MaxBytes < 0 || c.StatementTimeout < 0 || c.StatementCache < 0 {
+	if c.MaxBytes < 0 || c.StatementTimeout < 0 || c.StatementCache < 0 || c.StatementShapes < -1 {
 		return fmt.Errorf("%w: negative limit", ErrBadRequest)
 	}
 	return nil
@@ -63,6 +68,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StatementCache == 0 {
 		c.StatementCache = 32
+	}
+	if c.StatementShapes == 0 {
+		c.StatementShapes = DefaultStatementShapes
 	}
 	return c
 }
@@ -111,6 +119,8 @@ type Store struct {
 	records []Record
 	kvReady bool // _dura_kv is known to exist
 	closed  bool
+
+	stats *stmtStats // nil when statement statistics are off
 }
 
 // Open opens (creating if needed) the database at cfg.Path with WAL,
@@ -132,6 +142,9 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open object db: %w", classify(err))
 	}
 	s := &Store{cfg: cfg, conn: c, tag: "/* dura " + randomHex() + " */ "}
+	if cfg.StatementShapes > 0 {
+		s.stats = newStmtStats(cfg.StatementShapes)
+	}
 	c.RegisterAuthorizer(s.authorize)
 	applyLimits(c)
 	if err := s.applyMaxBytes(); err != nil {
@@ -276,6 +289,10 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 	if !readOnly(stmt) {
 		s.dirty = true
 	}
+	var start time.Time
+	if s.stats != nil {
+		start = time.Now()
+	}
 	rows, err := s.conn.QueryContext(ctx, stmt, args)
 	if err != nil {
 		return nil, s.noteAbort(s.userErr(ctx, err))
@@ -323,6 +340,9 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 	}
 	if s.inserted {
 		cur.lastInsertID = s.lastInsertID
+	}
+	if s.stats != nil {
+		s.stats.record(stmt, cur.rowsRead, cur.rowsWritten, time.Since(start))
 	}
 	return cur, nil
 }

@@ -25,6 +25,9 @@ func (s *Store) Begin() error {
 	s.inEvent = true
 	s.inserted = false
 	s.dirty = false
+	if s.stats != nil {
+		s.stats.beginEvent()
+	}
 	s.savepoint = s.savepoint[:0]
 	return nil
 }

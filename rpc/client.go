@@ -257,6 +257,24 @@ func (c *Client) Info(ctx context.Context, class, name string) (ObjectInfo, erro
 	return out, err
 }
 
+// Advice is the advisor's review of the object (GET .../advice).
+func (c *Client) Advice(ctx context.Context, class, name string) (AdviceResponse, error) {
+	var out AdviceResponse
+	err := c.doJSON(ctx, http.MethodGet, "/v1/objects"+ObjectPath(class, name)+"/advice", nil, &out)
+	return out, err
+}
+
+// Explain plans one statement without running it (POST .../explain).
+func (c *Client) Explain(ctx context.Context, class, name string, stmt Statement) (ExplainResponse, error) {
+	var out ExplainResponse
+	params := make([]any, len(stmt.Params))
+	for i, p := range stmt.Params {
+		params[i] = EncodeValue(p)
+	}
+	err := c.doJSON(ctx, http.MethodPost, "/v1/objects"+ObjectPath(class, name)+"/explain", map[string]any{"sql": stmt.SQL, "params": params}, &out)
+	return out, err
+}
+
 // DeleteObject wipes an object's SQL, KV and alarm.
 func (c *Client) DeleteObject(ctx context.Context, class, name string) error {
 	return c.doJSON(ctx, http.MethodDelete, "/v1/objects"+ObjectPath(class, name), nil, nil)

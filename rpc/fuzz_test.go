@@ -218,6 +218,14 @@ func (r *routeRecorder) Info(_ context.Context, class, name string) (rpc.ObjectI
 	r.note(class, name, "")
 	return rpc.ObjectInfo{}, nil
 }
+func (r *routeRecorder) Advice(_ context.Context, class, name string) (rpc.AdviceResponse, error) {
+	r.note(class, name, "")
+	return rpc.AdviceResponse{}, nil
+}
+func (r *routeRecorder) Explain(_ context.Context, class, name string, _ rpc.Statement) (rpc.ExplainResponse, error) {
+	r.note(class, name, "")
+	return rpc.ExplainResponse{}, nil
+}
 func (r *routeRecorder) DeleteObject(_ context.Context, class, name string) error {
 	r.note(class, name, "")
 	return nil
@@ -245,6 +253,7 @@ var objectOps = []struct {
 }{
 	{"POST", "/sql", false}, {"GET", "", false}, {"DELETE", "", false}, {"GET", "/alarm", false},
 	{"GET", "/kv", false}, {"GET", "/kv/", true}, {"PUT", "/kv/", true}, {"DELETE", "/kv/", true},
+	{"GET", "/advice", false}, {"POST", "/explain", false},
 }
 
 // FuzzObjectRoute sends every object route, built the way the Go client

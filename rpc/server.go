@@ -206,6 +206,14 @@ func (s *Server) objectRoutes() {
 		}
 		return writeJSON(w, http.StatusOK, map[string]bool{"deleted": true})
 	}))
+	s.handle("GET "+obj+"/advice", "advice", s.routed(func(w http.ResponseWriter, r *http.Request) error {
+		adv, err := b.Advice(r.Context(), r.PathValue("class"), r.PathValue("name"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, adv)
+	}))
+	s.handle("POST "+obj+"/explain", "explain", s.routed(s.explain))
 	s.handle("GET "+obj+"/export", "export", s.routed(s.export))
 	s.handle("PUT "+obj+"/import", "import", s.routed(func(w http.ResponseWriter, r *http.Request) error {
 		if err := b.Import(r.Context(), r.PathValue("class"), r.PathValue("name"), r.Body); err != nil {
@@ -523,6 +531,26 @@ func (s *Server) sql(w http.ResponseWriter, r *http.Request) error {
 		res[i].Rows = encodeRows(res[i].Rows)
 	}
 	return writeJSON(w, http.StatusOK, SQLResponse{Results: res})
+}
+
+// explain takes {"sql", "params"}, the body of /sql for one statement.
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxAPIBody)
+	if err != nil {
+		return err
+	}
+	stmts, err := ParseSQLRequest(body)
+	if err != nil {
+		return err
+	}
+	if len(stmts) != 1 {
+		return fmt.Errorf("%w: explain takes one statement", apierr.ErrBadRequest)
+	}
+	res, err := s.cfg.Backend.Explain(r.Context(), r.PathValue("class"), r.PathValue("name"), stmts[0])
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
 }
 
 // ParseSQLRequest decodes a /sql body into statements with SQL-typed

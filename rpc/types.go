@@ -175,6 +175,11 @@ type Backend interface {
 	SetAlarm(ctx context.Context, class, name string, atMillis int64) error
 	DeleteAlarm(ctx context.Context, class, name string) error
 	Info(ctx context.Context, class, name string) (ObjectInfo, error)
+	// Advice reviews the statements the object ran since its activation
+	// and its schema (activating it if needed).
+	Advice(ctx context.Context, class, name string) (AdviceResponse, error)
+	// Explain plans one statement without running it.
+	Explain(ctx context.Context, class, name string, stmt Statement) (ExplainResponse, error)
 	DeleteObject(ctx context.Context, class, name string) error
 	Export(ctx context.Context, class, name string, w io.Writer) error
 	Import(ctx context.Context, class, name string, r io.Reader) error
@@ -219,6 +224,34 @@ type AlarmEntry struct {
 type AlarmList struct {
 	Alarms []AlarmEntry `json:"alarms"`
 	Cursor string       `json:"cursor,omitempty"`
+}
+
+// Finding is one piece of the data-modelling advisor's advice.
+type Finding struct {
+	Rule       string           `json:"rule"`     // e.g. "missing-index"
+	Severity   string           `json:"severity"` // "warning" or "info"
+	Table      string           `json:"table"`
+	Statement  string           `json:"statement"` // the statement's shape, "" for the schema
+	Evidence   map[string]int64 `json:"evidence"`
+	Suggestion string           `json:"suggestion"`
+}
+
+// AdviceResponse is the answer of GET .../advice.
+type AdviceResponse struct {
+	Findings []Finding `json:"findings"`
+}
+
+// PlanStep is one line of SQLite's EXPLAIN QUERY PLAN.
+type PlanStep struct {
+	ID     int64  `json:"id"`
+	Parent int64  `json:"parent"`
+	Detail string `json:"detail"`
+}
+
+// ExplainResponse is the answer of POST .../explain.
+type ExplainResponse struct {
+	Plan     []PlanStep `json:"plan"`
+	Findings []Finding  `json:"findings"`
 }
 
 // AlarmLister is implemented by backends that list scheduled alarms.
