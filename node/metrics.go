@@ -37,7 +37,11 @@ func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.activeObjects, m.openFilesLimit, m.openDatabases, m.storageBytes, m.alarmsScheduled, m.activations,
-			m.evictions, m.alarmsFired, m.alarmsRetried, m.activationSeconds, m.alarmLag, m.adviceFindings)
+			m.evictions, m.alarmsFired, m.alarmsRetried, m.activationSeconds, m.alarmLag, m.adviceFindings,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dura_node_log_appends_total", Help: "Records appended to the node log."},
+				func() float64 { return float64(rt.logStats().Appends) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dura_node_log_syncs_total", Help: "Group commits (fdatasync) of the node log."},
+				func() float64 { return float64(rt.logStats().Syncs) }))
 	}
 	m.openFilesLimit.Set(float64(rt.cfg.MaxOpenFiles))
 	return m

@@ -31,7 +31,7 @@ const (
 
 // checkpointBytes is the WAL size past which an object is checkpointed
 // after a commit, so its log records can go.
-const checkpointBytes = 4 << 20
+const checkpointBytes = 1 << 20
 
 // logEntry is a decoded node log entry.
 type logEntry struct {
@@ -304,6 +304,14 @@ func (rt *Runtime) recoverFromLog() error {
 	}
 	rt.trimLog()
 	return nil
+}
+
+// logStats are the node log's counters (zero without a log).
+func (rt *Runtime) logStats() nodelog.Stats {
+	if l := rt.nlog; l != nil { // set in Start, before metrics are served
+		return l.Stats()
+	}
+	return nodelog.Stats{}
 }
 
 // partitionOf is the partition of an object ID on this runtime.

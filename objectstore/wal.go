@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 )
@@ -67,6 +66,7 @@ const (
 // Not safe for concurrent use; read it while no transaction writes.
 type walTail struct {
 	path string
+	f    *os.File // the WAL, kept open between reads (nil: reopen)
 
 	pageSize int
 	order    binary.ByteOrder // of the checksum words
@@ -82,7 +82,7 @@ func newWALTail(dbPath string) *walTail { return &walTail{path: dbPath + "-wal"}
 // in order. A new WAL generation (SQLite restarted the WAL after a
 // checkpoint, with new salts) is followed from its first frame.
 func (w *walTail) read() ([]Record, error) {
-	f, err := os.Open(w.path)
+	f, err := w.file()
 	if errors.Is(err, os.ErrNotExist) {
 		w.valid = false
 		return nil, nil
@@ -90,9 +90,8 @@ func (w *walTail) read() ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read WAL: %w", err)
 	}
-	defer f.Close()
 	var hdr [walHeaderSize]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
 		// Empty or cut short: a WAL being created holds no commit yet.
 		return nil, nil
 	}
@@ -130,6 +129,30 @@ func (w *walTail) read() ([]Record, error) {
 		w.off, w.sum = off+int64(len(frame)), sum
 	}
 	return out, nil
+}
+
+// file is the open WAL. SQLite deletes the WAL only when its last
+// connection closes, so while the store that reads it is open the file
+// kept open is the WAL (a TRUNCATE checkpoint empties it in place).
+// Whoever follows a WAL across closes calls close in between.
+func (w *walTail) file() (*os.File, error) {
+	if w.f != nil {
+		return w.f, nil
+	}
+	f, err := os.Open(w.path)
+	if err != nil {
+		return nil, err
+	}
+	w.f = f
+	return f, nil
+}
+
+// close releases the WAL file.
+func (w *walTail) close() {
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
 }
 
 // parseWALHeader checks a WAL header and returns its checksum byte order,
