@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/internal/fsutil"
 	"github.com/dura-dev/dura/replication"
 )
 
@@ -55,21 +56,12 @@ func loadIncarnation(dir string) (string, error) {
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = fsutil.SyncDir(dir)
 	}
 	if err != nil {
 		return "", fmt.Errorf("create data directory identity: %w", err)
 	}
 	return id, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // dataMissing refuses to serve when this node is not the data directory

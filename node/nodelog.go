@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/internal/fsutil"
 	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/replication/nodelog"
@@ -298,7 +299,7 @@ func (rt *Runtime) recoverFromLog() error {
 		rt.logCheckpoint(id, rt.partitionOf(id))
 	}
 	for dir := range dirs {
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			return fmt.Errorf("node log recovery: %w", err)
 		}
 	}
@@ -317,13 +318,4 @@ func (rt *Runtime) logStats() nodelog.Stats {
 // partitionOf is the partition of an object ID on this runtime.
 func (rt *Runtime) partitionOf(id string) int {
 	return placement.PartitionOf(id, rt.cfg.Partitions)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

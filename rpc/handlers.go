@@ -27,12 +27,18 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) error {
 	return s.cfg.Backend.Call(r.Context(), r.PathValue("class"), r.PathValue("name"), w, req)
 }
 
-func (s *Server) sql(w http.ResponseWriter, r *http.Request) error {
+// readStatements reads a /sql-shaped body: {"statements":[...]} or one
+// {"sql","params"}.
+func readStatements(r *http.Request) ([]Statement, error) {
 	body, err := readBody(r, MaxAPIBody)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	stmts, err := ParseSQLRequest(body)
+	return ParseSQLRequest(body)
+}
+
+func (s *Server) sql(w http.ResponseWriter, r *http.Request) error {
+	stmts, err := readStatements(r)
 	if err != nil {
 		return err
 	}
@@ -48,11 +54,7 @@ func (s *Server) sql(w http.ResponseWriter, r *http.Request) error {
 
 // explain takes {"sql", "params"}, the body of /sql for one statement.
 func (s *Server) explain(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, MaxAPIBody)
-	if err != nil {
-		return err
-	}
-	stmts, err := ParseSQLRequest(body)
+	stmts, err := readStatements(r)
 	if err != nil {
 		return err
 	}

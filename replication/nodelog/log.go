@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dura-dev/dura/internal/fsutil"
 )
 
 // Config configures a log.
@@ -195,7 +197,7 @@ func (l *Log) startSegment(seq uint64, min int64) error {
 		err = f.Sync() // the file's size and header, once
 	}
 	if err == nil {
-		err = syncDir(l.cfg.Dir)
+		err = fsutil.SyncDir(l.cfg.Dir)
 	}
 	if err != nil {
 		f.Close()
@@ -207,15 +209,6 @@ func (l *Log) startSegment(seq uint64, min int64) error {
 	l.seg = &segment{seq: seq, f: f, size: size}
 	l.end = Pos{Segment: seq, Offset: segmentHeaderSize}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // scanSegment reads segment seq's frames from its header on, calling fn
@@ -423,7 +416,7 @@ func (l *Log) RemoveBefore(pos Pos) error {
 			return fmt.Errorf("node log: remove segment %d: %w", seq, err)
 		}
 	}
-	return syncDir(l.cfg.Dir)
+	return fsutil.SyncDir(l.cfg.Dir)
 }
 
 // Close waits for the appends already made, then closes the files.
