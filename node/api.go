@@ -289,7 +289,7 @@ func (rt *Runtime) Import(ctx context.Context, class, name string, r io.Reader) 
 		}
 		// The imported file (synced) is the object now: its earlier
 		// records must never be replayed over it.
-		rt.logCheckpoint(ref.id, ref.partition)
+		rt.logObjectReset(ref.id, ref.partition)
 		if errors.Is(statErr, os.ErrNotExist) {
 			rt.recordNew(ref)
 		}

@@ -22,12 +22,17 @@ import (
 const (
 	// entryCommit is one commit of one object: its pages.
 	entryCommit byte = 1
-	// entryCheckpoint says an object's file (synced) holds every commit
-	// logged before it: recovery starts after it.
+	// entryCheckpoint says an object's file (synced) holds its commits
+	// through transaction number tx: recovery replays only later ones.
+	// By number, not position: a store closing while the object's next
+	// activation already commits must not cover those commits.
 	entryCheckpoint byte = 2
 	// entryPartition says a partition's files were replaced or set aside
 	// (handoff, adoption): earlier entries of its objects are void.
 	entryPartition byte = 3
+	// entryObject says one object's file was replaced (import): its
+	// earlier entries are void.
+	entryObject byte = 4
 )
 
 // checkpointBytes is the WAL size past which an object is checkpointed
@@ -44,8 +49,8 @@ type logEntry struct {
 }
 
 // encode lays an entry out: kind, partition, at, id (64 bytes or none),
-// then for a commit tx, page size, database pages, page count and each
-// page number with its image.
+// then for a checkpoint its tx, for a commit tx, page size, database
+// pages, page count and each page number with its image.
 func (e *logEntry) encode() []byte {
 	n := 1 + 4 + 8 + 1 + len(e.id)
 	if e.kind == entryCommit {
@@ -57,6 +62,9 @@ func (e *logEntry) encode() []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.at))
 	b = append(b, byte(len(e.id)))
 	b = append(b, e.id...)
+	if e.kind == entryCheckpoint {
+		return binary.LittleEndian.AppendUint64(b, e.rec.Tx)
+	}
 	if e.kind != entryCommit {
 		return b
 	}
@@ -87,6 +95,13 @@ func decodeEntry(b []byte) (logEntry, error) {
 		return e, errBadEntry
 	}
 	e.id, b = string(b[:idLen]), b[idLen:]
+	if e.kind == entryCheckpoint {
+		if len(b) != 8 {
+			return e, errBadEntry
+		}
+		e.rec.Tx = binary.LittleEndian.Uint64(b)
+		return e, nil
+	}
 	if e.kind != entryCommit {
 		return e, nil
 	}
@@ -134,9 +149,12 @@ func (rt *Runtime) logCommit(inst *instance) error {
 			return err
 		}
 		rt.logMu.Lock()
-		if _, ok := rt.logPins[inst.ref.id]; !ok {
-			rt.logPins[inst.ref.id] = pos
+		pin, ok := rt.logPins[inst.ref.id]
+		if !ok {
+			pin.pos = pos
 		}
+		pin.tx = recs[i].Tx
+		rt.logPins[inst.ref.id] = pin
 		rt.logMu.Unlock()
 	}
 	if len(recs) > 0 && inst.store.WALBytes() > checkpointBytes {
@@ -144,22 +162,44 @@ func (rt *Runtime) logCommit(inst *instance) error {
 			rt.log.Warn("checkpoint failed", "class", inst.ref.class, "name", inst.ref.name, "err", err)
 			return nil
 		}
-		rt.logCheckpoint(inst.ref.id, inst.ref.partition)
+		rt.logCheckpoint(inst.ref.id, inst.ref.partition, inst.store.TxNumber())
 	}
 	return nil
 }
 
-// logCheckpoint notes that an object's file holds all its logged commits.
-func (rt *Runtime) logCheckpoint(id string, partition int) {
+// logCheckpoint notes that an object's file holds its commits through
+// transaction tx. Its pin goes only if no later record came meanwhile.
+func (rt *Runtime) logCheckpoint(id string, partition int, tx uint64) {
+	rt.logVoid(&logEntry{kind: entryCheckpoint, id: id, partition: partition, rec: objectstore.Record{Tx: tx}})
+}
+
+// logObjectReset notes that an object's file was replaced whole.
+func (rt *Runtime) logObjectReset(id string, partition int) {
+	rt.logVoid(&logEntry{kind: entryObject, id: id, partition: partition})
+}
+
+// logVoid appends an entry that makes an object's earlier records
+// unneeded, and releases its pin unless a later transaction (of the
+// object's next activation, while this store closed) is logged too.
+func (rt *Runtime) logVoid(e *logEntry) {
 	if rt.nlog == nil {
 		return
 	}
-	if _, err := rt.logAppend(&logEntry{kind: entryCheckpoint, id: id, partition: partition}); err != nil {
+	if _, err := rt.logAppend(e); err != nil {
 		return // the records stay pinned and are replayed: safe
 	}
 	rt.logMu.Lock()
-	delete(rt.logPins, id)
+	if pin, ok := rt.logPins[e.id]; ok && (e.kind != entryCheckpoint || pin.tx <= e.rec.Tx) {
+		delete(rt.logPins, e.id)
+	}
 	rt.logMu.Unlock()
+}
+
+// logPin keeps the log from the first record an object logged since its
+// last checkpoint; tx is the last transaction it logged.
+type logPin struct {
+	pos nodelog.Pos
+	tx  uint64
 }
 
 // logPartitionReset notes that partition p's files were replaced or set
@@ -181,13 +221,19 @@ func (rt *Runtime) logPartitionReset(p int) error {
 	return nil
 }
 
-// closeStore closes an object's database; with the node log, a clean
-// close (SQLite checkpoints and syncs the file) is a checkpoint.
+// closeStore closes an object's database; with the node log it is
+// checkpointed first (synced: the file then holds the store's commits,
+// whichever other connection is open), which the log notes.
 func (rt *Runtime) closeStore(s *objectstore.Store) error {
+	if rt.nlog == nil {
+		return s.Close()
+	}
+	cerr := s.Checkpoint()
+	tx := s.TxNumber()
 	err := s.Close()
-	if err == nil && rt.nlog != nil {
+	if err == nil && cerr == nil {
 		id := objectIDOfPath(s.Path())
-		rt.logCheckpoint(id, rt.partitionOf(id))
+		rt.logCheckpoint(id, rt.partitionOf(id), tx)
 	}
 	return err
 }
@@ -206,8 +252,8 @@ func (rt *Runtime) trimLog() {
 	keep := nodelog.Pos{Segment: ^uint64(0)}
 	rt.logMu.Lock()
 	for _, p := range rt.logPins {
-		if p.Less(keep) {
-			keep = p
+		if p.pos.Less(keep) {
+			keep = p.pos
 		}
 	}
 	rt.logMu.Unlock()
@@ -224,8 +270,13 @@ func (rt *Runtime) trimLog() {
 // would overlay pages the log brought forward.
 func (rt *Runtime) recoverFromLog() error {
 	start := time.Now()
-	since := map[string]nodelog.Pos{} // object -> its last checkpoint
-	reset := map[int]nodelog.Pos{}    // partition -> its last reset
+	type mark struct {
+		pos nodelog.Pos
+		tx  uint64
+	}
+	since := map[string]mark{}         // object -> its last checkpoint
+	voided := map[string]nodelog.Pos{} // object -> its last replacement
+	reset := map[int]nodelog.Pos{}     // partition -> its last reset
 	err := rt.nlog.Replay(nodelog.Pos{}, func(pos nodelog.Pos, b []byte) error {
 		e, err := decodeEntry(b)
 		if err != nil {
@@ -233,7 +284,11 @@ func (rt *Runtime) recoverFromLog() error {
 		}
 		switch e.kind {
 		case entryCheckpoint:
-			since[e.id] = pos
+			if m, ok := since[e.id]; !ok || e.rec.Tx >= m.tx {
+				since[e.id] = mark{pos, e.rec.Tx}
+			}
+		case entryObject:
+			voided[e.id] = pos
 		case entryPartition:
 			reset[e.partition] = pos
 		}
@@ -243,6 +298,7 @@ func (rt *Runtime) recoverFromLog() error {
 		return fmt.Errorf("node log recovery: %w", err)
 	}
 	files := map[string]*os.File{}
+	lastTx := map[string]uint64{}
 	dirs := map[string]bool{}
 	defer func() {
 		for _, f := range files {
@@ -255,7 +311,12 @@ func (rt *Runtime) recoverFromLog() error {
 		if err != nil || e.kind != entryCommit {
 			return err
 		}
-		if c, ok := since[e.id]; ok && pos.Less(c) {
+		// Covered by a checkpoint: an earlier transaction, or the same
+		// one logged before the checkpoint note.
+		if c, ok := since[e.id]; ok && (e.rec.Tx < c.tx || e.rec.Tx == c.tx && pos.Less(c.pos)) {
+			return nil
+		}
+		if v, ok := voided[e.id]; ok && pos.Less(v) {
 			return nil
 		}
 		if r, ok := reset[e.partition]; ok && pos.Less(r) {
@@ -279,6 +340,7 @@ func (rt *Runtime) recoverFromLog() error {
 			files[e.id] = f
 		}
 		records++
+		lastTx[e.id] = e.rec.Tx
 		return e.rec.Apply(f)
 	})
 	if err != nil {
@@ -296,7 +358,7 @@ func (rt *Runtime) recoverFromLog() error {
 		rt.log.Info("node log recovery", "objects", len(files), "records", records, "took", time.Since(start))
 	}
 	for id := range files {
-		rt.logCheckpoint(id, rt.partitionOf(id))
+		rt.logCheckpoint(id, rt.partitionOf(id), lastTx[id])
 	}
 	for dir := range dirs {
 		if err := fsutil.SyncDir(dir); err != nil {

@@ -81,7 +81,7 @@ type Runtime struct {
 	nlog      *nodelog.Log
 	logFailed atomic.Bool
 	logMu     sync.Mutex
-	logPins   map[string]nodelog.Pos
+	logPins   map[string]logPin
 
 	fence  atomic.Pointer[func(partition int) error] // nil: serve every partition
 	caller atomic.Pointer[ObjectCaller]              // nil: stubs call this node only
@@ -178,7 +178,7 @@ func (rt *Runtime) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("start node: %w", err)
 		}
-		rt.nlog, rt.logPins = l, map[string]nodelog.Pos{}
+		rt.nlog, rt.logPins = l, map[string]logPin{}
 		if err := rt.recoverFromLog(); err != nil {
 			l.Close()
 			return fmt.Errorf("start node: %w", err)
