@@ -23,7 +23,9 @@ func (s raftSchedule) PutAlarm(a replication.Alarm) error {
 func (s raftSchedule) DeleteAlarm(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, ObjectID: id})
+	// Name too: nodes of the previous version read the ID there, and every
+	// node must apply the command alike during a rolling upgrade.
+	return s.c.Apply(ctx, replication.Command{Kind: replication.CmdDeleteAlarm, ObjectID: id, Name: id})
 }
 
 // ClearFired queues the clearing of an alarm that ran for the next batch.
