@@ -193,6 +193,9 @@ func (rt *Runtime) logVoid(e *logEntry) {
 		delete(rt.logPins, e.id)
 	}
 	rt.logMu.Unlock()
+	// Under a steady load segments fill in seconds: trim as pins move,
+	// not only on the janitor's tick.
+	rt.trimLog()
 }
 
 // logPin keeps the log from the first record an object logged since its

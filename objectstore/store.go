@@ -198,9 +198,6 @@ func (s *Store) Close() error {
 		_ = s.Rollback()
 	}
 	s.closed = true
-	if s.wal != nil {
-		s.wal.close()
-	}
 	return s.conn.Close()
 }
 

@@ -66,7 +66,6 @@ const (
 // Not safe for concurrent use; read it while no transaction writes.
 type walTail struct {
 	path string
-	f    *os.File // the WAL, kept open between reads (nil: reopen)
 
 	pageSize int
 	order    binary.ByteOrder // of the checksum words
@@ -82,7 +81,9 @@ func newWALTail(dbPath string) *walTail { return &walTail{path: dbPath + "-wal"}
 // in order. A new WAL generation (SQLite restarted the WAL after a
 // checkpoint, with new salts) is followed from its first frame.
 func (w *walTail) read() ([]Record, error) {
-	f, err := w.file()
+	// Opened for each read, not kept: an open object already holds three
+	// files (database, WAL, shared memory), which --max-open-files counts.
+	f, err := os.Open(w.path)
 	if errors.Is(err, os.ErrNotExist) {
 		w.valid = false
 		return nil, nil
@@ -90,6 +91,7 @@ func (w *walTail) read() ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read WAL: %w", err)
 	}
+	defer f.Close()
 	var hdr [walHeaderSize]byte
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
 		// Empty or cut short: a WAL being created holds no commit yet.
@@ -129,30 +131,6 @@ func (w *walTail) read() ([]Record, error) {
 		w.off, w.sum = off+int64(len(frame)), sum
 	}
 	return out, nil
-}
-
-// file is the open WAL. SQLite deletes the WAL only when its last
-// connection closes, so while the store that reads it is open the file
-// kept open is the WAL (a TRUNCATE checkpoint empties it in place).
-// Whoever follows a WAL across closes calls close in between.
-func (w *walTail) file() (*os.File, error) {
-	if w.f != nil {
-		return w.f, nil
-	}
-	f, err := os.Open(w.path)
-	if err != nil {
-		return nil, err
-	}
-	w.f = f
-	return f, nil
-}
-
-// close releases the WAL file.
-func (w *walTail) close() {
-	if w.f != nil {
-		w.f.Close()
-		w.f = nil
-	}
 }
 
 // parseWALHeader checks a WAL header and returns its checksum byte order,

@@ -91,7 +91,6 @@ func (h *captureHarness) step() {
 	case op == 1:
 		// Closing the last connection checkpoints and deletes the WAL.
 		h.capture()
-		h.tail.close()
 		h.db.Close()
 		h.open()
 		return

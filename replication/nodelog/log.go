@@ -408,6 +408,7 @@ func (l *Log) RemoveBefore(pos Pos) error {
 	l.mu.Lock()
 	current := l.seg.seq
 	l.mu.Unlock()
+	removed := false
 	for _, seq := range seqs {
 		if seq >= pos.Segment || seq >= current {
 			break
@@ -415,6 +416,10 @@ func (l *Log) RemoveBefore(pos Pos) error {
 		if err := os.Remove(l.path(seq)); err != nil {
 			return fmt.Errorf("node log: remove segment %d: %w", seq, err)
 		}
+		removed = true
+	}
+	if !removed {
+		return nil
 	}
 	return fsutil.SyncDir(l.cfg.Dir)
 }
