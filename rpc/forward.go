@@ -206,15 +206,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner Peer) err
 		return fmt.Errorf("%w: %v", apierr.ErrInternal, err)
 	}
 	out.ContentLength = r.ContentLength
-	for k, v := range r.Header {
-		out.Header[k] = v
-	}
-	for _, h := range hopHeaders {
-		out.Header.Del(h)
-	}
-	out.Header.Set(HeaderHops, strconv.Itoa(n))
-	out.Header.Set(HeaderCaller, callerOf(r))
-	out.Header.Set(HeaderEpoch, strconv.FormatUint(s.cfg.Router.Epoch(), 10))
+	s.forwarded(out, r.Header, n, callerOf(r))
 	resp, err := s.cfg.Forwarder.Do(out)
 	if err != nil {
 		s.log.Debug("forward failed", "owner", owner.Name, "err", err)
@@ -251,6 +243,21 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner Peer) err
 			return rerr
 		}
 	}
+}
+
+// forwarded gives out, a request for the owner, the headers src had
+// without the per-connection ones, plus the hop count, the caller this
+// node authenticated and this node's ring epoch.
+func (s *Server) forwarded(out *http.Request, src http.Header, hops int, caller string) {
+	for k, v := range src {
+		out.Header[k] = v
+	}
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	out.Header.Set(HeaderHops, strconv.Itoa(hops))
+	out.Header.Set(HeaderCaller, caller)
+	out.Header.Set(HeaderEpoch, strconv.FormatUint(s.cfg.Router.Epoch(), 10))
 }
 
 // refusedUnrun returns the owner's answer as an error when it refused the

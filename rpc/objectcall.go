@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/dura-dev/dura/internal/apierr"
@@ -74,19 +73,11 @@ func (s *Server) sendCall(ctx context.Context, owner Peer, class, name string, r
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", apierr.ErrBadRequest, err)
 	}
-	for k, v := range req.Header {
-		out.Header[k] = v
-	}
-	for _, h := range hopHeaders {
-		out.Header.Del(h)
-	}
 	caller, _ := ctx.Value(callerKey{}).(string)
 	if caller == "" {
 		caller = "node"
 	}
-	out.Header.Set(HeaderHops, "1")
-	out.Header.Set(HeaderCaller, caller)
-	out.Header.Set(HeaderEpoch, strconv.FormatUint(s.cfg.Router.Epoch(), 10))
+	s.forwarded(out, req.Header, 1, caller)
 	out.Header.Set(HeaderChain, strings.Join(chain, ","))
 	if len(s.adminTokens) > 0 {
 		// A plain peer port checks tokens as the client port does.
