@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dura-dev/dura/internal/logging"
 	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/placement"
@@ -78,12 +79,6 @@ func LoopbackTiming() Timing {
 	return Timing{Lease: 2 * time.Second, Raft: replication.LoopbackTiming(), Gossip: membership.Loopback}
 }
 
-// warnState rate-limits a repeated warning.
-type warnState struct {
-	at     time.Time
-	failed int
-}
-
 // Cluster joins a Runtime to the other nodes: gossip membership, the Raft
 // group that commits members and partition placement, request routing
 // with fencing, and partition handoff. All methods are safe to call
@@ -114,15 +109,16 @@ type Cluster struct {
 	incarnation string      // this data directory's identity (Start)
 	lostLogged  atomic.Bool // the data-lost ERROR was logged
 
+	pullWarns *logging.Limiter // a failed pull: one WARN per owner per 30 s
+
 	leaving    atomic.Bool // Leave was called: never rejoin
 	caughtUp   atomic.Bool // applied what the leader had committed after start
 	catchUp    uint64      // leader's commit index to reach (loop only)
 	lastRejoin time.Time   // loop only
 
-	mu       sync.Mutex
-	fired    chan replication.FiredAlarm // alarms that ran, to clear (clearFiredLoop)
-	pulled   map[int]uint64              // partition -> the move (its Since) this node completed
-	pullWarn map[string]warnState        // per owner, the last WARN of a failed pull
+	mu     sync.Mutex
+	fired  chan replication.FiredAlarm // alarms that ran, to clear (clearFiredLoop)
+	pulled map[int]uint64              // partition -> the move (its Since) this node completed
 
 	// installing[p] is set while a pull of p runs here (at most one): the
 	// fence then refuses p, so no event runs on a copy an adoption may
@@ -159,13 +155,13 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	})
 	c := &Cluster{
 		cfg: cfg, rt: rt, log: log,
-		hc:       &http.Client{Transport: tr, Timeout: 5 * time.Minute},
-		fwd:      &http.Client{Transport: tr},
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		pulled:   map[int]uint64{},
-		pullWarn: map[string]warnState{},
-		fired:    make(chan replication.FiredAlarm, firedBatch),
+		hc:        &http.Client{Transport: tr, Timeout: 5 * time.Minute},
+		fwd:       &http.Client{Transport: tr},
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		pulled:    map[int]uint64{},
+		pullWarns: logging.NewLimiter(0, nil),
+		fired:     make(chan replication.FiredAlarm, firedBatch),
 
 		installing: make([]atomic.Bool, rt.Partitions()),
 		owned:      map[int]bool{},

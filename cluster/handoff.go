@@ -222,19 +222,6 @@ func addExport(tw *tar.Writer, path, name string) error {
 // or restarting refuses for a while, so one WARN per owner per 30 s
 // (with how many failed since) and DEBUG otherwise.
 func (c *Cluster) pullFailed(p int, owner string, err error) {
-	c.mu.Lock()
-	w := c.pullWarn[owner]
-	w.failed++
-	warn := time.Since(w.at) > 30*time.Second
-	if warn {
-		w.at, w.failed = time.Now(), 0
-	}
-	c.pullWarn[owner] = w
-	n := w.failed
-	c.mu.Unlock()
-	if warn {
-		c.log.Warn("handoff pull failed; will retry", "partition", p, "from", owner, "err", err)
-		return
-	}
-	c.log.Debug("handoff pull failed; will retry", "partition", p, "from", owner, "err", err, "failed_since_warn", n)
+	lvl, n := c.pullWarns.Level(owner)
+	c.log.Log(context.Background(), lvl, "handoff pull failed; will retry", "partition", p, "from", owner, "err", err, "failed_since_warn", n)
 }

@@ -276,8 +276,8 @@ func TestRepeatsForgetPeers(t *testing.T) {
 	}
 	now = now.Add(2 * DefaultEvery)
 	r.level("m", []any{"peer", "d"})
-	if len(r.seen) != 1 {
-		t.Fatalf("%d peers remembered, want 1", len(r.seen))
+	if len(r.lim.seen) != 1 {
+		t.Fatalf("%d peers remembered, want 1", len(r.lim.seen))
 	}
 }
 

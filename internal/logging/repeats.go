@@ -10,44 +10,86 @@ import (
 // DefaultEvery is the window of Options.Repeats when Every is zero.
 const DefaultEvery = 30 * time.Second
 
-// repeats rate-limits messages about one peer. Safe for concurrent use.
-type repeats struct {
+// Limiter rate-limits a warning that repeats, per key (a peer, an owner):
+// the first of each window is WARN, with how many were logged at DEBUG
+// since the last WARN, and the rest DEBUG. Safe for concurrent use.
+type Limiter struct {
 	every time.Duration
 	now   func() time.Time
-	keys  map[string]string // message -> attribute naming the peer
 
 	mu   sync.Mutex
-	seen map[seenKey]*seen
+	seen map[string]*seen
 }
-
-type seenKey struct{ msg, peer string }
 
 type seen struct {
 	warned time.Time // when the last WARN line went out
 	count  int       // repeats since, logged at DEBUG
 }
 
+// NewLimiter rate-limits to one WARN per key per every (DefaultEvery if
+// zero); now is the clock (time.Now if nil).
+func NewLimiter(every time.Duration, now func() time.Time) *Limiter {
+	if every <= 0 {
+		every = DefaultEvery
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Limiter{every: every, now: now, seen: map[string]*seen{}}
+}
+
+// Level is the level to log key's warning at now, and with WARN the
+// number of repeats logged at DEBUG since the last WARN.
+func (l *Limiter) Level(key string) (slog.Level, int) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.seen[key]
+	if s == nil {
+		l.prune(now)
+		l.seen[key] = &seen{warned: now}
+		return slog.LevelWarn, 0
+	}
+	if now.Sub(s.warned) >= l.every {
+		n := s.count
+		s.warned, s.count = now, 0
+		return slog.LevelWarn, n
+	}
+	s.count++
+	return slog.LevelDebug, 0
+}
+
+// prune forgets keys not heard of for two windows, so that a peer gone
+// for good does not stay in the map (and one that comes back and fails
+// again starts with a WARN).
+func (l *Limiter) prune(now time.Time) {
+	for k, s := range l.seen {
+		if now.Sub(s.warned) >= 2*l.every {
+			delete(l.seen, k)
+		}
+	}
+}
+
+// repeats rate-limits hclog messages about one peer (Options.Repeats).
+type repeats struct {
+	keys map[string]string // message -> attribute naming the peer
+	lim  *Limiter
+}
+
 func newRepeats(o Options) *repeats {
 	if len(o.Repeats) == 0 {
 		return nil
 	}
-	r := &repeats{every: o.Every, now: o.Now, keys: map[string]string{}, seen: map[seenKey]*seen{}}
-	if r.every <= 0 {
-		r.every = DefaultEvery
-	}
-	if r.now == nil {
-		r.now = time.Now
-	}
+	r := &repeats{keys: map[string]string{}, lim: NewLimiter(o.Every, o.Now)}
 	for _, rp := range o.Repeats {
 		r.keys[rp.Msg] = rp.PeerKey
 	}
 	return r
 }
 
-// level is the level to log msg at: WARN for the first of a window
-// (with n, the repeats logged at DEBUG since the last WARN), DEBUG for
-// the rest. limited is false, and lvl WARN or above unchanged, for a
-// message that is not rate-limited.
+// level is the level to log msg at (see Limiter.Level). limited is
+// false, and lvl WARN or above unchanged, for a message that is not
+// rate-limited.
 func (r *repeats) level(msg string, args []any) (lvl slog.Level, n int, limited bool) {
 	key, ok := r.keys[msg]
 	if !ok {
@@ -59,34 +101,8 @@ func (r *repeats) level(msg string, args []any) (lvl slog.Level, n int, limited 
 			return slog.LevelWarn, 0, false
 		}
 	}
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	k := seenKey{msg, peer}
-	s := r.seen[k]
-	if s == nil {
-		r.prune(now)
-		r.seen[k] = &seen{warned: now}
-		return slog.LevelWarn, 0, true
-	}
-	if now.Sub(s.warned) >= r.every {
-		n = s.count
-		s.warned, s.count = now, 0
-		return slog.LevelWarn, n, true
-	}
-	s.count++
-	return slog.LevelDebug, 0, true
-}
-
-// prune forgets peers not heard of for two windows, so that a peer
-// gone for good does not stay in the map (and one that comes back and
-// fails again starts with a WARN).
-func (r *repeats) prune(now time.Time) {
-	for k, s := range r.seen {
-		if now.Sub(s.warned) >= 2*r.every {
-			delete(r.seen, k)
-		}
-	}
+	lvl, n = r.lim.Level(msg + "\x00" + peer)
+	return lvl, n, true
 }
 
 // find is the value of key in hclog's key-value pairs, as text.
