@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dura-dev/dura/internal/fsutil"
@@ -93,6 +94,13 @@ type Log struct {
 
 	syncs   uint64 // group commits made (fdatasync calls)
 	appends uint64
+
+	// current is the segment appended to (the writer moves it); oldest,
+	// under trimMu, the first segment not yet removed. Segments are
+	// numbered without gaps, so removal needs no directory listing.
+	current atomic.Uint64
+	trimMu  sync.Mutex
+	oldest  uint64
 }
 
 type segment struct {
@@ -122,10 +130,13 @@ func Open(cfg Config) (*Log, error) {
 		return nil, err
 	}
 	if len(seqs) == 0 {
+		l.oldest = 1
 		if err := l.startSegment(1, 0); err != nil {
 			return nil, err
 		}
 	} else {
+		l.oldest = seqs[0]
+		l.current.Store(seqs[len(seqs)-1])
 		last := seqs[len(seqs)-1]
 		f, err := os.OpenFile(l.path(last), os.O_RDWR, 0)
 		if err != nil {
@@ -207,6 +218,7 @@ func (l *Log) startSegment(seq uint64, min int64) error {
 		l.seg.f.Close()
 	}
 	l.seg = &segment{seq: seq, f: f, size: size}
+	l.current.Store(seq)
 	l.end = Pos{Segment: seq, Offset: segmentHeaderSize}
 	return nil
 }
@@ -401,25 +413,17 @@ func (l *Log) Replay(from Pos, fn func(Pos, []byte) error) error {
 // RemoveBefore deletes the segments whose every record comes before pos
 // (each object was checkpointed past them).
 func (l *Log) RemoveBefore(pos Pos) error {
-	seqs, err := l.segments()
-	if err != nil {
-		return err
+	l.trimMu.Lock()
+	defer l.trimMu.Unlock()
+	upto := min(pos.Segment, l.current.Load())
+	if upto <= l.oldest {
+		return nil // nothing to remove: no I/O
 	}
-	l.mu.Lock()
-	current := l.seg.seq
-	l.mu.Unlock()
-	removed := false
-	for _, seq := range seqs {
-		if seq >= pos.Segment || seq >= current {
-			break
-		}
-		if err := os.Remove(l.path(seq)); err != nil {
+	for seq := l.oldest; seq < upto; seq++ {
+		if err := os.Remove(l.path(seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("node log: remove segment %d: %w", seq, err)
 		}
-		removed = true
-	}
-	if !removed {
-		return nil
+		l.oldest = seq + 1
 	}
 	return fsutil.SyncDir(l.cfg.Dir)
 }
