@@ -37,8 +37,8 @@ func TestE2ECrashLosesNothingTheLogHolds(t *testing.T) {
 				}
 				return ""
 			})
-			n.cmd.Process.Kill()
-			<-n.done
+			n.Cmd.Process.Kill()
+			<-n.Done
 			close(stop)
 			acked := <-result
 			removed := 0

@@ -19,20 +19,20 @@ func TestE2EJSONLogs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := increment(ctx, n.client(), "logs"); err != nil {
-		t.Fatalf("increment: %v\n%s", err, n.log())
+		t.Fatalf("increment: %v\n%s", err, n.Log())
 	}
-	n.cmd.Process.Signal(syscall.SIGTERM)
+	n.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-n.done:
+	case err := <-n.Done:
 		if err != nil {
-			t.Fatalf("serve exited badly: %v\n%s", err, n.log())
+			t.Fatalf("serve exited badly: %v\n%s", err, n.Log())
 		}
 	case <-time.After(40 * time.Second):
 		t.Fatal("serve did not stop after SIGTERM")
 	}
 
 	var raftFields, raftDebug, banner, shutdown bool
-	for line := range strings.Lines(n.log()) {
+	for line := range strings.Lines(n.Log()) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Errorf("not one JSON object: %q: %v", line, err)
@@ -70,7 +70,7 @@ func TestE2EJSONLogs(t *testing.T) {
 		`"shutting down" with its timeout as a string`: shutdown,
 	} {
 		if !ok {
-			t.Errorf("no %s in the logs:\n%s", what, n.log())
+			t.Errorf("no %s in the logs:\n%s", what, n.Log())
 		}
 	}
 }

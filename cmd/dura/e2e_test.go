@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,13 +48,7 @@ func e2eBinary(t *testing.T) string {
 }
 
 // e2eNode is a "dura serve" process.
-type e2eNode struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
-	logs *strings.Builder
-	mu   sync.Mutex
-}
+type e2eNode struct{ *testutil.Proc }
 
 // e2eStart runs "dura serve" on random loopback ports with data in dir
 // and waits until it is ready.
@@ -72,43 +64,7 @@ func e2eStart(t *testing.T, dir string, extra ...string) *e2eNode {
 func e2eLaunch(t *testing.T, dir string, extra ...string) *e2eNode {
 	t.Helper()
 	args := append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--log-level", "warn"}, extra...)
-	cmd := exec.Command(e2eBinary(t), args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &e2eNode{cmd: cmd, done: make(chan error, 1), logs: &strings.Builder{}}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			n.mu.Lock()
-			n.logs.WriteString(line + "\n")
-			n.mu.Unlock()
-			if _, rest, ok := strings.Cut(line, "serving on http://"); ok {
-				addrc <- strings.Fields(rest)[0]
-			}
-		}
-		n.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-n.done
-		}
-	})
-	select {
-	case n.addr = <-addrc:
-	case err := <-n.done:
-		t.Fatalf("serve exited early: %v\n%s", err, n.log())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("serve did not start\n%s", n.log())
-	}
-	return n
+	return &e2eNode{testutil.Launch(t, e2eBinary(t), args...)}
 }
 
 // waitReady waits until the node's cluster has formed and it serves.
@@ -116,19 +72,13 @@ func (n *e2eNode) waitReady(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	testutil.Poll(t, timeout, "serve ready", func() string {
 		if err := n.client().Ready(context.Background()); err != nil {
-			return fmt.Sprintf("%v\n%s", err, n.log())
+			return fmt.Sprintf("%v\n%s", err, n.Log())
 		}
 		return ""
 	})
 }
 
-func (n *e2eNode) log() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.logs.String()
-}
-
-func (n *e2eNode) client() *rpc.Client { return rpc.NewClient("http://"+n.addr, nil) }
+func (n *e2eNode) client() *rpc.Client { return rpc.NewClient("http://"+n.Addr, nil) }
 
 // increment calls the counter and returns the acknowledged value.
 func increment(ctx context.Context, c *rpc.Client, name string) (int64, error) {
@@ -205,10 +155,10 @@ func stopUnderLoad(t *testing.T, counters int, sig syscall.Signal) error {
 		}
 		return ""
 	})
-	n.cmd.Process.Signal(sig)
+	n.Cmd.Process.Signal(sig)
 	var exitErr error
 	select {
-	case exitErr = <-n.done:
+	case exitErr = <-n.Done:
 	case <-time.After(40 * time.Second):
 		t.Fatalf("serve did not stop after %s", sig)
 	}
@@ -224,7 +174,7 @@ func stopUnderLoad(t *testing.T, counters int, sig syscall.Signal) error {
 		}
 	}
 	if exitErr != nil {
-		return fmt.Errorf("%v\n%s", exitErr, n.log())
+		return fmt.Errorf("%v\n%s", exitErr, n.Log())
 	}
 	return nil
 }
@@ -269,7 +219,7 @@ func TestE2ESecondNodeOnTheSameData(t *testing.T) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, e2eBinary(t), "serve", "--data", dir, "--http", "127.0.0.1:0",
 		"--gossip", "127.0.0.1:0", "--raft", "127.0.0.1:0").CombinedOutput()
-	want := fmt.Sprintf("data directory %s is in use by another dura process (pid %d)", dir, n.cmd.Process.Pid)
+	want := fmt.Sprintf("data directory %s is in use by another dura process (pid %d)", dir, n.Cmd.Process.Pid)
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), want) {
 		t.Fatalf("exit %v, output %s; want %q", err, out, want)
 	}
@@ -283,7 +233,7 @@ func TestE2EDefaultClassesServeOverHTTP(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	n := e2eStart(t, t.TempDir())
-	resp, err := http.Post("http://"+n.addr+"/objects/counter/readme/increment?key=hits&by=5", "", nil)
+	resp, err := http.Post("http://"+n.Addr+"/objects/counter/readme/increment?key=hits&by=5", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,17 +244,6 @@ func TestE2EDefaultClassesServeOverHTTP(t *testing.T) {
 	}
 }
 
-// freeAddr is a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestE2EThreeProcessesWithSecret: three "dura serve" processes sharing a
 // secret form a cluster that serves every object through every node; a
 // fourth process with another secret never gets in.
@@ -313,16 +252,16 @@ func TestE2EThreeProcessesWithSecret(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	const secret, token = "e2e-cluster-secret-0123", "e2e-admin-token"
-	seed := freeAddr(t)
+	seed := testutil.FreeAddr(t)
 	var nodes []*e2eNode
 	for i := range 3 {
 		gossip, join := seed, seed
 		if i > 0 {
-			gossip = freeAddr(t)
+			gossip = testutil.FreeAddr(t)
 		} else {
 			join = ""
 		}
-		args := []string{"--name", fmt.Sprint("n", i+1), "--gossip", gossip, "--raft", freeAddr(t),
+		args := []string{"--name", fmt.Sprint("n", i+1), "--gossip", gossip, "--raft", testutil.FreeAddr(t),
 			"--bootstrap-expect", "3", "--secret", secret, "--admin-token", token}
 		if join != "" {
 			args = append(args, "--join", join)
@@ -349,7 +288,7 @@ func TestE2EThreeProcessesWithSecret(t *testing.T) {
 			resp.Body.Close()
 			executors[resp.Header.Get(rpc.HeaderNode)] = true
 			if v.Value != 1 {
-				t.Fatalf("%s through %s = %d", name, n.addr, v.Value)
+				t.Fatalf("%s through %s = %d", name, n.Addr, v.Value)
 			}
 		}
 	}
@@ -361,7 +300,7 @@ func TestE2EThreeProcessesWithSecret(t *testing.T) {
 		t.Fatal("/v1/cluster answered without the admin token")
 	}
 
-	outsider := e2eLaunch(t, t.TempDir(), "--name", "n4", "--gossip", freeAddr(t), "--raft", freeAddr(t),
+	outsider := e2eLaunch(t, t.TempDir(), "--name", "n4", "--gossip", testutil.FreeAddr(t), "--raft", testutil.FreeAddr(t),
 		"--join", seed, "--secret", "another-secret-0123456789", "--admin-token", token)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -377,7 +316,7 @@ func TestE2EThreeProcessesWithSecret(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if l := outsider.log(); !strings.Contains(l, "no member answered") {
+	if l := outsider.Log(); !strings.Contains(l, "no member answered") {
 		t.Fatalf("the outsider did not report its failed join:\n%s", l)
 	}
 }
@@ -393,17 +332,17 @@ func TestE2EFirstRequestAfterHealthz(t *testing.T) {
 	// Every 5 ms: the request must come right after /healthz answers,
 	// while the cluster may still be forming.
 	testutil.PollEvery(t, 30*time.Second, 5*time.Millisecond, "/healthz answers 200", func() string {
-		resp, err := http.Get("http://" + n.addr + "/healthz")
+		resp, err := http.Get("http://" + n.Addr + "/healthz")
 		if err != nil {
-			return fmt.Sprintf("%v\n%s", err, n.log())
+			return fmt.Sprintf("%v\n%s", err, n.Log())
 		}
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			return fmt.Sprintf("status %d\n%s", resp.StatusCode, n.log())
+			return fmt.Sprintf("status %d\n%s", resp.StatusCode, n.Log())
 		}
 		return ""
 	})
-	resp, err := http.Post("http://"+n.addr+"/objects/counter/first/increment", "", nil)
+	resp, err := http.Post("http://"+n.Addr+"/objects/counter/first/increment", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,16 +357,16 @@ func TestE2EFirstRequestAfterHealthz(t *testing.T) {
 // returns them with each one's arguments (to restart it the same way).
 func e2eCluster(t *testing.T, token string, joinSelf bool) ([]*e2eNode, [][]string, []string) {
 	t.Helper()
-	seed := freeAddr(t)
+	seed := testutil.FreeAddr(t)
 	var nodes []*e2eNode
 	var args [][]string
 	var dirs []string
 	for i := range 3 {
 		gossip := seed
 		if i > 0 {
-			gossip = freeAddr(t)
+			gossip = testutil.FreeAddr(t)
 		}
-		a := []string{"--name", fmt.Sprint("n", i+1), "--gossip", gossip, "--raft", freeAddr(t), "--http", freeAddr(t),
+		a := []string{"--name", fmt.Sprint("n", i+1), "--gossip", gossip, "--raft", testutil.FreeAddr(t), "--http", testutil.FreeAddr(t),
 			"--bootstrap-expect", "3", "--admin-token", token}
 		if i > 0 || joinSelf {
 			a = append(a, "--join", seed)
@@ -485,7 +424,7 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&got)
 		resp.Body.Close()
 		if got.Total != total {
-			t.Fatalf("total through %s = %d, want %d", n.addr, got.Total, total)
+			t.Fatalf("total through %s = %d, want %d", n.Addr, got.Total, total)
 		}
 	}
 
@@ -501,8 +440,8 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 		resp.Body.Close()
 	}
 	victim := nodes[2]
-	victim.cmd.Process.Kill()
-	<-victim.done
+	victim.Cmd.Process.Kill()
+	<-victim.Done
 	if err := os.RemoveAll(dirs[2]); err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +456,7 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 				}
 			}
 		}
-		return fmt.Sprintf("%+v %v\n%s", info, err, nodes[2].log())
+		return fmt.Sprintf("%+v %v\n%s", info, err, nodes[2].Log())
 	})
 	checked := 0
 	for name, owner := range owners {
@@ -525,7 +464,7 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 			resp, err := n.client().Call(ctx, "GET", "counter", name, "/", nil)
 			if owner != "n3" {
 				if err != nil {
-					t.Fatalf("%s (on %s) through %s: %v", name, owner, n.addr, err)
+					t.Fatalf("%s (on %s) through %s: %v", name, owner, n.Addr, err)
 				}
 				var v struct{ Value int64 }
 				json.NewDecoder(resp.Body).Decode(&v)
@@ -539,10 +478,10 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 			if err == nil {
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				t.Fatalf("%s, owned by the wiped node, answered through %s: %s", name, n.addr, b)
+				t.Fatalf("%s, owned by the wiped node, answered through %s: %s", name, n.Addr, b)
 			}
 			if !errors.As(err, &ae) || ae.Code != "OWNER_UNAVAILABLE" || !strings.Contains(ae.Message, "missing on node n3") {
-				t.Fatalf("%s through %s: %v", name, n.addr, err)
+				t.Fatalf("%s through %s: %v", name, n.Addr, err)
 			}
 			checked++
 		}
@@ -550,20 +489,20 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("none of the objects was on the wiped node")
 	}
-	if l := nodes[2].log(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "data directory") {
+	if l := nodes[2].Log(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "data directory") {
 		t.Fatalf("the wiped node did not log the missing data at ERROR:\n%s", l)
 	}
 
 	// dura status says what is wrong and what to do, and fails.
-	vars := map[string]string{"DURA_ADDR": "http://" + nodes[0].addr, "DURA_ADMIN_TOKEN": token}
+	vars := map[string]string{"DURA_ADDR": "http://" + nodes[0].Addr, "DURA_ADMIN_TOKEN": token}
 	st := runEnv(t, vars, "", "status")
 	if st.code == 0 || !strings.Contains(st.stdout, "data missing") || !strings.Contains(st.stdout, "dura node remove --force n3") {
 		t.Fatalf("status with n3's data missing: exit %d\n%s%s", st.code, st.stdout, st.stderr)
 	}
 	// Killed a moment ago, n3 is not yet declared dead: node remove
 	// waits for it, saying so, then removes it.
-	nodes[2].cmd.Process.Kill()
-	<-nodes[2].done
+	nodes[2].Cmd.Process.Kill()
+	<-nodes[2].Done
 	rm := runEnv(t, vars, "", "node", "remove", "--force", "n3")
 	if rm.code != 0 || !strings.Contains(rm.stdout, "removed n3") {
 		t.Fatalf("node remove: exit %d\n%s%s", rm.code, rm.stdout, rm.stderr)
@@ -590,8 +529,8 @@ func TestE2ERestartedSeedFindsTheCluster(t *testing.T) {
 	}
 	const token = "e2e-admin-token"
 	nodes, args, dirs := e2eCluster(t, token, true)
-	nodes[0].cmd.Process.Kill()
-	<-nodes[0].done
+	nodes[0].Cmd.Process.Kill()
+	<-nodes[0].Done
 	nodes[0] = e2eLaunch(t, dirs[0], args[0]...)
 	ctx := context.Background()
 	admin := nodes[0].client().WithToken(token)
@@ -606,7 +545,7 @@ func TestE2ERestartedSeedFindsTheCluster(t *testing.T) {
 			}
 		}
 		if alive != 3 {
-			return fmt.Sprintf("%d alive: %+v %v\n%s", alive, info, err, nodes[0].log())
+			return fmt.Sprintf("%d alive: %+v %v\n%s", alive, info, err, nodes[0].Log())
 		}
 		return ""
 	})
