@@ -2,9 +2,7 @@ package objectstore
 
 import (
 	"database/sql/driver"
-	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/dura-dev/dura/internal/apierr"
@@ -96,16 +94,20 @@ func (s *Store) Checkpoint() error {
 	if len(rows) > 0 && rows[0][0].(int64) != 0 {
 		return fmt.Errorf("%w: checkpoint blocked", apierr.ErrInternal)
 	}
+	if s.wal != nil {
+		// The WAL is empty now; the next commit starts a new generation.
+		s.wal.valid = false
+	}
 	return nil
 }
 
-// WALBytes is the size of the object's WAL file now.
+// WALBytes is how far the WAL holds committed frames since the last
+// checkpoint (with Config.Capture, read off the WAL tail: no I/O).
 func (s *Store) WALBytes() int64 {
-	st, err := os.Stat(s.cfg.Path + "-wal")
-	if errors.Is(err, os.ErrNotExist) || err != nil {
+	if s.wal == nil || !s.wal.valid {
 		return 0
 	}
-	return st.Size()
+	return s.wal.off
 }
 
 // readOnly reports whether a user statement cannot write: a SELECT,
