@@ -136,6 +136,9 @@ func runBench(ctx context.Context, env *cliEnv, args []string) error {
 
 func benchCounter(ctx context.Context, env *cliEnv, c benchConfig, clis []*rpc.Client) ([]benchResult, error) {
 	fmt.Fprintf(env.stdout, "counter increments: %d objects, %d clients, %s per run\n", c.objects, c.clients, c.duration)
+	if c.baseline {
+		fmt.Fprintf(env.stdout, "both sides pick each request's object uniformly at random among the %d and run one event at a time per object\n", c.objects)
+	}
 	r, err := benchDura(ctx, env, c, clis, func(i int64, rnd *rand.Rand) string {
 		return c.prefix + strconv.Itoa(rnd.IntN(c.objects))
 	})
