@@ -48,6 +48,9 @@ type Config struct {
 	// Ring fixes placement; it is recorded in the Raft state when the
 	// cluster is created and the recorded one wins afterwards.
 	Ring placement.RingConfig
+	// Replication is the replica count of a new cluster, recorded with the
+	// ring when it is created (the recorded one wins afterwards).
+	Replication replication.Replication
 	// AdminToken is sent on node-to-node calls, which a plain peer port
 	// checks like client calls (the first, if comma-separated).
 	AdminToken string

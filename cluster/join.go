@@ -91,7 +91,7 @@ func (c *Cluster) tryBootstrapExpect() bool {
 func (c *Cluster) lead() {
 	st := c.raft.State()
 	if st.Epoch == 0 {
-		c.applyLocal(replication.Command{Kind: replication.CmdBootstrap, Ring: c.cfg.Ring})
+		c.applyLocal(replication.Command{Kind: replication.CmdBootstrap, Ring: c.cfg.Ring, Replication: c.cfg.Replication})
 		st = c.raft.State()
 	}
 	for _, p := range c.ml.Peers() {
