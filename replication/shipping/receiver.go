@@ -1,0 +1,177 @@
+package shipping
+
+import "sync"
+
+// ReceiverConfig connects a Receiver to its node.
+type ReceiverConfig struct {
+	// Log makes entries durable in order (the node log) before they are
+	// acknowledged.
+	Log func(entries [][]byte) error
+	// Apply applies a partition's entries, in order, once durable.
+	Apply func(partition int, entries [][]byte)
+	// Check says whether from may ship partition's records under version:
+	// nil, or why not (from is not the primary this node knows).
+	Check func(from string, partition int, version uint64) error
+}
+
+// Receiver takes the records shipped to this node. A partition's stream
+// is accepted only after Expect: its first record starts it, and each
+// later one must follow the last without a gap (a record already taken
+// is acknowledged again, not applied twice). All methods are safe to call
+// concurrently.
+type Receiver struct {
+	cfg ReceiverConfig
+
+	mu      sync.Mutex
+	streams map[int]*stream
+}
+
+// stream is the state of one partition's records on this node.
+type stream struct {
+	from   string
+	seq    uint64 // last record taken
+	expect bool   // the next record from from starts the stream
+	busy   bool   // a batch of it is being logged
+}
+
+// NewReceiver makes a receiver that follows no partition yet.
+func NewReceiver(cfg ReceiverConfig) *Receiver {
+	return &Receiver{cfg: cfg, streams: map[int]*stream{}}
+}
+
+// Expect makes the next record of partition from from the start of its
+// stream here (a replica being seeded: the primary sends the records
+// after its snapshot).
+func (r *Receiver) Expect(partition int, from string) {
+	r.mu.Lock()
+	r.streams[partition] = &stream{from: from, expect: true}
+	r.mu.Unlock()
+}
+
+// Stop ends partition's stream here: its records are refused until the
+// next Expect.
+func (r *Receiver) Stop(partition int) {
+	r.mu.Lock()
+	delete(r.streams, partition)
+	r.mu.Unlock()
+}
+
+// Position is the last record of partition taken here, and whether its
+// stream is followed.
+func (r *Receiver) Position(partition int) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.streams[partition]
+	if st == nil || st.expect {
+		return 0, st != nil
+	}
+	return st.seq, true
+}
+
+// Receive takes a batch from a primary and answers, per partition, how
+// far its records are durable here, or why they were refused.
+func (r *Receiver) Receive(from string, batch []byte) ([]Ack, error) {
+	recs, err := DecodeBatch(batch)
+	if err != nil {
+		return nil, err
+	}
+	type part struct {
+		ack     Ack
+		entries [][]byte
+		last    uint64
+	}
+	var order []int
+	parts := map[int]*part{}
+	r.mu.Lock()
+	for _, rec := range recs {
+		pt := parts[rec.Partition]
+		if pt == nil {
+			pt = &part{ack: Ack{Partition: rec.Partition}}
+			parts[rec.Partition] = pt
+			order = append(order, rec.Partition)
+		}
+		if pt.ack.Refused != "" {
+			continue
+		}
+		if reason := r.admit(from, rec, pt.last); reason != "" {
+			pt.ack.Refused, pt.entries = reason, nil
+			if reason != RefusedNotFollow {
+				delete(r.streams, rec.Partition)
+			}
+			continue
+		}
+		st := r.streams[rec.Partition]
+		if rec.Seq <= st.seq && !st.expect {
+			pt.ack.Seq = max(pt.ack.Seq, rec.Seq) // taken before: a resend
+			continue
+		}
+		pt.entries = append(pt.entries, rec.Entry)
+		pt.last = rec.Seq
+	}
+	var entries [][]byte
+	for _, p := range order {
+		pt := parts[p]
+		if pt.ack.Refused == "" && len(pt.entries) > 0 {
+			r.streams[p].busy = true
+			entries = append(entries, pt.entries...)
+		}
+	}
+	r.mu.Unlock()
+
+	logErr := error(nil)
+	if len(entries) > 0 {
+		logErr = r.cfg.Log(entries)
+	}
+	r.mu.Lock()
+	for _, p := range order {
+		pt := parts[p]
+		if pt.ack.Refused != "" || len(pt.entries) == 0 {
+			continue
+		}
+		st := r.streams[p]
+		if logErr != nil {
+			pt.ack.Refused = RefusedFailed
+			delete(r.streams, p)
+			continue
+		}
+		st.busy, st.expect, st.seq = false, false, pt.last
+		pt.ack.Seq = pt.last
+	}
+	r.mu.Unlock()
+	acks := make([]Ack, 0, len(order))
+	for _, p := range order {
+		pt := parts[p]
+		if pt.ack.Refused == "" && len(pt.entries) > 0 {
+			r.cfg.Apply(p, pt.entries)
+		}
+		acks = append(acks, pt.ack)
+	}
+	return acks, nil
+}
+
+// admit checks one record against its partition's stream (r.mu held);
+// last is the batch's previous record of the partition, if any.
+func (r *Receiver) admit(from string, rec Record, last uint64) string {
+	st := r.streams[rec.Partition]
+	if st == nil {
+		return RefusedNotFollow
+	}
+	if st.busy {
+		// A sender has one batch in flight, so a partition's batches
+		// overlap only when two nodes ship it: one is stale.
+		return RefusedStale
+	}
+	if err := r.cfg.Check(from, rec.Partition, rec.Version); err != nil || st.from != from {
+		return RefusedStale
+	}
+	prev := st.seq
+	if last != 0 {
+		prev = last
+	} else if st.expect {
+		return ""
+	}
+	if rec.Seq > prev+1 {
+		return RefusedGap
+	}
+	return ""
+}

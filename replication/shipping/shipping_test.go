@@ -1,0 +1,206 @@
+package shipping
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestBatchRoundTrip(t *testing.T) {
+	recs := []Record{{Partition: 3, Version: 7, Seq: 1, Entry: []byte("a")}, {Partition: 270, Version: 1 << 40, Seq: 99, Entry: bytes.Repeat([]byte{9}, 5000)}}
+	b := EncodeBatch(recs)
+	got, err := DecodeBatch(b)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("decode: %v %v", got, err)
+	}
+	for i := range recs {
+		if got[i].Partition != recs[i].Partition || got[i].Version != recs[i].Version || got[i].Seq != recs[i].Seq || !bytes.Equal(got[i].Entry, recs[i].Entry) {
+			t.Fatalf("record %d: %+v, want %+v", i, got[i], recs[i])
+		}
+	}
+	for _, bad := range [][]byte{nil, b[:len(b)-1], append([]byte("XXXX"), b[4:]...), flip(b, 30)} {
+		if _, err := DecodeBatch(bad); err == nil {
+			t.Errorf("a damaged batch (%d bytes) decoded", len(bad))
+		}
+	}
+}
+
+func flip(b []byte, i int) []byte {
+	c := slices.Clone(b)
+	c[i] ^= 1
+	return c
+}
+
+// replica is a Receiver with an in-memory log.
+type replica struct {
+	*Receiver
+	mu      sync.Mutex
+	logged  [][]byte
+	applied map[int][]string
+	failLog bool
+	primary string // who Check accepts
+}
+
+func newReplica(primary string) *replica {
+	r := &replica{applied: map[int][]string{}, primary: primary}
+	r.Receiver = NewReceiver(ReceiverConfig{
+		Log: func(entries [][]byte) error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.failLog {
+				return errors.New("disk full")
+			}
+			r.logged = append(r.logged, entries...)
+			return nil
+		},
+		Apply: func(p int, entries [][]byte) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			for _, e := range entries {
+				r.applied[p] = append(r.applied[p], string(e))
+			}
+		},
+		Check: func(from string, p int, v uint64) error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if from != r.primary {
+				return fmt.Errorf("%s is not the primary", from)
+			}
+			return nil
+		},
+	})
+	return r
+}
+
+func (r *replica) appliedOf(p int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.applied[p])
+}
+
+func rec(p int, seq uint64) Record {
+	return Record{Partition: p, Version: 1, Seq: seq, Entry: []byte(fmt.Sprintf("p%d-%d", p, seq))}
+}
+
+func TestReceiverStreams(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		expect  bool
+		from    string
+		failLog bool
+		batches [][]Record
+		want    []Ack // answers to the last batch
+		applied []string
+	}{
+		{"starts at the first record", true, "a", false, [][]Record{{rec(1, 5), rec(1, 6)}}, []Ack{{Partition: 1, Seq: 6}}, []string{"p1-5", "p1-6"}},
+		{"continues", true, "a", false, [][]Record{{rec(1, 5)}, {rec(1, 6), rec(1, 7)}}, []Ack{{Partition: 1, Seq: 7}}, []string{"p1-5", "p1-6", "p1-7"}},
+		{"a resend is acknowledged, not applied twice", true, "a", false, [][]Record{{rec(1, 5), rec(1, 6)}, {rec(1, 6), rec(1, 7)}}, []Ack{{Partition: 1, Seq: 7}}, []string{"p1-5", "p1-6", "p1-7"}},
+		{"a gap is refused", true, "a", false, [][]Record{{rec(1, 5)}, {rec(1, 7)}}, []Ack{{Partition: 1, Refused: RefusedGap}}, []string{"p1-5"}},
+		{"a gap within a batch", true, "a", false, [][]Record{{rec(1, 5), rec(1, 7)}}, []Ack{{Partition: 1, Refused: RefusedGap}}, nil},
+		{"not followed", false, "a", false, [][]Record{{rec(1, 1)}}, []Ack{{Partition: 1, Refused: RefusedNotFollow}}, nil},
+		{"not from the primary", true, "b", false, [][]Record{{rec(1, 1)}}, []Ack{{Partition: 1, Refused: RefusedStale}}, nil},
+		{"log failure", true, "a", true, [][]Record{{rec(1, 1)}}, []Ack{{Partition: 1, Refused: RefusedFailed}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newReplica("a")
+			r.failLog = tc.failLog
+			if tc.expect {
+				r.Expect(1, tc.from)
+			}
+			var acks []Ack
+			for _, b := range tc.batches {
+				var err error
+				if acks, err = r.Receive(tc.from, EncodeBatch(b)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !slices.Equal(acks, tc.want) {
+				t.Fatalf("acks %+v, want %+v", acks, tc.want)
+			}
+			if got := r.appliedOf(1); !slices.Equal(got, tc.applied) {
+				t.Fatalf("applied %v, want %v", got, tc.applied)
+			}
+			if tc.want[0].Refused != "" && tc.want[0].Refused != RefusedNotFollow {
+				// The stream is over: even the next record is refused.
+				acks, _ := r.Receive(tc.from, EncodeBatch([]Record{rec(1, 8)}))
+				if acks[0].Refused == "" {
+					t.Fatalf("after a refusal the stream went on: %+v", acks)
+				}
+			}
+		})
+	}
+}
+
+// memTransport delivers batches to in-process replicas; a blocked peer
+// holds its batches until released.
+type memTransport struct {
+	replicas map[string]*replica
+	block    map[string]chan struct{}
+}
+
+func (m *memTransport) Send(ctx context.Context, peer string, batch []byte) ([]Ack, error) {
+	if ch := m.block[peer]; ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return m.replicas[peer].Receive("a", batch)
+}
+
+func TestShipperAcknowledgesAndCutsOffLaggards(t *testing.T) {
+	b, c := newReplica("a"), newReplica("a")
+	tr := &memTransport{replicas: map[string]*replica{"b": b, "c": c}, block: map[string]chan struct{}{}}
+	s := NewShipper(Config{Transport: tr, Timeout: 200 * time.Millisecond})
+	defer s.Close()
+	b.Expect(1, "a")
+	c.Expect(1, "a")
+	var pending []*Pending
+	for seq := uint64(1); seq <= 50; seq++ {
+		pending = append(pending, s.Ship(rec(1, seq), []string{"b", "c"}, []string{"b", "c"}))
+	}
+	for i, p := range pending {
+		if lag := p.Wait(context.Background()); len(lag) != 0 {
+			t.Fatalf("record %d: lagging %v", i+1, lag)
+		}
+	}
+	if got := b.appliedOf(1); len(got) != 50 || got[49] != "p1-50" {
+		t.Fatalf("b applied %d records", len(got))
+	}
+
+	// c stops answering: the next record waits the timeout, names c,
+	// and c is cut off, so later records fail at once for it.
+	tr.block["c"] = make(chan struct{})
+	if lag := s.Ship(rec(1, 51), []string{"b", "c"}, []string{"b", "c"}).Wait(context.Background()); !slices.Equal(lag, []string{"c"}) {
+		t.Fatalf("lagging %v, want [c]", lag)
+	}
+	start := time.Now()
+	if lag := s.Ship(rec(1, 52), []string{"b", "c"}, []string{"b", "c"}).Wait(context.Background()); !slices.Equal(lag, []string{"c"}) {
+		t.Fatalf("lagging %v, want [c]", lag)
+	}
+	if waited := time.Since(start); waited > 150*time.Millisecond {
+		t.Fatalf("a cut-off replica was waited for %v", waited)
+	}
+	// Not awaited (out of the in-sync set): b alone decides.
+	if lag := s.Ship(rec(1, 53), []string{"b", "c"}, []string{"b"}).Wait(context.Background()); len(lag) != 0 {
+		t.Fatalf("lagging %v", lag)
+	}
+	close(tr.block["c"])
+	delete(tr.block, "c")
+
+	// Re-seeded: c follows again from the next record.
+	c.Expect(1, "a")
+	s.Resume("c", 1)
+	if lag := s.Ship(rec(1, 54), []string{"b", "c"}, []string{"b", "c"}).Wait(context.Background()); len(lag) != 0 {
+		t.Fatalf("after resume: lagging %v", lag)
+	}
+	if got := c.appliedOf(1); got[len(got)-1] != "p1-54" {
+		t.Fatalf("c applied %v", got[len(got)-3:])
+	}
+}
