@@ -281,4 +281,3 @@ func (s *Shipper) deliver(q *peerQueue, batch []*shipment) {
 		s.cfg.Logger.Debug("shipping to a replica failed", "peer", q.name, "records", len(batch), "err", err)
 	}
 }
-
