@@ -82,6 +82,10 @@ type Runtime struct {
 	logFailed atomic.Bool
 	logMu     sync.Mutex
 	logPins   map[string]logPin
+	// replicator ships commits to replicas (nil: none); replica holds
+	// this node's copies of partitions it does not serve (replica.go).
+	replicator Replicator
+	replica    replicaState
 
 	fence  atomic.Pointer[func(partition int) error] // nil: serve every partition
 	caller atomic.Pointer[ObjectCaller]              // nil: stubs call this node only

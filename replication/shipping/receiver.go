@@ -1,6 +1,9 @@
 package shipping
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // ReceiverConfig connects a Receiver to its node.
 type ReceiverConfig struct {
@@ -12,6 +15,10 @@ type ReceiverConfig struct {
 	// Check says whether from may ship partition's records under version:
 	// nil, or why not (from is not the primary this node knows).
 	Check func(from string, partition int, version uint64) error
+	// MaxHeldBytes bounds what a partition's stream holds while its
+	// replica is seeded (256 MiB by default); past it the stream is
+	// refused and the seeding starts over.
+	MaxHeldBytes int
 }
 
 // Receiver takes the records shipped to this node. A partition's stream
@@ -32,20 +39,51 @@ type stream struct {
 	seq    uint64 // last record taken
 	expect bool   // the next record from from starts the stream
 	busy   bool   // a batch of it is being logged
+	// hold keeps records (acknowledged, not logged or applied) until
+	// Release: the replica is being seeded.
+	hold      bool
+	held      [][]byte
+	heldBytes int
 }
+
+// RefusedOverflow: the records held during a seeding outgrew
+// ReceiverConfig.MaxHeldBytes.
+const RefusedOverflow = "overflow"
 
 // NewReceiver makes a receiver that follows no partition yet.
 func NewReceiver(cfg ReceiverConfig) *Receiver {
+	if cfg.MaxHeldBytes <= 0 {
+		cfg.MaxHeldBytes = 256 << 20
+	}
 	return &Receiver{cfg: cfg, streams: map[int]*stream{}}
 }
 
 // Expect makes the next record of partition from from the start of its
-// stream here (a replica being seeded: the primary sends the records
-// after its snapshot).
+// stream here, and holds the records until Release: the replica is being
+// seeded (the primary sends the records after its snapshot began).
 func (r *Receiver) Expect(partition int, from string) {
 	r.mu.Lock()
-	r.streams[partition] = &stream{from: from, expect: true}
+	r.streams[partition] = &stream{from: from, expect: true, hold: true}
 	r.mu.Unlock()
+}
+
+// Release hands the records held for partition to install (with the
+// snapshot they follow), then lets its stream be logged and applied as it
+// comes. No batch of the partition is taken meanwhile. If install fails
+// or the stream ended, the stream stops and Release says why.
+func (r *Receiver) Release(partition int, install func(held [][]byte) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.streams[partition]
+	if st == nil || !st.hold {
+		return fmt.Errorf("partition %d: its stream ended while the replica was seeded", partition)
+	}
+	if err := install(st.held); err != nil {
+		delete(r.streams, partition)
+		return err
+	}
+	st.hold, st.held, st.heldBytes = false, nil, 0
+	return nil
 }
 
 // Stop ends partition's stream here: its records are refused until the
@@ -94,7 +132,8 @@ func (r *Receiver) Receive(from string, batch []byte) ([]Ack, error) {
 			continue
 		}
 		if reason := r.admit(from, rec, pt.last); reason != "" {
-			pt.ack.Refused, pt.entries = reason, nil
+			pt.ack = Ack{Partition: rec.Partition, Refused: reason}
+			pt.entries = nil
 			if reason != RefusedNotFollow {
 				delete(r.streams, rec.Partition)
 			}
@@ -105,8 +144,19 @@ func (r *Receiver) Receive(from string, batch []byte) ([]Ack, error) {
 			pt.ack.Seq = max(pt.ack.Seq, rec.Seq) // taken before: a resend
 			continue
 		}
-		pt.entries = append(pt.entries, rec.Entry)
 		pt.last = rec.Seq
+		if st.hold {
+			if st.heldBytes += len(rec.Entry); st.heldBytes > r.cfg.MaxHeldBytes {
+				pt.ack.Refused = RefusedOverflow
+				delete(r.streams, rec.Partition)
+				continue
+			}
+			st.held = append(st.held, append([]byte(nil), rec.Entry...))
+			st.expect, st.seq = false, rec.Seq
+			pt.ack.Seq = rec.Seq
+			continue
+		}
+		pt.entries = append(pt.entries, rec.Entry)
 	}
 	var entries [][]byte
 	for _, p := range order {

@@ -66,11 +66,16 @@ type peerQueue struct {
 	mu     sync.Mutex
 	queue  []*shipment
 	broken map[int]bool // partitions whose stream to this peer is over
+	// gen counts each partition's streams to this peer (Resume starts a
+	// new one): a late failure of an older stream's batch leaves the new
+	// one alone.
+	gen map[int]uint64
 }
 
 // shipment is one record on its way to one peer.
 type shipment struct {
 	rec  Record
+	gen  uint64
 	done chan struct{}
 	err  error
 }
@@ -133,7 +138,7 @@ func (p *Pending) Wait(ctx context.Context) []string {
 				continue
 			}
 		default:
-			p.s.cutOff(name, sh.rec.Partition)
+			p.s.cutOff(name, sh)
 		}
 		lagging = append(lagging, name)
 	}
@@ -146,17 +151,25 @@ func (s *Shipper) Resume(peer string, partition int) {
 	if q := s.peer(peer); q != nil {
 		q.mu.Lock()
 		delete(q.broken, partition)
+		q.gen[partition]++
 		q.mu.Unlock()
 	}
 }
 
-// cutOff ends partition's stream to peer: records still queued for it
-// and later ones fail at once until Resume.
-func (s *Shipper) cutOff(peer string, partition int) {
+// cutOff ends the stream to peer that sh belongs to: records still
+// queued for its partition and later ones fail at once until Resume.
+func (s *Shipper) cutOff(peer string, sh *shipment) {
 	if q := s.peer(peer); q != nil {
 		q.mu.Lock()
-		q.broken[partition] = true
+		q.breakLocked(sh)
 		q.mu.Unlock()
+	}
+}
+
+// breakLocked ends sh's stream if it is still the current one (q.mu held).
+func (q *peerQueue) breakLocked(sh *shipment) {
+	if q.gen[sh.rec.Partition] == sh.gen {
+		q.broken[sh.rec.Partition] = true
 	}
 }
 
@@ -181,7 +194,7 @@ func (s *Shipper) peer(name string) *peerQueue {
 	}
 	q := s.peers[name]
 	if q == nil {
-		q = &peerQueue{name: name, wake: make(chan struct{}, 1), broken: map[int]bool{}}
+		q = &peerQueue{name: name, wake: make(chan struct{}, 1), broken: map[int]bool{}, gen: map[int]uint64{}}
 		s.peers[name] = q
 		s.wg.Add(1)
 		go s.send(q)
@@ -191,6 +204,7 @@ func (s *Shipper) peer(name string) *peerQueue {
 
 func (q *peerQueue) push(sh *shipment) {
 	q.mu.Lock()
+	sh.gen = q.gen[sh.rec.Partition]
 	if q.broken[sh.rec.Partition] {
 		q.mu.Unlock()
 		sh.finish(ErrLagging)
@@ -213,7 +227,7 @@ func (q *peerQueue) take(maxBytes int) []*shipment {
 	size, n := 0, 0
 	for ; n < len(q.queue) && (size == 0 || size+len(q.queue[n].rec.Entry) <= maxBytes); n++ {
 		sh := q.queue[n]
-		if q.broken[sh.rec.Partition] {
+		if q.broken[sh.rec.Partition] || sh.gen != q.gen[sh.rec.Partition] {
 			sh.finish(ErrLagging)
 			continue
 		}
@@ -268,10 +282,10 @@ func (s *Shipper) deliver(q *peerQueue, batch []*shipment) {
 		case err != nil:
 			// Whatever part of the batch arrived, the stream has a hole
 			// for the replica now: it must be seeded again.
-			q.broken[sh.rec.Partition] = true
+			q.breakLocked(sh)
 			sh.finish(fmt.Errorf("%w: %s: %v", ErrLagging, q.name, err))
 		case !ok || a.Refused != "" || a.Seq < sh.rec.Seq:
-			q.broken[sh.rec.Partition] = true
+			q.breakLocked(sh)
 			sh.finish(fmt.Errorf("%w: %s refused partition %d: %s", ErrLagging, q.name, sh.rec.Partition, a.Refused))
 		default:
 			sh.finish(nil)

@@ -49,6 +49,7 @@ type replica struct {
 func newReplica(primary string) *replica {
 	r := &replica{applied: map[int][]string{}, primary: primary}
 	r.Receiver = NewReceiver(ReceiverConfig{
+		MaxHeldBytes: 64,
 		Log: func(entries [][]byte) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -75,6 +76,21 @@ func newReplica(primary string) *replica {
 		},
 	})
 	return r
+}
+
+// follow starts a stream with nothing held (a seeding that took no time).
+func (r *replica) follow(t *testing.T, p int, from string) {
+	t.Helper()
+	r.Expect(p, from)
+	if err := r.Release(p, func(held [][]byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *replica) loggedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.logged)
 }
 
 func (r *replica) appliedOf(p int) []string {
@@ -110,7 +126,7 @@ func TestReceiverStreams(t *testing.T) {
 			r := newReplica("a")
 			r.failLog = tc.failLog
 			if tc.expect {
-				r.Expect(1, tc.from)
+				r.follow(t, 1, tc.from)
 			}
 			var acks []Ack
 			for _, b := range tc.batches {
@@ -137,30 +153,37 @@ func TestReceiverStreams(t *testing.T) {
 }
 
 // memTransport delivers batches to in-process replicas; a blocked peer
-// holds its batches until released.
+// holds its batches until the sender gives up, then loses them.
 type memTransport struct {
 	replicas map[string]*replica
-	block    map[string]chan struct{}
+	mu       sync.Mutex
+	blocked  map[string]bool
+}
+
+func (m *memTransport) setBlocked(peer string, b bool) {
+	m.mu.Lock()
+	m.blocked[peer] = b
+	m.mu.Unlock()
 }
 
 func (m *memTransport) Send(ctx context.Context, peer string, batch []byte) ([]Ack, error) {
-	if ch := m.block[peer]; ch != nil {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	m.mu.Lock()
+	blocked := m.blocked[peer]
+	m.mu.Unlock()
+	if blocked {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	return m.replicas[peer].Receive("a", batch)
 }
 
 func TestShipperAcknowledgesAndCutsOffLaggards(t *testing.T) {
 	b, c := newReplica("a"), newReplica("a")
-	tr := &memTransport{replicas: map[string]*replica{"b": b, "c": c}, block: map[string]chan struct{}{}}
+	tr := &memTransport{replicas: map[string]*replica{"b": b, "c": c}, blocked: map[string]bool{}}
 	s := NewShipper(Config{Transport: tr, Timeout: 200 * time.Millisecond})
 	defer s.Close()
-	b.Expect(1, "a")
-	c.Expect(1, "a")
+	b.follow(t, 1, "a")
+	c.follow(t, 1, "a")
 	var pending []*Pending
 	for seq := uint64(1); seq <= 50; seq++ {
 		pending = append(pending, s.Ship(rec(1, seq), []string{"b", "c"}, []string{"b", "c"}))
@@ -176,7 +199,7 @@ func TestShipperAcknowledgesAndCutsOffLaggards(t *testing.T) {
 
 	// c stops answering: the next record waits the timeout, names c,
 	// and c is cut off, so later records fail at once for it.
-	tr.block["c"] = make(chan struct{})
+	tr.setBlocked("c", true)
 	if lag := s.Ship(rec(1, 51), []string{"b", "c"}, []string{"b", "c"}).Wait(context.Background()); !slices.Equal(lag, []string{"c"}) {
 		t.Fatalf("lagging %v, want [c]", lag)
 	}
@@ -191,16 +214,70 @@ func TestShipperAcknowledgesAndCutsOffLaggards(t *testing.T) {
 	if lag := s.Ship(rec(1, 53), []string{"b", "c"}, []string{"b"}).Wait(context.Background()); len(lag) != 0 {
 		t.Fatalf("lagging %v", lag)
 	}
-	close(tr.block["c"])
-	delete(tr.block, "c")
+	tr.setBlocked("c", false)
 
 	// Re-seeded: c follows again from the next record.
-	c.Expect(1, "a")
+	c.follow(t, 1, "a")
 	s.Resume("c", 1)
 	if lag := s.Ship(rec(1, 54), []string{"b", "c"}, []string{"b", "c"}).Wait(context.Background()); len(lag) != 0 {
 		t.Fatalf("after resume: lagging %v", lag)
 	}
 	if got := c.appliedOf(1); got[len(got)-1] != "p1-54" {
 		t.Fatalf("c applied %v", got[len(got)-3:])
+	}
+}
+
+// While a replica is seeded its partition's records are acknowledged and
+// held (not logged, not applied); Release hands them over in order, and
+// the stream then goes on as usual.
+func TestReceiverHoldsWhileSeeding(t *testing.T) {
+	r := newReplica("a")
+	r.Expect(1, "a")
+	for _, b := range [][]Record{{rec(1, 4), rec(1, 5)}, {rec(1, 6)}} {
+		acks, err := r.Receive("a", EncodeBatch(b))
+		if err != nil || acks[0].Refused != "" || acks[0].Seq != b[len(b)-1].Seq {
+			t.Fatalf("held batch answered %+v, %v", acks, err)
+		}
+	}
+	if r.loggedCount() != 0 || len(r.appliedOf(1)) != 0 {
+		t.Fatal("records of a partition being seeded were logged or applied")
+	}
+	var got []string
+	if err := r.Release(1, func(held [][]byte) error {
+		for _, h := range held {
+			got = append(got, string(h))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"p1-4", "p1-5", "p1-6"}) {
+		t.Fatalf("released %v", got)
+	}
+	acks, _ := r.Receive("a", EncodeBatch([]Record{rec(1, 7)}))
+	if acks[0].Seq != 7 || r.loggedCount() != 1 || !slices.Equal(r.appliedOf(1), []string{"p1-7"}) {
+		t.Fatalf("after release: %+v, logged %d, applied %v", acks, r.loggedCount(), r.appliedOf(1))
+	}
+
+	// A failed install ends the stream; so does releasing one that ended.
+	r.Expect(2, "a")
+	if err := r.Release(2, func([][]byte) error { return errors.New("disk full") }); err == nil {
+		t.Fatal("a failed install was not reported")
+	}
+	if acks, _ := r.Receive("a", EncodeBatch([]Record{rec(2, 1)})); acks[0].Refused != RefusedNotFollow {
+		t.Fatalf("after a failed install: %+v", acks)
+	}
+	if err := r.Release(3, func([][]byte) error { return nil }); err == nil {
+		t.Fatal("released a stream never expected")
+	}
+
+	// Held records past the bound end the stream: the seeding restarts.
+	r.Expect(4, "a")
+	big := Record{Partition: 4, Version: 1, Seq: 1, Entry: make([]byte, 100)}
+	if acks, _ := r.Receive("a", EncodeBatch([]Record{big})); acks[0].Refused != RefusedOverflow {
+		t.Fatalf("held past the bound: %+v", acks)
+	}
+	if err := r.Release(4, func([][]byte) error { return nil }); err == nil {
+		t.Fatal("released a stream that overflowed")
 	}
 }
