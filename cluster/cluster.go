@@ -19,6 +19,7 @@ import (
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/placement/membership"
 	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/replication/shipping"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -128,6 +129,17 @@ type Cluster struct {
 	// replace.
 	installing []atomic.Bool
 	timed      map[int]bool // partitions whose alarms are armed here (loop only)
+
+	// Replication (replicate.go, seed.go); ship is nil without the node
+	// log, which replication ships.
+	ship        *shipping.Shipper
+	recv        *shipping.Receiver
+	streams     []stream             // per partition, as its primary
+	inSync      inSyncBatcher        // in-sync changes, many partitions a command
+	seeding     []atomic.Bool        // a seeding of the partition runs here
+	replicaCopy []atomic.Bool        // this node holds a replica's copy of it
+	copiesFound bool                 // replicaCopy was set from the disk (loop only)
+	deadSince   map[string]time.Time // leader: members dead in gossip since
 	// What logChanges saw last (loop only).
 	seenLeader  string
 	seenMembers map[string]replication.MemberStatus
@@ -173,6 +185,15 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	ch := make(chan struct{})
 	c.changed.Store(&ch)
 	rt.AttachCluster(c, raftSchedule{c})
+	c.inSync.c = c
+	c.streams = make([]stream, rt.Partitions())
+	c.seeding = make([]atomic.Bool, rt.Partitions())
+	c.replicaCopy = make([]atomic.Bool, rt.Partitions())
+	c.deadSince = map[string]time.Time{}
+	if err := rt.SetReplicator(c); err == nil {
+		c.ship = shipping.NewShipper(shipping.Config{Transport: peerShipper{c}, Logger: log})
+		c.recv = shipping.NewReceiver(shipping.ReceiverConfig{Log: rt.LogReplicated, Apply: c.applyReceived, Check: c.checkSender})
+	}
 	return c, nil
 }
 
@@ -325,6 +346,7 @@ func (c *Cluster) loop(fresh bool) {
 		// replace the copy the cluster now serves.
 		if c.caughtUp.Load() {
 			c.followPlacement()
+			c.followReplicas(c.state.Load())
 		}
 		select {
 		case <-c.stop:
@@ -344,6 +366,9 @@ func (c *Cluster) Close(graceful bool) error {
 	}
 	close(c.stop)
 	c.wg.Wait()
+	if c.ship != nil {
+		c.ship.Close()
+	}
 	var err error
 	if c.ml != nil {
 		if graceful {

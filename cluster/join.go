@@ -109,6 +109,7 @@ func (c *Cluster) lead() {
 		}
 	}
 	c.manageVoters(c.raft.State())
+	c.failover(c.raft.State())
 }
 
 func (c *Cluster) manageVoters(st *replication.ClusterState) {

@@ -208,9 +208,17 @@ func (rt *Runtime) InstallReplica(p int, dir string, held [][]byte) error {
 	if err := rt.adoptPartition(p, dir, ""); err != nil {
 		return fmt.Errorf("install replica of partition %d: %w", p, err)
 	}
+	return rt.CatchUpReplica(p, held)
+}
+
+// CatchUpReplica applies commits held while partition p's copy was
+// seeded, and syncs the copies: they were acknowledged without being
+// logged here.
+func (rt *Runtime) CatchUpReplica(p int, held [][]byte) error {
 	if err := rt.ApplyReplicated(p, held); err != nil {
-		return fmt.Errorf("install replica of partition %d: %w", p, err)
+		return fmt.Errorf("catch up replica of partition %d: %w", p, err)
 	}
+	rs := &rt.replica
 	rs.mu.Lock()
 	rt.syncReplicasLocked(p)
 	rs.mu.Unlock()

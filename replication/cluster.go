@@ -112,6 +112,9 @@ const (
 	// CmdInSync adds members to or removes them from partitions' in-sync
 	// sets, each change only if the partition's version is the one named.
 	CmdInSync = "in_sync"
+	// CmdPromote makes in-sync replicas the primaries of partitions whose
+	// primary is gone (failover), each only at the version named.
+	CmdPromote = "promote"
 	// Alarm commands change the replicated schedule (see clusterFSM).
 	CmdPutAlarm    = "put_alarm"
 	CmdDeleteAlarm = "delete_alarm"
@@ -125,6 +128,8 @@ type Command struct {
 	Replication Replication `json:"replication,omitempty"`
 	// InSync, on in_sync, are the replica-set changes to make.
 	InSync    []InSyncChange `json:"in_sync,omitempty"`
+	// Promote, on promote, are the failovers to make.
+	Promote []Promotion `json:"promote,omitempty"`
 	Member    Member         `json:"member,omitempty"`
 	Name      string         `json:"name,omitempty"`
 	Partition int            `json:"partition,omitempty"`
@@ -220,6 +225,8 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		return nil
 	case CmdInSync:
 		return s.applyInSync(c.InSync)
+	case CmdPromote:
+		return s.applyPromote(c.Promote)
 	case CmdRemove:
 		m, err := s.member(c.Name)
 		if err != nil {

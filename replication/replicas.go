@@ -117,6 +117,50 @@ func (s *ClusterState) applyInSync(changes []InSyncChange) error {
 	return nil
 }
 
+// Promotion makes Owner, an in-sync replica, the primary of Partition in
+// place of one that is gone, if the partition is still at Version.
+type Promotion struct {
+	Partition int    `json:"partition"`
+	Version   uint64 `json:"version"`
+	Owner     string `json:"owner"`
+}
+
+// applyPromote makes the promotions whose versions still hold. The new
+// primary is the only in-sync replica at first: the others followed the
+// old primary's stream, and may hold a commit it shipped that the new
+// one lacks, so they are seeded again before they count. A move of the
+// partition is cancelled.
+func (s *ClusterState) applyPromote(ps []Promotion) error {
+	if err := s.bootstrapped(); err != nil {
+		return err
+	}
+	for _, pr := range ps {
+		if pr.Partition < 0 || pr.Partition >= len(s.Partitions) {
+			return fmt.Errorf("promote: no partition %d", pr.Partition)
+		}
+	}
+	changed := false
+	for _, pr := range ps {
+		p := &s.Partitions[pr.Partition]
+		if p.Version != pr.Version || p.Owner == pr.Owner || !slices.Contains(p.InSync, pr.Owner) {
+			continue
+		}
+		m := s.Members[pr.Owner]
+		if m == nil || m.Status != Active || m.DataLost {
+			continue
+		}
+		p.Owner, p.Target, p.Since = pr.Owner, "", 0
+		p.InSync = []string{pr.Owner}
+		p.Version++
+		changed = true
+	}
+	if changed {
+		s.Epoch++
+		s.placeReplicas()
+	}
+	return nil
+}
+
 // promoteReplicas makes an in-sync replica the owner of each partition
 // gone owned, so a forced removal hands partitions on with their data
 // where a copy exists; the others are left unowned for the rebalance.

@@ -144,3 +144,28 @@ func TestReplicationValidate(t *testing.T) {
 		t.Fatal("bootstrap with min in-sync above the factor accepted")
 	}
 }
+
+func TestPromote(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	syncAll(t, s)
+	p := s.Partitions[0]
+	next := p.InSync[1]
+	stale := p.Version
+	apply(t, s, Command{Kind: CmdPromote, Promote: []Promotion{{Partition: 0, Version: p.Version, Owner: next}}})
+	got := s.Partitions[0]
+	if got.Owner != next || !slices.Equal(got.InSync, []string{next}) || got.Replicas[0] != next || got.Version == stale {
+		t.Fatalf("after promoting %s: %+v", next, got)
+	}
+	// A promotion decided on an older version, or of a replica not in
+	// sync, does nothing.
+	epoch := s.Epoch
+	apply(t, s, Command{Kind: CmdPromote, Promote: []Promotion{{Partition: 0, Version: stale, Owner: p.Owner}}})
+	apply(t, s, Command{Kind: CmdPromote, Promote: []Promotion{{Partition: 0, Version: s.Partitions[0].Version, Owner: p.Owner}}})
+	if s.Partitions[0].Owner != next || s.Epoch != epoch {
+		t.Fatalf("a stale or out-of-sync promotion applied: %+v", s.Partitions[0])
+	}
+	if err := s.Apply(Command{Kind: CmdPromote, Promote: []Promotion{{Partition: -1}}}, roundRobin); err == nil {
+		t.Fatal("a promotion of no partition was accepted")
+	}
+}

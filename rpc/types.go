@@ -211,6 +211,12 @@ type ClusterInternal interface {
 	// the partition is drained here, for the move of p to node to that
 	// began at epoch since.
 	PartitionArchive(ctx context.Context, p int, to string, since uint64, w io.Writer) error
+	// PartitionSnapshot streams a page-identical copy of partition p to
+	// its replica to, which follows p's records from then on.
+	PartitionSnapshot(ctx context.Context, p int, to string, w http.ResponseWriter) error
+	// ReceiveRecords takes a batch of records a primary shipped here and
+	// answers how far each partition's are durable.
+	ReceiveRecords(ctx context.Context, from string, batch []byte) (any, error)
 	// LocalObjects lists the objects stored on this node after the raw
 	// catalog key after.
 	LocalObjects(ctx context.Context, class, after string, limit int) (ObjectList, error)

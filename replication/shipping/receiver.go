@@ -29,8 +29,10 @@ type ReceiverConfig struct {
 type Receiver struct {
 	cfg ReceiverConfig
 
-	mu      sync.Mutex
-	streams map[int]*stream
+	mu       sync.Mutex
+	streams  map[int]*stream
+	inflight map[int]int // batches of a partition between admission and apply
+	settled  *sync.Cond  // signalled as inflight drops
 }
 
 // stream is the state of one partition's records on this node.
@@ -55,7 +57,9 @@ func NewReceiver(cfg ReceiverConfig) *Receiver {
 	if cfg.MaxHeldBytes <= 0 {
 		cfg.MaxHeldBytes = 256 << 20
 	}
-	return &Receiver{cfg: cfg, streams: map[int]*stream{}}
+	r := &Receiver{cfg: cfg, streams: map[int]*stream{}, inflight: map[int]int{}}
+	r.settled = sync.NewCond(&r.mu)
+	return r
 }
 
 // Expect makes the next record of partition from from the start of its
@@ -67,30 +71,42 @@ func (r *Receiver) Expect(partition int, from string) {
 	r.mu.Unlock()
 }
 
-// Release hands the records held for partition to install (with the
-// snapshot they follow), then lets its stream be logged and applied as it
-// comes. No batch of the partition is taken meanwhile. If install fails
-// or the stream ended, the stream stops and Release says why.
-func (r *Receiver) Release(partition int, install func(held [][]byte) error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := r.streams[partition]
-	if st == nil || !st.hold {
-		return fmt.Errorf("partition %d: its stream ended while the replica was seeded", partition)
+// Release hands the records held for partition to install: first those
+// held so far, with first set (install them with the snapshot they
+// follow), then those held meanwhile, until none came; from then on its
+// stream is logged and applied as it comes. If install fails or the
+// stream ended, the stream stops and Release says why.
+func (r *Receiver) Release(partition int, install func(held [][]byte, first bool) error) error {
+	for first := true; ; first = false {
+		r.mu.Lock()
+		st := r.streams[partition]
+		if st == nil || !st.hold {
+			r.mu.Unlock()
+			return fmt.Errorf("partition %d: its stream ended while the replica was seeded", partition)
+		}
+		held := st.held
+		st.held, st.heldBytes = nil, 0
+		if !first && len(held) == 0 {
+			st.hold = false
+			r.mu.Unlock()
+			return nil
+		}
+		r.mu.Unlock()
+		if err := install(held, first); err != nil {
+			r.Stop(partition)
+			return err
+		}
 	}
-	if err := install(st.held); err != nil {
-		delete(r.streams, partition)
-		return err
-	}
-	st.hold, st.held, st.heldBytes = false, nil, 0
-	return nil
 }
 
 // Stop ends partition's stream here: its records are refused until the
-// next Expect.
+// next Expect. It returns once no batch of it is being logged or applied.
 func (r *Receiver) Stop(partition int) {
 	r.mu.Lock()
 	delete(r.streams, partition)
+	for r.inflight[partition] > 0 {
+		r.settled.Wait()
+	}
 	r.mu.Unlock()
 }
 
@@ -163,6 +179,7 @@ func (r *Receiver) Receive(from string, batch []byte) ([]Ack, error) {
 		pt := parts[p]
 		if pt.ack.Refused == "" && len(pt.entries) > 0 {
 			r.streams[p].busy = true
+			r.inflight[p]++
 			entries = append(entries, pt.entries...)
 		}
 	}
@@ -179,21 +196,35 @@ func (r *Receiver) Receive(from string, batch []byte) ([]Ack, error) {
 			continue
 		}
 		st := r.streams[p]
-		if logErr != nil {
+		switch {
+		case logErr != nil:
 			pt.ack.Refused = RefusedFailed
 			delete(r.streams, p)
-			continue
+		case st == nil:
+			// Stopped meanwhile: logged, but the stream is over.
+			pt.ack.Refused = RefusedStale
+		default:
+			st.busy, st.expect, st.seq = false, false, pt.last
+			pt.ack.Seq = pt.last
 		}
-		st.busy, st.expect, st.seq = false, false, pt.last
-		pt.ack.Seq = pt.last
 	}
 	r.mu.Unlock()
 	acks := make([]Ack, 0, len(order))
 	for _, p := range order {
 		pt := parts[p]
-		if pt.ack.Refused == "" && len(pt.entries) > 0 {
+		if len(pt.entries) == 0 {
+			acks = append(acks, pt.ack)
+			continue
+		}
+		if pt.ack.Refused == "" {
 			r.cfg.Apply(p, pt.entries)
 		}
+		r.mu.Lock()
+		if r.inflight[p]--; r.inflight[p] == 0 {
+			delete(r.inflight, p)
+		}
+		r.settled.Broadcast()
+		r.mu.Unlock()
 		acks = append(acks, pt.ack)
 	}
 	return acks, nil

@@ -82,7 +82,7 @@ func newReplica(primary string) *replica {
 func (r *replica) follow(t *testing.T, p int, from string) {
 	t.Helper()
 	r.Expect(p, from)
-	if err := r.Release(p, func(held [][]byte) error { return nil }); err != nil {
+	if err := r.Release(p, func([][]byte, bool) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -242,8 +242,19 @@ func TestReceiverHoldsWhileSeeding(t *testing.T) {
 	if r.loggedCount() != 0 || len(r.appliedOf(1)) != 0 {
 		t.Fatal("records of a partition being seeded were logged or applied")
 	}
+	// Records that arrive while the first ones are installed are held
+	// too, and handed over next (not first).
 	var got []string
-	if err := r.Release(1, func(held [][]byte) error {
+	calls := 0
+	if err := r.Release(1, func(held [][]byte, first bool) error {
+		if first != (calls == 0) {
+			t.Errorf("call %d: first = %v", calls, first)
+		}
+		if calls++; calls == 1 {
+			if acks, _ := r.Receive("a", EncodeBatch([]Record{rec(1, 7)})); acks[0].Seq != 7 {
+				t.Errorf("a record held during the install: %+v", acks)
+			}
+		}
 		for _, h := range held {
 			got = append(got, string(h))
 		}
@@ -251,23 +262,23 @@ func TestReceiverHoldsWhileSeeding(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got, []string{"p1-4", "p1-5", "p1-6"}) {
-		t.Fatalf("released %v", got)
+	if !slices.Equal(got, []string{"p1-4", "p1-5", "p1-6", "p1-7"}) || calls != 2 {
+		t.Fatalf("released %v in %d calls", got, calls)
 	}
-	acks, _ := r.Receive("a", EncodeBatch([]Record{rec(1, 7)}))
-	if acks[0].Seq != 7 || r.loggedCount() != 1 || !slices.Equal(r.appliedOf(1), []string{"p1-7"}) {
+	acks, _ := r.Receive("a", EncodeBatch([]Record{rec(1, 8)}))
+	if acks[0].Seq != 8 || r.loggedCount() != 1 || !slices.Equal(r.appliedOf(1), []string{"p1-8"}) {
 		t.Fatalf("after release: %+v, logged %d, applied %v", acks, r.loggedCount(), r.appliedOf(1))
 	}
 
 	// A failed install ends the stream; so does releasing one that ended.
 	r.Expect(2, "a")
-	if err := r.Release(2, func([][]byte) error { return errors.New("disk full") }); err == nil {
+	if err := r.Release(2, func([][]byte, bool) error { return errors.New("disk full") }); err == nil {
 		t.Fatal("a failed install was not reported")
 	}
 	if acks, _ := r.Receive("a", EncodeBatch([]Record{rec(2, 1)})); acks[0].Refused != RefusedNotFollow {
 		t.Fatalf("after a failed install: %+v", acks)
 	}
-	if err := r.Release(3, func([][]byte) error { return nil }); err == nil {
+	if err := r.Release(3, func([][]byte, bool) error { return nil }); err == nil {
 		t.Fatal("released a stream never expected")
 	}
 
@@ -277,7 +288,7 @@ func TestReceiverHoldsWhileSeeding(t *testing.T) {
 	if acks, _ := r.Receive("a", EncodeBatch([]Record{big})); acks[0].Refused != RefusedOverflow {
 		t.Fatalf("held past the bound: %+v", acks)
 	}
-	if err := r.Release(4, func([][]byte) error { return nil }); err == nil {
+	if err := r.Release(4, func([][]byte, bool) error { return nil }); err == nil {
 		t.Fatal("released a stream that overflowed")
 	}
 }

@@ -1,0 +1,133 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/internal/testutil"
+	"github.com/dura-dev/dura/rpc"
+)
+
+// waitInSync waits until every running node reports no under-replicated
+// partition.
+func waitInSync(t *testing.T, c *Cluster, timeout time.Duration) {
+	t.Helper()
+	testutil.Poll(t, timeout, "every partition in sync", func() string {
+		for _, nd := range c.Up() {
+			info, err := nd.RT.Cluster(context.Background())
+			if err != nil {
+				return err.Error()
+			}
+			if info.UnderReplicated != 0 {
+				return fmt.Sprintf("%s: %d partitions under-replicated", nd.Name, info.UnderReplicated)
+			}
+		}
+		return ""
+	})
+}
+
+// tryRead is readAll that reports a failed request instead of failing.
+func tryRead(c *rpc.Client, name string) (body, node string, err error) {
+	resp, err := c.Do(context.Background(), "POST", "/v1/objects/db/"+name+"/sql", strings.NewReader(`{"sql":"SELECT v FROM t ORDER BY rowid"}`), nil)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), resp.Header.Get(rpc.HeaderNode), err
+}
+
+// TestReplicatedFailover: with three copies of every partition, a killed
+// node's objects answer again through the others, with every write
+// acknowledged before the kill, without anyone acting; writes go on, and
+// the survivors bring every partition back to two in-sync copies.
+func TestReplicatedFailover(t *testing.T) {
+	c := NewReplicated(t, 3, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	waitInSync(t, c, 60*time.Second)
+
+	const objects = 30
+	acked := map[string][]string{}
+	for round := range 3 {
+		for i := range objects {
+			name, value := fmt.Sprint("obj", i), fmt.Sprintf("v%d-%d", i, round)
+			if err := put(t, c.Nodes[(i+round)%3].Client, name, value); err != nil {
+				t.Fatalf("write %s: %v", name, err)
+			}
+			acked[name] = append(acked[name], value)
+		}
+	}
+	info, err := c.Nodes[0].Client.Info(context.Background(), "db", "obj0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Replicas) != 3 || info.Replicas[0] != info.Primary || info.Primary != info.Owner {
+		t.Fatalf("obj0: primary %q, replicas %v", info.Primary, info.Replicas)
+	}
+
+	// Kill a node that is not the Raft leader but is the primary of some
+	// of the objects.
+	victim := -1
+	for i, nd := range c.Nodes {
+		if c.Leader() != nd && victim < 0 {
+			victim = i
+		}
+	}
+	killed := c.Nodes[victim].Name
+	c.Kill(victim)
+	start := time.Now()
+	survivor := c.Nodes[(victim+1)%3]
+	if c.Nodes[(victim+1)%3] == c.Nodes[victim] {
+		survivor = c.Nodes[(victim+2)%3]
+	}
+	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every object served with its acknowledged writes", func() string {
+		for i := range objects {
+			name := fmt.Sprint("obj", i)
+			body, node, err := tryRead(survivor.Client, name)
+			if err != nil {
+				return fmt.Sprintf("%s through %s: %v", name, survivor.Name, err)
+			}
+			for _, v := range acked[name] {
+				if !strings.Contains(body, `"`+v+`"`) {
+					return fmt.Sprintf("%s through %s (executed by %q): %s", name, survivor.Name, node, body)
+				}
+			}
+		}
+		return ""
+	})
+	t.Logf("objects of %s answered again %s after the kill", killed, time.Since(start).Round(time.Millisecond))
+
+	// Writes go on once each partition has two in-sync copies again.
+	testutil.PollEvery(t, 30*time.Second, 100*time.Millisecond, "writes after the failover", func() string {
+		for i := range objects {
+			name := fmt.Sprint("obj", i)
+			value := fmt.Sprintf("after-%d", i)
+			if slices.Contains(acked[name], value) {
+				continue
+			}
+			if err := put(t, survivor.Client, name, value); err != nil {
+				var ae *rpc.APIError
+				if asAPI(err, &ae) && ae.Code == "OWNER_UNAVAILABLE" {
+					return name + ": " + err.Error()
+				}
+				t.Fatalf("write %s after the failover: %v", name, err)
+			}
+			acked[name] = append(acked[name], value)
+		}
+		return ""
+	})
+	for i := range objects {
+		name := fmt.Sprint("obj", i)
+		body, _ := readAll(t, survivor.Client, name)
+		for _, v := range acked[name] {
+			if !strings.Contains(body, `"`+v+`"`) {
+				t.Fatalf("%s lost %s: %s", name, v, body)
+			}
+		}
+	}
+}
