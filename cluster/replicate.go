@@ -35,7 +35,7 @@ type stream struct {
 func (c *Cluster) Replicate(p int, entry []byte) func() error {
 	st := c.state.Load()
 	if st == nil || p >= len(st.Partitions) {
-		return func() error { return fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable) }
+		return nil // the fence let the event in: the state knows p
 	}
 	part := st.Partitions[p]
 	s := &c.streams[p]
@@ -56,7 +56,10 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 	}
 	if len(to) == 0 {
 		s.mu.Unlock()
-		return c.quorumCheck(st, p)
+		if err := c.writableErr(st, p); err != nil {
+			return func() error { return c.outcomeUnknown(err) }
+		}
+		return nil
 	}
 	s.seq++
 	pending := c.ship.Ship(shipping.Record{Partition: p, Version: part.Version, Seq: s.seq, Entry: entry}, to, to)
@@ -75,36 +78,45 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 		}
 		if len(dropped) > 0 {
 			if err := c.leaveInSync(p, dropped); err != nil {
-				return err
+				return c.outcomeUnknown(err)
 			}
 		}
-		if check := c.quorumCheck(c.state.Load(), p); check != nil {
-			return check()
+		if err := c.writableErr(c.state.Load(), p); err != nil {
+			return c.outcomeUnknown(err)
 		}
 		return nil
 	}
 }
 
-// quorumCheck says (as a wait to return) why a write of partition p
-// cannot be acknowledged now: this node is no longer its primary, or out
-// of touch with Raft past its lease, or the in-sync set is below
-// --min-insync. nil: it can.
-func (c *Cluster) quorumCheck(st *replication.ClusterState, p int) func() error {
+// outcomeUnknown is why a committed write is not acknowledged.
+func (c *Cluster) outcomeUnknown(err error) error {
+	return fmt.Errorf("%w; the write was committed on %s before that, so its outcome is unknown", err, c.cfg.Name)
+}
+
+// Writable implements node.Replicator.
+func (c *Cluster) Writable(p int) error {
+	st := c.state.Load()
+	if st == nil || p >= len(st.Partitions) {
+		return fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable)
+	}
+	return c.writableErr(st, p)
+}
+
+// writableErr says why a write of partition p cannot be acknowledged
+// now: this node is no longer its primary, or out of touch with Raft past
+// its lease, or the in-sync set is below --min-insync. nil: it can.
+func (c *Cluster) writableErr(st *replication.ClusterState, p int) error {
 	part := st.Partitions[p]
 	need := min(st.Replication.Quorum(), st.Replication.Copies(), max(len(st.ActiveMembers()), 1))
-	var err error
 	switch {
 	case part.Owner != c.cfg.Name:
-		err = fmt.Errorf("%w: partition %d moved to %s during the write; its outcome is unknown", apierr.ErrOwnerUnavailable, p, part.Owner)
+		return fmt.Errorf("%w: partition %d is served by %s now", apierr.ErrOwnerUnavailable, p, part.Owner)
 	case time.Since(c.raft.LastContact()) > c.lease():
-		err = fmt.Errorf("%w: node %s lost touch with the Raft leader during the write; its outcome is unknown", apierr.ErrOwnerUnavailable, c.cfg.Name)
+		return fmt.Errorf("%w: node %s lost touch with the Raft leader", apierr.ErrOwnerUnavailable, c.cfg.Name)
 	case len(part.InSync) < need:
-		err = fmt.Errorf("%w: partition %d has %d in-sync replicas and writes need %d (--min-insync); the write is kept here and reaches the replicas once they catch up", apierr.ErrOwnerUnavailable, p, len(part.InSync), need)
+		return fmt.Errorf("%w: partition %d has %d in-sync replicas and writes need %d (--min-insync)", apierr.ErrOwnerUnavailable, p, len(part.InSync), need)
 	}
-	if err == nil {
-		return nil
-	}
-	return func() error { return err }
+	return nil
 }
 
 // leaveInSync takes lagging replicas out of partition p's in-sync set and

@@ -228,7 +228,9 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 	var promos []replication.Promotion
 	for p, part := range st.Partitions {
 		since, dead := c.deadSince[part.Owner]
-		if part.Owner == "" || !dead || now.Sub(since) < c.lease() {
+		// An owner back without its data serves nothing: no need to wait.
+		lost := st.Members[part.Owner] != nil && st.Members[part.Owner].DataLost
+		if part.Owner == "" || !lost && (!dead || now.Sub(since) < c.lease()) {
 			continue
 		}
 		for _, m := range part.InSync {
@@ -238,6 +240,7 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 			}
 		}
 	}
+	c.reincarnate(st)
 	if len(promos) == 0 {
 		return
 	}
@@ -246,4 +249,17 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 		return
 	}
 	c.log.Warn("failover: in-sync replicas promoted in place of dead primaries", "partitions", len(promos))
+}
+
+// reincarnate lets members that came back without their data take the
+// data directory they brought once their partitions failed over (leader
+// only): they are then seeded like new replicas.
+func (c *Cluster) reincarnate(st *replication.ClusterState) {
+	for _, p := range c.ml.Peers() {
+		m := st.Members[p.Name]
+		if m == nil || !m.DataLost || p.State != "alive" || p.Meta.Incarnation == "" || p.Meta.Incarnation == m.Incarnation {
+			continue
+		}
+		c.applyLocal(replication.Command{Kind: replication.CmdReincarnate, Member: replication.Member{Name: p.Name, Incarnation: p.Meta.Incarnation}})
+	}
 }

@@ -22,6 +22,9 @@ type Replicator interface {
 	// replicas. The wait it returns ends once the in-sync replicas have
 	// it durable (nil), or says why the write cannot be acknowledged.
 	Replicate(p int, entry []byte) (wait func() error)
+	// Writable says why a write of partition p could not be acknowledged
+	// now (too few in-sync replicas), before it commits; nil if it could.
+	Writable(p int) error
 }
 
 // SetReplicator makes every commit's response wait for r as well as for

@@ -30,6 +30,8 @@ func (c *capture) Replicate(p int, entry []byte) func() error {
 	return func() error { return nil }
 }
 
+func (c *capture) Writable(int) error { return nil }
+
 // take returns the entries captured since the last take.
 func (c *capture) take() [][]byte {
 	c.mu.Lock()

@@ -488,6 +488,14 @@ func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *inst
 // deletion only after it, so a crash in between leaves the alarm to fire
 // again (at least once) rather than losing it with the writes undone.
 func (rt *Runtime) commit(inst *instance, ev *event) error {
+	if r := rt.replicator; r != nil && inst.store.Dirty() {
+		// A write its partition cannot acknowledge now is not committed:
+		// the request may wait and try again.
+		if err := r.Writable(inst.ref.partition); err != nil {
+			inst.store.Rollback()
+			return apierr.NotExecuted(err)
+		}
+	}
 	c := ev.alarm
 	var prev nodedb.Alarm
 	var hadPrev bool

@@ -115,6 +115,10 @@ const (
 	// CmdPromote makes in-sync replicas the primaries of partitions whose
 	// primary is gone (failover), each only at the version named.
 	CmdPromote = "promote"
+	// CmdReincarnate lets a member that came back without its data take
+	// the data directory it brought, once no partition relies on its old
+	// copies (replication moved them elsewhere).
+	CmdReincarnate = "reincarnate"
 	// Alarm commands change the replicated schedule (see clusterFSM).
 	CmdPutAlarm    = "put_alarm"
 	CmdDeleteAlarm = "delete_alarm"
@@ -184,6 +188,9 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 			return nil // a repeated join changes nothing
 		}
 		s.Members[m.Name] = &m
+		if m.DataLost && (old == nil || !old.DataLost) {
+			s.forgetCopies(m.Name)
+		}
 		if err := s.rebalance(assign); err != nil {
 			return fmt.Errorf("join %s: %w", m.Name, err)
 		}
@@ -227,6 +234,8 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		return s.applyInSync(c.InSync)
 	case CmdPromote:
 		return s.applyPromote(c.Promote)
+	case CmdReincarnate:
+		return s.reincarnate(c.Member)
 	case CmdRemove:
 		m, err := s.member(c.Name)
 		if err != nil {

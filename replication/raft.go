@@ -396,9 +396,10 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 }
 
 // check applies a member change to a copy of the state and returns the
-// state machine's refusal, if any, without changing anything.
+// state machine's refusal, if any, without changing anything (a refused
+// command is then never written to the log).
 func (f *clusterFSM) check(c Command) error {
-	if c.Kind != CmdJoin && c.Kind != CmdLeave && c.Kind != CmdRemove {
+	if c.Kind != CmdJoin && c.Kind != CmdLeave && c.Kind != CmdRemove && c.Kind != CmdReincarnate {
 		return nil
 	}
 	f.mu.RLock()

@@ -211,3 +211,38 @@ func (s *ClusterState) ReplicaCounts() (primaries, replicas map[string]int) {
 	}
 	return primaries, replicas
 }
+
+// forgetCopies takes a member that lost its data out of the in-sync sets
+// of the partitions it does not own: its copies are gone. (Those it owns
+// fail over to an in-sync replica, see the cluster's failover.)
+func (s *ClusterState) forgetCopies(name string) {
+	for i := range s.Partitions {
+		p := &s.Partitions[i]
+		if p.Owner != name && slices.Contains(p.InSync, name) {
+			p.InSync = slices.DeleteFunc(slices.Clone(p.InSync), func(m string) bool { return m == name })
+			p.Version++
+		}
+	}
+}
+
+// reincarnate records m's new data directory for a member that lost its
+// old one, once nothing relies on the old copies: it owns no partition
+// and is in no in-sync set. It is then a replica like a new member, and
+// is seeded.
+func (s *ClusterState) reincarnate(m Member) error {
+	old, err := s.member(m.Name)
+	if err != nil {
+		return err
+	}
+	if !old.DataLost || m.Incarnation == "" {
+		return nil
+	}
+	for i, p := range s.Partitions {
+		if p.Owner == m.Name || p.Target == m.Name || slices.Contains(p.InSync, m.Name) {
+			return fmt.Errorf("reincarnate %s: partition %d still relies on its lost copy", m.Name, i)
+		}
+	}
+	old.Incarnation, old.DataLost = m.Incarnation, false
+	s.Epoch++
+	return nil
+}

@@ -169,3 +169,38 @@ func TestPromote(t *testing.T) {
 		t.Fatal("a promotion of no partition was accepted")
 	}
 }
+
+// A member back with an empty disk leaves the in-sync sets at once, and
+// takes its new data directory only once it owns nothing.
+func TestDataLostMemberReincarnates(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	for _, name := range []string{"a", "b", "c"} {
+		s.Members[name].Incarnation = name + "-1"
+	}
+	finishMoves(t, s)
+	syncAll(t, s)
+	apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: "c", Incarnation: "c-2"}})
+	if m := s.Members["c"]; !m.DataLost || m.Incarnation != "c-1" {
+		t.Fatalf("c after coming back empty: %+v", m)
+	}
+	var promos []Promotion
+	for i, p := range s.Partitions {
+		if p.Owner != "c" && slices.Contains(p.InSync, "c") {
+			t.Fatalf("partition %d still counts c in sync: %+v", i, p)
+		}
+		if p.Owner == "c" {
+			promos = append(promos, Promotion{Partition: i, Version: p.Version, Owner: p.InSync[1]})
+		}
+	}
+	if len(promos) == 0 {
+		t.Fatal("c owns nothing: the test needs it to own some partitions")
+	}
+	if err := s.Apply(Command{Kind: CmdReincarnate, Member: Member{Name: "c", Incarnation: "c-2"}}, roundRobin); err == nil {
+		t.Fatal("c took a new incarnation while it still owned partitions")
+	}
+	apply(t, s, Command{Kind: CmdPromote, Promote: promos})
+	apply(t, s, Command{Kind: CmdReincarnate, Member: Member{Name: "c", Incarnation: "c-2"}})
+	if m := s.Members["c"]; m.DataLost || m.Incarnation != "c-2" {
+		t.Fatalf("c after reincarnating: %+v", m)
+	}
+}
