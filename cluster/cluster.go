@@ -113,7 +113,7 @@ type Cluster struct {
 	incarnation string      // this data directory's identity (Start)
 	lostLogged  atomic.Bool // the data-lost ERROR was logged
 
-	pullWarns *logging.Limiter // a failed pull: one WARN per owner per 30 s
+	pullWarns *logging.Limiter // a failed pull or seeding, a replica leaving in-sync sets: one WARN per peer per 30 s
 
 	leaving    atomic.Bool // Leave was called: never rejoin
 	caughtUp   atomic.Bool // applied what the leader had committed after start
@@ -140,6 +140,7 @@ type Cluster struct {
 	replicaCopy []atomic.Bool        // this node holds a replica's copy of it
 	copiesFound bool                 // replicaCopy was set from the disk (loop only)
 	deadSince   map[string]time.Time // leader: members dead in gossip since
+	leaderSince time.Time            // when this node last became leader (loop only)
 	// What logChanges saw last (loop only).
 	seenLeader  string
 	seenMembers map[string]replication.MemberStatus
@@ -338,6 +339,8 @@ func (c *Cluster) loop(fresh bool) {
 		}
 		if c.raft.IsLeader() {
 			c.lead()
+		} else {
+			c.leaderSince = time.Time{}
 		}
 		c.rejoinIfGone()
 		// Only the current state may move data: while a restarted node

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,7 +145,10 @@ func (c *Cluster) leaveInSync(p int, names []string) error {
 		if err != nil {
 			return fmt.Errorf("%w: replicas %v of partition %d did not acknowledge and could not be taken out of its in-sync set: %v", apierr.ErrOwnerUnavailable, remove, p, err)
 		}
-		c.log.Warn("replicas left the in-sync set: they did not acknowledge in time", "partition", p, "replicas", remove)
+		// A lost replica leaves the sets of all its partitions: one WARN
+		// per replica per 30 s, the rest DEBUG.
+		lvl, n := c.pullWarns.Level("in-sync:" + strings.Join(remove, ","))
+		c.log.Log(ctx, lvl, "replicas left the in-sync set: they did not acknowledge in time", "partition", p, "replicas", remove, "partitions_since_warn", n)
 		// Committed; wait until this node applied it (or anything).
 		select {
 		case <-changed:

@@ -202,11 +202,11 @@ func (c *Cluster) fetchSnapshot(p int, from rpc.Peer) (string, error) {
 }
 
 // failover promotes an in-sync replica of every partition whose primary
-// has been dead in gossip for a lease (leader only): by then the old
-// primary, out of touch with Raft, has stopped serving, and it cannot
-// acknowledge a write the new one lacks (it waits for every in-sync
-// replica, and can take one out only by a compare-and-set the promotion
-// defeats). All promotions go in one command.
+// is gone (leader only; see primaryGone): by then the old primary, out of
+// touch with Raft past its lease, has stopped serving, and it could not
+// acknowledge a write the new one lacks anyway (it waits for every
+// in-sync replica, and can take one out only by a compare-and-set the
+// promotion defeats). All promotions go in one command.
 func (c *Cluster) failover(st *replication.ClusterState) {
 	if c.ship == nil {
 		return
@@ -225,12 +225,12 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 			c.deadSince[name] = now
 		}
 	}
+	if c.leaderSince.IsZero() {
+		c.leaderSince = now
+	}
 	var promos []replication.Promotion
 	for p, part := range st.Partitions {
-		since, dead := c.deadSince[part.Owner]
-		// An owner back without its data serves nothing: no need to wait.
-		lost := st.Members[part.Owner] != nil && st.Members[part.Owner].DataLost
-		if part.Owner == "" || !lost && (!dead || now.Sub(since) < c.lease()) {
+		if part.Owner == "" || part.Owner == c.cfg.Name || !c.primaryGone(st, part.Owner, now) {
 			continue
 		}
 		for _, m := range part.InSync {
@@ -249,6 +249,24 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 		return
 	}
 	c.log.Warn("failover: in-sync replicas promoted in place of dead primaries", "partitions", len(promos))
+}
+
+// primaryGone reports whether owner can no longer be serving (leader
+// only): it came back without its data, or its lease has run out, counted
+// from the last heartbeat it answered (or, failing that, from when it
+// was seen dead in gossip), and never from before this node led.
+func (c *Cluster) primaryGone(st *replication.ClusterState, owner string, now time.Time) bool {
+	if m := st.Members[owner]; m != nil && m.DataLost {
+		return true // it serves nothing: no need to wait
+	}
+	if now.Sub(c.leaderSince) < c.lease() {
+		return false
+	}
+	if last, failing := c.raft.FollowerSilentSince(owner); failing {
+		return now.Sub(last) > c.lease()
+	}
+	since, dead := c.deadSince[owner]
+	return dead && now.Sub(since) > c.lease()
 }
 
 // reincarnate lets members that came back without their data take the

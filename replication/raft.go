@@ -66,6 +66,7 @@ type RaftNode struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
+	contact   *contactTracker // heartbeat failures seen as leader
 
 	mu      sync.Mutex
 	refused map[string]time.Time // refusal message -> when last logged
@@ -136,6 +137,7 @@ func (n *RaftNode) Open() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft, n.transport, n.store = r, tr, store
+	n.contact = watchContact(r)
 	return nil
 }
 
@@ -306,6 +308,7 @@ func (n *RaftNode) Close() error {
 	if n.raft == nil {
 		return nil
 	}
+	n.contact.stop(n.raft)
 	err := n.raft.Shutdown().Error()
 	n.transport.Close()
 	n.store.Close()

@@ -113,7 +113,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   30 * time.Second,
 		RequestWait:       rpc.DefaultRequestWait,
 		NodeLog:           true,
-		ReplicationFactor: 1,
+		ReplicationFactor: 3,
 		LogLevel:          "info",
 		LogFormat:         "text",
 	}

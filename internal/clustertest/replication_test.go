@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -130,4 +131,79 @@ func TestReplicatedFailover(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWipedReplicaReseeded: a node back with an empty data directory
+// serves nothing of what it lost; its partitions fail over, it takes its
+// new directory and is seeded, and once nothing is under-replicated
+// another node can be killed with no acknowledged write lost.
+func TestWipedReplicaReseeded(t *testing.T) {
+	c := NewReplicated(t, 3, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	waitInSync(t, c, 60*time.Second)
+	const objects = 30
+	acked := map[string][]string{}
+	write := func(round string) {
+		t.Helper()
+		testutil.PollEvery(t, 30*time.Second, 100*time.Millisecond, "writes "+round, func() string {
+			for i := range objects {
+				name, value := fmt.Sprint("obj", i), fmt.Sprintf("v%d-%s", i, round)
+				if slices.Contains(acked[name], value) {
+					continue
+				}
+				if err := put(t, c.Up()[i%len(c.Up())].Client, name, value); err != nil {
+					return name + ": " + err.Error()
+				}
+				acked[name] = append(acked[name], value)
+			}
+			return ""
+		})
+	}
+	check := func(via *Node) {
+		t.Helper()
+		testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every acknowledged write through "+via.Name, func() string {
+			for i := range objects {
+				name := fmt.Sprint("obj", i)
+				body, node, err := tryRead(via.Client, name)
+				if err != nil {
+					return fmt.Sprintf("%s: %v", name, err)
+				}
+				for _, v := range acked[name] {
+					if !strings.Contains(body, `"`+v+`"`) {
+						return fmt.Sprintf("%s (executed by %q) lacks %s: %s", name, node, v, body)
+					}
+				}
+			}
+			return ""
+		})
+	}
+	write("first")
+
+	wiped := c.Nodes[2]
+	c.Kill(2)
+	if err := os.RemoveAll(wiped.Dir); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(2)
+	check(c.Nodes[0])
+	write("while-seeding")
+	waitInSync(t, c, 60*time.Second)
+	for _, nd := range c.Up() {
+		info, _ := nd.RT.Cluster(context.Background())
+		for _, m := range info.Members {
+			if m.DataMissing {
+				t.Fatalf("%s still shows %s with its data missing", nd.Name, m.Name)
+			}
+		}
+	}
+
+	// The wiped node holds copies again: a second node can go.
+	victim := 0
+	if c.Leader() == c.Nodes[0] {
+		victim = 1
+	}
+	c.Kill(victim)
+	check(wiped)
+	write("after")
+	check(wiped)
 }
