@@ -131,12 +131,12 @@ type Command struct {
 	// Replication, on bootstrap, is the new cluster's replica count.
 	Replication Replication `json:"replication,omitempty"`
 	// InSync, on in_sync, are the replica-set changes to make.
-	InSync    []InSyncChange `json:"in_sync,omitempty"`
+	InSync []InSyncChange `json:"in_sync,omitempty"`
 	// Promote, on promote, are the failovers to make.
-	Promote []Promotion `json:"promote,omitempty"`
-	Member    Member         `json:"member,omitempty"`
-	Name      string         `json:"name,omitempty"`
-	Partition int            `json:"partition,omitempty"`
+	Promote   []Promotion `json:"promote,omitempty"`
+	Member    Member      `json:"member,omitempty"`
+	Name      string      `json:"name,omitempty"`
+	Partition int         `json:"partition,omitempty"`
 	// Epoch, on handoff_done, is the epoch the handoff was started at; a
 	// report from an older epoch is ignored.
 	Epoch uint64 `json:"epoch,omitempty"`

@@ -49,7 +49,7 @@ type Cluster struct {
 	// replication is the replica count the cluster is created with.
 	replication replication.Replication
 	mu          sync.Mutex // guards Nodes against Up in test goroutines
-	Nodes    []*Node
+	Nodes       []*Node
 }
 
 // New starts n nodes that form one cluster (bootstrap-expect n). register
