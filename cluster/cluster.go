@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dura-dev/dura/internal/logging"
 	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/node"
@@ -52,6 +54,8 @@ type Config struct {
 	// Replication is the replica count of a new cluster, recorded with the
 	// ring when it is created (the recorded one wins afterwards).
 	Replication replication.Replication
+	// Registerer receives the cluster's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
 	// AdminToken is sent on node-to-node calls, which a plain peer port
 	// checks like client calls (the first, if comma-separated).
 	AdminToken string
@@ -134,11 +138,12 @@ type Cluster struct {
 	// log, which replication ships.
 	ship        *shipping.Shipper
 	recv        *shipping.Receiver
-	streams     []stream             // per partition, as its primary
-	inSync      inSyncBatcher        // in-sync changes, many partitions a command
-	seeding     []atomic.Bool        // a seeding of the partition runs here
-	replicaCopy []atomic.Bool        // this node holds a replica's copy of it
-	copiesFound bool                 // replicaCopy was set from the disk (loop only)
+	streams     []stream      // per partition, as its primary
+	inSync      inSyncBatcher // in-sync changes, many partitions a command
+	seeding     []atomic.Bool // a seeding of the partition runs here
+	replicaCopy []atomic.Bool // this node holds a replica's copy of it
+	copiesFound bool          // replicaCopy was set from the disk (loop only)
+	metrics     *metrics
 	deadSince   map[string]time.Time // leader: members dead in gossip since
 	leaderSince time.Time            // when this node last became leader (loop only)
 	// What logChanges saw last (loop only).
@@ -191,6 +196,7 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	c.seeding = make([]atomic.Bool, rt.Partitions())
 	c.replicaCopy = make([]atomic.Bool, rt.Partitions())
 	c.deadSince = map[string]time.Time{}
+	c.metrics = newMetrics(cfg.Registerer, c)
 	if err := rt.SetReplicator(c); err == nil {
 		c.ship = shipping.NewShipper(shipping.Config{Transport: peerShipper{c}, Logger: log})
 		c.recv = shipping.NewReceiver(shipping.ReceiverConfig{Log: rt.LogReplicated, Apply: c.applyReceived, Check: c.checkSender})

@@ -145,6 +145,7 @@ func (c *Cluster) leaveInSync(p int, names []string) error {
 		if err != nil {
 			return fmt.Errorf("%w: replicas %v of partition %d did not acknowledge and could not be taken out of its in-sync set: %v", apierr.ErrOwnerUnavailable, remove, p, err)
 		}
+		c.metrics.shrinks.Add(float64(len(remove)))
 		// A lost replica leaves the sets of all its partitions: one WARN
 		// per replica per 30 s, the rest DEBUG.
 		lvl, n := c.pullWarns.Level("in-sync:" + strings.Join(remove, ","))

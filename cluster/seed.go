@@ -142,6 +142,7 @@ func (c *Cluster) seed(p int, owner string) error {
 			return fmt.Errorf("enter the in-sync set: %w", ctx.Err())
 		}
 	}
+	c.metrics.expands.Inc()
 	c.log.Info("replica in sync", "partition", p, "primary", owner, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -103,6 +104,9 @@ func (rt *Runtime) adoptPartition(p int, dir, why string) error {
 			return err
 		}
 		class, name, err := objectstore.ReadIdentity(filepath.Join(dst, e.Name()))
+		if errors.Is(err, objectstore.ErrNoIdentity) {
+			continue // never committed anything: not an object yet
+		}
 		if err != nil {
 			return err
 		}

@@ -247,6 +247,9 @@ func (rt *Runtime) PromoteReplica(p int) error {
 			continue
 		}
 		class, name, err := objectstore.ReadIdentity(filepath.Join(rt.PartitionDir(p), e.Name()))
+		if errors.Is(err, objectstore.ErrNoIdentity) {
+			continue // never committed anything: not an object yet
+		}
 		if err != nil {
 			return fmt.Errorf("promote partition %d: %w", p, err)
 		}
@@ -274,6 +277,12 @@ func (rt *Runtime) SnapshotPartition(ctx context.Context, p int, w io.Writer) er
 		}
 		path := filepath.Join(dir, e.Name())
 		class, name, err := objectstore.ReadIdentity(path)
+		if errors.Is(err, objectstore.ErrNoIdentity) {
+			// Its first activation never committed (refused, or failed):
+			// it holds nothing, and its first commit, should one come,
+			// reaches the replica whole.
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("snapshot partition %d: %w", p, err)
 		}

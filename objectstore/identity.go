@@ -26,6 +26,9 @@ func ReadIdentity(path string) (class, name string, err error) {
 	defer c.Close()
 	rows, err := c.Query("SELECT k, v FROM _dura_object", nil)
 	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return "", "", fmt.Errorf("%w: %s", ErrNoIdentity, path)
+		}
 		return "", "", fmt.Errorf("read identity of %s: %w", path, classify(err))
 	}
 	vals, err := drain(rows)
@@ -41,7 +44,7 @@ func ReadIdentity(path string) (class, name string, err error) {
 		}
 	}
 	if class == "" || name == "" {
-		return "", "", fmt.Errorf("%w: %s records no identity", ErrCorrupt, path)
+		return "", "", fmt.Errorf("%w: %s", ErrNoIdentity, path)
 	}
 	return class, name, nil
 }

@@ -584,6 +584,19 @@ func TestE2EReplicatedWipedNode(t *testing.T) {
 		return ""
 	})
 	t.Logf("nothing under-replicated %s after the wiped node restarted", time.Since(start).Round(time.Millisecond))
+	m, err := nodes[2].client().Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := metricValue(m, "dura_insync_expands_total"); !ok || v < 1 {
+		t.Fatalf("the seeded node's dura_insync_expands_total = %v (%v)", v, ok)
+	}
+	if v, ok := metricValue(m, "dura_under_replicated_partitions"); !ok || v != 0 {
+		t.Fatalf("dura_under_replicated_partitions = %v (%v)", v, ok)
+	}
+	if !strings.Contains(m, "dura_replication_lag_records{peer=") {
+		t.Fatal("no replication lag reported")
+	}
 	nodes[0].Cmd.Process.Kill()
 	<-nodes[0].Done
 	start = time.Now()

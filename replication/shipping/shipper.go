@@ -42,6 +42,8 @@ type Shipper struct {
 	closed bool
 	wg     sync.WaitGroup
 	stop   chan struct{}
+	ctx    context.Context // cancelled by Close: ends sends in flight
+	cancel context.CancelFunc
 }
 
 // NewShipper makes a shipper; Close stops its senders.
@@ -55,7 +57,8 @@ func NewShipper(cfg Config) *Shipper {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Shipper{cfg: cfg, peers: map[string]*peerQueue{}, stop: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Shipper{cfg: cfg, peers: map[string]*peerQueue{}, stop: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
 // peerQueue is one replica's sender.
@@ -63,8 +66,9 @@ type peerQueue struct {
 	name string
 	wake chan struct{}
 
-	mu     sync.Mutex
-	queue  []*shipment
+	mu       sync.Mutex
+	queue    []*shipment
+	inflight []*shipment // the batch being delivered
 	broken map[int]bool // partitions whose stream to this peer is over
 	// gen counts each partition's streams to this peer (Resume starts a
 	// new one): a late failure of an older stream's batch leaves the new
@@ -74,6 +78,7 @@ type peerQueue struct {
 
 // shipment is one record on its way to one peer.
 type shipment struct {
+	at   time.Time // when it was queued
 	rec  Record
 	gen  uint64
 	done chan struct{}
@@ -98,7 +103,7 @@ type Pending struct {
 func (s *Shipper) Ship(rec Record, to, await []string) *Pending {
 	p := &Pending{s: s, deadline: time.Now().Add(s.cfg.Timeout), awaited: map[string]*shipment{}}
 	for _, name := range to {
-		sh := &shipment{rec: rec, done: make(chan struct{})}
+		sh := &shipment{at: time.Now(), rec: rec, done: make(chan struct{})}
 		if q := s.peer(name); q == nil {
 			sh.finish(errors.New("shipper closed"))
 		} else {
@@ -182,6 +187,7 @@ func (s *Shipper) Close() {
 	}
 	s.closed = true
 	close(s.stop)
+	s.cancel()
 	s.mu.Unlock()
 	s.wg.Wait()
 }
@@ -235,7 +241,37 @@ func (q *peerQueue) take(maxBytes int) []*shipment {
 		size += len(sh.rec.Entry)
 	}
 	q.queue = append(q.queue[:0:0], q.queue[n:]...)
+	q.inflight = batch
 	return batch
+}
+
+// Lag is how far a replica is behind: records shipped to it and not yet
+// acknowledged, and how long the oldest has waited.
+type Lag struct {
+	Records int
+	Oldest  time.Duration
+}
+
+// Lag reports each peer's lag.
+func (s *Shipper) Lag() map[string]Lag {
+	s.mu.Lock()
+	peers := make([]*peerQueue, 0, len(s.peers))
+	for _, q := range s.peers {
+		peers = append(peers, q)
+	}
+	s.mu.Unlock()
+	out := make(map[string]Lag, len(peers))
+	now := time.Now()
+	for _, q := range peers {
+		q.mu.Lock()
+		l := Lag{Records: len(q.inflight) + len(q.queue)}
+		for _, sh := range append(q.inflight[:len(q.inflight):len(q.inflight)], q.queue...) {
+			l.Oldest = max(l.Oldest, now.Sub(sh.at))
+		}
+		q.mu.Unlock()
+		out[q.name] = l
+	}
+	return out
 }
 
 // send is a peer's sender loop.
@@ -267,7 +303,7 @@ func (s *Shipper) deliver(q *peerQueue, batch []*shipment) {
 	for i, sh := range batch {
 		recs[i] = sh.rec
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 	acks, err := s.cfg.Transport.Send(ctx, q.name, EncodeBatch(recs))
 	cancel()
 	byPartition := map[int]Ack{}
@@ -276,6 +312,7 @@ func (s *Shipper) deliver(q *peerQueue, batch []*shipment) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.inflight = nil
 	for _, sh := range batch {
 		a, ok := byPartition[sh.rec.Partition]
 		switch {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dura-dev/dura/internal/testutil"
 )
 
 func TestBatchRoundTrip(t *testing.T) {
@@ -292,3 +294,24 @@ func TestReceiverHoldsWhileSeeding(t *testing.T) {
 		t.Fatal("released a stream that overflowed")
 	}
 }
+
+// Lag counts what a replica has not acknowledged, and for how long.
+func TestShipperLag(t *testing.T) {
+	b := newReplica("a")
+	tr := &memTransport{replicas: map[string]*replica{"b": b}, blocked: map[string]bool{"b": true}}
+	s := NewShipper(Config{Transport: tr, Timeout: time.Minute})
+	defer s.Close()
+	b.follow(t, 1, "a")
+	for seq := uint64(1); seq <= 3; seq++ {
+		s.Ship(rec(1, seq), []string{"b"}, []string{"b"})
+	}
+	testutil.PollTrue(t, 5*time.Second, "three records lagging", func() bool {
+		l := s.Lag()["b"]
+		return l.Records == 3 && l.Oldest > 0
+	})
+	s.Close() // ends the blocked send too
+	if l := s.Lag()["b"]; l.Records != 0 {
+		t.Fatalf("after close: %+v", l)
+	}
+}
+
