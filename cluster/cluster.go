@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -144,6 +145,7 @@ type Cluster struct {
 	replicaCopy []atomic.Bool // this node holds a replica's copy of it
 	copiesFound bool          // replicaCopy was set from the disk (loop only)
 	metrics     *metrics
+	run         uint64               // names this process's record streams (Record.Run)
 	deadSince   map[string]time.Time // leader: members dead in gossip since
 	leaderSince time.Time            // when this node last became leader (loop only)
 	// What logChanges saw last (loop only).
@@ -197,6 +199,7 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	c.replicaCopy = make([]atomic.Bool, rt.Partitions())
 	c.deadSince = map[string]time.Time{}
 	c.metrics = newMetrics(cfg.Registerer, c)
+	c.run = rand.Uint64()
 	if err := rt.SetReplicator(c); err == nil {
 		c.ship = shipping.NewShipper(shipping.Config{Transport: peerShipper{c}, Logger: log})
 		c.recv = shipping.NewReceiver(shipping.ReceiverConfig{Log: rt.LogReplicated, Apply: c.applyReceived, Check: c.checkSender})

@@ -63,7 +63,7 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 		return nil
 	}
 	s.seq++
-	pending := c.ship.Ship(shipping.Record{Partition: p, Version: part.Version, Seq: s.seq, Entry: entry}, to, to)
+	pending := c.ship.Ship(shipping.Record{Partition: p, Version: part.Version, Run: c.run, Seq: s.seq, Entry: entry}, to, to)
 	s.mu.Unlock()
 	return func() error {
 		lagging := pending.Wait(context.Background())

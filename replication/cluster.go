@@ -222,10 +222,11 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		if c.Epoch != p.Since {
 			return fmt.Errorf("handoff_done: partition %d: the move of epoch %d was replaced by the one of epoch %d", c.Partition, c.Epoch, p.Since)
 		}
-		// The old owner drops its copy once the move is committed.
-		old := p.Owner
+		// The new owner's copy is the old owner's files, which the old
+		// owner drops; the other replicas followed the old owner's stream
+		// and are seeded again before they count (writes wait meanwhile).
 		p.Owner, p.Target, p.Since = p.Target, "", 0
-		p.InSync = slices.DeleteFunc(slices.Clone(p.InSync), func(m string) bool { return m == old })
+		p.InSync = nil
 		s.Epoch++
 		s.placeReplicas()
 		s.retireLeavers()

@@ -11,9 +11,10 @@ import (
 // heartbeats fail last answered: the failover of a primary waits until
 // its lease, counted from then, has run out.
 type contactTracker struct {
-	obs  *raft.Observer
-	ch   chan raft.Observation
-	done chan struct{}
+	obs      *raft.Observer
+	ch       chan raft.Observation
+	done     chan struct{}
+	stopOnce sync.Once
 
 	mu      sync.Mutex
 	failing map[string]time.Time
@@ -55,8 +56,10 @@ func (t *contactTracker) run() {
 }
 
 func (t *contactTracker) stop(r *raft.Raft) {
-	r.DeregisterObserver(t.obs)
-	close(t.done)
+	t.stopOnce.Do(func() {
+		r.DeregisterObserver(t.obs)
+		close(t.done)
+	})
 }
 
 // FollowerSilentSince reports, on the leader, whether the heartbeats to

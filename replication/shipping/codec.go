@@ -13,6 +13,10 @@ type Record struct {
 	// Version is the partition's configuration version the primary
 	// shipped it under; a replica that knows a newer primary refuses it.
 	Version uint64
+	// Run identifies the primary's stream: a primary that restarts
+	// numbers its records anew under another Run, which its replicas
+	// must not take for the old stream's.
+	Run uint64
 	// Seq numbers the partition's stream from 1, without gaps.
 	Seq uint64
 	// Entry is the node log entry, opaque here.
@@ -41,14 +45,17 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var errBadBatch = errors.New("shipping: malformed batch")
 
-const batchMagic = "DSB1"
+// recordHeader is a record's size in a batch before its entry.
+const recordHeader = 4 + 8 + 8 + 8 + 4
+
+const batchMagic = "DSB2"
 
 // EncodeBatch lays records out: magic, count, then per record partition,
-// version, seq, entry length and entry, and a CRC32C of all that.
+// version, run, seq, entry length and entry, and a CRC32C of all that.
 func EncodeBatch(recs []Record) []byte {
 	n := len(batchMagic) + 4 + 4
 	for _, r := range recs {
-		n += 4 + 8 + 8 + 4 + len(r.Entry)
+		n += recordHeader + len(r.Entry)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, batchMagic...)
@@ -56,6 +63,7 @@ func EncodeBatch(recs []Record) []byte {
 	for _, r := range recs {
 		b = binary.LittleEndian.AppendUint32(b, uint32(r.Partition))
 		b = binary.LittleEndian.AppendUint64(b, r.Version)
+		b = binary.LittleEndian.AppendUint64(b, r.Run)
 		b = binary.LittleEndian.AppendUint64(b, r.Seq)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(r.Entry)))
 		b = append(b, r.Entry...)
@@ -74,18 +82,19 @@ func DecodeBatch(b []byte) ([]Record, error) {
 	}
 	count := int(binary.LittleEndian.Uint32(body[len(batchMagic):]))
 	body = body[len(batchMagic)+4:]
-	recs := make([]Record, 0, min(count, len(body)/24))
+	recs := make([]Record, 0, min(count, len(body)/recordHeader))
 	for range count {
-		if len(body) < 24 {
+		if len(body) < recordHeader {
 			return nil, errBadBatch
 		}
 		r := Record{
 			Partition: int(binary.LittleEndian.Uint32(body[0:4])),
 			Version:   binary.LittleEndian.Uint64(body[4:12]),
-			Seq:       binary.LittleEndian.Uint64(body[12:20]),
+			Run:       binary.LittleEndian.Uint64(body[12:20]),
+			Seq:       binary.LittleEndian.Uint64(body[20:28]),
 		}
-		n := int(binary.LittleEndian.Uint32(body[20:24]))
-		body = body[24:]
+		n := int(binary.LittleEndian.Uint32(body[28:32]))
+		body = body[recordHeader:]
 		if len(body) < n || n == 0 {
 			return nil, errBadBatch
 		}

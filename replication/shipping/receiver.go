@@ -38,6 +38,7 @@ type Receiver struct {
 // stream is the state of one partition's records on this node.
 type stream struct {
 	from   string
+	run    uint64 // the primary's stream (Record.Run), once started
 	seq    uint64 // last record taken
 	expect bool   // the next record from from starts the stream
 	busy   bool   // a batch of it is being logged
@@ -249,9 +250,12 @@ func (r *Receiver) admit(from string, rec Record, last uint64) string {
 	if last != 0 {
 		prev = last
 	} else if st.expect {
+		st.run = rec.Run
 		return ""
 	}
-	if rec.Seq > prev+1 {
+	if rec.Run != st.run || rec.Seq > prev+1 {
+		// Another run of the primary numbers its records anew: what
+		// this copy has is not that stream's prefix.
 		return RefusedGap
 	}
 	return ""

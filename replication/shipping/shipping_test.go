@@ -14,14 +14,14 @@ import (
 )
 
 func TestBatchRoundTrip(t *testing.T) {
-	recs := []Record{{Partition: 3, Version: 7, Seq: 1, Entry: []byte("a")}, {Partition: 270, Version: 1 << 40, Seq: 99, Entry: bytes.Repeat([]byte{9}, 5000)}}
+	recs := []Record{{Partition: 3, Version: 7, Run: 5, Seq: 1, Entry: []byte("a")}, {Partition: 270, Version: 1 << 40, Run: 1 << 63, Seq: 99, Entry: bytes.Repeat([]byte{9}, 5000)}}
 	b := EncodeBatch(recs)
 	got, err := DecodeBatch(b)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("decode: %v %v", got, err)
 	}
 	for i := range recs {
-		if got[i].Partition != recs[i].Partition || got[i].Version != recs[i].Version || got[i].Seq != recs[i].Seq || !bytes.Equal(got[i].Entry, recs[i].Entry) {
+		if got[i].Partition != recs[i].Partition || got[i].Version != recs[i].Version || got[i].Run != recs[i].Run || got[i].Seq != recs[i].Seq || !bytes.Equal(got[i].Entry, recs[i].Entry) {
 			t.Fatalf("record %d: %+v, want %+v", i, got[i], recs[i])
 		}
 	}
@@ -120,6 +120,10 @@ func TestReceiverStreams(t *testing.T) {
 		{"a resend is acknowledged, not applied twice", true, "a", false, [][]Record{{rec(1, 5), rec(1, 6)}, {rec(1, 6), rec(1, 7)}}, []Ack{{Partition: 1, Seq: 7}}, []string{"p1-5", "p1-6", "p1-7"}},
 		{"a gap is refused", true, "a", false, [][]Record{{rec(1, 5)}, {rec(1, 7)}}, []Ack{{Partition: 1, Refused: RefusedGap}}, []string{"p1-5"}},
 		{"a gap within a batch", true, "a", false, [][]Record{{rec(1, 5), rec(1, 7)}}, []Ack{{Partition: 1, Refused: RefusedGap}}, nil},
+		// A primary restarted numbers from 1 again: its record 1 is not
+		// the old stream's record 1, and must not be acknowledged as a
+		// resend.
+		{"another run of the primary", true, "a", false, [][]Record{{rec(1, 1), rec(1, 2)}, {{Partition: 1, Version: 1, Run: 2, Seq: 1, Entry: []byte("new")}}}, []Ack{{Partition: 1, Refused: RefusedGap}}, []string{"p1-1", "p1-2"}},
 		{"not followed", false, "a", false, [][]Record{{rec(1, 1)}}, []Ack{{Partition: 1, Refused: RefusedNotFollow}}, nil},
 		{"not from the primary", true, "b", false, [][]Record{{rec(1, 1)}}, []Ack{{Partition: 1, Refused: RefusedStale}}, nil},
 		{"log failure", true, "a", true, [][]Record{{rec(1, 1)}}, []Ack{{Partition: 1, Refused: RefusedFailed}}, nil},
