@@ -207,3 +207,68 @@ func TestWipedReplicaReseeded(t *testing.T) {
 	write("after")
 	check(wiped)
 }
+
+// TestRestartedPrimaryKeepsItsWrites: a primary restarted before any
+// failover numbers its records anew; what it acknowledges after the
+// restart must reach its replicas (not be taken for resends of its
+// earlier records), so that when it is killed for good the promoted
+// replicas hold every acknowledged write.
+func TestRestartedPrimaryKeepsItsWrites(t *testing.T) {
+	c := NewReplicated(t, 3, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	waitInSync(t, c, 60*time.Second)
+	victim := 0
+	if c.Leader() == c.Nodes[0] {
+		victim = 1
+	}
+	via := c.Nodes[(victim+1)%3]
+	if c.Leader() == nil || via == c.Nodes[victim] {
+		t.Fatal("no leader")
+	}
+	var mine []string // objects whose primary is the victim
+	for i := 0; len(mine) < 5; i++ {
+		name := fmt.Sprint("obj", i)
+		if owner(t, c, "db", name) == c.Nodes[victim].Name {
+			mine = append(mine, name)
+		}
+	}
+	acked := map[string][]string{}
+	write := func(round string) {
+		t.Helper()
+		testutil.PollEvery(t, 30*time.Second, 50*time.Millisecond, "writes "+round, func() string {
+			for _, name := range mine {
+				v := name + "-" + round
+				if slices.Contains(acked[name], v) {
+					continue
+				}
+				if err := put(t, via.Client, name, v); err != nil {
+					return name + ": " + err.Error()
+				}
+				acked[name] = append(acked[name], v)
+			}
+			return ""
+		})
+	}
+	for _, r := range []string{"a", "b", "c", "d"} {
+		write(r)
+	}
+	c.Kill(victim)
+	c.Restart(victim)
+	write("after-restart")
+	waitInSync(t, c, 60*time.Second)
+	c.Kill(victim)
+	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every acknowledged write after the primary was killed", func() string {
+		for _, name := range mine {
+			body, node, err := tryRead(via.Client, name)
+			if err != nil {
+				return fmt.Sprintf("%s: %v", name, err)
+			}
+			for _, v := range acked[name] {
+				if !strings.Contains(body, `"`+v+`"`) {
+					return fmt.Sprintf("%s (executed by %q) lacks %s: %s", name, node, v, body)
+				}
+			}
+		}
+		return ""
+	})
+}
