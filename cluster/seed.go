@@ -57,7 +57,7 @@ func (c *Cluster) followReplicas(st *replication.ClusterState) {
 		case !replica && part.Owner != me && c.replicaCopy[p].Load() && !c.seeding[p].Load():
 			c.recv.Stop(p)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := c.rt.DropPartition(ctx, p)
+			err := c.rt.DropReplica(ctx, p)
 			cancel()
 			if err != nil {
 				c.log.Error("cannot drop a replica copy no longer needed", "partition", p, "err", err)

@@ -133,6 +133,23 @@ func (rt *Runtime) DropPartition(ctx context.Context, p int) error {
 	return rt.logPartitionReset(p)
 }
 
+// DropReplica removes this node's replica copy of partition p: it only
+// followed another node's, which holds the partition.
+func (rt *Runtime) DropReplica(ctx context.Context, p int) error {
+	rs := &rt.replica
+	rs.mu.Lock()
+	rt.syncReplicasLocked(p)
+	rt.forgetReplicaLocked(p)
+	rs.mu.Unlock()
+	if err := rt.ClosePartition(ctx, p); err != nil {
+		return err
+	}
+	if err := rt.setAside(p, ""); err != nil {
+		return err
+	}
+	return rt.logPartitionReset(p)
+}
+
 // setAside moves partition p's directory to <data>/handed-off/ (kept for
 // the operator, never served) and forgets its catalog entries; with why
 // empty it removes the directory instead.
