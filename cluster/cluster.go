@@ -55,6 +55,11 @@ type Config struct {
 	// Replication is the replica count of a new cluster, recorded with the
 	// ring when it is created (the recorded one wins afterwards).
 	Replication replication.Replication
+	// DeadMemberTimeout is how long a member may stay dead before the
+	// leader removes it, so its replica sets move to live members (only
+	// with two copies or more, and only where an in-sync copy remains);
+	// 0 means an hour.
+	DeadMemberTimeout time.Duration
 	// Registerer receives the cluster's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	// AdminToken is sent on node-to-node calls, which a plain peer port
@@ -148,6 +153,7 @@ type Cluster struct {
 	run         uint64               // names this process's record streams (Record.Run)
 	deadSince   map[string]time.Time // leader: members dead in gossip since
 	leaderSince time.Time            // when this node last became leader (loop only)
+	removing    map[string]bool      // leader: dead members being removed (under mu)
 	// What logChanges saw last (loop only).
 	seenLeader  string
 	seenMembers map[string]replication.MemberStatus
@@ -164,6 +170,9 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	}
 	if cfg.Ring.Partitions == 0 {
 		cfg.Ring = placement.DefaultRingConfig()
+	}
+	if cfg.DeadMemberTimeout <= 0 {
+		cfg.DeadMemberTimeout = time.Hour
 	}
 	if cfg.Ring.Partitions != rt.Partitions() {
 		return nil, fmt.Errorf("cluster config: ring has %d partitions, the runtime %d", cfg.Ring.Partitions, rt.Partitions())
@@ -198,6 +207,7 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	c.seeding = make([]atomic.Bool, rt.Partitions())
 	c.replicaCopy = make([]atomic.Bool, rt.Partitions())
 	c.deadSince = map[string]time.Time{}
+	c.removing = map[string]bool{}
 	c.metrics = newMetrics(cfg.Registerer, c)
 	c.run = rand.Uint64()
 	if err := rt.SetReplicator(c); err == nil {

@@ -192,7 +192,7 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdRemove, Name: name}); err != nil {
 		return err
 	}
-	c.log.Warn("member removed by an operator; its partitions were reassigned empty", "member", name)
+	c.log.Warn("member removed; each of its partitions went to an in-sync replica where one existed, else empty to its new owner", "member", name)
 	return nil
 }
 

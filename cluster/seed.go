@@ -242,6 +242,7 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 		}
 	}
 	c.reincarnate(st)
+	c.replaceDead(st, now)
 	if len(promos) == 0 {
 		return
 	}
@@ -281,4 +282,58 @@ func (c *Cluster) reincarnate(st *replication.ClusterState) {
 		}
 		c.applyLocal(replication.Command{Kind: replication.CmdReincarnate, Member: replication.Member{Name: p.Name, Incarnation: p.Meta.Incarnation}})
 	}
+}
+
+// replaceDead removes members dead for longer than DeadMemberTimeout
+// (leader only), as an operator's forced removal would, so their replica
+// sets move to live members. Only with two copies or more, and only once
+// none of its partitions still relies on it alone.
+func (c *Cluster) replaceDead(st *replication.ClusterState, now time.Time) {
+	if st.Replication.Copies() < 2 {
+		return
+	}
+	for name, since := range c.deadSince {
+		m := st.Members[name]
+		c.mu.Lock()
+		busy, timeout := c.removing[name], c.cfg.DeadMemberTimeout
+		c.mu.Unlock()
+		if m == nil || m.Status != replication.Active || now.Sub(since) < timeout || busy || name == c.cfg.Name {
+			continue
+		}
+		sole := false
+		for _, p := range st.Partitions {
+			if p.Owner == name && !slices.ContainsFunc(p.InSync, func(x string) bool { return x != name }) {
+				sole = true
+				break
+			}
+		}
+		if sole {
+			continue // its data is nowhere else: wait for it, or an operator
+		}
+		c.mu.Lock()
+		c.removing[name] = true
+		c.mu.Unlock()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err := c.RemoveMember(ctx, name)
+			c.mu.Lock()
+			delete(c.removing, name)
+			c.mu.Unlock()
+			if err != nil {
+				c.log.Warn("cannot remove a member dead past --dead-member-timeout; will retry", "member", name, "err", err)
+				return
+			}
+			c.log.Warn("member removed: dead past --dead-member-timeout; its replica sets moved to live members", "member", name, "dead_for", time.Since(since).Round(time.Second))
+		}()
+	}
+}
+
+// SetDeadMemberTimeout changes DeadMemberTimeout (tests).
+func (c *Cluster) SetDeadMemberTimeout(d time.Duration) {
+	c.mu.Lock()
+	c.cfg.DeadMemberTimeout = d
+	c.mu.Unlock()
 }

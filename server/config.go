@@ -83,6 +83,9 @@ type Config struct {
 	// and the in-sync copies a write needs (0: 2 from a factor of 2).
 	ReplicationFactor int
 	MinInSync         int
+	// DeadMemberTimeout: a member dead longer is removed (replicated
+	// clusters only).
+	DeadMemberTimeout time.Duration
 	LogLevel          string // debug, info, warn or error
 	LogFormat         string // text or json
 	DebugAddr         string // loopback address of Go pprof; off when empty
@@ -114,6 +117,7 @@ func DefaultConfig() Config {
 		RequestWait:       rpc.DefaultRequestWait,
 		NodeLog:           true,
 		ReplicationFactor: 3,
+		DeadMemberTimeout: time.Hour,
 		LogLevel:          "info",
 		LogFormat:         "text",
 	}
@@ -132,6 +136,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "form the first cluster once this many nodes have met (cluster)")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partition count of a new cluster, fixed when it is created: give it to the founding nodes and to every node that joins (a prime, at least 100 times the most members expected; 0: the data directory's, else 271)")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", c.ReplicationFactor, "copies of each partition in a new cluster, the primary included, fixed when it is created (capped by the member count)")
+	fs.DurationVar(&c.DeadMemberTimeout, "dead-member-timeout", c.DeadMemberTimeout, "how long a member may stay dead before it is removed and its replica sets move to live members (two copies or more, and only where an in-sync copy remains)")
 	fs.IntVar(&c.MinInSync, "min-insync", c.MinInSync, "in-sync copies a write needs in a new cluster; fewer and writes answer 503 (0: 2 when the replication factor is 2 or more, else 1)")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "cluster secret (16+ bytes): encrypts gossip and, without --tls-*, secures node-to-node traffic")
 	fs.StringVar(&c.SecretFile, "secret-file", c.SecretFile, "file holding the cluster secret (first line); further lines are accepted secrets, as --accept-secrets")
@@ -254,6 +259,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		return usageErr("--bootstrap-expect must be 0 or more")
+	}
+	if c.DeadMemberTimeout <= 0 {
+		return usageErr("--dead-member-timeout must be positive")
 	}
 	if c.ReplicationFactor < 1 || c.MinInSync < 0 || c.MinInSync > c.ReplicationFactor {
 		return usageErr("--replication-factor must be 1 or more and --min-insync between 0 and it")

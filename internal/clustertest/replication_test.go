@@ -272,3 +272,52 @@ func TestRestartedPrimaryKeepsItsWrites(t *testing.T) {
 		return ""
 	})
 }
+
+// TestDeadMemberReplaced: a member dead past the timeout is removed by
+// the leader, its partitions already served by in-sync replicas, and
+// the survivors hold every partition in sync between them.
+func TestDeadMemberReplaced(t *testing.T) {
+	c := NewReplicated(t, 3, 3, nil)
+	c.WaitConverged(30 * time.Second)
+	waitInSync(t, c, 60*time.Second)
+	for i := range 10 {
+		if err := put(t, c.Nodes[i%3].Client, fmt.Sprint("obj", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := 0
+	if c.Leader() == c.Nodes[0] {
+		victim = 1
+	}
+	name := c.Nodes[victim].Name
+	for _, nd := range c.Nodes {
+		if nd.up.Load() && nd != c.Nodes[victim] {
+			// A short timeout on the survivors: the leader's acts.
+			nd.Cluster.SetDeadMemberTimeout(2 * time.Second)
+		}
+	}
+	c.Kill(victim)
+	testutil.PollEvery(t, 60*time.Second, 200*time.Millisecond, name+" removed and nothing under-replicated", func() string {
+		for _, nd := range c.Up() {
+			info, err := nd.RT.Cluster(context.Background())
+			if err != nil {
+				return err.Error()
+			}
+			for _, m := range info.Members {
+				if m.Name == name && m.Status != "removed" {
+					return fmt.Sprintf("%s: %s is %s", nd.Name, name, m.Status)
+				}
+			}
+			if info.UnderReplicated != 0 || info.ReplicationFactor != 2 {
+				return fmt.Sprintf("%s: %d under-replicated, factor %d", nd.Name, info.UnderReplicated, info.ReplicationFactor)
+			}
+		}
+		return ""
+	})
+	for i := range 10 {
+		body, _, err := tryRead(c.Nodes[(victim+1)%3].Client, fmt.Sprint("obj", i))
+		if err != nil || !strings.Contains(body, `"v"`) {
+			t.Fatalf("obj%d after %s was removed: %v %s", i, name, err, body)
+		}
+	}
+}
