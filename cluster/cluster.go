@@ -367,8 +367,11 @@ func (c *Cluster) loop(fresh bool) {
 		// dropping or archiving by a past state would set aside or
 		// replace the copy the cluster now serves.
 		if c.caughtUp.Load() {
-			c.followPlacement()
-			c.followReplicas(c.state.Load())
+			// One state for both: a seeding must never start on a state
+			// newer than the one the handoffs were followed on.
+			st := c.state.Load()
+			c.followPlacement(st)
+			c.followReplicas(st)
 		}
 		select {
 		case <-c.stop:

@@ -107,6 +107,13 @@ func (rt *Runtime) ApplyReplicated(p int, entries [][]byte) error {
 		if e.rec.Tx <= tx {
 			continue
 		}
+		if tx == 0 && !wholeDatabase(e.rec) {
+			if st, err := rf.f.Stat(); err == nil && st.Size() == 0 {
+				// A commit on top of a copy this node does not have: applied,
+				// it would make a file that is not a database.
+				return fmt.Errorf("replica copy of %s is missing (transaction %d needs its earlier pages): it needs a snapshot", e.id, e.rec.Tx)
+			}
+		}
 		if err := e.rec.Apply(rf.f); err != nil {
 			return fmt.Errorf("apply replicated record of %s: %w", e.id, err)
 		}
@@ -328,4 +335,15 @@ func copyIntoTar(tw *tar.Writer, path, name string) error {
 		return fmt.Errorf("%w: copy %s: %v", apierr.ErrInternal, name, err)
 	}
 	return nil
+}
+
+// wholeDatabase reports whether a record holds every page of its
+// database: the first commit of an object made after a snapshot.
+func wholeDatabase(r objectstore.Record) bool {
+	for pg := uint32(1); pg <= r.DBPages; pg++ {
+		if _, ok := r.Pages[pg]; !ok {
+			return false
+		}
+	}
+	return r.DBPages > 0
 }

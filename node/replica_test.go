@@ -170,3 +170,30 @@ func TestReplicaSeededAndPromoted(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaRefusesACommitWithoutItsBase: a commit of an object whose
+// copy this replica lacks (no snapshot, not the object's first commit) is
+// refused rather than written into a file that is not a database.
+func TestReplicaRefusesACommitWithoutItsBase(t *testing.T) {
+	primary := startRuntime(t, t.TempDir())
+	defer primary.Close(context.Background())
+	ship := &capture{}
+	if err := primary.SetReplicator(ship); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, primary, "x", "CREATE TABLE t (v TEXT)")
+	first := ship.take()
+	execSQL(t, primary, "x", "INSERT INTO t VALUES ('later')")
+	later := ship.take()
+	p := placement.PartitionOf(placement.ObjectID("db", "x"), primary.Partitions())
+
+	replica := startRuntime(t, t.TempDir())
+	defer replica.Close(context.Background())
+	if err := replica.ApplyReplicated(p, later); err == nil {
+		t.Fatal("a later commit was applied to a copy the replica does not have")
+	}
+	// The object's first commits make a whole database: they apply.
+	if err := replica.ApplyReplicated(p, append(first, later...)); err != nil {
+		t.Fatalf("the object's commits from its first: %v", err)
+	}
+}
