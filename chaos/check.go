@@ -28,7 +28,7 @@ type Findings struct {
 	ShardedTotals     int   `json:"sharded_totals"`     // a sharded counter's total or shards not what its shards hold
 	// DiskLost (informational) is how many objects of a node whose disk
 	// was wiped had acknowledged data and restarted empty once it was
-	// removed: expected until replication exists (disklost.go).
+	// removed: expected with one copy (disklost.go).
 	DiskLost int      `json:"disk_lost_objects,omitempty"`
 	Evidence []string `json:"evidence,omitempty"`
 }

@@ -15,7 +15,9 @@ import (
 
 // The disk-lost scenario: a node is killed, its data directory deleted
 // and the node started again with the same command line (a replaced
-// disk). Until an operator acts, the objects it owned must be refused
+// disk). On a cluster keeping copies (the default) nothing may be lost:
+// every object is checked whole (diskLostReplicated). With one copy
+// (--replication-factor 1), until an operator acts, the objects it owned must be refused
 // (503 "missing on node") or served with everything acknowledged, never
 // served empty. The operator then removes it the documented way: the
 // wiped process is killed (a removal refuses a member gossip does not
@@ -24,7 +26,7 @@ import (
 // with the same command line, which, the member having been removed,
 // rejoins as a new and empty member and is given partitions by ordinary
 // handoff. After the removal the wiped node's objects restart empty on
-// their new owners: until replication exists that loss is expected, so
+// their new owners: with one copy that loss is expected, so
 // for those objects alone (as owned when the disk was lost) the history
 // is checked as two: before the removal was asked for, and from its
 // answer on; the objects that had acknowledged data are counted
@@ -84,6 +86,13 @@ func diskLost(ctx context.Context, e *Env) error {
 		}
 	}
 	loss.Owned = len(loss.Objects)
+	info, err := e.C.Admin(other).Cluster(ctx)
+	if err != nil {
+		return err
+	}
+	if info.ReplicationFactor >= 2 {
+		return diskLostReplicated(ctx, e, i, other, loss.Owned, len(owners))
+	}
 	e.Lost = loss
 	e.Log("kill -9 %s (owns %d of %d workload objects), delete %s, restart it", victim.Name, loss.Owned, len(owners), victim.Dir)
 	loss.Killed = e.H.Now()
@@ -129,6 +138,46 @@ func diskLost(ctx context.Context, e *Env) error {
 	if err := e.C.WaitReady(context.Background(), 90*time.Second); err != nil {
 		return err
 	}
+	<-ctx.Done()
+	return nil
+}
+
+// diskLostReplicated is the disk-lost fault on a cluster keeping copies:
+// nothing may be lost at all, so every object is checked whole. The
+// wiped node's partitions fail over, it takes its new disk, and it is
+// seeded again; the time until nothing is under-replicated is noted.
+func diskLostReplicated(ctx context.Context, e *Env, i, other, owned, total int) error {
+	victim := e.C.Nodes[i]
+	e.Log("kill -9 %s (primary of %d of %d workload objects), delete %s, restart it; with replicas nothing may be lost", victim.Name, owned, total, victim.Dir)
+	if err := e.C.Kill(i); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(victim.Dir); err != nil {
+		return fmt.Errorf("wipe %s: %w", victim.Dir, err)
+	}
+	restarted := time.Now()
+	if err := e.C.Restart(i); err != nil {
+		return err
+	}
+	err := poll(120*time.Second, victim.Name+" seeded again, nothing under-replicated", func() error {
+		info, err := e.C.Admin(other).Cluster(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, m := range info.Members {
+			if m.DataMissing {
+				return fmt.Errorf("%s still data_missing", m.Name)
+			}
+		}
+		if info.UnderReplicated != 0 {
+			return fmt.Errorf("%d partitions under-replicated", info.UnderReplicated)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.Note(fmt.Sprintf("the wiped %s was seeded again and nothing was under-replicated %s after its restart", victim.Name, time.Since(restarted).Round(100*time.Millisecond)))
 	<-ctx.Done()
 	return nil
 }

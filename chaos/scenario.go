@@ -248,7 +248,7 @@ var Scenarios = map[string]Scenario{
 	"gone": {Name: "gone", Nodes: 3, Extra: []string{"--dead-member-timeout", "10s"}, Fault: gone,
 		About: "kill -9 a node and never restart it: its objects fail over to in-sync replicas, the leader removes it after --dead-member-timeout (10 s here) and the two others hold every partition in sync; at the end its disk is wiped and it starts again as a new member"},
 	"disklost": {Name: "disklost", Nodes: 3, Fault: diskLost,
-		About: "kill -9 a node, delete its data directory, restart it with the same command line (its objects: 503 or intact, never empty); then stop it, `dura node remove --force` it through another node and start it again as a new member (its objects restart empty: counted, expected until replication)",
+		About: "kill -9 a node, delete its data directory, restart it with the same command line. With replicas (the default) nothing may be lost: its partitions fail over and it is seeded again. With one copy its objects answer 503 or hold everything, never empty; then it is stopped, `dura node remove --force`d through another node and started again as a new member (its objects restart empty: counted)",
 		// The bank's one object and the reminders would be lost whole
 		// if the wiped node owned them; their checkers do not split.
 		Workloads: []string{Counters, Registers, Sharded}},

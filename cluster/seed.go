@@ -254,21 +254,26 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 }
 
 // primaryGone reports whether owner can no longer be serving (leader
-// only): it came back without its data, or its lease has run out, counted
-// from the last heartbeat it answered (or, failing that, from when it
-// was seen dead in gossip), and never from before this node led.
+// only): it came back without its data, or twice its lease has passed
+// since the last heartbeat it answered (or, failing that, since it was
+// seen dead in gossip), and since this node began to lead. Twice: the
+// old primary may have heard from the leader a little after the leader
+// last heard from it, and an event it began just before its lease ran
+// out (an alarm calling out, say) runs on; promoting at once would let
+// it overlap its successor's first events.
 func (c *Cluster) primaryGone(st *replication.ClusterState, owner string, now time.Time) bool {
 	if m := st.Members[owner]; m != nil && m.DataLost {
 		return true // it serves nothing: no need to wait
 	}
-	if now.Sub(c.leaderSince) < c.lease() {
+	wait := 2 * c.lease()
+	if now.Sub(c.leaderSince) < wait {
 		return false
 	}
 	if last, failing := c.raft.FollowerSilentSince(owner); failing {
-		return now.Sub(last) > c.lease()
+		return now.Sub(last) > wait
 	}
 	since, dead := c.deadSince[owner]
-	return dead && now.Sub(since) > c.lease()
+	return dead && now.Sub(since) > wait
 }
 
 // reincarnate lets members that came back without their data take the

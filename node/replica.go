@@ -56,16 +56,18 @@ type replicaFile struct {
 const maxReplicaFiles = 256
 
 // LogReplicated makes entries shipped here durable in the node log, with
-// one sync, and pins them until their objects' copies are synced.
+// one sync, and pins them until their objects' copies are synced. A
+// failure only leaves them unacknowledged (the primary drops this
+// replica, which is seeded again): nothing was committed here.
 func (rt *Runtime) LogReplicated(entries [][]byte) error {
 	if rt.nlog == nil {
 		return errors.New("replication needs the node log")
 	}
+	if rt.nlog.Low() {
+		return fmt.Errorf("%w: node %s's disk has no room for its log", apierr.ErrStorageFull, rt.cfg.NodeName)
+	}
 	pos, err := rt.nlog.AppendMany(entries)
 	if err != nil {
-		if rt.logFailed.CompareAndSwap(false, true) {
-			rt.log.Error("node log append failed: this node takes no more events; restart it", "err", err)
-		}
 		return err
 	}
 	rt.logMu.Lock()

@@ -488,6 +488,12 @@ func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *inst
 // deletion only after it, so a crash in between leaves the alarm to fire
 // again (at least once) rather than losing it with the writes undone.
 func (rt *Runtime) commit(inst *instance, ev *event) error {
+	if rt.nlog != nil && rt.nlog.Low() && inst.store.Dirty() {
+		// Committed, the write could find no room in the log: refused
+		// while the log's reserve is all that is left.
+		inst.store.Rollback()
+		return apierr.NotExecuted(fmt.Errorf("%w: node %s's disk has no room for its log", apierr.ErrStorageFull, rt.cfg.NodeName))
+	}
 	if r := rt.replicator; r != nil && inst.store.Dirty() {
 		// A write its partition cannot acknowledge now is not committed:
 		// the request may wait and try again.

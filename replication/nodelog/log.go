@@ -37,6 +37,9 @@ type Config struct {
 	MaxBatchBytes int
 	// Logger receives the log's own messages; nil discards them.
 	Logger *slog.Logger
+
+	// allocate reserves a segment's space (preallocate; tests replace it).
+	allocate func(f *os.File, size int64) error
 }
 
 func (c Config) withDefaults() Config {
@@ -48,6 +51,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.allocate == nil {
+		c.allocate = preallocate
 	}
 	return c
 }
@@ -94,6 +100,13 @@ type Log struct {
 
 	syncs   uint64 // group commits made (fdatasync calls)
 	appends uint64
+
+	// low is set while the segment being appended to is past its
+	// reserve and the next one could not be allocated: the disk is full.
+	// Appends may still use the reserve; callers should stop committing
+	// (Low). lowRetry is when the writer next tries to allocate.
+	low      atomic.Bool
+	lowRetry time.Time
 
 	// current is the segment appended to (the writer moves it); oldest,
 	// under trimMu, the first segment not yet removed. Segments are
@@ -200,7 +213,12 @@ func (l *Log) startSegment(seq uint64, min int64) error {
 	copy(h[:4], segMagic[:])
 	binary.LittleEndian.PutUint32(h[4:8], 1)
 	binary.LittleEndian.PutUint64(h[8:16], seq)
-	err = preallocate(f, size)
+	err = l.cfg.allocate(f, size)
+	// A small disk: smaller segments, down to 1 MiB (or the record).
+	for err != nil && size/2 >= max(min+segmentHeaderSize, 1<<20) {
+		size /= 2
+		err = l.cfg.allocate(f, size)
+	}
 	if err == nil {
 		_, err = f.WriteAt(h[:], 0)
 	}
@@ -212,6 +230,7 @@ func (l *Log) startSegment(seq uint64, min int64) error {
 	}
 	if err != nil {
 		f.Close()
+		os.Remove(l.path(seq)) // half made: never a segment to replay
 		return fmt.Errorf("node log segment: %w", err)
 	}
 	if l.seg != nil {
@@ -388,8 +407,38 @@ func (l *Log) write(batch []*pendingAppend) error {
 	l.syncs++
 	l.appends += uint64(len(batch))
 	l.mu.Unlock()
+	l.rollEarly()
 	return nil
 }
+
+// rollEarly moves to a new segment once the current one is down to its
+// reserve (a quarter), while the reserve still has room for what is in
+// flight: if the disk cannot give the new segment, the log says it is
+// low (Low) before any append can fail, and tries again now and then
+// (writer only).
+func (l *Log) rollEarly() {
+	if l.seg.size-l.end.Offset > l.seg.size/4 || time.Now().Before(l.lowRetry) {
+		return
+	}
+	if err := l.seg.f.Sync(); err != nil {
+		return
+	}
+	if err := l.startSegment(l.seg.seq+1, 0); err != nil {
+		if !l.low.Swap(true) {
+			l.cfg.Logger.Error("node log: no room for a new segment; writes are refused until the disk has room", "err", err)
+		}
+		l.lowRetry = time.Now().Add(time.Second)
+		return
+	}
+	if l.low.Swap(false) {
+		l.cfg.Logger.Info("node log: room again on the disk; writes resume")
+	}
+}
+
+// Low reports whether the disk had no room for the log's next segment:
+// what is left of the current one is a reserve for appends in flight, so
+// new writes should be refused until it clears.
+func (l *Log) Low() bool { return l.low.Load() }
 
 // flush writes buf at the end of the current segment (writer only).
 func (l *Log) flush(buf []byte) error {

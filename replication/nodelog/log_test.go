@@ -6,7 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/internal/testutil"
 )
 
 func openLog(t *testing.T, dir string, segBytes int64) *Log {
@@ -214,5 +219,54 @@ func TestRemoveBefore(t *testing.T) {
 	})
 	if keep.Less(first) || first.Segment != keep.Segment {
 		t.Fatalf("first record left at %+v, want the segment of %+v", first, keep)
+	}
+}
+
+// TestLowOnSpace: when the disk has no room for the next segment, the
+// log says so (Low) while the current one still has its reserve, appends
+// in flight still land, and once there is room it moves on.
+func TestLowOnSpace(t *testing.T) {
+	var full atomic.Bool
+	cfg := Config{Dir: t.TempDir(), SegmentBytes: 64 << 10}
+	cfg.allocate = func(f *os.File, size int64) error {
+		if full.Load() {
+			return syscall.ENOSPC
+		}
+		return preallocate(f, size)
+	}
+	l, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	full.Store(true)
+	rec := bytes.Repeat([]byte{1}, 1000)
+	n := 0
+	for !l.Low() {
+		if _, err := l.Append(rec); err != nil {
+			t.Fatalf("append %d before the log was low: %v", n, err)
+		}
+		if n++; n > 100 {
+			t.Fatal("the log never said it was low")
+		}
+	}
+	for range 5 { // the reserve takes appends in flight
+		if _, err := l.Append(rec); err != nil {
+			t.Fatalf("append into the reserve: %v", err)
+		}
+	}
+	segs, _ := l.segments()
+	if len(segs) != 1 {
+		t.Fatalf("%d segments: a failed allocation left a file", len(segs))
+	}
+	full.Store(false)
+	testutil.PollTrue(t, 10*time.Second, "the log moves on once there is room", func() bool {
+		if _, err := l.Append(rec); err != nil {
+			t.Fatal(err)
+		}
+		return !l.Low()
+	})
+	if got := len(replayAll(t, l)); got < n+6 {
+		t.Fatalf("replayed %d records, want at least %d", got, n+6)
 	}
 }

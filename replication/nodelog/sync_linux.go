@@ -1,6 +1,7 @@
 package nodelog
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -9,10 +10,13 @@ import (
 // a preallocated segment's size never changes).
 func fdatasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
 
-// preallocate reserves size bytes for f, so appends never grow it.
+// preallocate reserves size bytes for f, so appends never grow it (nor
+// find the disk full). Only a file system without fallocate gets a
+// sparse file instead; a full disk is an error.
 func preallocate(f *os.File, size int64) error {
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
-		return f.Truncate(size) // a file system without fallocate
+	err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
+	if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+		return f.Truncate(size)
 	}
-	return nil
+	return err
 }
