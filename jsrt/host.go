@@ -253,12 +253,13 @@ func (h *Host) Sync(recs []Record) {
 		}
 	}
 	for _, r := range recs {
+		sum := sha256.Sum256([]byte(r.Source))
+		sha := hex.EncodeToString(sum[:])
 		old, had := h.modules[r.Name]
-		if had && old.rec.Version == r.Version {
+		if had && old.rec.Version == r.Version && old.prog.sha == sha {
 			continue
 		}
-		sum := sha256.Sum256([]byte(r.Source))
-		p := h.cache[hex.EncodeToString(sum[:])]
+		p := h.cache[sha]
 		if p == nil {
 			var err error
 			p, err = compile(r.Name, []byte(r.Source), r.JS, h.cfg.CPULimit)
