@@ -172,6 +172,7 @@ func (n *native) exec(c goja.FunctionCall) goja.Value {
 	res.Set("rows", n.rt.NewArray(jsRows...))
 	res.Set("rowsRead", cur.RowsRead())
 	res.Set("rowsWritten", cur.RowsWritten())
+	res.Set("changes", cur.Changes())
 	return res
 }
 

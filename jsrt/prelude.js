@@ -232,6 +232,9 @@
     constructor(r) {
       this._cols = r.columns; this._rows = r.rows; this._i = 0;
       this.rowsRead = r.rowsRead; this.rowsWritten = r.rowsWritten;
+      // Not Cloudflare's: rows the last statement changed (the guide's
+      // code reads it).
+      this.changes = r.changes;
     }
     get columnNames() { return this._cols.slice(); }
     _obj(row) { const o = {}; for (let j = 0; j < this._cols.length; j++) o[this._cols[j]] = row[j]; return o; }
