@@ -293,3 +293,18 @@ func TestStubs(t *testing.T) {
 		t.Fatalf("id: %s", r)
 	}
 }
+
+// TestMathFunctionsThroughTheAPI: SQLite's math functions answer through
+// /v1 SQL and through a JavaScript class's sql.exec.
+func TestMathFunctionsThroughTheAPI(t *testing.T) {
+	n := startJS(t, nodeOpts{})
+	r := n.do("POST", "/v1/objects/db/m/sql", "application/json", `{"sql":"SELECT sqrt(16) AS a, pow(2, 10) AS b, log(2, 8) AS c, floor(-1.5) AS d, sqrt(-1) AS e"}`)
+	if !strings.Contains(r.String(), `"rows":[[4,1024,3,-2,null]]`) {
+		t.Fatalf("/v1 sql: %s", r)
+	}
+	n.deploy("math", `import { DurableObject } from "cloudflare:workers";
+export class MathDO extends DurableObject { calc() { return this.ctx.storage.sql.exec("SELECT round(degrees(pi())) AS d, ln(1) AS z").one(); } }`)
+	if r := n.call("MathDO", "x", "calc"); r.String() != `{"d":180,"z":0}` {
+		t.Fatalf("calc: %s", r)
+	}
+}
