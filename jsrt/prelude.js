@@ -7,7 +7,7 @@
   // ---- bytes and text ----
   function bytesOf(body) {
     if (body === null || body === undefined) return null;
-    if (body instanceof ArrayBuffer) return new Uint8Array(body.slice(0));
+    if (body instanceof ArrayBuffer) return new Uint8Array(body);
     if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
     return new Uint8Array(native.encode(String(body)));
   }
@@ -152,7 +152,10 @@
     constructor(input, init = {}) {
       super();
       const from = input instanceof Request ? input : null;
-      this.url = from ? from.url : new URL(String(input), "http://localhost/").href;
+      const url = String(input);
+      // An absolute http(s) URL (every request a class receives) is kept
+      // as it is; anything else is resolved and normalised.
+      this.url = from ? from.url : /^https?:\/\/[^/?#]*[/?#]/.test(url) ? url : new URL(url, "http://localhost/").href;
       this.method = String(init.method || (from ? from.method : "GET")).toUpperCase();
       this._init(init.body !== undefined ? init.body : from ? from._body : null, new Headers(init.headers || (from ? from.headers : undefined)));
       this.signal = init.signal || null;
@@ -388,11 +391,15 @@
   class RpcTarget { }
   const isClass = (v) => typeof v === "function" && v.prototype instanceof DurableObject;
   function settle(ctx, p) {
-    // The event's promise together with waitUntil work: the event lasts
-    // until both settled.
-    return Promise.resolve(p).then(
-      (v) => Promise.allSettled(ctx._waiting).then((rs) => { logRejected(rs); return v; }),
-      (e) => Promise.allSettled(ctx._waiting).then((rs) => { logRejected(rs); throw e; }));
+    // The event's promise together with its waitUntil work: the event
+    // lasts until both settled.
+    const done = (v, failed) => {
+      const waits = ctx._waiting;
+      if (waits.length === 0) { if (failed) throw v; return v; }
+      ctx._waiting = [];
+      return Promise.allSettled(waits).then((rs) => { logRejected(rs); if (failed) throw v; return v; });
+    };
+    return Promise.resolve(p).then((v) => done(v, false), (e) => done(e, true));
   }
   function logRejected(rs) {
     for (const r of rs) if (r.status === "rejected") native.log("warn", "waitUntil promise rejected: " + show(r.reason));
@@ -429,7 +436,6 @@
         return out === undefined ? "null" : out;
       })());
     },
-    startEvent(inst) { inst.ctx._waiting = []; },
   };
 })(__native);
 delete globalThis.__native;
