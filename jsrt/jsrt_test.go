@@ -191,6 +191,8 @@ func TestMethods(t *testing.T) {
 		{"transaction", "txAsync", `["a"]`, 200, "", "4"},
 		{"explicit BEGIN and ROLLBACK", "explicitBegin", `["b"]`, 200, "", "4"},
 		{"a promise that never settles", "never", `[]`, 500, "EXCEPTION", "never settled"},
+		{"waitUntil work is part of the event", "later", `["w"]`, 200, "", `"ok"`},
+		{"count after waitUntil", "count", `[]`, 200, "", "5"},
 		{"underscore", "_hidden", `[]`, 404, "NOT_FOUND", ""},
 		{"constructor", "constructor", `[]`, 404, "NOT_FOUND", ""},
 		{"fetch", "fetch", `[]`, 404, "NOT_FOUND", ""},

@@ -113,6 +113,11 @@ export class Features extends DurableObject {
     sql.exec("ROLLBACK");
     return this.count();
   }
+  later(name: string) {
+    this.ctx.waitUntil((async () => { this.add(name); })());
+    this.ctx.waitUntil(Promise.reject(new Error("logged, not fatal")));
+    return "ok";
+  }
   never() { return new Promise(() => { }); }
   spin(name: string) { this.add(name); for (; ;) { } }
   _hidden() { return "hidden"; }
