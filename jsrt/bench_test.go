@@ -37,7 +37,7 @@ func TestJSFigures(t *testing.T) {
 	if v := os.Getenv("DURA_JS_BENCH_OBJECTS"); v != "" {
 		active, _ = strconv.Atoi(v)
 	}
-	n := startJS(t, nodeOpts{config: func(c *node.Config) { c.MaxOpenFiles = 3*active + 300 }})
+	n := startJS(t, nodeOpts{config: func(c *node.Config) { c.MaxOpenFiles = 6*active + 600 }})
 	src, err := os.ReadFile("../examples/ts/counter.ts")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,17 @@ func TestJSFigures(t *testing.T) {
 	n.deploy("counter", string(src))
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-	// Throughput: both classes in the same run, same load.
+	// Throughput: both classes in the same run, same load, after one
+	// request to each object (cold starts are measured below).
+	for i := range 64 {
+		for _, f := range []string{"%s/objects/counter/g%d/increment", "%s/objects/Counter/j%d/increment"} {
+			resp, err := hc.Post(fmt.Sprintf(f, n.url, i), "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
 	for round := range 2 {
 		goRate := load(t, hc, n.url+"/objects/counter/g%d/increment", 64, 16, 3*time.Second)
 		jsRate := load(t, hc, n.url+"/objects/Counter/j%d/increment", 64, 16, 3*time.Second)
@@ -58,27 +68,28 @@ func TestJSFigures(t *testing.T) {
 	jsCold := cold(t, hc, n.url+"/objects/Counter/cold-j%d/increment", 300)
 	t.Logf("cold start, median of 300: Go %v, JavaScript %v", goCold, jsCold)
 
-	// Memory of many active JavaScript objects.
+	// Memory of many active objects, Go then JavaScript.
 	if active == 0 {
 		return
 	}
-	before := heapMB()
-	rssBefore := rssMB()
-	for i := range active {
-		resp, err := hc.Post(fmt.Sprintf("%s/objects/Counter/mem%d/increment", n.url, i), "", nil)
-		if err != nil {
-			t.Fatal(err)
+	for _, class := range []string{"counter", "Counter"} {
+		before, rssBefore := heapMB(), rssMB()
+		for i := range active {
+			resp, err := hc.Post(fmt.Sprintf("%s/objects/%s/mem%d/increment", n.url, class, i), "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("status %d", resp.StatusCode)
-		}
+		after, rssAfter := heapMB(), rssMB()
+		t.Logf("%d more active %s objects: Go heap +%.0f MiB (%.1f KiB each), process RSS +%.0f MiB (%.1f KiB each; 10 000 would take ~%.0f MiB)",
+			active, class, after-before, (after-before)*1024/float64(active), rssAfter-rssBefore, (rssAfter-rssBefore)*1024/float64(active),
+			(rssAfter-rssBefore)*10000/float64(active))
 	}
-	after, rssAfter := heapMB(), rssMB()
-	t.Logf("%d active JavaScript objects: Go heap %.0f -> %.0f MiB (%.1f KiB each), process RSS %.0f -> %.0f MiB (%.1f KiB each; 10 000 would add ~%.0f MiB)",
-		active, before, after, (after-before)*1024/float64(active), rssBefore, rssAfter, (rssAfter-rssBefore)*1024/float64(active),
-		(rssAfter-rssBefore)*10000/float64(active))
 }
 
 // load sends POSTs to format (with %d an object number) from clients
