@@ -310,3 +310,62 @@ export class MathDO extends DurableObject { calc() { return this.ctx.storage.sql
 		t.Fatalf("calc: %s", r)
 	}
 }
+
+// TestCloudflareDocsClasses deploys classes as Cloudflare's documentation
+// writes them: a module with a default Worker export beside the
+// classes, KV and SQL through ctx.storage, RPC methods with defaults.
+func TestCloudflareDocsClasses(t *testing.T) {
+	n := startJS(t, nodeOpts{})
+	n.deploy("docs", `import { DurableObject } from "cloudflare:workers";
+
+export interface Env { MY_DURABLE_OBJECT: DurableObjectNamespace<MyDurableObject>; }
+
+export class MyDurableObject extends DurableObject<Env> {
+  sql: SqlStorage;
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec("CREATE TABLE IF NOT EXISTS artist(artistid INTEGER PRIMARY KEY, artistname TEXT)");
+  }
+  async sayHello(): Promise<string> {
+    let result = this.ctx.storage.sql.exec("SELECT 'Hello, World!' as greeting").one() as { greeting: string };
+    return result.greeting;
+  }
+}
+
+export class KVCounter extends DurableObject {
+  async getCounterValue() {
+    let value = (await this.ctx.storage.get("value")) || 0;
+    return value;
+  }
+  async increment(amount = 1) {
+    let value: number = (await this.ctx.storage.get("value")) || 0;
+    value += amount;
+    await this.ctx.storage.put("value", value);
+    return value;
+  }
+}
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const stub = env.MY_DURABLE_OBJECT.getByName(new URL(request.url).pathname);
+    return new Response(await stub.sayHello());
+  },
+} satisfies ExportedHandler<Env>;
+`)
+	steps := []struct{ class, method, args, want string }{
+		{"MyDurableObject", "sayHello", `[]`, `"Hello, World!"`},
+		{"KVCounter", "getCounterValue", `[]`, `0`},
+		{"KVCounter", "increment", `[]`, `1`},
+		{"KVCounter", "increment", `[5]`, `6`},
+		{"KVCounter", "getCounterValue", `[]`, `6`},
+	}
+	for _, s := range steps {
+		if r := n.do("POST", "/rpc/"+s.class+"/x/"+s.method, "application/json", s.args); r.String() != s.want {
+			t.Fatalf("%s.%s(%s): %d %s, want %s", s.class, s.method, s.args, r.status, r, s.want)
+		}
+	}
+	if r := n.do("GET", "/v1/objects/KVCounter/x/kv/value", "", ""); r.String() != `{"key":"value","value":6}` {
+		t.Fatalf("the KV value through /v1: %s", r)
+	}
+}
