@@ -12,24 +12,29 @@
     return new Uint8Array(native.encode(String(body)));
   }
   function bufferOf(u8) {
-    return u8 ? u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength) : null;
+    if (!u8) return null;
+    if (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength) return u8.buffer;
+    return u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
   }
+  // Regular expressions used on every event, made once.
+  const absoluteURL = /^https?:\/\/[^/?#]*[/?#]/;
+  const plus = /\+/g, space = /%20/g, reservedChars = /[!'()~]/g, utf8Label = /^utf-?8$/i;
   class TextEncoder {
     get encoding() { return "utf-8"; }
     encode(s = "") { return new Uint8Array(native.encode(String(s))); }
   }
   class TextDecoder {
     constructor(label = "utf-8") {
-      if (!/^utf-?8$/i.test(label)) throw new RangeError("TextDecoder supports utf-8 only");
+      if (!utf8Label.test(label)) throw new RangeError("TextDecoder supports utf-8 only");
     }
     get encoding() { return "utf-8"; }
     decode(b) { return b === undefined ? "" : native.decode(bufferOf(bytesOf(b))); }
   }
 
   // ---- URLs ----
-  function decodeForm(s) { return decodeURIComponent(s.replace(/\+/g, " ")); }
+  function decodeForm(s) { return decodeURIComponent(s.replace(plus, " ")); }
   function encodeForm(s) {
-    return encodeURIComponent(s).replace(/%20/g, "+").replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+    return encodeURIComponent(s).replace(space, "+").replace(reservedChars, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
   }
   class URLSearchParams {
     constructor(init = "") {
@@ -118,8 +123,13 @@
     get(k) { const v = this._m.get(String(k).toLowerCase()); return v === undefined ? null : v; }
     has(k) { return this._m.has(String(k).toLowerCase()); }
     delete(k) { this._m.delete(String(k).toLowerCase()); }
-    forEach(cb, t) { for (const [k, v] of this.entries()) cb.call(t, v, k, this); }
-    *entries() { yield* [...this._m.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); }
+    forEach(cb, t) { for (const [k, v] of this._sorted()) cb.call(t, v, k, this); }
+    _sorted() {
+      const out = [];
+      this._m.forEach((v, k) => out.push([k, v]));
+      return out.length > 1 ? out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)) : out;
+    }
+    *entries() { yield* this._sorted(); }
     *keys() { for (const e of this.entries()) yield e[0]; }
     *values() { for (const e of this.entries()) yield e[1]; }
     [Symbol.iterator]() { return this.entries(); }
@@ -155,7 +165,7 @@
       const url = String(input);
       // An absolute http(s) URL (every request a class receives) is kept
       // as it is; anything else is resolved and normalised.
-      this.url = from ? from.url : /^https?:\/\/[^/?#]*[/?#]/.test(url) ? url : new URL(url, "http://localhost/").href;
+      this.url = from ? from.url : absoluteURL.test(url) ? url : new URL(url, "http://localhost/").href;
       this.method = String(init.method || (from ? from.method : "GET")).toUpperCase();
       this._init(init.body !== undefined ? init.body : from ? from._body : null, new Headers(init.headers || (from ? from.headers : undefined)));
       this.signal = init.signal || null;
@@ -419,7 +429,7 @@
         if (typeof inst.obj.fetch !== "function") throw new TypeError("class has no fetch handler");
         const res = await inst.obj.fetch(req, inst.obj.env, inst.ctx);
         if (!(res instanceof Response)) throw new TypeError("fetch() must return a Response");
-        return { status: res.status, headers: [...res.headers], body: bufferOf(res._body) };
+        return { status: res.status, headers: res.headers._sorted(), body: bufferOf(res._body) };
       })());
     },
     alarm(inst, retryCount) {
