@@ -127,6 +127,7 @@ func (h *Host) Deploy(ctx context.Context, module string, source []byte, js bool
 	}
 	h.mu.Lock()
 	h.cache[p.sha] = p
+	prev := h.modules[module].rec.Version
 	h.mu.Unlock()
 	rec := Record{Name: module, Source: string(source), JS: js, Classes: p.classes, DeployedAt: h.cfg.Now().UnixMilli()}
 	if err := h.cfg.Store.PutModule(ctx, rec); err != nil {
@@ -139,7 +140,9 @@ func (h *Host) Deploy(ctx context.Context, module string, source []byte, js bool
 		m, ok := h.modules[module]
 		wait := h.changed
 		h.mu.Unlock()
-		if ok && m.prog.sha == p.sha {
+		// Newer than the version this node ran before the put (the same
+		// source deployed again is a new version too).
+		if ok && m.prog.sha == p.sha && m.rec.Version > prev {
 			return info(m.rec), nil
 		}
 		select {

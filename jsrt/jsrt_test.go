@@ -113,8 +113,14 @@ func TestModulesAPI(t *testing.T) {
 	if r := n.do("GET", "/v1/modules", "", ""); r.String() != `{"modules":[]}` {
 		t.Fatalf("list after delete: %s", r)
 	}
-	// Deployed again, the class finds the storage its objects kept.
-	n.deploy("features", src)
+	// Deployed again, the class finds the storage its objects kept; the
+	// same source deployed twice is two versions.
+	if r := n.deploy("features", src); r.json(t)["version"] != 1.0 {
+		t.Fatalf("deploy after delete: %s", r)
+	}
+	if r := n.deploy("features", src); r.json(t)["version"] != 2.0 {
+		t.Fatalf("the same source again: %s", r)
+	}
 	want(t, n.call("Features", "b", "add", "kept"), 200, "")
 	if r := n.call("Features", "b", "count"); r.String() != "1" {
 		t.Fatalf("count: %s", r)
