@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -38,12 +39,17 @@ export default {};
 const exportsVar = "__dura_module"
 
 // program is a module compiled once and run by every object of its
-// classes.
+// classes, in a few runtimes shared by them (see shared).
 type program struct {
 	module  string
 	sha     string // of the source as deployed
 	prog    *goja.Program
 	classes []string // export names of the DurableObject classes, sorted
+	alarms  map[string]bool
+
+	poolMu sync.Mutex
+	pool   []*shared // guarded by poolMu
+	next   int       // guarded by poolMu
 }
 
 // bundle turns TypeScript or JavaScript (an ES module) into one script
@@ -119,10 +125,12 @@ func compile(module string, source []byte, js bool, limit time.Duration) (*progr
 	}
 	sum := sha256.Sum256(source)
 	p := &program{module: module, sha: hex.EncodeToString(sum[:]), prog: prog}
-	vm, err := newVM(nil, p, limit)
+	sh := &shared{}
+	vm, err := newVM(sh, p, limit)
 	if err != nil {
 		return nil, err
 	}
+	sh.vm = vm
 	var classes []string
 	fn, _ := goja.AssertFunction(vm.dura.Get("classesOf"))
 	v, err := fn(goja.Undefined(), vm.exports)
@@ -135,15 +143,49 @@ func compile(module string, source []byte, js bool, limit time.Duration) (*progr
 	if len(classes) == 0 {
 		return nil, fmt.Errorf("%w: module %s exports no class extending DurableObject", apierr.ErrBadRequest, module)
 	}
-	p.classes = classes
+	p.classes, p.alarms = classes, map[string]bool{}
+	hasAlarm, _ := goja.AssertFunction(vm.dura.Get("hasAlarm"))
+	for _, c := range classes {
+		v, err := hasAlarm(goja.Undefined(), vm.exports, vm.rt.ToValue(c))
+		p.alarms[c] = err == nil && v.ToBoolean()
+	}
+	// The scratch runtime is the first of the pool.
+	p.pool = append(p.pool, sh)
 	return p, nil
+}
+
+// poolSize is how many runtimes the objects of one class version share:
+// as many as may run JavaScript at once.
+func poolSize() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// bind picks the runtime a new object of p runs in, round robin; a
+// runtime that was interrupted is replaced.
+func (p *program) bind(limit time.Duration) (*shared, error) {
+	p.poolMu.Lock()
+	defer p.poolMu.Unlock()
+	i := p.next % poolSize()
+	p.next++
+	if i < len(p.pool) && !p.pool[i].dead.Load() {
+		return p.pool[i], nil
+	}
+	sh := &shared{}
+	v, err := newVM(sh, p, limit)
+	if err != nil {
+		return nil, err
+	}
+	sh.vm = v
+	if i < len(p.pool) {
+		p.pool[i] = sh
+	} else {
+		p.pool = append(p.pool, sh)
+	}
+	return sh, nil
 }
 
 // errCPULimit is the interrupt value of a runaway script.
 var errCPULimit = errors.New("CPU time limit exceeded")
 
-// vm is one goja runtime with the prelude and a module loaded: one per
-// object (and one scratch runtime per deploy).
+// vm is one goja runtime with the prelude and a module loaded.
 type vm struct {
 	rt      *goja.Runtime
 	dura    *goja.Object // the prelude's __dura
@@ -151,12 +193,12 @@ type vm struct {
 	limit   time.Duration
 }
 
-// newVM makes a runtime for o (nil at deploy) and runs the prelude and
-// p's program in it, the module's top level under the CPU limit.
-func newVM(o *object, p *program, limit time.Duration) (*vm, error) {
+// newVM makes the runtime of sh and runs the prelude and p's program in
+// it, the module's top level under the CPU limit.
+func newVM(sh *shared, p *program, limit time.Duration) (*vm, error) {
 	rt := goja.New()
 	rt.SetMaxCallStackSize(4096)
-	if err := rt.Set("__native", natives(rt, o)); err != nil {
+	if err := rt.Set("__native", natives(rt, sh)); err != nil {
 		return nil, err
 	}
 	if _, err := rt.RunProgram(prelude()); err != nil {

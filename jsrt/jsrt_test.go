@@ -2,9 +2,11 @@ package jsrt_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -295,6 +297,15 @@ func TestStubs(t *testing.T) {
 	if !reflect.DeepEqual(got, exp) {
 		t.Fatalf("got  %v\nwant %v", got, exp)
 	}
+	// Objects waiting on each other across (and within) shared runtimes,
+	// each with its own instance state.
+	for round := 1; round <= 2; round++ {
+		r := n.call("Features", "ch0", "chain", []string{"ch1", "ch2", "ch3", "ch4"})
+		want := fmt.Sprintf(`["ch0:%d","ch1:%d","ch2:%d","ch3:%d","ch4:%d"]`, round, round, round, round, round)
+		if r.String() != want {
+			t.Fatalf("chain: %d %s, want %s", r.status, r, want)
+		}
+	}
 	// A call back into an object waiting on it is refused, not a deadlock.
 	want(t, n.call("Features", "loop", "callSelf"), 409, "CONSTRAINT")
 	if r := n.call("Features", "who", "id"); !strings.Contains(r.String(), `"name":"who"`) || !strings.Contains(r.String(), `"hex":"`) {
@@ -373,5 +384,33 @@ export default {
 	}
 	if r := n.do("GET", "/v1/objects/KVCounter/x/kv/value", "", ""); r.String() != `{"key":"value","value":6}` {
 		t.Fatalf("the KV value through /v1: %s", r)
+	}
+}
+
+// TestSharedRuntimesUnderLoad: many objects of one class, called at once,
+// each waiting on another object, share the class's runtimes and keep
+// their own state.
+func TestSharedRuntimesUnderLoad(t *testing.T) {
+	n := startJS(t, nodeOpts{})
+	n.deploy("features", features(t))
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; i <= 10; i++ {
+				r := n.call("Features", fmt.Sprint("p", w), "chain", []string{fmt.Sprint("q", w)})
+				if want := fmt.Sprintf(`["p%d:%d","q%d:%d"]`, w, i, w, i); r.String() != want {
+					errs <- fmt.Sprintf("%d %s, want %s", r.status, r, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

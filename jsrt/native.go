@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -26,16 +27,25 @@ import (
 )
 
 // native holds the Go functions the prelude builds the globals on, for
-// one runtime. o is nil in the scratch runtime of a deploy, where
-// storage and stubs are not available.
+// one runtime. They act for the object whose JavaScript runs now
+// (shared.cur); there is none while a module loads, and storage and
+// stubs are then not available.
 type native struct {
 	rt *goja.Runtime
-	o  *object
+	sh *shared
+}
+
+// cur is the object whose JavaScript runs now, nil while a module loads.
+func (n *native) cur() *object {
+	if n.sh == nil {
+		return nil
+	}
+	return n.sh.cur
 }
 
 // natives is the prelude's __native object.
-func natives(rt *goja.Runtime, o *object) *goja.Object {
-	n := &native{rt: rt, o: o}
+func natives(rt *goja.Runtime, sh *shared) *goja.Object {
+	n := &native{rt: rt, sh: sh}
 	obj := rt.NewObject()
 	for name, f := range map[string]func(goja.FunctionCall) goja.Value{
 		"exec": n.exec, "databaseSize": n.databaseSize,
@@ -55,16 +65,23 @@ func natives(rt *goja.Runtime, o *object) *goja.Object {
 // (CONSTRAINT, SQL_ERROR, ...); if uncaught, the event fails with err
 // itself, so its code reaches the client as from Go.
 func (n *native) throw(err error) {
+	panic(n.errorValue(err))
+}
+
+// errorValue is err as a JavaScript Error whose code is the API code,
+// remembered by the current object so that, uncaught, its event fails
+// with err itself.
+func (n *native) errorValue(err error) *goja.Object {
 	code, _ := apierr.Code(err)
 	e, cerr := n.rt.New(n.rt.Get("Error"), n.rt.ToValue(apierr.Message(err)))
 	if cerr != nil {
-		panic(n.rt.NewGoError(err))
+		return n.rt.NewGoError(err)
 	}
 	e.Set("code", code)
-	if n.o != nil {
-		n.o.errs[e] = err
+	if o := n.cur(); o != nil {
+		o.errs[e] = err
 	}
-	panic(e)
+	return e
 }
 
 func (n *native) typeError(format string, args ...any) {
@@ -73,10 +90,11 @@ func (n *native) typeError(format string, args ...any) {
 
 // storage is the object's storage; only inside an object's event.
 func (n *native) storage() *node.Storage {
-	if n.o == nil || n.o.st == nil {
+	o := n.cur()
+	if o == nil {
 		n.throw(fmt.Errorf("%w: storage is not available while a module loads", apierr.ErrBadRequest))
 	}
-	return n.o.st.Storage()
+	return o.st.Storage()
 }
 
 // array reads a JavaScript array.
@@ -296,14 +314,17 @@ func (n *native) deleteAlarm(goja.FunctionCall) goja.Value {
 
 // stub is the stub of another object, for calls from an event.
 func (n *native) stub(class, name string) *node.Stub {
-	if n.o == nil || n.o.st == nil {
+	o := n.cur()
+	if o == nil {
 		n.throw(fmt.Errorf("%w: objects cannot be called while a module loads", apierr.ErrBadRequest))
 	}
-	return n.o.st.Namespace(class).Get(name)
+	return o.st.Namespace(class).Get(name)
 }
 
 // stubFetch(class, name, method, url, headers, body) sends a request to
-// another object's fetch and returns {status, headers, body}.
+// another object's fetch and returns a promise of {status, headers,
+// body}. The call runs outside the runtime (see object.call), so other
+// objects sharing it go on meanwhile.
 func (n *native) stubFetch(c goja.FunctionCall) goja.Value {
 	stub := n.stub(c.Argument(0).String(), c.Argument(1).String())
 	u, err := url.Parse(c.Argument(3).String())
@@ -322,43 +343,63 @@ func (n *native) stubFetch(c goja.FunctionCall) goja.Value {
 		kv := n.array(h)
 		req.Header.Add(kv[0].String(), kv[1].String())
 	}
-	resp, err := stub.Fetch(req)
-	if err != nil {
-		n.throw(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		n.throw(fmt.Errorf("%w: read the answer: %v", apierr.ErrInternal, err))
-	}
-	var headers []any
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range resp.Header {
-			if !yield(k) {
-				return
+	return n.async(func() (func() goja.Value, error) {
+		resp, err := stub.Fetch(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read the answer: %v", apierr.ErrInternal, err)
+		}
+		return func() goja.Value {
+			var headers []any
+			for _, k := range slices.Sorted(maps.Keys(resp.Header)) {
+				for _, v := range resp.Header[k] {
+					headers = append(headers, n.rt.NewArray(strings.ToLower(k), v))
+				}
 			}
-		}
-	}) {
-		for _, v := range resp.Header[k] {
-			headers = append(headers, n.rt.NewArray(strings.ToLower(k), v))
-		}
-	}
-	out := n.rt.NewObject()
-	out.Set("status", resp.StatusCode)
-	out.Set("headers", n.rt.NewArray(headers...))
-	out.Set("body", n.rt.NewArrayBuffer(data))
-	return out
+			out := n.rt.NewObject()
+			out.Set("status", resp.StatusCode)
+			out.Set("headers", n.rt.NewArray(headers...))
+			out.Set("body", n.rt.NewArrayBuffer(data))
+			return out
+		}, nil
+	})
 }
 
 // stubCall(class, name, method, argsJSON) calls a method of another
-// object and returns the JSON of its result.
+// object and returns a promise of the JSON of its result.
 func (n *native) stubCall(c goja.FunctionCall) goja.Value {
 	stub := n.stub(c.Argument(0).String(), c.Argument(1).String())
-	out, err := stub.CallMethod(context.Background(), c.Argument(2).String(), []byte(c.Argument(3).String()))
-	if err != nil {
-		n.throw(err)
-	}
-	return n.rt.ToValue(string(out))
+	method, args := c.Argument(2).String(), []byte(c.Argument(3).String())
+	return n.async(func() (func() goja.Value, error) {
+		out, err := stub.CallMethod(context.Background(), method, args)
+		if err != nil {
+			return nil, err
+		}
+		return func() goja.Value { return n.rt.ToValue(string(out)) }, nil
+	})
+}
+
+// async runs work outside the runtime for the current object's event and
+// returns a promise of its result: work runs in a goroutine; value makes
+// the JavaScript value back in the runtime.
+func (n *native) async(work func() (value func() goja.Value, err error)) goja.Value {
+	o := n.cur()
+	p, resolve, reject := n.rt.NewPromise()
+	o.call(func() func() {
+		value, err := work()
+		return func() {
+			if err != nil {
+				reject(n.errorValue(err))
+				return
+			}
+			resolve(value())
+		}
+	})
+	return n.rt.ToValue(p)
 }
 
 func (n *native) idFromName(c goja.FunctionCall) goja.Value {
@@ -367,10 +408,11 @@ func (n *native) idFromName(c goja.FunctionCall) goja.Value {
 
 // classes lists every registered class, for env's bindings.
 func (n *native) classes(goja.FunctionCall) goja.Value {
-	if n.o == nil {
+	o := n.cur()
+	if o == nil {
 		return n.rt.NewArray()
 	}
-	cs := n.o.h.cfg.Runtime.Classes()
+	cs := o.h.cfg.Runtime.Classes()
 	slices.Sort(cs)
 	out := make([]any, len(cs))
 	for i, c := range cs {
@@ -385,10 +427,11 @@ func (n *native) noMethod(c goja.FunctionCall) goja.Value {
 }
 
 func (n *native) log(c goja.FunctionCall) goja.Value {
-	if n.o == nil || n.o.st == nil {
+	o := n.cur()
+	if o == nil {
 		return goja.Undefined()
 	}
-	l := n.o.st.Logger()
+	l := o.st.Logger()
 	msg := c.Argument(1).String()
 	switch c.Argument(0).String() {
 	case "debug":

@@ -345,8 +345,8 @@
       fetch(input, init) {
         try {
           const req = input instanceof Request && init === undefined ? input : new Request(input, init);
-          const r = native.stubFetch(cls, name, req.method, req.url, [...req.headers], bufferOf(req._body));
-          return Promise.resolve(new Response(r.body, { status: r.status, headers: r.headers }));
+          return native.stubFetch(cls, name, req.method, req.url, req.headers._sorted(), bufferOf(req._body))
+            .then((r) => new Response(r.body, { status: r.status, headers: r.headers }));
         } catch (e) { return Promise.reject(e); }
       },
     };
@@ -357,7 +357,7 @@
         return (...args) => {
           try {
             if (reserved(p)) throw new TypeError("method " + String(p) + " cannot be called through a stub");
-            return Promise.resolve(JSON.parse(native.stubCall(cls, name, p, JSON.stringify(args))));
+            return native.stubCall(cls, name, p, JSON.stringify(args)).then((out) => JSON.parse(out));
           } catch (e) { return Promise.reject(e); }
         };
       },
@@ -420,8 +420,8 @@
     classesOf(exports) { return Object.keys(exports || {}).filter((k) => isClass(exports[k])).sort(); },
     construct(exports, exportName, cls, name) {
       const ctx = new DurableObjectState(cls, name);
-      const obj = new exports[exportName](ctx, makeEnv());
-      return { obj, ready: Promise.all(ctx._blocking).then(() => undefined), ctx };
+      const inst = { obj: new exports[exportName](ctx, makeEnv()), ctx };
+      return Promise.all(ctx._blocking).then(() => inst);
     },
     fetch(inst, method, url, headers, body) {
       const req = new Request(url, { method, headers, body: method === "GET" || method === "HEAD" ? null : body });
@@ -437,7 +437,8 @@
         if (typeof inst.obj.alarm === "function") await inst.obj.alarm({ retryCount, isRetry: retryCount > 0 });
       })());
     },
-    hasAlarm(inst) { return typeof inst.obj.alarm === "function"; },
+    hasAlarm(exports, name) { return typeof exports[name].prototype.alarm === "function"; },
+    noop() { },
     call(inst, method, args) {
       return settle(inst.ctx, (async () => {
         if (reserved(method) || typeof inst.obj[method] !== "function" || method in Object.prototype) native.noMethod(method);

@@ -144,6 +144,14 @@ export class Features extends DurableObject {
     try { await stub.throwType(); } catch (e: any) { err = e.code + " " + e.message; }
     return { status: res.status, text: await res.text(), q: res.headers.get("x-query"), sum, counter: await counter.json(), err };
   }
+  // chain calls the objects named in rest one after the other, each
+  // waiting for the next: objects bound to the same runtime take turns.
+  async chain(rest: string[]): Promise<string[]> {
+    this.inc();
+    if (rest.length === 0) return [this.ctx.id.name + ":" + this.calls];
+    const after = await this.env.Features.getByName(rest[0]).chain(rest.slice(1));
+    return [this.ctx.id.name + ":" + this.calls, ...after];
+  }
   async callSelf() { return await this.env.Features.getByName(this.ctx.id.name).count(); }
 
   globals() {
