@@ -56,7 +56,7 @@ func TestJSFigures(t *testing.T) {
 			resp.Body.Close()
 		}
 	}
-	for round := range 2 {
+	for round := range 3 {
 		goRate := load(t, hc, n.url+"/objects/counter/g%d/increment", 64, 16, 3*time.Second)
 		jsRate := load(t, hc, n.url+"/objects/Counter/j%d/increment", 64, 16, 3*time.Second)
 		t.Logf("round %d: counter upsert, 64 objects x 16 clients: Go %.0f/s, JavaScript %.0f/s (%.2fx)", round+1, goRate, jsRate, jsRate/goRate)
