@@ -70,6 +70,7 @@ type Host struct {
 	slots   map[string]*classSlot // by class name; kept once made
 	cache   map[string]*program   // compiled at deploy, by source hash
 	changed chan struct{}         // closed and replaced on every Sync
+	handles atomic.Int64          // the last object handle given out
 }
 
 type installed struct {

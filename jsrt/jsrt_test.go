@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -412,5 +413,29 @@ func TestSharedRuntimesUnderLoad(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestStorageStaysWithItsObject: objects of a runtime share module-level
+// state, but an object's storage answers only in that object's turn.
+func TestStorageStaysWithItsObject(t *testing.T) {
+	n := startJS(t, nodeOpts{})
+	n.deploy("leaky", `import { DurableObject } from "cloudflare:workers";
+let leaked: any;
+export class Leaky extends DurableObject {
+  leak() { leaked = this.ctx; return "leaked"; }
+  useLeaked() {
+    if (!leaked) return "another runtime";
+    try { leaked.storage.sql.exec("SELECT 1"); return "ran"; } catch (e: any) { return e.code; }
+  }
+}`)
+	// Objects are bound round robin over one runtime per core (at least
+	// two): a and b share one.
+	n.call("Leaky", "a", "leak")
+	for i := 1; i < max(2, runtime.GOMAXPROCS(0)); i++ {
+		n.call("Leaky", fmt.Sprint("x", i), "useLeaked")
+	}
+	if r := n.call("Leaky", "b", "useLeaked"); r.String() != `"INTERNAL"` {
+		t.Fatalf("another object's storage: %s", r)
 	}
 }

@@ -52,7 +52,7 @@ func natives(rt *goja.Runtime, sh *shared) *goja.Object {
 		"kvGet": n.kvGet, "kvPut": n.kvPut, "kvDelete": n.kvDelete, "kvList": n.kvList, "deleteAll": n.deleteAll,
 		"setAlarm": n.setAlarm, "getAlarm": n.getAlarm, "deleteAlarm": n.deleteAlarm,
 		"stubFetch": n.stubFetch, "stubCall": n.stubCall, "idFromName": n.idFromName, "classes": n.classes,
-		"noMethod": n.noMethod, "log": n.log, "parseURL": n.parseURL,
+		"noMethod": n.noMethod, "handle": n.handle, "log": n.log, "parseURL": n.parseURL,
 		"encode": n.encode, "decode": n.decode, "atob": n.atob, "btoa": n.btoa,
 		"randomUUID": n.randomUUID, "randomFill": n.randomFill,
 	} {
@@ -88,13 +88,31 @@ func (n *native) typeError(format string, args ...any) {
 	panic(n.rt.NewTypeError(fmt.Sprintf(format, args...)))
 }
 
-// storage is the object's storage; only inside an object's event.
-func (n *native) storage() *node.Storage {
+// storage is the storage of the object whose handle h is (the first
+// argument of every storage native), in that object's turn only.
+func (n *native) storage(h goja.Value) *node.Storage {
+	return n.owner(h).st.Storage()
+}
+
+// owner is the object whose handle h is: the one whose turn it is, or
+// the call is refused (a module loading, or JavaScript of another object
+// reaching this one's ctx, see DESIGN.md).
+func (n *native) owner(h goja.Value) *object {
 	o := n.cur()
 	if o == nil {
-		n.throw(fmt.Errorf("%w: storage is not available while a module loads", apierr.ErrBadRequest))
+		n.throw(fmt.Errorf("%w: storage and objects are not available while a module loads", apierr.ErrBadRequest))
 	}
-	return o.st.Storage()
+	if h.ToInteger() != o.handle {
+		n.throw(fmt.Errorf("%w: storage of one object used while another object's JavaScript runs", apierr.ErrInternal))
+	}
+	return o
+}
+
+func (n *native) handle(goja.FunctionCall) goja.Value {
+	if o := n.cur(); o != nil {
+		return n.rt.ToValue(o.handle)
+	}
+	return n.rt.ToValue(0)
 }
 
 // array reads a JavaScript array.
@@ -162,13 +180,13 @@ func (n *native) fromSQL(v any) goja.Value {
 }
 
 func (n *native) exec(c goja.FunctionCall) goja.Value {
-	st := n.storage()
-	binds := n.array(c.Argument(1))
+	st := n.storage(c.Argument(0))
+	binds := n.array(c.Argument(2))
 	args := make([]any, len(binds))
 	for i, b := range binds {
 		args[i] = n.toSQL(b)
 	}
-	cur, err := st.Exec(c.Argument(0).String(), args...)
+	cur, err := st.Exec(c.Argument(1).String(), args...)
 	if err != nil {
 		n.throw(err)
 	}
@@ -194,8 +212,8 @@ func (n *native) exec(c goja.FunctionCall) goja.Value {
 	return res
 }
 
-func (n *native) databaseSize(goja.FunctionCall) goja.Value {
-	size, err := n.storage().DatabaseSize()
+func (n *native) databaseSize(c goja.FunctionCall) goja.Value {
+	size, err := n.storage(c.Argument(0)).DatabaseSize()
 	if err != nil {
 		n.throw(err)
 	}
@@ -212,8 +230,9 @@ func (n *native) kvValue(b []byte) goja.Value {
 }
 
 func (n *native) kvGet(c goja.FunctionCall) goja.Value {
-	keys := n.strings(c.Argument(0))
-	got, err := n.storage().GetMany(keys)
+	st := n.storage(c.Argument(0))
+	keys := n.strings(c.Argument(1))
+	got, err := st.GetMany(keys)
 	if err != nil {
 		n.throw(err)
 	}
@@ -229,19 +248,20 @@ func (n *native) kvGet(c goja.FunctionCall) goja.Value {
 }
 
 func (n *native) kvPut(c goja.FunctionCall) goja.Value {
+	st := n.storage(c.Argument(0))
 	var entries []objectstore.Entry
-	for _, e := range n.array(c.Argument(0)) {
+	for _, e := range n.array(c.Argument(1)) {
 		kv := n.array(e)
 		entries = append(entries, objectstore.Entry{Key: kv[0].String(), Value: []byte(kv[1].String())})
 	}
-	if err := n.storage().PutMany(entries); err != nil {
+	if err := st.PutMany(entries); err != nil {
 		n.throw(err)
 	}
 	return goja.Undefined()
 }
 
 func (n *native) kvDelete(c goja.FunctionCall) goja.Value {
-	count, err := n.storage().DeleteMany(n.strings(c.Argument(0)))
+	count, err := n.storage(c.Argument(0)).DeleteMany(n.strings(c.Argument(1)))
 	if err != nil {
 		n.throw(err)
 	}
@@ -249,8 +269,9 @@ func (n *native) kvDelete(c goja.FunctionCall) goja.Value {
 }
 
 func (n *native) kvList(c goja.FunctionCall) goja.Value {
+	st := n.storage(c.Argument(0))
 	var o objectstore.ListOptions
-	if opts, ok := c.Argument(0).(*goja.Object); ok {
+	if opts, ok := c.Argument(1).(*goja.Object); ok {
 		str := func(k string) string {
 			if v := opts.Get(k); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 				return v.String()
@@ -265,7 +286,7 @@ func (n *native) kvList(c goja.FunctionCall) goja.Value {
 			o.Limit = int(v.ToInteger())
 		}
 	}
-	es, err := n.storage().List(o)
+	es, err := st.List(o)
 	if err != nil {
 		n.throw(err)
 	}
@@ -276,26 +297,27 @@ func (n *native) kvList(c goja.FunctionCall) goja.Value {
 	return n.rt.NewArray(out...)
 }
 
-func (n *native) deleteAll(goja.FunctionCall) goja.Value {
-	if err := n.storage().DeleteAll(); err != nil {
+func (n *native) deleteAll(c goja.FunctionCall) goja.Value {
+	if err := n.storage(c.Argument(0)).DeleteAll(); err != nil {
 		n.throw(err)
 	}
 	return goja.Undefined()
 }
 
 func (n *native) setAlarm(c goja.FunctionCall) goja.Value {
-	f := c.Argument(0).ToFloat()
+	st := n.storage(c.Argument(0))
+	f := c.Argument(1).ToFloat()
 	if f != f {
 		n.typeError("setAlarm takes a Date or unix milliseconds")
 	}
-	if err := n.storage().SetAlarm(time.UnixMilli(int64(f))); err != nil {
+	if err := st.SetAlarm(time.UnixMilli(int64(f))); err != nil {
 		n.throw(err)
 	}
 	return goja.Undefined()
 }
 
-func (n *native) getAlarm(goja.FunctionCall) goja.Value {
-	t, ok, err := n.storage().GetAlarm()
+func (n *native) getAlarm(c goja.FunctionCall) goja.Value {
+	t, ok, err := n.storage(c.Argument(0)).GetAlarm()
 	if err != nil {
 		n.throw(err)
 	}
@@ -305,41 +327,38 @@ func (n *native) getAlarm(goja.FunctionCall) goja.Value {
 	return n.rt.ToValue(t.UnixMilli())
 }
 
-func (n *native) deleteAlarm(goja.FunctionCall) goja.Value {
-	if err := n.storage().DeleteAlarm(); err != nil {
+func (n *native) deleteAlarm(c goja.FunctionCall) goja.Value {
+	if err := n.storage(c.Argument(0)).DeleteAlarm(); err != nil {
 		n.throw(err)
 	}
 	return goja.Undefined()
 }
 
-// stub is the stub of another object, for calls from an event.
-func (n *native) stub(class, name string) *node.Stub {
-	o := n.cur()
-	if o == nil {
-		n.throw(fmt.Errorf("%w: objects cannot be called while a module loads", apierr.ErrBadRequest))
-	}
-	return o.st.Namespace(class).Get(name)
+// stub is the stub of another object, for calls from the event of the
+// object whose handle h is.
+func (n *native) stub(h goja.Value, class, name string) *node.Stub {
+	return n.owner(h).st.Namespace(class).Get(name)
 }
 
-// stubFetch(class, name, method, url, headers, body) sends a request to
+// stubFetch(h, class, name, method, url, headers, body) sends a request to
 // another object's fetch and returns a promise of {status, headers,
 // body}. The call runs outside the runtime (see object.call), so other
 // objects sharing it go on meanwhile.
 func (n *native) stubFetch(c goja.FunctionCall) goja.Value {
-	stub := n.stub(c.Argument(0).String(), c.Argument(1).String())
-	u, err := url.Parse(c.Argument(3).String())
+	stub := n.stub(c.Argument(0), c.Argument(1).String(), c.Argument(2).String())
+	u, err := url.Parse(c.Argument(4).String())
 	if err != nil {
 		n.typeError("invalid URL: %v", err)
 	}
 	var body io.Reader = http.NoBody
-	if b, ok := c.Argument(5).Export().(goja.ArrayBuffer); ok {
+	if b, ok := c.Argument(6).Export().(goja.ArrayBuffer); ok {
 		body = bytes.NewReader(bytes.Clone(b.Bytes()))
 	}
-	req, err := http.NewRequestWithContext(context.Background(), c.Argument(2).String(), "http://"+u.Host+u.RequestURI(), body)
+	req, err := http.NewRequestWithContext(context.Background(), c.Argument(3).String(), "http://"+u.Host+u.RequestURI(), body)
 	if err != nil {
 		n.typeError("invalid request: %v", err)
 	}
-	for _, h := range n.array(c.Argument(4)) {
+	for _, h := range n.array(c.Argument(5)) {
 		kv := n.array(h)
 		req.Header.Add(kv[0].String(), kv[1].String())
 	}
@@ -369,11 +388,11 @@ func (n *native) stubFetch(c goja.FunctionCall) goja.Value {
 	})
 }
 
-// stubCall(class, name, method, argsJSON) calls a method of another
+// stubCall(h, class, name, method, argsJSON) calls a method of another
 // object and returns a promise of the JSON of its result.
 func (n *native) stubCall(c goja.FunctionCall) goja.Value {
-	stub := n.stub(c.Argument(0).String(), c.Argument(1).String())
-	method, args := c.Argument(2).String(), []byte(c.Argument(3).String())
+	stub := n.stub(c.Argument(0), c.Argument(1).String(), c.Argument(2).String())
+	method, args := c.Argument(3).String(), []byte(c.Argument(4).String())
 	return n.async(func() (func() goja.Value, error) {
 		out, err := stub.CallMethod(context.Background(), method, args)
 		if err != nil {

@@ -33,9 +33,10 @@ type shared struct {
 // time, so its fields are never used concurrently; the goja values are
 // touched only while holding the runtime.
 type object struct {
-	h    *Host
-	slot *classSlot
-	st   *node.State
+	h      *Host
+	slot   *classSlot
+	st     *node.State
+	handle int64 // tells the natives which object a ctx belongs to
 
 	prog *program // the version the instance was built from
 	sh   *shared  // nil after a reset: rebuilt by the next event
@@ -67,7 +68,7 @@ func (a alarmObject) Alarm(ctx context.Context, info node.AlarmInfo) error {
 // blockConcurrencyWhile work it starts) in the activation event.
 func (h *Host) constructor(slot *classSlot) node.Constructor {
 	return func(st *node.State) (node.Object, error) {
-		o := &object{h: h, slot: slot, st: st, done: make(chan func())}
+		o := &object{h: h, slot: slot, st: st, handle: h.handles.Add(1), done: make(chan func())}
 		if err := o.build(); err != nil {
 			return nil, err
 		}

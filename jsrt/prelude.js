@@ -273,8 +273,11 @@
     [Symbol.iterator]() { return this; }
   }
   class SqlStorage {
-    exec(query, ...bindings) { return new SqlStorageCursor(native.exec(String(query), bindings.map(binding))); }
-    get databaseSize() { return native.databaseSize(); }
+    // h is the object's handle: natives refuse storage calls of an
+    // object other than the one whose turn it is.
+    constructor(h) { this._h = h; }
+    exec(query, ...bindings) { return new SqlStorageCursor(native.exec(this._h, String(query), bindings.map(binding))); }
+    get databaseSize() { return native.databaseSize(this._h); }
   }
   const encodeValue = (v) => {
     if (v === undefined) throw new TypeError("cannot store undefined");
@@ -283,9 +286,9 @@
   const decodeValue = (t) => (typeof t === "string" ? JSON.parse(t) : t);
   function keysOf(k) { return (Array.isArray(k) ? k : [k]).map(String); }
   class DurableObjectStorage {
-    constructor() { this.sql = new SqlStorage(); }
+    constructor(h) { this._h = h; this.sql = new SqlStorage(h); }
     getSync(k) {
-      const vals = native.kvGet(keysOf(k));
+      const vals = native.kvGet(this._h, keysOf(k));
       if (!Array.isArray(k)) return vals[0] === null ? undefined : decodeValue(vals[0]);
       const m = new Map();
       k.forEach((key, i) => { if (vals[i] !== null) m.set(String(key), decodeValue(vals[i])); });
@@ -293,40 +296,40 @@
     }
     async get(k) { return this.getSync(k); }
     async put(k, v) {
-      if (k !== null && typeof k === "object") native.kvPut(Object.keys(k).map((key) => [key, encodeValue(k[key])]));
-      else native.kvPut([[String(k), encodeValue(v)]]);
+      if (k !== null && typeof k === "object") native.kvPut(this._h, Object.keys(k).map((key) => [key, encodeValue(k[key])]));
+      else native.kvPut(this._h, [[String(k), encodeValue(v)]]);
     }
-    async delete(k) { const n = native.kvDelete(keysOf(k)); return Array.isArray(k) ? n : n > 0; }
+    async delete(k) { const n = native.kvDelete(this._h, keysOf(k)); return Array.isArray(k) ? n : n > 0; }
     async list(o = {}) {
       const m = new Map();
-      for (const [key, v] of native.kvList(o || {})) m.set(key, decodeValue(v));
+      for (const [key, v] of native.kvList(this._h, o || {})) m.set(key, decodeValue(v));
       return m;
     }
-    async deleteAll() { native.deleteAll(); }
+    async deleteAll() { native.deleteAll(this._h); }
     transactionSync(fn) {
-      native.exec("BEGIN", []);
+      native.exec(this._h, "BEGIN", []);
       let r;
-      try { r = fn(); } catch (e) { try { native.exec("ROLLBACK", []); } catch (_) { } throw e; }
-      native.exec("COMMIT", []);
+      try { r = fn(); } catch (e) { try { native.exec(this._h, "ROLLBACK", []); } catch (_) { } throw e; }
+      native.exec(this._h, "COMMIT", []);
       return r;
     }
     async transaction(fn) {
-      native.exec("BEGIN", []);
+      native.exec(this._h, "BEGIN", []);
       let open = true;
       const txn = Object.create(this);
-      txn.rollback = () => { if (open) { open = false; native.exec("ROLLBACK", []); } };
+      txn.rollback = () => { if (open) { open = false; native.exec(this._h, "ROLLBACK", []); } };
       try {
         const r = await fn(txn);
-        if (open) { open = false; native.exec("COMMIT", []); }
+        if (open) { open = false; native.exec(this._h, "COMMIT", []); }
         return r;
       } catch (e) {
-        if (open) { open = false; try { native.exec("ROLLBACK", []); } catch (_) { } }
+        if (open) { open = false; try { native.exec(this._h, "ROLLBACK", []); } catch (_) { } }
         throw e;
       }
     }
-    async setAlarm(t) { native.setAlarm(t instanceof Date ? t.getTime() : Number(t)); }
-    async getAlarm() { return native.getAlarm(); }
-    async deleteAlarm() { native.deleteAlarm(); }
+    async setAlarm(t) { native.setAlarm(this._h, t instanceof Date ? t.getTime() : Number(t)); }
+    async getAlarm() { return native.getAlarm(this._h); }
+    async deleteAlarm() { native.deleteAlarm(this._h); }
     async sync() { }
   }
 
@@ -337,7 +340,7 @@
     equals(o) { return o instanceof DurableObjectId && o._hex === this._hex; }
   }
   const reserved = (m) => typeof m !== "string" || m.startsWith("_") || m === "constructor" || m === "fetch" || m === "alarm" || m.startsWith("webSocket");
-  function stubOf(cls, id) {
+  function stubOf(cls, id, h) {
     const name = id.name;
     const base = {
       id,
@@ -345,7 +348,7 @@
       fetch(input, init) {
         try {
           const req = input instanceof Request && init === undefined ? input : new Request(input, init);
-          return native.stubFetch(cls, name, req.method, req.url, req.headers._sorted(), bufferOf(req._body))
+          return native.stubFetch(h, cls, name, req.method, req.url, req.headers._sorted(), bufferOf(req._body))
             .then((r) => new Response(r.body, { status: r.status, headers: r.headers }));
         } catch (e) { return Promise.reject(e); }
       },
@@ -357,32 +360,32 @@
         return (...args) => {
           try {
             if (reserved(p)) throw new TypeError("method " + String(p) + " cannot be called through a stub");
-            return native.stubCall(cls, name, p, JSON.stringify(args)).then((out) => JSON.parse(out));
+            return native.stubCall(h, cls, name, p, JSON.stringify(args)).then((out) => JSON.parse(out));
           } catch (e) { return Promise.reject(e); }
         };
       },
     });
   }
   class DurableObjectNamespace {
-    constructor(cls) { this._cls = cls; }
+    constructor(cls, h) { this._cls = cls; this._h = h; }
     idFromName(name) { return new DurableObjectId(this._cls, String(name)); }
     newUniqueId() { return new DurableObjectId(this._cls, native.randomUUID().replace(/-/g, "")); }
     idFromString(s) { throw new TypeError("idFromString is not supported: address objects by name (idFromName, getByName)"); }
-    get(id) { if (!(id instanceof DurableObjectId)) throw new TypeError("get() takes an id from idFromName"); return stubOf(this._cls, id); }
+    get(id) { if (!(id instanceof DurableObjectId)) throw new TypeError("get() takes an id from idFromName"); return stubOf(this._cls, id, this._h); }
     getByName(name) { return this.get(this.idFromName(name)); }
     jurisdiction() { return this; }
   }
-  function makeEnv() {
+  function makeEnv(h) {
     const env = {};
-    for (const cls of native.classes()) env[cls] = new DurableObjectNamespace(cls);
+    for (const cls of native.classes()) env[cls] = new DurableObjectNamespace(cls, h);
     return env;
   }
 
   // ---- the class and its events ----
   class DurableObjectState {
-    constructor(cls, name) {
+    constructor(cls, name, h) {
       this.id = new DurableObjectId(cls, name);
-      this.storage = new DurableObjectStorage();
+      this.storage = new DurableObjectStorage(h);
       this._blocking = [];
       this._waiting = [];
     }
@@ -419,8 +422,9 @@
     DurableObject, WorkerEntrypoint, RpcTarget,
     classesOf(exports) { return Object.keys(exports || {}).filter((k) => isClass(exports[k])).sort(); },
     construct(exports, exportName, cls, name) {
-      const ctx = new DurableObjectState(cls, name);
-      const inst = { obj: new exports[exportName](ctx, makeEnv()), ctx };
+      const h = native.handle();
+      const ctx = new DurableObjectState(cls, name, h);
+      const inst = { obj: new exports[exportName](ctx, makeEnv(h)), ctx };
       return Promise.all(ctx._blocking).then(() => inst);
     },
     fetch(inst, method, url, headers, body) {
