@@ -396,6 +396,35 @@ func (c *Cluster) ready(ctx context.Context) error {
 	return nil
 }
 
+// WaitInSync waits until every running node reports no under-replicated
+// partition.
+func (c *Cluster) WaitInSync(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	why := errors.New("not asked")
+	for time.Now().Before(deadline) {
+		why = nil
+		for _, i := range c.Running() {
+			info, err := c.Admin(i).Cluster(ctx)
+			if err == nil && info.UnderReplicated != 0 {
+				err = fmt.Errorf("%s: %d partitions under-replicated", c.Nodes[i].Name, info.UnderReplicated)
+			}
+			if err != nil {
+				why = err
+				break
+			}
+		}
+		if why == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("partitions not back in sync within %s: %v", timeout, why)
+}
+
 // Leader is the index of the node leading Raft, as a running node sees it.
 func (c *Cluster) Leader(ctx context.Context) (int, error) {
 	for _, i := range c.Running() {

@@ -304,3 +304,45 @@ func checkDiskLoss(h *History, final finalState, workloads []string, loss *DiskL
 		loss.Node, loss.Owned, refusedMissing(h.Ops("")), len(lost), strings.Join(names, " ")))
 	return notes
 }
+
+// gone is the "gone" scenario's fault: a node killed for good, removed by
+// the leader once dead past --dead-member-timeout, while the others keep
+// serving its objects from their in-sync copies; at the end its disk is
+// wiped and it starts again, a new member, so the checks run on three.
+func gone(ctx context.Context, e *Env) error {
+	wait(ctx, 5*time.Second)
+	i := e.Rand.IntN(len(e.C.Nodes))
+	other := (i + 1) % len(e.C.Nodes)
+	victim := e.C.Nodes[i]
+	e.Log("kill -9 %s for good", victim.Name)
+	killed := time.Now()
+	if err := e.C.Kill(i); err != nil {
+		return err
+	}
+	removed := false
+	for ctx.Err() == nil {
+		info, err := e.C.Admin(other).Cluster(ctx)
+		if err == nil {
+			for _, m := range info.Members {
+				if m.Name == victim.Name && m.Status == "removed" && !removed {
+					removed = true
+					e.Note(fmt.Sprintf("%s removed by the leader %s after the kill", victim.Name, time.Since(killed).Round(100*time.Millisecond)))
+				}
+			}
+			if removed && info.UnderReplicated == 0 {
+				e.Note(fmt.Sprintf("every partition in sync on the two others %s after the kill", time.Since(killed).Round(100*time.Millisecond)))
+				break
+			}
+		}
+		wait(ctx, 200*time.Millisecond)
+	}
+	wait(ctx, time.Hour) // the rest of the fault phase on two nodes
+	if !removed {
+		return fmt.Errorf("%s was not removed within the fault phase (%s after the kill)", victim.Name, time.Since(killed).Round(time.Second))
+	}
+	e.Log("wipe %s and start it again: a new member", victim.Name)
+	if err := os.RemoveAll(victim.Dir); err != nil {
+		return fmt.Errorf("wipe %s: %w", victim.Dir, err)
+	}
+	return e.C.Restart(i)
+}

@@ -35,6 +35,9 @@ type ScenarioReport struct {
 	LongestUnavailableMs     int64    `json:"longest_unavailable_ms"`
 	LongestUnavailableObject string   `json:"longest_unavailable_object,omitempty"`
 	ConvergeMs               int64    `json:"converge_ms"` // from the last fault healed to every node ready
+	// InSyncMs is from the last fault healed to no partition under-
+	// replicated (every one with as many in-sync copies as it may have).
+	InSyncMs int64 `json:"in_sync_ms"`
 	Notes                    []string `json:"notes,omitempty"`
 	Error                    string   `json:"error,omitempty"`
 	Pass                     bool     `json:"pass"`
@@ -128,7 +131,7 @@ func (r *Report) WriteJSON(path string) error {
 // WriteTable writes the short human summary.
 func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tops ok/failed/unknown\tlost\tlinearizability\tdouble-serving\tbank\talarms missed/early\tmax unavailable\tconverge\tresult")
+	fmt.Fprintln(tw, "scenario\tops ok/failed/unknown\tlost\tlinearizability\tdouble-serving\tbank\talarms missed/early\tmax unavailable\tconverge\tin sync\tresult")
 	for _, s := range r.Scenarios {
 		var ok, failed, unknown int
 		for _, c := range s.Ops {
@@ -146,9 +149,10 @@ func (r *Report) WriteTable(w io.Writer) {
 				result += ": " + s.Error
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d/%d\t%d\t%s\t%d\t%d\t%d/%d\t%s\t%s\t%s\n", s.Name, ok, failed, unknown,
+		fmt.Fprintf(tw, "%s\t%d/%d/%d\t%d\t%s\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%s\n", s.Name, ok, failed, unknown,
 			f.LostWrites+f.PhantomWrites, lin, f.DoubleServing, f.BankViolations, f.AlarmsMissed, f.AlarmsEarly,
-			(time.Duration(s.LongestUnavailableMs) * time.Millisecond).String(), (time.Duration(s.ConvergeMs) * time.Millisecond).String(), result)
+			(time.Duration(s.LongestUnavailableMs) * time.Millisecond).String(), (time.Duration(s.ConvergeMs) * time.Millisecond).String(),
+			(time.Duration(s.InSyncMs) * time.Millisecond).String(), result)
 	}
 	tw.Flush()
 	for _, s := range r.Scenarios {

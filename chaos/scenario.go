@@ -54,6 +54,8 @@ type Scenario struct {
 	Nodes     int
 	NeedsNet  bool
 	SmallDisk string // tmpfs size for node 0's data, if set
+	// Extra flags for every node's "dura serve".
+	Extra []string
 	// Workloads, if set, are the only workloads the scenario can check
 	// (the others are left out of its runs, with a note).
 	Workloads []string
@@ -243,6 +245,8 @@ var Scenarios = map[string]Scenario{
 			e.Note(fmt.Sprintf("%d fill writes refused", full))
 			return e.C.GrowDisk("512m")
 		}},
+	"gone": {Name: "gone", Nodes: 3, Extra: []string{"--dead-member-timeout", "10s"}, Fault: gone,
+		About: "kill -9 a node and never restart it: its objects fail over to in-sync replicas, the leader removes it after --dead-member-timeout (10 s here) and the two others hold every partition in sync; at the end its disk is wiped and it starts again as a new member"},
 	"disklost": {Name: "disklost", Nodes: 3, Fault: diskLost,
 		About: "kill -9 a node, delete its data directory, restart it with the same command line (its objects: 503 or intact, never empty); then stop it, `dura node remove --force` it through another node and start it again as a new member (its objects restart empty: counted, expected until replication)",
 		// The bank's one object and the reminders would be lost whole
@@ -254,7 +258,7 @@ var Scenarios = map[string]Scenario{
 var Short = []string{"kill", "pause", "isolate", "leader"}
 
 // Full is every scenario, in the order a full run takes them.
-var Full = []string{"kill", "pause", "isolate", "split", "leader", "degrade", "membership", "rolling", "disk", "disklost"}
+var Full = []string{"kill", "pause", "isolate", "split", "leader", "degrade", "membership", "rolling", "disk", "disklost", "gone"}
 
 // RunOptions configure one scenario run.
 type RunOptions struct {
@@ -335,6 +339,10 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	healAll(c, nt)
 	werr := c.WaitReady(ctx, 120*time.Second)
 	rep.ConvergeMs = time.Since(healed).Milliseconds()
+	if werr == nil {
+		werr = c.WaitInSync(ctx, 120*time.Second)
+		rep.InSyncMs = time.Since(healed).Milliseconds()
+	}
 	// Let the workloads run on the healed cluster a little, then stop.
 	wait(ctx, 3*time.Second)
 	close(stop)
@@ -470,7 +478,7 @@ func startScenario(ctx context.Context, sc Scenario, opt RunOptions, rep *Scenar
 		}
 	}
 	c, err := StartCluster(ctx, ClusterOptions{Nodes: sc.Nodes, Bin: opt.Bin, Dir: opt.Dir, Net: nt,
-		Secret: "chaos-cluster-secret-0123", Token: "chaos-admin-token", SmallDisk: sc.SmallDisk})
+		Secret: "chaos-cluster-secret-0123", Token: "chaos-admin-token", SmallDisk: sc.SmallDisk, Extra: sc.Extra})
 	return c, nt, err
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -13,12 +14,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dura-dev/dura/internal/logging"
 	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/placement/membership"
 	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/replication/shipping"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -48,6 +52,16 @@ type Config struct {
 	// Ring fixes placement; it is recorded in the Raft state when the
 	// cluster is created and the recorded one wins afterwards.
 	Ring placement.RingConfig
+	// Replication is the replica count of a new cluster, recorded with the
+	// ring when it is created (the recorded one wins afterwards).
+	Replication replication.Replication
+	// DeadMemberTimeout is how long a member may stay dead before the
+	// leader removes it, so its replica sets move to live members (only
+	// with two copies or more, and only where an in-sync copy remains);
+	// 0 means an hour.
+	DeadMemberTimeout time.Duration
+	// Registerer receives the cluster's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
 	// AdminToken is sent on node-to-node calls, which a plain peer port
 	// checks like client calls (the first, if comma-separated).
 	AdminToken string
@@ -112,7 +126,7 @@ type Cluster struct {
 	incarnation string      // this data directory's identity (Start)
 	lostLogged  atomic.Bool // the data-lost ERROR was logged
 
-	pullWarns *logging.Limiter // a failed pull: one WARN per owner per 30 s
+	pullWarns *logging.Limiter // a failed pull or seeding, a replica leaving in-sync sets: one WARN per peer per 30 s
 
 	leaving    atomic.Bool // Leave was called: never rejoin
 	caughtUp   atomic.Bool // applied what the leader had committed after start
@@ -128,6 +142,21 @@ type Cluster struct {
 	// replace.
 	installing []atomic.Bool
 	timed      map[int]bool // partitions whose alarms are armed here (loop only)
+
+	// Replication (replicate.go, seed.go); ship is nil without the node
+	// log, which replication ships.
+	ship        *shipping.Shipper
+	recv        *shipping.Receiver
+	streams     []stream      // per partition, as its primary
+	inSync      inSyncBatcher // in-sync changes, many partitions a command
+	seeding     []atomic.Bool // a seeding of the partition runs here
+	replicaCopy []atomic.Bool // this node holds a replica's copy of it
+	copiesFound bool          // replicaCopy was set from the disk (loop only)
+	metrics     *metrics
+	run         uint64               // names this process's record streams (Record.Run)
+	deadSince   map[string]time.Time // leader: members dead in gossip since
+	leaderSince time.Time            // when this node last became leader (loop only)
+	removing    map[string]bool      // leader: dead members being removed (under mu)
 	// What logChanges saw last (loop only).
 	seenLeader  string
 	seenMembers map[string]replication.MemberStatus
@@ -144,6 +173,9 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	}
 	if cfg.Ring.Partitions == 0 {
 		cfg.Ring = placement.DefaultRingConfig()
+	}
+	if cfg.DeadMemberTimeout <= 0 {
+		cfg.DeadMemberTimeout = time.Hour
 	}
 	if cfg.Ring.Partitions != rt.Partitions() {
 		return nil, fmt.Errorf("cluster config: ring has %d partitions, the runtime %d", cfg.Ring.Partitions, rt.Partitions())
@@ -173,6 +205,18 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	ch := make(chan struct{})
 	c.changed.Store(&ch)
 	rt.AttachCluster(c, raftSchedule{c})
+	c.inSync.c = c
+	c.streams = make([]stream, rt.Partitions())
+	c.seeding = make([]atomic.Bool, rt.Partitions())
+	c.replicaCopy = make([]atomic.Bool, rt.Partitions())
+	c.deadSince = map[string]time.Time{}
+	c.removing = map[string]bool{}
+	c.metrics = newMetrics(cfg.Registerer, c)
+	c.run = rand.Uint64()
+	if err := rt.SetReplicator(c); err == nil {
+		c.ship = shipping.NewShipper(shipping.Config{Transport: peerShipper{c}, Logger: log})
+		c.recv = shipping.NewReceiver(shipping.ReceiverConfig{Log: rt.LogReplicated, Apply: c.applyReceived, Check: c.checkSender})
+	}
 	return c, nil
 }
 
@@ -317,6 +361,8 @@ func (c *Cluster) loop(fresh bool) {
 		}
 		if c.raft.IsLeader() {
 			c.lead()
+		} else {
+			c.leaderSince = time.Time{}
 		}
 		c.rejoinIfGone()
 		// Only the current state may move data: while a restarted node
@@ -324,7 +370,11 @@ func (c *Cluster) loop(fresh bool) {
 		// dropping or archiving by a past state would set aside or
 		// replace the copy the cluster now serves.
 		if c.caughtUp.Load() {
-			c.followPlacement()
+			// One state for both: a seeding must never start on a state
+			// newer than the one the handoffs were followed on.
+			st := c.state.Load()
+			c.followPlacement(st)
+			c.followReplicas(st)
 		}
 		select {
 		case <-c.stop:
@@ -344,6 +394,9 @@ func (c *Cluster) Close(graceful bool) error {
 	}
 	close(c.stop)
 	c.wg.Wait()
+	if c.ship != nil {
+		c.ship.Close()
+	}
 	var err error
 	if c.ml != nil {
 		if graceful {

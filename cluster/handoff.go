@@ -20,9 +20,8 @@ import (
 )
 
 // followPlacement pulls partitions moving here and lets go of those that
-// moved away.
-func (c *Cluster) followPlacement() {
-	st := c.state.Load()
+// moved away, as st (the state followReplicas then sees too) says.
+func (c *Cluster) followPlacement(st *replication.ClusterState) {
 	if st == nil || len(st.Partitions) == 0 {
 		return
 	}
@@ -47,7 +46,11 @@ func (c *Cluster) followPlacement() {
 			}(p, part.Owner, part.Since)
 		}
 		mine := part.Owner == c.cfg.Name
-		if c.owned[p] && !mine && part.Owner != "" {
+		// A replica's copy belongs to the replica side (seed.go), which
+		// replaces what was left here when the seeding installs: setting
+		// it aside here could move a copy already seeded.
+		replica := c.seeding[p].Load() || c.replicaCopy[p].Load()
+		if c.owned[p] && !mine && part.Owner != "" && !replica {
 			// Handed off and committed: our copy is no longer the object.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := c.rt.DropPartition(ctx, p)

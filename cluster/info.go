@@ -30,6 +30,9 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 		gossip[p.Name] = p.State
 	}
 	counts := st.Counts()
+	primaries, replicas := st.ReplicaCounts()
+	info.ReplicationFactor = min(st.Replication.Copies(), max(len(st.ActiveMembers()), 1))
+	info.UnderReplicated = st.UnderReplicated()
 	names := make([]string, 0, len(st.Members))
 	for n := range st.Members {
 		names = append(names, n)
@@ -46,7 +49,7 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 		case status == "":
 			status = "dead"
 		}
-		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n], DataMissing: m.DataLost})
+		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n], Primaries: primaries[n], Replicas: replicas[n], DataMissing: m.DataLost})
 	}
 	for _, p := range st.Partitions {
 		m := st.Members[p.Owner]
@@ -125,3 +128,18 @@ func (c *Cluster) Isolate() {
 
 // Addrs are the Raft and gossip addresses this node listens on.
 func (c *Cluster) Addrs() (raftAddr, gossipAddr string) { return c.raft.Addr(), c.ml.Addr() }
+
+// Replicas are the members holding partition p, primary first.
+func (c *Cluster) Replicas(p int) []string {
+	st := c.state.Load()
+	if st == nil || p >= len(st.Partitions) {
+		return nil
+	}
+	if r := st.Partitions[p].Replicas; len(r) > 0 {
+		return r
+	}
+	if o := st.Partitions[p].Owner; o != "" {
+		return []string{o} // a state from before replication
+	}
+	return nil
+}

@@ -91,7 +91,7 @@ func (c *Cluster) tryBootstrapExpect() bool {
 func (c *Cluster) lead() {
 	st := c.raft.State()
 	if st.Epoch == 0 {
-		c.applyLocal(replication.Command{Kind: replication.CmdBootstrap, Ring: c.cfg.Ring})
+		c.applyLocal(replication.Command{Kind: replication.CmdBootstrap, Ring: c.cfg.Ring, Replication: c.cfg.Replication})
 		st = c.raft.State()
 	}
 	for _, p := range c.ml.Peers() {
@@ -109,6 +109,7 @@ func (c *Cluster) lead() {
 		}
 	}
 	c.manageVoters(c.raft.State())
+	c.failover(c.raft.State())
 }
 
 func (c *Cluster) manageVoters(st *replication.ClusterState) {
@@ -191,7 +192,7 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdRemove, Name: name}); err != nil {
 		return err
 	}
-	c.log.Warn("member removed by an operator; its partitions were reassigned empty", "member", name)
+	c.log.Warn("member removed; each of its partitions went to an in-sync replica where one existed, else empty to its new owner", "member", name)
 	return nil
 }
 

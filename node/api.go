@@ -197,7 +197,10 @@ func (rt *Runtime) Info(ctx context.Context, class, name string) (rpc.ObjectInfo
 	if err != nil {
 		return rpc.ObjectInfo{}, err
 	}
-	info := rpc.ObjectInfo{ID: ref.id, Class: class, Name: name, Partition: ref.partition, Owner: rt.cfg.NodeName}
+	info := rpc.ObjectInfo{ID: ref.id, Class: class, Name: name, Partition: ref.partition, Owner: rt.cfg.NodeName, Primary: rt.cfg.NodeName, Replicas: []string{rt.cfg.NodeName}}
+	if rt.cluster != nil {
+		info.Replicas = rt.cluster.Replicas(ref.partition)
+	}
 	if st, err := os.Stat(rt.path(ref)); err == nil {
 		info.SizeBytes = st.Size()
 		if wal, err := os.Stat(rt.path(ref) + "-wal"); err == nil {
@@ -362,8 +365,8 @@ func (rt *Runtime) Cluster(ctx context.Context) (rpc.ClusterInfo, error) {
 		return rt.cluster.Info(), nil
 	}
 	return rpc.ClusterInfo{
-		Node: rt.cfg.NodeName, Leader: rt.cfg.NodeName, Epoch: 1, Partitions: rt.cfg.Partitions,
-		Members: []rpc.Member{{Name: rt.cfg.NodeName, HTTP: rt.cfg.HTTPAddr, Status: "alive", Partitions: rt.cfg.Partitions}},
+		Node: rt.cfg.NodeName, Leader: rt.cfg.NodeName, Epoch: 1, Partitions: rt.cfg.Partitions, ReplicationFactor: 1,
+		Members: []rpc.Member{{Name: rt.cfg.NodeName, HTTP: rt.cfg.HTTPAddr, Status: "alive", Partitions: rt.cfg.Partitions, Primaries: rt.cfg.Partitions}},
 	}, nil
 }
 

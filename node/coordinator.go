@@ -17,6 +17,8 @@ type Coordinator interface {
 	// Owns reports whether the committed state gives partition p to this
 	// node, ready (lease aside).
 	Owns(p int) bool
+	// Replicas are the members holding partition p, primary first.
+	Replicas(p int) []string
 	// Info describes the cluster for /v1/cluster.
 	Info() rpc.ClusterInfo
 	// Ready says why this node cannot serve yet, or nil.

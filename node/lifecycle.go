@@ -164,6 +164,7 @@ func (rt *Runtime) janitor() {
 		case <-tick.C:
 		}
 		rt.evictIdle()
+		rt.SyncReplicas()
 		rt.trimLog()
 		if time.Since(lastWalk) > time.Minute {
 			lastWalk = time.Now()

@@ -124,12 +124,17 @@ func decodeEntry(b []byte) (logEntry, error) {
 	return e, nil
 }
 
-// logAppend writes an entry and waits until it is durable. A failure
-// stops the node taking events: a commit SQLite holds but the log does
-// not could come back out of order after a crash.
+// logAppend writes an entry and waits until it is durable.
 func (rt *Runtime) logAppend(e *logEntry) (nodelog.Pos, error) {
 	e.at = rt.now().UnixMilli()
-	pos, err := rt.nlog.Append(e.encode())
+	return rt.appendEncoded(e.encode())
+}
+
+// appendEncoded writes an encoded entry and waits until it is durable. A
+// failure stops the node taking events: a commit SQLite holds but the
+// log does not could come back out of order after a crash.
+func (rt *Runtime) appendEncoded(b []byte) (nodelog.Pos, error) {
+	pos, err := rt.nlog.Append(b)
 	if err != nil {
 		if rt.logFailed.CompareAndSwap(false, true) {
 			rt.log.Error("node log append failed: this node takes no more events; restart it", "err", err)
@@ -139,12 +144,26 @@ func (rt *Runtime) logAppend(e *logEntry) (nodelog.Pos, error) {
 	return pos, nil
 }
 
-// logCommit logs the records of the commit just made (the output gate
-// waits for it) and checkpoints the object when its WAL has grown.
+// logCommit logs the records of the commit just made, ships them to the
+// partition's replicas meanwhile (the output gate waits for both), and
+// checkpoints the object when its WAL has grown. Every record is logged
+// even when shipping fails: SQLite holds them all.
 func (rt *Runtime) logCommit(inst *instance) error {
 	recs := inst.store.TakeRecords()
+	var shipErr error
 	for i := range recs {
-		pos, err := rt.logAppend(&logEntry{kind: entryCommit, id: inst.ref.id, partition: inst.ref.partition, rec: recs[i]})
+		e := &logEntry{kind: entryCommit, id: inst.ref.id, partition: inst.ref.partition, rec: recs[i], at: rt.now().UnixMilli()}
+		b := e.encode()
+		var wait func() error
+		if r := rt.replicator; r != nil {
+			wait = r.Replicate(inst.ref.partition, b)
+		}
+		pos, err := rt.appendEncoded(b)
+		if wait != nil {
+			if werr := wait(); werr != nil && shipErr == nil {
+				shipErr = werr
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -160,11 +179,11 @@ func (rt *Runtime) logCommit(inst *instance) error {
 	if len(recs) > 0 && inst.store.WALBytes() > checkpointBytes {
 		if err := inst.store.Checkpoint(); err != nil {
 			rt.log.Warn("checkpoint failed", "class", inst.ref.class, "name", inst.ref.name, "err", err)
-			return nil
+			return shipErr
 		}
 		rt.logCheckpoint(inst.ref.id, inst.ref.partition, inst.store.TxNumber())
 	}
-	return nil
+	return shipErr
 }
 
 // logCheckpoint notes that an object's file holds its commits through

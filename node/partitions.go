@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -68,6 +69,12 @@ func (rt *Runtime) ClosePartition(ctx context.Context, p int) error {
 // and their objects enter the catalog. Their alarms are in the replicated
 // schedule already; the cluster arms them once the partition is ready.
 func (rt *Runtime) AdoptPartition(p int, dir string) error {
+	return rt.adoptPartition(p, dir, "stale")
+}
+
+// adoptPartition is AdoptPartition; the copy it replaces is set aside as
+// why, or removed if why is empty.
+func (rt *Runtime) adoptPartition(p int, dir, why string) error {
 	dst := rt.PartitionDir(p)
 	// Whatever this node still holds of p (a cancelled earlier handoff, a
 	// copy from before it left) is not the object any more: set it aside
@@ -77,7 +84,7 @@ func (rt *Runtime) AdoptPartition(p int, dir string) error {
 	if err := rt.ClosePartition(ctx, p); err != nil {
 		return err
 	}
-	if err := rt.setAside(p, "stale"); err != nil {
+	if err := rt.setAside(p, why); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dst, 0o755); err != nil {
@@ -97,6 +104,9 @@ func (rt *Runtime) AdoptPartition(p int, dir string) error {
 			return err
 		}
 		class, name, err := objectstore.ReadIdentity(filepath.Join(dst, e.Name()))
+		if errors.Is(err, objectstore.ErrNoIdentity) {
+			continue // never committed anything: not an object yet
+		}
 		if err != nil {
 			return err
 		}
@@ -123,8 +133,26 @@ func (rt *Runtime) DropPartition(ctx context.Context, p int) error {
 	return rt.logPartitionReset(p)
 }
 
+// DropReplica removes this node's replica copy of partition p: it only
+// followed another node's, which holds the partition.
+func (rt *Runtime) DropReplica(ctx context.Context, p int) error {
+	rs := &rt.replica
+	rs.mu.Lock()
+	rt.syncReplicasLocked(p)
+	rt.forgetReplicaLocked(p)
+	rs.mu.Unlock()
+	if err := rt.ClosePartition(ctx, p); err != nil {
+		return err
+	}
+	if err := rt.setAside(p, ""); err != nil {
+		return err
+	}
+	return rt.logPartitionReset(p)
+}
+
 // setAside moves partition p's directory to <data>/handed-off/ (kept for
-// the operator, never served) and forgets its catalog entries.
+// the operator, never served) and forgets its catalog entries; with why
+// empty it removes the directory instead.
 func (rt *Runtime) setAside(p int, why string) error {
 	if err := rt.catalog.ForgetPartition(p); err != nil {
 		return err
@@ -132,6 +160,9 @@ func (rt *Runtime) setAside(p int, why string) error {
 	src := rt.PartitionDir(p)
 	if _, err := os.Stat(src); os.IsNotExist(err) {
 		return nil
+	}
+	if why == "" {
+		return os.RemoveAll(src)
 	}
 	trash := filepath.Join(rt.cfg.DataDir, "handed-off", strconv.Itoa(p)+"-"+why+"-"+strconv.FormatInt(time.Now().UnixNano(), 10))
 	if err := os.MkdirAll(filepath.Dir(trash), 0o755); err != nil {

@@ -82,6 +82,10 @@ type Runtime struct {
 	logFailed atomic.Bool
 	logMu     sync.Mutex
 	logPins   map[string]logPin
+	// replicator ships commits to replicas (nil: none); replica holds
+	// this node's copies of partitions it does not serve (replica.go).
+	replicator Replicator
+	replica    replicaState
 
 	fence  atomic.Pointer[func(partition int) error] // nil: serve every partition
 	caller atomic.Pointer[ObjectCaller]              // nil: stubs call this node only
@@ -484,6 +488,14 @@ func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *inst
 // deletion only after it, so a crash in between leaves the alarm to fire
 // again (at least once) rather than losing it with the writes undone.
 func (rt *Runtime) commit(inst *instance, ev *event) error {
+	if r := rt.replicator; r != nil && inst.store.Dirty() {
+		// A write its partition cannot acknowledge now is not committed:
+		// the request may wait and try again.
+		if err := r.Writable(inst.ref.partition); err != nil {
+			inst.store.Rollback()
+			return apierr.NotExecuted(err)
+		}
+	}
 	c := ev.alarm
 	var prev nodedb.Alarm
 	var hadPrev bool

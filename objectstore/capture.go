@@ -2,7 +2,9 @@ package objectstore
 
 import (
 	"database/sql/driver"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/dura-dev/dura/internal/apierr"
@@ -139,6 +141,34 @@ func QuickCheck(path string) error {
 	}
 	if s, _ := dest[0].(string); s != "ok" {
 		return fmt.Errorf("quick_check %s: %v", path, dest[0])
+	}
+	return nil
+}
+
+// CheckpointFile brings a database file no Store of this process writes
+// up to date with its WAL (a TRUNCATE checkpoint through a connection of
+// its own), so the file alone is the database: what a page-identical
+// copy of it needs. A connection still closing may hold the WAL; the
+// busy timeout waits for it.
+func CheckpointFile(path string) error {
+	if _, err := os.Stat(path + "-wal"); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	c, err := openConn(path, "_busy_timeout=5000")
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, classify(err))
+	}
+	defer c.Close()
+	rows, err := c.Query("PRAGMA wal_checkpoint(TRUNCATE)", nil)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, classify(err))
+	}
+	vals, err := drain(rows)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, classify(err))
+	}
+	if len(vals) > 0 && vals[0][0].(int64) != 0 {
+		return fmt.Errorf("%w: checkpoint of %s blocked", apierr.ErrInternal, path)
 	}
 	return nil
 }

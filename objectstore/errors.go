@@ -42,6 +42,9 @@ var (
 	ErrClosed = fmt.Errorf("%w: object store closed", apierr.ErrInternal)
 	// ErrCorrupt is an imported file that is not a sound SQLite database.
 	ErrCorrupt = fmt.Errorf("%w: invalid database file", apierr.ErrBadRequest)
+	// ErrNoIdentity is a database file that records no object identity:
+	// its object's first activation never committed, so it holds nothing.
+	ErrNoIdentity = fmt.Errorf("%w: the file records no object identity", ErrCorrupt)
 )
 
 // classify wraps a SQLite driver error with the sentinel that names its kind.

@@ -2,6 +2,7 @@ package objectstore
 
 import (
 	"fmt"
+	"strings"
 )
 
 // The object's own class and name are kept inside its file, so a node can
@@ -25,6 +26,9 @@ func ReadIdentity(path string) (class, name string, err error) {
 	defer c.Close()
 	rows, err := c.Query("SELECT k, v FROM _dura_object", nil)
 	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return "", "", fmt.Errorf("%w: %s", ErrNoIdentity, path)
+		}
 		return "", "", fmt.Errorf("read identity of %s: %w", path, classify(err))
 	}
 	vals, err := drain(rows)
@@ -40,7 +44,7 @@ func ReadIdentity(path string) (class, name string, err error) {
 		}
 	}
 	if class == "" || name == "" {
-		return "", "", fmt.Errorf("%w: %s records no identity", ErrCorrupt, path)
+		return "", "", fmt.Errorf("%w: %s", ErrNoIdentity, path)
 	}
 	return class, name, nil
 }
@@ -49,4 +53,27 @@ func ReadIdentity(path string) (class, name string, err error) {
 func (s *Store) HasIdentity() (bool, error) {
 	rows, err := s.queryInternal("SELECT 1 FROM sqlite_master WHERE type='table' AND name='_dura_object'")
 	return len(rows) > 0, err
+}
+
+// ReadTxNumber reads the transaction number a closed object file
+// reflects (its last logged commit): 0 for a file that never logged one.
+func ReadTxNumber(path string) (uint64, error) {
+	c, err := openConn(path, "mode=ro")
+	if err != nil {
+		return 0, fmt.Errorf("read transaction number: %w", classify(err))
+	}
+	defer c.Close()
+	rows, err := c.Query("SELECT n FROM _dura_tx WHERE id = 1 AND EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_dura_tx')", nil)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("read transaction number of %s: %w", path, classify(err))
+	}
+	vals, err := drain(rows)
+	if err != nil || len(vals) == 0 {
+		return 0, err
+	}
+	n, _ := vals[0][0].(int64)
+	return uint64(n), nil
 }

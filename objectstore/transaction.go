@@ -32,6 +32,10 @@ func (s *Store) Begin() error {
 	return nil
 }
 
+// Dirty reports whether the open event's transaction may have written
+// (a statement that is not read-only ran).
+func (s *Store) Dirty() bool { return s.inEvent && s.dirty }
+
 // Commit commits the event's transaction. If the commit fails, the
 // transaction is rolled back and the error returned.
 func (s *Store) Commit() error {

@@ -69,6 +69,7 @@ type RaftNode struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
+	contact   *contactTracker // heartbeat failures seen as leader
 
 	mu      sync.Mutex
 	refused map[string]time.Time // refusal message -> when last logged
@@ -139,6 +140,7 @@ func (n *RaftNode) Open() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft, n.transport, n.store = r, tr, store
+	n.contact = watchContact(r)
 	return nil
 }
 
@@ -309,6 +311,7 @@ func (n *RaftNode) Close() error {
 	if n.raft == nil {
 		return nil
 	}
+	n.contact.stop(n.raft)
 	err := n.raft.Shutdown().Error()
 	n.transport.Close()
 	n.store.Close()
@@ -404,9 +407,10 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 }
 
 // check applies a member change to a copy of the state and returns the
-// state machine's refusal, if any, without changing anything.
+// state machine's refusal, if any, without changing anything (a refused
+// command is then never written to the log).
 func (f *clusterFSM) check(c Command) error {
-	if c.Kind != CmdJoin && c.Kind != CmdLeave && c.Kind != CmdRemove {
+	if c.Kind != CmdJoin && c.Kind != CmdLeave && c.Kind != CmdRemove && c.Kind != CmdReincarnate {
 		return nil
 	}
 	f.mu.RLock()

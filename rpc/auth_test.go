@@ -24,7 +24,13 @@ func (fakeInternal) LocalObjects(context.Context, string, string, int) (rpc.Obje
 	return rpc.ObjectList{}, nil
 }
 func (fakeInternal) CommitIndex(context.Context) (uint64, error) { return 7, nil }
-func (fakeInternal) RemoveMember(context.Context, string) error  { return nil }
+func (fakeInternal) PartitionSnapshot(context.Context, int, string, http.ResponseWriter) error {
+	return nil
+}
+func (fakeInternal) ReceiveRecords(context.Context, string, []byte) (any, error) {
+	return map[string]any{"acks": []any{}}, nil
+}
+func (fakeInternal) RemoveMember(context.Context, string) error { return nil }
 
 // echo answers every call with 200.
 type echo struct{}
@@ -97,6 +103,8 @@ func TestTokensAndScopes(t *testing.T) {
 		{"metrics open", "GET", "/metrics", "", nil, 200, ""},
 		{"internal route hidden", "GET", "/v1/internal/commit", adminToken, nil, 404, "NOT_FOUND"},
 		{"internal route hidden, escaped", "GET", "/v1/%69nternal/commit", adminToken, nil, 404, "NOT_FOUND"},
+		{"record shipping hidden", "POST", "/v1/internal/replicate", adminToken, nil, 404, "NOT_FOUND"},
+		{"snapshots hidden", "GET", "/v1/internal/partitions/1/snapshot", adminToken, nil, 404, "NOT_FOUND"},
 		{"forged caller ignored", "GET", "/v1/cluster", "", map[string]string{rpc.HeaderCaller: "admin"}, 401, "UNAUTHENTICATED"},
 		{"forged hops do not skip auth", "GET", "/v1/cluster", "", map[string]string{rpc.HeaderHops: "1", rpc.HeaderCaller: "admin"}, 401, "UNAUTHENTICATED"},
 	}

@@ -35,6 +35,9 @@ const (
 	MaxAPIBody = 8 << 20
 	// MaxCallBody bounds the body of an object call.
 	MaxCallBody = 16 << 20
+	// MaxReplicationBatch bounds a batch of shipped records: one record
+	// holds the pages of one commit, at most an object's size (1 GiB).
+	MaxReplicationBatch = 1<<30 + 16<<20
 	// MaxAlarmMillis is the latest alarm time the API takes (unix ms,
 	// 9999-12-31T23:59:59.999Z): later times cannot be recorded.
 	MaxAlarmMillis = 253402300799999
@@ -276,6 +279,24 @@ func (s *Server) clusterRoutes(in ClusterInternal) {
 		}
 		w.Header().Set("Content-Type", "application/x-tar")
 		return in.PartitionArchive(r.Context(), p, r.URL.Query().Get("to"), since, w)
+	})
+	s.handle("GET /v1/internal/partitions/{p}/snapshot", "internal", func(w http.ResponseWriter, r *http.Request) error {
+		p, err := strconv.Atoi(r.PathValue("p"))
+		if err != nil {
+			return fmt.Errorf("%w: partition %q", apierr.ErrBadRequest, r.PathValue("p"))
+		}
+		return in.PartitionSnapshot(r.Context(), p, r.URL.Query().Get("to"), w)
+	})
+	s.handle("POST /v1/internal/replicate", "internal", func(w http.ResponseWriter, r *http.Request) error {
+		body, err := readBody(r, MaxReplicationBatch)
+		if err != nil {
+			return err
+		}
+		acks, err := in.ReceiveRecords(r.Context(), r.URL.Query().Get("from"), body)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, acks)
 	})
 	s.handle("POST /v1/cluster/members/{member}/remove", "cluster", func(w http.ResponseWriter, r *http.Request) error {
 		if r.URL.Query().Get("force") != "true" {

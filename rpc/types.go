@@ -70,8 +70,12 @@ type ObjectInfo struct {
 	Name      string `json:"name"`
 	Partition int    `json:"partition"`
 	Owner     string `json:"owner"`
-	SizeBytes int64  `json:"size_bytes"`
-	Alarm     *int64 `json:"alarm"`
+	// Primary is the owner; Replicas are the members holding a copy of
+	// its partition, primary first.
+	Primary   string   `json:"primary"`
+	Replicas  []string `json:"replicas"`
+	SizeBytes int64    `json:"size_bytes"`
+	Alarm     *int64   `json:"alarm"`
 	// AlarmHandler, in GET /v1/objects/{class}/{name}, says whether the
 	// class runs code when the alarm fires; an alarm of a class without
 	// a handler (db, counter) fires and clears doing nothing.
@@ -95,6 +99,10 @@ type Member struct {
 	// leave) or removed (taken out with node remove --force).
 	Status     string `json:"status"`
 	Partitions int    `json:"partitions"`
+	// Primaries counts the partitions it is the primary of (the same as
+	// Partitions), Replicas those it holds a further copy of.
+	Primaries int `json:"primaries"`
+	Replicas  int `json:"replicas"`
 	// DataMissing is set when the member came back with an empty or
 	// different data directory: its partitions are unavailable until it
 	// gets its original directory back or is removed.
@@ -103,11 +111,16 @@ type Member struct {
 
 // ClusterInfo is the answer of GET /v1/cluster.
 type ClusterInfo struct {
-	Node       string   `json:"node"`
-	Leader     string   `json:"leader"`
-	Epoch      uint64   `json:"epoch"`
-	Partitions int      `json:"partitions"`
-	Members    []Member `json:"members"`
+	Node       string `json:"node"`
+	Leader     string `json:"leader"`
+	Epoch      uint64 `json:"epoch"`
+	Partitions int    `json:"partitions"`
+	// ReplicationFactor is the copies kept of each partition (capped by
+	// the member count); UnderReplicated counts the partitions with fewer
+	// in-sync copies than that.
+	ReplicationFactor int      `json:"replication_factor"`
+	UnderReplicated   int      `json:"under_replicated"`
+	Members           []Member `json:"members"`
 	// UnavailablePartitions counts the partitions no live node can serve
 	// until someone acts: their owner is dead or lost its data.
 	UnavailablePartitions int `json:"unavailable_partitions"`
@@ -198,6 +211,12 @@ type ClusterInternal interface {
 	// the partition is drained here, for the move of p to node to that
 	// began at epoch since.
 	PartitionArchive(ctx context.Context, p int, to string, since uint64, w io.Writer) error
+	// PartitionSnapshot streams a page-identical copy of partition p to
+	// its replica to, which follows p's records from then on.
+	PartitionSnapshot(ctx context.Context, p int, to string, w http.ResponseWriter) error
+	// ReceiveRecords takes a batch of records a primary shipped here and
+	// answers how far each partition's are durable.
+	ReceiveRecords(ctx context.Context, from string, batch []byte) (any, error)
 	// LocalObjects lists the objects stored on this node after the raw
 	// catalog key after.
 	LocalObjects(ctx context.Context, class, after string, limit int) (ObjectList, error)

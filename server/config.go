@@ -80,10 +80,17 @@ type Config struct {
 	// NodeLog makes one group-committed log per node the durability of
 	// every commit (node.Config.NodeLog); off, each commit fsyncs its own
 	// object's WAL.
-	NodeLog   bool
-	LogLevel  string // debug, info, warn or error
-	LogFormat string // text or json
-	DebugAddr string // loopback address of Go pprof; off when empty
+	NodeLog bool
+	// ReplicationFactor and MinInSync are a new cluster's replica count
+	// and the in-sync copies a write needs (0: 2 from a factor of 2).
+	ReplicationFactor int
+	MinInSync         int
+	// DeadMemberTimeout: a member dead longer is removed (replicated
+	// clusters only).
+	DeadMemberTimeout time.Duration
+	LogLevel          string // debug, info, warn or error
+	LogFormat         string // text or json
+	DebugAddr         string // loopback address of Go pprof; off when empty
 
 	// Output receives the logs and the "serving on" line; os.Stderr when
 	// nil. Not a flag.
@@ -98,22 +105,24 @@ func DefaultConfig() Config {
 		host = "dura-1"
 	}
 	return Config{
-		Name:             host,
-		Data:             "./dura-data",
-		HTTP:             "127.0.0.1:8080",
-		Gossip:           "127.0.0.1:7946",
-		Raft:             "127.0.0.1:7947",
-		MaxObjectBytes:   1 << 30,
-		MaxOpenFiles:     3072,
-		AlarmConcurrency: node.DefaultConfig("").AlarmConcurrency,
-		IdleTimeout:      5 * time.Minute,
-		StatementTimeout: 5 * time.Second,
-		JSCPULimit:       jsrt.DefaultCPULimit,
-		ShutdownTimeout:  30 * time.Second,
-		RequestWait:      rpc.DefaultRequestWait,
-		NodeLog:          true,
-		LogLevel:         "info",
-		LogFormat:        "text",
+		Name:              host,
+		Data:              "./dura-data",
+		HTTP:              "127.0.0.1:8080",
+		Gossip:            "127.0.0.1:7946",
+		Raft:              "127.0.0.1:7947",
+		MaxObjectBytes:    1 << 30,
+		MaxOpenFiles:      3072,
+		AlarmConcurrency:  node.DefaultConfig("").AlarmConcurrency,
+		IdleTimeout:       5 * time.Minute,
+		StatementTimeout:  5 * time.Second,
+		JSCPULimit:        jsrt.DefaultCPULimit,
+		ShutdownTimeout:   30 * time.Second,
+		RequestWait:       rpc.DefaultRequestWait,
+		NodeLog:           true,
+		ReplicationFactor: 3,
+		DeadMemberTimeout: time.Hour,
+		LogLevel:          "info",
+		LogFormat:         "text",
 	}
 }
 
@@ -129,6 +138,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Join, "join", c.Join, "comma-separated gossip addresses of members to join (cluster)")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "form the first cluster once this many nodes have met (cluster)")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partition count of a new cluster, fixed when it is created: give it to the founding nodes and to every node that joins (a prime, at least 100 times the most members expected; 0: the data directory's, else 271)")
+	fs.IntVar(&c.ReplicationFactor, "replication-factor", c.ReplicationFactor, "copies of each partition in a new cluster, the primary included, fixed when it is created (capped by the member count)")
+	fs.DurationVar(&c.DeadMemberTimeout, "dead-member-timeout", c.DeadMemberTimeout, "how long a member may stay dead before it is removed and its replica sets move to live members (two copies or more, and only where an in-sync copy remains)")
+	fs.IntVar(&c.MinInSync, "min-insync", c.MinInSync, "in-sync copies a write needs in a new cluster; fewer and writes answer 503 (0: 2 when the replication factor is 2 or more, else 1)")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "cluster secret (16+ bytes): encrypts gossip and, without --tls-*, secures node-to-node traffic")
 	fs.StringVar(&c.SecretFile, "secret-file", c.SecretFile, "file holding the cluster secret (first line); further lines are accepted secrets, as --accept-secrets")
 	fs.StringVar(&c.AcceptSecrets, "accept-secrets", c.AcceptSecrets, "comma-separated secrets also accepted from other nodes, for rotating the secret")
@@ -255,6 +267,12 @@ func (c *Config) Validate() error {
 	if c.BootstrapExpect < 0 {
 		return usageErr("--bootstrap-expect must be 0 or more")
 	}
+	if c.DeadMemberTimeout <= 0 {
+		return usageErr("--dead-member-timeout must be positive")
+	}
+	if c.ReplicationFactor < 1 || c.MinInSync < 0 || c.MinInSync > c.ReplicationFactor {
+		return usageErr("--replication-factor must be 1 or more and --min-insync between 0 and it")
+	}
 	if c.Partitions < 0 || c.Partitions > MaxPartitions {
 		return usageErr("--partitions must be between 1 and %d (0: the data directory's count, else 271)", MaxPartitions)
 	}
@@ -337,4 +355,12 @@ func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	err := l.UnmarshalText([]byte(s))
 	return l, err
+}
+
+// minInSync is --min-insync with its default: 2 once there are 2 copies.
+func (c *Config) minInSync() int {
+	if c.MinInSync > 0 {
+		return c.MinInSync
+	}
+	return min(c.ReplicationFactor, 2)
 }

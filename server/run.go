@@ -220,6 +220,7 @@ func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg
 		GossipBind: c.Gossip, GossipAdvertise: advertiseIf(c.Advertise, c.Gossip),
 		RaftBind: c.Raft, RaftAdvertise: advertiseIf(c.Advertise, c.Raft),
 		Dir: filepath.Join(c.Data, "raft"), Join: join, BootstrapExpect: c.BootstrapExpect, Ring: ring,
+		Replication: replication.Replication{Factor: c.ReplicationFactor, MinInSync: c.minInSync()}, Registerer: reg, DeadMemberTimeout: c.DeadMemberTimeout,
 		TLS: peerTLS, GossipKeys: gossipKeys, AdminToken: c.AdminToken, Logger: log,
 		OnModules: func(ms []replication.Module) { js.Sync(records(ms)) },
 	})

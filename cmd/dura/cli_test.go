@@ -583,8 +583,9 @@ func TestKV(t *testing.T) {
 func TestStatusAndHealth(t *testing.T) {
 	n := startNode(t, "")
 	r := must(t, n.cli(t, "status"))
-	for _, want := range []string{"node:        test\n", "leader:      test\n", "epoch:       1\n", "partitions:  271\n",
-		"NAME  HTTP  STATUS  PARTITIONS\ntest  -     alive   271\n", "ready: yes\n"} {
+	for _, want := range []string{"node:                test\n", "leader:              test\n", "epoch:               1\n", "partitions:          271\n",
+		"replication factor:  1\n", "under-replicated:    0\n",
+		"NAME  HTTP  STATUS  PRIMARIES  REPLICAS\ntest  -     alive   271        0\n", "ready: yes\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}

@@ -353,9 +353,10 @@ func TestE2EFirstRequestAfterHealthz(t *testing.T) {
 	}
 }
 
-// e2eCluster starts three "dura serve" processes forming one cluster and
-// returns them with each one's arguments (to restart it the same way).
-func e2eCluster(t *testing.T, token string, joinSelf bool) ([]*e2eNode, [][]string, []string) {
+// e2eCluster starts three "dura serve" processes forming one cluster, each
+// with the flags extra too, and returns them with each one's arguments
+// (to restart it the same way).
+func e2eCluster(t *testing.T, token string, joinSelf bool, extra ...string) ([]*e2eNode, [][]string, []string) {
 	t.Helper()
 	seed := testutil.FreeAddr(t)
 	var nodes []*e2eNode
@@ -368,6 +369,7 @@ func e2eCluster(t *testing.T, token string, joinSelf bool) ([]*e2eNode, [][]stri
 		}
 		a := []string{"--name", fmt.Sprint("n", i+1), "--gossip", gossip, "--raft", testutil.FreeAddr(t), "--http", testutil.FreeAddr(t),
 			"--bootstrap-expect", "3", "--admin-token", token}
+		a = append(a, extra...)
 		if i > 0 || joinSelf {
 			a = append(a, "--join", seed)
 		}
@@ -381,18 +383,19 @@ func e2eCluster(t *testing.T, token string, joinSelf bool) ([]*e2eNode, [][]stri
 	return nodes, args, dirs
 }
 
-// TestE2EShardedAndWipedNode: on three processes, the sharded counter's
-// stub calls reach shards on every node and every acknowledged increment
-// is in the total through any node; then a node killed, its data
-// directory wiped and started again with the same command line serves
-// none of its old objects empty: they answer 503 saying the data is
-// missing, through every node, and the cluster shows it.
+// TestE2EShardedAndWipedNode: on three processes keeping one copy of
+// each partition, the sharded counter's stub calls reach shards on every
+// node and every acknowledged increment is in the total through any
+// node; then a node killed, its data directory wiped and started again
+// with the same command line serves none of its old objects empty: they
+// answer 503 saying the data is missing, through every node, and the
+// cluster shows it. (With replicas, TestE2EReplicatedWipedNode.)
 func TestE2EShardedAndWipedNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
 	const token = "e2e-admin-token"
-	nodes, args, dirs := e2eCluster(t, token, false)
+	nodes, args, dirs := e2eCluster(t, token, false, "--replication-factor", "1")
 	ctx := context.Background()
 	var total int64
 	for i := range 48 {
@@ -517,6 +520,88 @@ func TestE2EShardedAndWipedNode(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestE2EReplicatedWipedNode: on three processes with the default three
+// copies, a node killed and started again with its data directory wiped
+// loses nothing: its objects answer through the others with every
+// acknowledged write within 20 s, it is seeded again, and once nothing is
+// under-replicated another node can be killed for good with nothing lost.
+func TestE2EReplicatedWipedNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	const token = "e2e-admin-token"
+	nodes, args, dirs := e2eCluster(t, token, false)
+	ctx := context.Background()
+	const objects = 30
+	for i := range objects {
+		resp, err := nodes[i%3].client().Call(ctx, "POST", "counter", fmt.Sprint("w", i), "/increment?by=7", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	all7 := func(via ...*e2eNode) func() string {
+		return func() string {
+			for i := range objects {
+				for _, n := range via {
+					resp, err := n.client().Call(ctx, "GET", "counter", fmt.Sprint("w", i), "/", nil)
+					if err != nil {
+						return fmt.Sprintf("w%d through %s: %v", i, n.Addr, err)
+					}
+					var v struct{ Value int64 }
+					json.NewDecoder(resp.Body).Decode(&v)
+					resp.Body.Close()
+					if v.Value != 7 {
+						return fmt.Sprintf("w%d through %s = %d, want 7", i, n.Addr, v.Value)
+					}
+				}
+			}
+			return ""
+		}
+	}
+	nodes[2].Cmd.Process.Kill()
+	<-nodes[2].Done
+	if err := os.RemoveAll(dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	nodes[2] = e2eLaunch(t, dirs[2], args[2]...)
+	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every object through the two others", all7(nodes[0], nodes[1]))
+	t.Logf("every object answered through the others %s after the wiped node restarted", time.Since(start).Round(time.Millisecond))
+	admin := nodes[0].client().WithToken(token)
+	testutil.Poll(t, 90*time.Second, "the wiped node seeded: nothing under-replicated", func() string {
+		info, err := admin.Cluster(ctx)
+		if err != nil || info.UnderReplicated != 0 || info.ReplicationFactor != 3 {
+			return fmt.Sprintf("%+v %v", info, err)
+		}
+		for _, m := range info.Members {
+			if m.DataMissing {
+				return m.Name + " shows its data missing"
+			}
+		}
+		return ""
+	})
+	t.Logf("nothing under-replicated %s after the wiped node restarted", time.Since(start).Round(time.Millisecond))
+	m, err := nodes[2].client().Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := metricValue(m, "dura_insync_expands_total"); !ok || v < 1 {
+		t.Fatalf("the seeded node's dura_insync_expands_total = %v (%v)", v, ok)
+	}
+	if v, ok := metricValue(m, "dura_under_replicated_partitions"); !ok || v != 0 {
+		t.Fatalf("dura_under_replicated_partitions = %v (%v)", v, ok)
+	}
+	if !strings.Contains(m, "dura_replication_lag_records{peer=") {
+		t.Fatal("no replication lag reported")
+	}
+	nodes[0].Cmd.Process.Kill()
+	<-nodes[0].Done
+	start = time.Now()
+	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every object after a second node was killed", all7(nodes[1], nodes[2]))
+	t.Logf("every object answered %s after a second node was killed", time.Since(start).Round(time.Millisecond))
 }
 
 // TestE2ERestartedSeedFindsTheCluster: the README's recipe gives every

@@ -49,19 +49,21 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(tw, "leader:\t%s\n", orDash(info.Leader))
 	fmt.Fprintf(tw, "epoch:\t%d\n", info.Epoch)
 	fmt.Fprintf(tw, "partitions:\t%d\n", info.Partitions)
+	fmt.Fprintf(tw, "replication factor:\t%d\n", info.ReplicationFactor)
+	fmt.Fprintf(tw, "under-replicated:\t%d\n", info.UnderReplicated)
 	if info.CatchingUp {
 		fmt.Fprintf(tw, "state:\tcatching up with the cluster (epoch and partitions above are behind until then)\n")
 	}
 	tw.Flush()
 	fmt.Fprintln(env.stdout)
 	tw = newTabWriter(env.stdout)
-	fmt.Fprintln(tw, "NAME\tHTTP\tSTATUS\tPARTITIONS")
+	fmt.Fprintln(tw, "NAME\tHTTP\tSTATUS\tPRIMARIES\tREPLICAS")
 	for _, m := range info.Members {
 		status := m.Status
 		if m.DataMissing {
 			status += ", data missing"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", m.Name, orDash(m.HTTP), status, m.Partitions)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", m.Name, orDash(m.HTTP), status, m.Partitions, m.Replicas)
 	}
 	tw.Flush()
 	fmt.Fprintln(env.stdout)

@@ -20,6 +20,7 @@ import (
 	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/replication"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -45,8 +46,10 @@ type Cluster struct {
 	dir      string
 	register func(*node.Runtime) error
 	tweak    func(*node.Config)
-	mu       sync.Mutex // guards Nodes against Up in test goroutines
-	Nodes    []*Node
+	// replication is the replica count the cluster is created with.
+	replication replication.Replication
+	mu          sync.Mutex // guards Nodes against Up in test goroutines
+	Nodes       []*Node
 }
 
 // New starts n nodes that form one cluster (bootstrap-expect n). register
@@ -56,10 +59,22 @@ func New(t testing.TB, n int, register func(*node.Runtime) error) *Cluster {
 	return NewTweaked(t, n, register, nil)
 }
 
+// NewReplicated is New for a cluster that keeps factor copies of each
+// partition, of which writes need min(2, factor) in sync.
+func NewReplicated(t testing.TB, n, factor int, register func(*node.Runtime) error) *Cluster {
+	t.Helper()
+	return newCluster(t, n, register, nil, replication.Replication{Factor: factor, MinInSync: min(2, factor)})
+}
+
 // NewTweaked is New with tweak applied to every node's runtime config.
 func NewTweaked(t testing.TB, n int, register func(*node.Runtime) error, tweak func(*node.Config)) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, dir: t.TempDir(), register: register, tweak: tweak}
+	return newCluster(t, n, register, tweak, replication.Replication{})
+}
+
+func newCluster(t testing.TB, n int, register func(*node.Runtime) error, tweak func(*node.Config), repl replication.Replication) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, dir: t.TempDir(), register: register, tweak: tweak, replication: repl}
 	// Registered first, so nodes started before a failure are stopped too.
 	t.Cleanup(func() {
 		for _, nd := range c.Nodes {
@@ -148,6 +163,7 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	cl, err := cluster.New(rt, cluster.Config{
 		Name: nd.Name, HTTP: nd.HTTP, GossipBind: gossipBind, RaftBind: raftBind, TLS: peerTLS, GossipKeys: keys,
 		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Timing: cluster.LoopbackTiming(), Logger: log,
+		Replication: c.replication,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -289,6 +289,40 @@ func (l *Log) Append(payload []byte) (Pos, error) {
 	return a.pos, a.err
 }
 
+// AppendMany adds payloads to the log in order and returns once all are
+// durable (one sync for them and whatever arrived with them), with their
+// positions.
+func (l *Log) AppendMany(payloads [][]byte) ([]Pos, error) {
+	as := make([]*pendingAppend, len(payloads))
+	for i, p := range payloads {
+		if len(p) == 0 {
+			return nil, errors.New("node log: empty record")
+		}
+		as[i] = &pendingAppend{payload: p, ready: make(chan struct{})}
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, ErrClosed
+	}
+	l.pending = append(l.pending, as...)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	pos := make([]Pos, len(as))
+	var err error
+	for i, a := range as {
+		<-a.ready
+		pos[i] = a.pos
+		if err == nil {
+			err = a.err
+		}
+	}
+	return pos, err
+}
+
 // writer is the one goroutine that writes: it takes every append waiting
 // when the previous sync ended, writes them with one pwrite per segment
 // and syncs once.

@@ -92,6 +92,41 @@ func TestGroupCommit(t *testing.T) {
 	t.Logf("%d appends in %d syncs (%.2f syncs per append)", st.Appends, st.Syncs, float64(st.Syncs)/float64(st.Appends))
 }
 
+// TestAppendMany: a batch lands in order, in one sync when nothing else
+// is written, and an empty record refuses the whole batch.
+func TestAppendMany(t *testing.T) {
+	l := openLog(t, t.TempDir(), 4096)
+	defer l.Close()
+	var batch [][]byte
+	for i := range 40 {
+		batch = append(batch, bytes.Repeat([]byte{byte(i)}, 200))
+	}
+	pos, err := l.AppendMany(batch)
+	if err != nil || len(pos) != len(batch) {
+		t.Fatalf("AppendMany: %v, %d positions", err, len(pos))
+	}
+	for i := 1; i < len(pos); i++ {
+		if !pos[i-1].Less(pos[i]) {
+			t.Fatalf("positions out of order: %v then %v", pos[i-1], pos[i])
+		}
+	}
+	got := replayAll(t, l)
+	if len(got) != len(batch) {
+		t.Fatalf("replayed %d records, want %d", len(got), len(batch))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], batch[i]) {
+			t.Fatalf("record %d differs", i)
+		}
+	}
+	if _, err := l.AppendMany([][]byte{[]byte("a"), nil}); err == nil {
+		t.Fatal("a batch with an empty record was accepted")
+	}
+	if n := len(replayAll(t, l)); n != len(batch) {
+		t.Fatalf("a refused batch left %d records, want %d", n, len(batch))
+	}
+}
+
 // TestTornTailEndsTheLog: a frame cut short, or with a byte flipped,
 // ends the log there on reopen; the records before it are intact and
 // new appends follow them.

@@ -1,0 +1,298 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/replication/shipping"
+	"github.com/dura-dev/dura/rpc"
+)
+
+// The data path of a replicated partition: its primary numbers the
+// records of its commits, ships each to the partition's in-sync replicas
+// and to the replicas being seeded (followers), and acknowledges a write
+// once all of them have it durable, taking a replica that did not answer
+// in time out of the in-sync set (a Raft compare-and-set) before going on
+// without it. A follower that fails is only dropped: it starts over.
+
+// stream is partition p's record numbering on its primary.
+type stream struct {
+	mu        sync.Mutex
+	seq       uint64
+	followers map[string]bool // replicas being seeded from here
+}
+
+// Replicate implements node.Replicator.
+func (c *Cluster) Replicate(p int, entry []byte) func() error {
+	st := c.state.Load()
+	if st == nil || p >= len(st.Partitions) {
+		return nil // the fence let the event in: the state knows p
+	}
+	part := st.Partitions[p]
+	s := &c.streams[p]
+	s.mu.Lock()
+	var to []string
+	for _, m := range part.InSync {
+		if m != c.cfg.Name {
+			to = append(to, m)
+		}
+	}
+	for m := range s.followers {
+		switch {
+		case !slices.Contains(part.Replicas, m):
+			delete(s.followers, m) // no longer a replica
+		case !slices.Contains(to, m):
+			to = append(to, m)
+		}
+	}
+	if len(to) == 0 {
+		s.mu.Unlock()
+		if err := c.writableErr(st, p); err != nil {
+			return func() error { return c.outcomeUnknown(err) }
+		}
+		return nil
+	}
+	s.seq++
+	pending := c.ship.Ship(shipping.Record{Partition: p, Version: part.Version, Run: c.run, Seq: s.seq, Entry: entry}, to, to)
+	s.mu.Unlock()
+	return func() error {
+		lagging := pending.Wait(context.Background())
+		var dropped []string
+		for _, m := range lagging {
+			if slices.Contains(part.InSync, m) {
+				dropped = append(dropped, m)
+				continue
+			}
+			s.mu.Lock()
+			delete(s.followers, m)
+			s.mu.Unlock()
+		}
+		if len(dropped) > 0 {
+			if err := c.leaveInSync(p, dropped); err != nil {
+				return c.outcomeUnknown(err)
+			}
+		}
+		if err := c.writableErr(c.state.Load(), p); err != nil {
+			return c.outcomeUnknown(err)
+		}
+		return nil
+	}
+}
+
+// outcomeUnknown is why a committed write is not acknowledged.
+func (c *Cluster) outcomeUnknown(err error) error {
+	return fmt.Errorf("%w; the write was committed on %s before that, so its outcome is unknown", err, c.cfg.Name)
+}
+
+// Writable implements node.Replicator.
+func (c *Cluster) Writable(p int) error {
+	st := c.state.Load()
+	if st == nil || p >= len(st.Partitions) {
+		return fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable)
+	}
+	return c.writableErr(st, p)
+}
+
+// writableErr says why a write of partition p cannot be acknowledged
+// now: this node is no longer its primary, or out of touch with Raft past
+// its lease, or the in-sync set is below --min-insync. nil: it can.
+func (c *Cluster) writableErr(st *replication.ClusterState, p int) error {
+	part := st.Partitions[p]
+	need := min(st.Replication.Quorum(), st.Replication.Copies(), max(len(st.ActiveMembers()), 1))
+	switch {
+	case part.Owner != c.cfg.Name:
+		return fmt.Errorf("%w: partition %d is served by %s now", apierr.ErrOwnerUnavailable, p, part.Owner)
+	case time.Since(c.raft.LastContact()) > c.lease():
+		return fmt.Errorf("%w: node %s lost touch with the Raft leader", apierr.ErrOwnerUnavailable, c.cfg.Name)
+	case len(part.InSync) < need:
+		return fmt.Errorf("%w: partition %d has %d in-sync replicas and writes need %d (--min-insync)", apierr.ErrOwnerUnavailable, p, len(part.InSync), need)
+	}
+	return nil
+}
+
+// leaveInSync takes lagging replicas out of partition p's in-sync set and
+// returns once the committed state shows them out (nil), or why that
+// could not be done (then the write must not be acknowledged).
+func (c *Cluster) leaveInSync(p int, names []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		part := c.state.Load().Partitions[p]
+		var remove []string
+		for _, m := range names {
+			if m != part.Owner && slices.Contains(part.InSync, m) {
+				remove = append(remove, m)
+			}
+		}
+		if part.Owner != c.cfg.Name {
+			return fmt.Errorf("%w: partition %d moved to %s during the write; its outcome is unknown", apierr.ErrOwnerUnavailable, p, part.Owner)
+		}
+		if len(remove) == 0 {
+			return nil
+		}
+		changed := c.Changed()
+		err := c.inSync.change(ctx, replication.InSyncChange{Partition: p, Version: part.Version, Remove: remove})
+		if err != nil {
+			return fmt.Errorf("%w: replicas %v of partition %d did not acknowledge and could not be taken out of its in-sync set: %v", apierr.ErrOwnerUnavailable, remove, p, err)
+		}
+		c.metrics.shrinks.Add(float64(len(remove)))
+		// A lost replica leaves the sets of all its partitions: one WARN
+		// per replica per 30 s, the rest DEBUG.
+		lvl, n := c.pullWarns.Level("in-sync:" + strings.Join(remove, ","))
+		c.log.Log(ctx, lvl, "replicas left the in-sync set: they did not acknowledge in time", "partition", p, "replicas", remove, "partitions_since_warn", n)
+		// Committed; wait until this node applied it (or anything).
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: in-sync change of partition %d not applied here in time", apierr.ErrOwnerUnavailable, p)
+		}
+	}
+}
+
+// inSyncBatcher gathers in-sync changes of many partitions into one Raft
+// command: a lost replica leaves the sets of all its partitions at once.
+type inSyncBatcher struct {
+	c       *Cluster
+	mu      sync.Mutex
+	pending []replication.InSyncChange
+	waiters []chan error
+	running bool
+}
+
+// change commits ch with whatever else is pending, and returns once the
+// command that carried it was committed (or refused).
+func (b *inSyncBatcher) change(ctx context.Context, ch replication.InSyncChange) error {
+	done := make(chan error, 1)
+	b.mu.Lock()
+	b.pending = append(b.pending, ch)
+	b.waiters = append(b.waiters, done)
+	if !b.running {
+		b.running = true
+		go b.flush()
+	}
+	b.mu.Unlock()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *inSyncBatcher) flush() {
+	for {
+		b.mu.Lock()
+		changes, waiters := b.pending, b.waiters
+		b.pending, b.waiters = nil, nil
+		if len(changes) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := b.c.Apply(ctx, replication.Command{Kind: replication.CmdInSync, InSync: changes})
+		cancel()
+		for _, w := range waiters {
+			w <- err
+		}
+	}
+}
+
+// peerShipper delivers batches to peers' /v1/internal/replicate.
+type peerShipper struct{ c *Cluster }
+
+func (t peerShipper) Send(ctx context.Context, name string, batch []byte) ([]shipping.Ack, error) {
+	m := t.c.state.Load().Members[name]
+	if m == nil || m.Raft == "" {
+		return nil, fmt.Errorf("member %q unknown", name)
+	}
+	b, err := t.c.peers.Call(ctx, rpc.Peer{Name: name, Addr: m.Raft}, http.MethodPost, "/v1/internal/replicate?from="+url.QueryEscape(t.c.cfg.Name), batch)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Acks []shipping.Ack `json:"acks"`
+	}
+	if err := json.Unmarshal(b, &resp); err != nil {
+		return nil, fmt.Errorf("replicate to %s: %w", name, err)
+	}
+	return resp.Acks, nil
+}
+
+// ReceiveRecords takes a batch of records shipped here by a primary.
+func (c *Cluster) ReceiveRecords(ctx context.Context, from string, batch []byte) (any, error) {
+	acks, err := c.recv.Receive(from, batch)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", apierr.ErrBadRequest, err)
+	}
+	return map[string]any{"acks": acks}, nil
+}
+
+// checkSender lets records of partition p in only from the primary this
+// node knows, or from a newer one (a promotion this node has not applied
+// yet), and only while this node is one of p's replicas.
+func (c *Cluster) checkSender(from string, p int, version uint64) error {
+	st := c.state.Load()
+	if st == nil || p >= len(st.Partitions) {
+		return fmt.Errorf("no partition %d", p)
+	}
+	part := st.Partitions[p]
+	if version > part.Version {
+		return nil
+	}
+	if from != part.Owner {
+		return fmt.Errorf("%s is not the primary of partition %d (%s is, at version %d)", from, p, part.Owner, part.Version)
+	}
+	if !slices.Contains(part.Replicas, c.cfg.Name) {
+		return fmt.Errorf("%s is not a replica of partition %d", c.cfg.Name, p)
+	}
+	return nil
+}
+
+// applyReceived writes records logged here into the copies; a failure
+// means the copy is unusable, so the stream stops and it is seeded again.
+func (c *Cluster) applyReceived(p int, entries [][]byte) {
+	if err := c.rt.ApplyReplicated(p, entries); err != nil {
+		c.log.Error("cannot apply replicated records; the copy will be seeded again", "partition", p, "err", err)
+		c.recv.Stop(p)
+	}
+}
+
+// PartitionSnapshot streams a page-identical copy of partition p to
+// replica to, which then follows p's records from here: it is registered
+// first, so every commit after the snapshot began reaches it.
+func (c *Cluster) PartitionSnapshot(ctx context.Context, p int, to string, w http.ResponseWriter) error {
+	st := c.state.Load()
+	if st == nil || p < 0 || p >= len(st.Partitions) {
+		return fmt.Errorf("%w: no partition %d", apierr.ErrNotFound, p)
+	}
+	part := st.Partitions[p]
+	if !slices.Contains(part.Replicas, to) || to == c.cfg.Name {
+		return fmt.Errorf("%w: %s is not a replica of partition %d", apierr.ErrConflict, to, p)
+	}
+	if err := c.fenceErr(p); err != nil {
+		return err
+	}
+	s := &c.streams[p]
+	s.mu.Lock()
+	if s.followers == nil {
+		s.followers = map[string]bool{}
+	}
+	s.followers[to] = true
+	c.ship.Resume(to, p)
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("X-Dura-Partition-Version", strconv.FormatUint(part.Version, 10))
+	return c.rt.SnapshotPartition(ctx, p, w)
+}

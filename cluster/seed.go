@@ -1,0 +1,339 @@
+package cluster
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/replication"
+	"github.com/dura-dev/dura/rpc"
+)
+
+// followReplicas keeps this node's copies in step with the replica sets
+// (loop only): it seeds the partitions it is a replica of but not in
+// sync with, readies those it was promoted to serve, and sets aside the
+// copies it no longer holds for anyone.
+func (c *Cluster) followReplicas(st *replication.ClusterState) {
+	if c.ship == nil || st.Replication.Copies() < 2 {
+		return
+	}
+	me := c.cfg.Name
+	if !c.copiesFound {
+		// After a restart: the partitions this node holds files of
+		// without being their primary are replicas' copies.
+		c.copiesFound = true
+		for p, part := range st.Partitions {
+			if _, err := os.Stat(c.rt.PartitionDir(p)); err == nil && part.Owner != me {
+				c.replicaCopy[p].Store(true)
+			}
+		}
+	}
+	for p, part := range st.Partitions {
+		replica := part.Owner != me && part.Owner != "" && slices.Contains(part.Replicas, me)
+		switch {
+		case part.Owner == me && c.replicaCopy[p].Load():
+			c.startPromotion(p)
+		case replica && !slices.Contains(part.InSync, me) && part.Target == "" && !c.seeding[p].Load():
+			c.seeding[p].Store(true)
+			c.wg.Add(1)
+			go func(p int, owner string) {
+				defer c.wg.Done()
+				defer c.seeding[p].Store(false)
+				if err := c.seed(p, owner); err != nil {
+					lvl, n := c.pullWarns.Level(owner)
+					c.log.Log(context.Background(), lvl, "seeding a replica failed; will retry", "partition", p, "from", owner, "err", err, "failed_since_warn", n)
+				}
+			}(p, part.Owner)
+		case !replica && part.Owner != me && c.replicaCopy[p].Load() && !c.seeding[p].Load():
+			c.recv.Stop(p)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.rt.DropReplica(ctx, p)
+			cancel()
+			if err != nil {
+				c.log.Error("cannot drop a replica copy no longer needed", "partition", p, "err", err)
+				continue
+			}
+			c.replicaCopy[p].Store(false)
+			c.log.Info("replica copy dropped: this node no longer holds the partition", "partition", p)
+		}
+	}
+}
+
+// startPromotion readies the copy of partition p this node was promoted
+// to serve; the fence refuses p until it is done.
+func (c *Cluster) startPromotion(p int) {
+	if c.installing[p].Swap(true) {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.installing[p].Store(false)
+		c.recv.Stop(p)
+		if err := c.rt.PromoteReplica(p); err != nil {
+			c.log.Error("cannot ready a promoted replica; will retry", "partition", p, "err", err)
+			return
+		}
+		c.replicaCopy[p].Store(false)
+		c.log.Info("partition promoted here: serving it from this node's copy", "partition", p)
+		c.poke()
+	}()
+}
+
+// seed makes this node's copy of partition p the primary's: it follows
+// p's records (held), fetches a snapshot, installs it with the records
+// held meanwhile, then asks to enter the in-sync set.
+func (c *Cluster) seed(p int, owner string) error {
+	st := c.state.Load()
+	m := st.Members[owner]
+	if m == nil {
+		return fmt.Errorf("primary %q unknown", owner)
+	}
+	start := time.Now()
+	c.recv.Expect(p, owner)
+	dir, err := c.fetchSnapshot(p, rpc.Peer{Name: owner, Addr: m.Raft})
+	if dir != "" {
+		defer os.RemoveAll(dir)
+	}
+	if err != nil {
+		c.recv.Stop(p)
+		return err
+	}
+	c.replicaCopy[p].Store(true)
+	err = c.recv.Release(p, func(held [][]byte, first bool) error {
+		if first {
+			return c.rt.InstallReplica(p, dir, held)
+		}
+		return c.rt.CatchUpReplica(p, held)
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		part := c.state.Load().Partitions[p]
+		if part.Owner != owner {
+			c.recv.Stop(p)
+			return fmt.Errorf("partition %d moved to %s while it was seeded", p, part.Owner)
+		}
+		if slices.Contains(part.InSync, c.cfg.Name) {
+			break
+		}
+		changed := c.Changed()
+		if err := c.inSync.change(ctx, replication.InSyncChange{Partition: p, Version: part.Version, Add: []string{c.cfg.Name}}); err != nil {
+			c.recv.Stop(p)
+			return fmt.Errorf("enter the in-sync set: %w", err)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			c.recv.Stop(p)
+			return fmt.Errorf("enter the in-sync set: %w", ctx.Err())
+		}
+	}
+	c.metrics.expands.Inc()
+	c.log.Info("replica in sync", "partition", p, "primary", owner, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// fetchSnapshot receives partition p's snapshot from its primary into a
+// new directory under the data directory, checking each file.
+func (c *Cluster) fetchSnapshot(p int, from rpc.Peer) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	path := "http://" + from.Addr + "/v1/internal/partitions/" + strconv.Itoa(p) + "/snapshot?to=" + url.QueryEscape(c.cfg.Name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.peers.Do(from, req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	dir, err := os.MkdirTemp(c.rt.DataDir(), ".seed-")
+	if err != nil {
+		return "", err
+	}
+	tr := tar.NewReader(resp.Body)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return dir, fmt.Errorf("snapshot of partition %d ended early", p)
+		}
+		if err != nil {
+			return dir, fmt.Errorf("read snapshot: %w", err)
+		}
+		if h.Name == "END" {
+			return dir, nil
+		}
+		if _, ok := node.ObjectFileID(h.Name); !ok || filepath.Base(h.Name) != h.Name {
+			return dir, fmt.Errorf("unexpected snapshot entry %q", h.Name)
+		}
+		file := filepath.Join(dir, h.Name)
+		f, err := os.Create(file)
+		if err != nil {
+			return dir, err
+		}
+		_, err = io.Copy(f, io.LimitReader(tr, c.rt.MaxObjectBytes()+1))
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = objectstore.QuickCheck(file)
+		}
+		if err != nil {
+			return dir, fmt.Errorf("receive %s: %w", h.Name, err)
+		}
+	}
+}
+
+// failover promotes an in-sync replica of every partition whose primary
+// is gone (leader only; see primaryGone): by then the old primary, out of
+// touch with Raft past its lease, has stopped serving, and it could not
+// acknowledge a write the new one lacks anyway (it waits for every
+// in-sync replica, and can take one out only by a compare-and-set the
+// promotion defeats). All promotions go in one command.
+func (c *Cluster) failover(st *replication.ClusterState) {
+	if c.ship == nil {
+		return
+	}
+	now := time.Now()
+	alive := map[string]bool{}
+	for _, p := range c.ml.Peers() {
+		if p.State == "alive" {
+			alive[p.Name] = true
+		}
+	}
+	for name := range st.Members {
+		if alive[name] {
+			delete(c.deadSince, name)
+		} else if _, ok := c.deadSince[name]; !ok {
+			c.deadSince[name] = now
+		}
+	}
+	if c.leaderSince.IsZero() {
+		c.leaderSince = now
+	}
+	var promos []replication.Promotion
+	for p, part := range st.Partitions {
+		if part.Owner == "" || part.Owner == c.cfg.Name || !c.primaryGone(st, part.Owner, now) {
+			continue
+		}
+		for _, m := range part.InSync {
+			if mem := st.Members[m]; m != part.Owner && alive[m] && mem != nil && mem.Status == replication.Active && !mem.DataLost {
+				promos = append(promos, replication.Promotion{Partition: p, Version: part.Version, Owner: m})
+				break
+			}
+		}
+	}
+	c.reincarnate(st)
+	c.replaceDead(st, now)
+	if len(promos) == 0 {
+		return
+	}
+	if err := c.raft.Apply(replication.Command{Kind: replication.CmdPromote, Promote: promos}, 5*time.Second); err != nil {
+		c.log.Warn("failover refused", "partitions", len(promos), "err", err)
+		return
+	}
+	c.log.Warn("failover: in-sync replicas promoted in place of dead primaries", "partitions", len(promos))
+}
+
+// primaryGone reports whether owner can no longer be serving (leader
+// only): it came back without its data, or its lease has run out, counted
+// from the last heartbeat it answered (or, failing that, from when it
+// was seen dead in gossip), and never from before this node led.
+func (c *Cluster) primaryGone(st *replication.ClusterState, owner string, now time.Time) bool {
+	if m := st.Members[owner]; m != nil && m.DataLost {
+		return true // it serves nothing: no need to wait
+	}
+	if now.Sub(c.leaderSince) < c.lease() {
+		return false
+	}
+	if last, failing := c.raft.FollowerSilentSince(owner); failing {
+		return now.Sub(last) > c.lease()
+	}
+	since, dead := c.deadSince[owner]
+	return dead && now.Sub(since) > c.lease()
+}
+
+// reincarnate lets members that came back without their data take the
+// data directory they brought once their partitions failed over (leader
+// only): they are then seeded like new replicas.
+func (c *Cluster) reincarnate(st *replication.ClusterState) {
+	for _, p := range c.ml.Peers() {
+		m := st.Members[p.Name]
+		if m == nil || !m.DataLost || p.State != "alive" || p.Meta.Incarnation == "" || p.Meta.Incarnation == m.Incarnation {
+			continue
+		}
+		c.applyLocal(replication.Command{Kind: replication.CmdReincarnate, Member: replication.Member{Name: p.Name, Incarnation: p.Meta.Incarnation}})
+	}
+}
+
+// replaceDead removes members dead for longer than DeadMemberTimeout
+// (leader only), as an operator's forced removal would, so their replica
+// sets move to live members. Only with two copies or more, and only once
+// none of its partitions still relies on it alone.
+func (c *Cluster) replaceDead(st *replication.ClusterState, now time.Time) {
+	if st.Replication.Copies() < 2 {
+		return
+	}
+	for name, since := range c.deadSince {
+		m := st.Members[name]
+		c.mu.Lock()
+		busy, timeout := c.removing[name], c.cfg.DeadMemberTimeout
+		c.mu.Unlock()
+		if m == nil || m.Status != replication.Active || now.Sub(since) < timeout || busy || name == c.cfg.Name {
+			continue
+		}
+		sole := false
+		for _, p := range st.Partitions {
+			if p.Owner == name && !slices.ContainsFunc(p.InSync, func(x string) bool { return x != name }) {
+				sole = true
+				break
+			}
+		}
+		if sole {
+			continue // its data is nowhere else: wait for it, or an operator
+		}
+		c.mu.Lock()
+		c.removing[name] = true
+		c.mu.Unlock()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err := c.RemoveMember(ctx, name)
+			c.mu.Lock()
+			delete(c.removing, name)
+			c.mu.Unlock()
+			if err != nil {
+				c.log.Warn("cannot remove a member dead past --dead-member-timeout; will retry", "member", name, "err", err)
+				return
+			}
+			c.log.Warn("member removed: dead past --dead-member-timeout; its replica sets moved to live members", "member", name, "dead_for", time.Since(since).Round(time.Second))
+		}()
+	}
+}
+
+// SetDeadMemberTimeout changes DeadMemberTimeout (tests).
+func (c *Cluster) SetDeadMemberTimeout(d time.Duration) {
+	c.mu.Lock()
+	c.cfg.DeadMemberTimeout = d
+	c.mu.Unlock()
+}

@@ -1,0 +1,206 @@
+package replication
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/dura-dev/dura/placement"
+)
+
+func replicatedState(t *testing.T, factor int, members ...string) *ClusterState {
+	t.Helper()
+	s := &ClusterState{}
+	apply(t, s, Command{Kind: CmdBootstrap, Ring: placement.RingConfig{Partitions: 6, ReplicationFactor: 20, Load: 1.25}, Replication: Replication{Factor: factor, MinInSync: min(2, factor)}})
+	for _, m := range members {
+		apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: m, HTTP: m + ":8080"}})
+	}
+	return s
+}
+
+// finishMoves completes every handoff, as the targets would report.
+func finishMoves(t *testing.T, s *ClusterState) {
+	t.Helper()
+	for i, p := range s.Partitions {
+		if p.Target != "" {
+			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: p.Target, Epoch: p.Since})
+		}
+	}
+}
+
+// syncAll adds every replica to its partition's in-sync set, as replicas
+// that finished seeding would.
+func syncAll(t *testing.T, s *ClusterState) {
+	t.Helper()
+	var changes []InSyncChange
+	for i, p := range s.Partitions {
+		changes = append(changes, InSyncChange{Partition: i, Version: p.Version, Add: p.Replicas})
+	}
+	apply(t, s, Command{Kind: CmdInSync, InSync: changes})
+}
+
+func TestReplicaSets(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		factor  int
+		members []string
+		want    int // replicas per partition
+	}{
+		{"one node", 3, []string{"a"}, 1},
+		{"two of three", 3, []string{"a", "b"}, 2},
+		{"three", 3, []string{"a", "b", "c"}, 3},
+		{"three of five", 3, []string{"a", "b", "c", "d", "e"}, 3},
+		{"factor one", 1, []string{"a", "b", "c"}, 1},
+		{"state before replication", 0, []string{"a", "b"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := replicatedState(t, tc.factor, tc.members...)
+			finishMoves(t, s)
+			for i, p := range s.Partitions {
+				if len(p.Replicas) != tc.want || p.Replicas[0] != p.Owner {
+					t.Fatalf("partition %d: %+v, want %d replicas led by the owner", i, p, tc.want)
+				}
+				if !slices.Equal(p.InSync, []string{p.Owner}) {
+					t.Fatalf("partition %d: in-sync %v before any replica synced", i, p.InSync)
+				}
+			}
+			want := 0
+			if tc.want > 1 {
+				want = len(s.Partitions)
+			}
+			if got := s.UnderReplicated(); got != want {
+				t.Fatalf("under-replicated %d, want %d", got, want)
+			}
+			syncAll(t, s)
+			if got := s.UnderReplicated(); got != 0 {
+				t.Fatalf("under-replicated %d after every replica synced", got)
+			}
+		})
+	}
+}
+
+func TestInSyncCompareAndSet(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	p := s.Partitions[0]
+	other := p.Replicas[1]
+	stale := p.Version
+	apply(t, s, Command{Kind: CmdInSync, InSync: []InSyncChange{{Partition: 0, Version: p.Version, Add: []string{other, "nobody"}}}})
+	if got := s.Partitions[0].InSync; !slices.Equal(got, []string{p.Owner, other}) {
+		t.Fatalf("in-sync %v after adding %s (and a non-replica)", got, other)
+	}
+	// A removal decided on the older version does nothing.
+	apply(t, s, Command{Kind: CmdInSync, InSync: []InSyncChange{{Partition: 0, Version: stale, Remove: []string{other}}}})
+	if got := s.Partitions[0].InSync; !slices.Contains(got, other) {
+		t.Fatalf("a stale removal applied: %v", got)
+	}
+	cur := s.Partitions[0].Version
+	apply(t, s, Command{Kind: CmdInSync, InSync: []InSyncChange{{Partition: 0, Version: cur, Remove: []string{other, p.Owner}}}})
+	if got := s.Partitions[0].InSync; !slices.Equal(got, []string{p.Owner}) {
+		t.Fatalf("in-sync %v: want only the owner, who never leaves", got)
+	}
+	if err := s.Apply(Command{Kind: CmdInSync, InSync: []InSyncChange{{Partition: 99}}}, roundRobin); err == nil {
+		t.Fatal("a change of a partition that does not exist was accepted")
+	}
+}
+
+// A forced removal of a primary hands its partitions to an in-sync
+// replica, with their data; without one they go empty to the new owner.
+func TestRemovePromotesInSyncReplica(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	syncAll(t, s)
+	before := slices.Clone(s.Partitions)
+	apply(t, s, Command{Kind: CmdRemove, Name: "a"})
+	for i, p := range s.Partitions {
+		if before[i].Owner != "a" {
+			continue
+		}
+		if p.Owner == "a" || p.Owner == "" || !slices.Contains(before[i].InSync, p.Owner) {
+			t.Fatalf("partition %d: owner %q after removing a, in-sync were %v", i, p.Owner, before[i].InSync)
+		}
+		if slices.Contains(p.Replicas, "a") || slices.Contains(p.InSync, "a") {
+			t.Fatalf("partition %d still lists the removed member: %+v", i, p)
+		}
+	}
+
+	s = replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	apply(t, s, Command{Kind: CmdRemove, Name: "a"})
+	for i, p := range s.Partitions {
+		if p.Owner == "a" || p.Owner == "" {
+			t.Fatalf("partition %d: owner %q", i, p.Owner)
+		}
+	}
+}
+
+func TestReplicationValidate(t *testing.T) {
+	for _, r := range []Replication{{Factor: -1}, {Factor: 2, MinInSync: 3}, {Factor: 3, MinInSync: -1}} {
+		if r.Validate() == nil {
+			t.Errorf("%+v accepted", r)
+		}
+	}
+	s := &ClusterState{}
+	if err := s.Apply(Command{Kind: CmdBootstrap, Ring: placement.RingConfig{Partitions: 6, ReplicationFactor: 20, Load: 1.25}, Replication: Replication{Factor: 2, MinInSync: 3}}, roundRobin); err == nil {
+		t.Fatal("bootstrap with min in-sync above the factor accepted")
+	}
+}
+
+func TestPromote(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	syncAll(t, s)
+	p := s.Partitions[0]
+	next := p.InSync[1]
+	stale := p.Version
+	apply(t, s, Command{Kind: CmdPromote, Promote: []Promotion{{Partition: 0, Version: p.Version, Owner: next}}})
+	got := s.Partitions[0]
+	if got.Owner != next || !slices.Equal(got.InSync, []string{next}) || got.Replicas[0] != next || got.Version == stale {
+		t.Fatalf("after promoting %s: %+v", next, got)
+	}
+	// A promotion decided on an older version, or of a replica not in
+	// sync, does nothing.
+	epoch := s.Epoch
+	apply(t, s, Command{Kind: CmdPromote, Promote: []Promotion{{Partition: 0, Version: stale, Owner: p.Owner}}})
+	apply(t, s, Command{Kind: CmdPromote, Promote: []Promotion{{Partition: 0, Version: s.Partitions[0].Version, Owner: p.Owner}}})
+	if s.Partitions[0].Owner != next || s.Epoch != epoch {
+		t.Fatalf("a stale or out-of-sync promotion applied: %+v", s.Partitions[0])
+	}
+	if err := s.Apply(Command{Kind: CmdPromote, Promote: []Promotion{{Partition: -1}}}, roundRobin); err == nil {
+		t.Fatal("a promotion of no partition was accepted")
+	}
+}
+
+// A member back with an empty disk leaves the in-sync sets at once, and
+// takes its new data directory only once it owns nothing.
+func TestDataLostMemberReincarnates(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	for _, name := range []string{"a", "b", "c"} {
+		s.Members[name].Incarnation = name + "-1"
+	}
+	finishMoves(t, s)
+	syncAll(t, s)
+	apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: "c", Incarnation: "c-2"}})
+	if m := s.Members["c"]; !m.DataLost || m.Incarnation != "c-1" {
+		t.Fatalf("c after coming back empty: %+v", m)
+	}
+	var promos []Promotion
+	for i, p := range s.Partitions {
+		if p.Owner != "c" && slices.Contains(p.InSync, "c") {
+			t.Fatalf("partition %d still counts c in sync: %+v", i, p)
+		}
+		if p.Owner == "c" {
+			promos = append(promos, Promotion{Partition: i, Version: p.Version, Owner: p.InSync[1]})
+		}
+	}
+	if len(promos) == 0 {
+		t.Fatal("c owns nothing: the test needs it to own some partitions")
+	}
+	if err := s.Apply(Command{Kind: CmdReincarnate, Member: Member{Name: "c", Incarnation: "c-2"}}, roundRobin); err == nil {
+		t.Fatal("c took a new incarnation while it still owned partitions")
+	}
+	apply(t, s, Command{Kind: CmdPromote, Promote: promos})
+	apply(t, s, Command{Kind: CmdReincarnate, Member: Member{Name: "c", Incarnation: "c-2"}})
+	if m := s.Members["c"]; m.DataLost || m.Incarnation != "c-2" {
+		t.Fatalf("c after reincarnating: %+v", m)
+	}
+}
