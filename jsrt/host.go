@@ -15,6 +15,7 @@ import (
 
 	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -122,6 +123,11 @@ func (h *Host) Deploy(ctx context.Context, module string, source []byte, js bool
 	p, err := compile(module, source, js, h.cfg.CPULimit)
 	if err != nil {
 		return rpc.ModuleInfo{}, err
+	}
+	for _, c := range p.classes {
+		if err := placement.ValidateClass(c); err != nil {
+			return rpc.ModuleInfo{}, fmt.Errorf("%w: exported class %q cannot be a Dura class: %v", apierr.ErrBadRequest, c, err)
+		}
 	}
 	if err := h.checkClasses(module, p.classes); err != nil {
 		return rpc.ModuleInfo{}, err

@@ -56,6 +56,7 @@ func TestDeployErrors(t *testing.T) {
 		{"db class", "builtin", "", `import { DurableObject } from "cloudflare:workers"; export class db extends DurableObject {}`, 409, "CONSTRAINT", "built-in"},
 		{"another module's class", "other", "", `import { DurableObject } from "cloudflare:workers"; export class Taken extends DurableObject {}`, 409, "CONSTRAINT", `already defined by module "taken"`},
 		{"bad module name", "-x", "", `export class P {}`, 400, "BAD_REQUEST", "module name"},
+		{"class name Dura refuses", "dollar", "", `import { DurableObject } from "cloudflare:workers"; export class $Money extends DurableObject {}`, 400, "BAD_REQUEST", `exported class "$Money"`},
 		{"top-level throw", "thrower", "", `import { DurableObject } from "cloudflare:workers"; throw new RangeError("nope"); export class T extends DurableObject {}`, 400, "BAD_REQUEST", "RangeError: nope"},
 		{"unresolved import", "imports", "", `import { x } from "./x"; console.log(x); export class T {}`, 400, "BAD_REQUEST", `Could not resolve "./x"`},
 		{"types in javascript", "jsmod", "application/javascript", `let x: number = 1; export class T {}`, 400, "BAD_REQUEST", "jsmod.js:1:"},
