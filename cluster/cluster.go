@@ -70,6 +70,9 @@ type Config struct {
 	// Timing is the cluster's clock (lease, Raft, gossip); the zero
 	// value is DefaultTiming.
 	Timing Timing
+	// OnModules, if set, receives every deployed module whenever the
+	// committed set changes (replication.RaftConfig.OnModules).
+	OnModules func([]replication.Module)
 }
 
 // Timing is the cluster's clock: the leader lease, Raft's timeouts and
@@ -241,7 +244,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 			defer cancel()
 			return dialer.Dial(ctx, addr, peer.KindRaft)
 		},
-		Assign: assignPartitions, Logger: c.log, Timing: c.cfg.Timing.Raft, OnChange: c.stateChanged, OnAlarm: c.onAlarm,
+		Assign: assignPartitions, Logger: c.log, Timing: c.cfg.Timing.Raft, OnChange: c.stateChanged, OnAlarm: c.onAlarm, OnModules: c.cfg.OnModules,
 	})
 	if err == nil {
 		err = r.Open()

@@ -146,6 +146,10 @@ func Open(cfg Config) (*Store, error) {
 		s.stats = newStmtStats(cfg.StatementShapes)
 	}
 	c.RegisterAuthorizer(s.authorize)
+	if err := registerMath(c); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open object db: %w", err)
+	}
 	applyLimits(c)
 	if err := s.applyMaxBytes(); err != nil {
 		c.Close()

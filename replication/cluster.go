@@ -150,6 +150,8 @@ type Command struct {
 	// stays. Versions before it ignore the field and clear nothing, which
 	// can only make such alarms run again.
 	Fired []FiredAlarm `json:"fired,omitempty"`
+	// Module is the module of put_module (modules.go).
+	Module *Module `json:"module,omitempty"`
 	// Hops counts how often a node passed the command on towards the
 	// leader (at most once); the state machine ignores it.
 	Hops int `json:"hops,omitempty"`

@@ -56,6 +56,9 @@ type RaftConfig struct {
 	// (deleted reports a deletion), with the cluster state at that point
 	// of the log. It must be quick: it runs on Raft's apply goroutine.
 	OnAlarm func(a Alarm, deleted bool, st *ClusterState)
+	// OnModules, if set, is called with every module after a module
+	// command is applied or a snapshot restored, on Raft's apply goroutine.
+	OnModules func([]Module)
 }
 
 // RaftNode is this node's member of the Raft group holding ClusterState.
@@ -80,7 +83,7 @@ func NewRaftNode(cfg RaftConfig) (*RaftNode, error) {
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
 	}
-	fsm := &clusterFSM{state: &ClusterState{}, onChange: cfg.OnChange, onAlarm: cfg.OnAlarm}
+	fsm := &clusterFSM{state: &ClusterState{}, onChange: cfg.OnChange, onAlarm: cfg.OnAlarm, onModules: cfg.OnModules}
 	fsm.assign = (&placementCache{assign: cfg.Assign}).Assign
 	return &RaftNode{cfg: cfg, fsm: fsm, refused: map[string]time.Time{}}, nil
 }
@@ -329,6 +332,9 @@ type clusterFSM struct {
 	assign   Assigner
 	onChange func(*ClusterState)
 	onAlarm  func(Alarm, bool, *ClusterState)
+	// modules are the deployed JavaScript modules (modules.go).
+	modules   moduleTable
+	onModules func([]Module)
 	// applied is the index of the last command applied to the state
 	// (Raft's own applied index runs ahead: it counts entries handed to
 	// the FSM goroutine, which may still be replaying them).
@@ -342,6 +348,8 @@ func (f *clusterFSM) Apply(l *raft.Log) any {
 		return fmt.Errorf("decode command: %w", err)
 	}
 	switch c.Kind {
+	case CmdPutModule, CmdDeleteModule:
+		return f.applyModule(c)
 	case CmdPutAlarm:
 		if c.Alarm == nil || c.Alarm.ObjectID == "" {
 			return fmt.Errorf("put_alarm without an alarm")
@@ -445,6 +453,8 @@ func (c *placementCache) Assign(members []string, p placement.RingConfig) ([]str
 type fsmSnapshot struct {
 	State  *ClusterState `json:"state"`
 	Alarms []Alarm       `json:"alarms"`
+	// Modules are the deployed JavaScript modules.
+	Modules []Module `json:"modules,omitempty"`
 	// Index is the last command applied (0 in snapshots of older
 	// versions).
 	Index uint64 `json:"index,omitempty"`
@@ -452,7 +462,7 @@ type fsmSnapshot struct {
 
 func (f *clusterFSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
-	snap := fsmSnapshot{State: f.state, Alarms: make([]Alarm, 0, len(f.alarms)), Index: f.applied.Load()}
+	snap := fsmSnapshot{State: f.state, Alarms: make([]Alarm, 0, len(f.alarms)), Index: f.applied.Load(), Modules: f.modules.list()}
 	for _, a := range f.alarms {
 		snap.Alarms = append(snap.Alarms, a)
 	}
@@ -481,6 +491,10 @@ func (f *clusterFSM) Restore(rc io.ReadCloser) error {
 	f.state, f.alarms = snap.State, alarms
 	f.mu.Unlock()
 	f.applied.Store(snap.Index)
+	f.modules.restore(snap.Modules)
+	if f.onModules != nil {
+		f.onModules(snap.Modules)
+	}
 	if f.onChange != nil {
 		f.onChange(snap.State)
 	}

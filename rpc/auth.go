@@ -66,7 +66,7 @@ func (s *Server) authorize(r *http.Request) (string, error) {
 	}
 	path := r.URL.Path
 	needAdmin := strings.HasPrefix(path, "/v1/") && len(s.adminTokens) > 0
-	needAPI := strings.HasPrefix(path, "/objects/") && len(s.apiTokens) > 0
+	needAPI := (strings.HasPrefix(path, "/objects/") || strings.HasPrefix(path, "/rpc/")) && len(s.apiTokens) > 0
 	token, hasToken := bearer(r)
 	isAdmin := hasToken && s.adminTokens.has(token)
 	isAPI := hasToken && s.apiTokens.has(token)

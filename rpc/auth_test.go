@@ -95,6 +95,9 @@ func TestTokensAndScopes(t *testing.T) {
 		{"object call, unknown token", "POST", "/objects/echo/a/x", "nope", nil, 401, "UNAUTHENTICATED"},
 		{"object call, API token", "POST", "/objects/echo/a/x", apiToken, nil, 200, ""},
 		{"object call, admin token", "POST", "/objects/echo/a/x", adminToken, nil, 200, ""},
+		{"method call, no token", "POST", "/rpc/echo/a/m", "", nil, 401, "UNAUTHENTICATED"},
+		{"method call, API token", "POST", "/rpc/echo/a/m", apiToken, nil, 404, "NOT_FOUND"},
+		{"module deploy, API token", "PUT", "/v1/modules/m", apiToken, nil, 403, "FORBIDDEN"},
 		{"health open", "GET", "/healthz", "", nil, 200, ""},
 		{"readiness open", "GET", "/readyz", "", nil, 200, ""},
 		{"metrics open", "GET", "/metrics", "", nil, 200, ""},
@@ -107,6 +110,7 @@ func TestTokensAndScopes(t *testing.T) {
 	}
 	withoutAPI := []tc{
 		{"object call open without an API token", "POST", "/objects/echo/a/x", "", nil, 200, ""},
+		{"method call open without an API token", "POST", "/rpc/echo/a/m", "", nil, 404, "NOT_FOUND"},
 		{"admin route still guarded", "GET", "/v1/objects/db/x/kv", "", nil, 401, "UNAUTHENTICATED"},
 	}
 	for _, set := range []struct {

@@ -20,6 +20,12 @@ import (
 // class's handler) comes back as an error with its code, as a local call
 // would return it.
 func (s *Server) CallObject(ctx context.Context, class, name string, req *http.Request, chain []string) (*http.Response, bool, error) {
+	return s.callOwner(ctx, "/objects", class, name, req, chain)
+}
+
+// callOwner sends a call to the owner's route under prefix (/objects or
+// /rpc) with req's path and query after the object's, as CallObject says.
+func (s *Server) callOwner(ctx context.Context, prefix, class, name string, req *http.Request, chain []string) (*http.Response, bool, error) {
 	if s.cfg.Router == nil {
 		return nil, true, nil
 	}
@@ -45,7 +51,7 @@ func (s *Server) CallObject(ctx context.Context, class, name string, req *http.R
 		}
 		var resp *http.Response
 		if err == nil {
-			resp, err = s.sendCall(ctx, owner, class, name, req, body, chain)
+			resp, err = s.sendCall(ctx, owner, prefix, class, name, req, body, chain)
 		}
 		if err == nil {
 			return resp, false, nil
@@ -57,7 +63,7 @@ func (s *Server) CallObject(ctx context.Context, class, name string, req *http.R
 }
 
 // sendCall sends one object-to-object call to owner and reads its answer.
-func (s *Server) sendCall(ctx context.Context, owner Peer, class, name string, req *http.Request, body []byte, chain []string) (*http.Response, error) {
+func (s *Server) sendCall(ctx context.Context, owner Peer, prefix, class, name string, req *http.Request, body []byte, chain []string) (*http.Response, error) {
 	path := req.URL.EscapedPath()
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
@@ -65,7 +71,7 @@ func (s *Server) sendCall(ctx context.Context, owner Peer, class, name string, r
 	if path == "/" {
 		path = ""
 	}
-	u := "http://" + owner.Addr + "/objects" + ObjectPath(class, name) + path
+	u := "http://" + owner.Addr + prefix + ObjectPath(class, name) + path
 	if req.URL.RawQuery != "" {
 		u += "?" + req.URL.RawQuery
 	}

@@ -68,6 +68,8 @@ type ServerConfig struct {
 	// admin token is accepted there too); it grants nothing under /v1/.
 	// Comma-separated like AdminToken.
 	APIToken string
+	// Modules, if set, serves /v1/modules (JavaScript classes).
+	Modules Modules
 	// SeparateMetrics leaves /metrics to MetricsHandler, served on its
 	// own listener, instead of Handler.
 	SeparateMetrics bool
@@ -168,6 +170,8 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // routes registers every route of the API.
 func (s *Server) routes() {
 	s.objectRoutes()
+	s.methodRoutes()
+	s.moduleRoutes()
 	s.listRoutes()
 	if in := s.cfg.Internal; in != nil {
 		s.clusterRoutes(in)

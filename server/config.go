@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/peer"
+	"github.com/dura-dev/dura/jsrt"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
@@ -70,6 +71,7 @@ type Config struct {
 	AlarmConcurrency int           // alarm runs at once on this node
 	IdleTimeout      time.Duration // close an object's database after this long idle
 	StatementTimeout time.Duration // time limit of one SQL call
+	JSCPULimit       time.Duration // JavaScript run time of one event; past it TIMEOUT and a reset
 	ShutdownTimeout  time.Duration // how long a stop waits for in-flight events
 	// RequestWait is how long a request waits for its object's owner
 	// while the cluster forms, catches up, elects or hands off, before
@@ -113,6 +115,7 @@ func DefaultConfig() Config {
 		AlarmConcurrency:  node.DefaultConfig("").AlarmConcurrency,
 		IdleTimeout:       5 * time.Minute,
 		StatementTimeout:  5 * time.Second,
+		JSCPULimit:        jsrt.DefaultCPULimit,
 		ShutdownTimeout:   30 * time.Second,
 		RequestWait:       rpc.DefaultRequestWait,
 		NodeLog:           true,
@@ -155,6 +158,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.AlarmConcurrency, "alarm-concurrency", c.AlarmConcurrency, "alarm runs at once on this node")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close an object's database after this long without events")
 	fs.DurationVar(&c.StatementTimeout, "statement-timeout", c.StatementTimeout, "time limit of one SQL call")
+	fs.DurationVar(&c.JSCPULimit, "js-cpu-limit", c.JSCPULimit, "time a JavaScript class may run in one event; past it the event fails (504 TIMEOUT), rolls back and the object is reset")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight events")
 	fs.BoolVar(&c.NodeLog, "node-log", c.NodeLog, "make one group-committed log in <data>/log the durability of every commit (one fsync for many events); false: each commit fsyncs its own object's WAL")
 	fs.DurationVar(&c.RequestWait, "request-wait", c.RequestWait, "how long a request waits for its object's owner while the cluster forms, catches up, elects or hands off, before 503 (never past the request's deadline; 0: answer at once)")
@@ -256,6 +260,9 @@ func (c *Config) Validate() error {
 	}
 	if c.APIToken != "" && c.APIToken == c.AdminToken {
 		return usageErr("--api-token must differ from --admin-token")
+	}
+	if c.JSCPULimit <= 0 {
+		return usageErr("--js-cpu-limit must be positive")
 	}
 	if c.BootstrapExpect < 0 {
 		return usageErr("--bootstrap-expect must be 0 or more")

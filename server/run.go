@@ -23,6 +23,7 @@ import (
 
 	"github.com/dura-dev/dura/cluster"
 	"github.com/dura-dev/dura/internal/logging"
+	"github.com/dura-dev/dura/jsrt"
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/replication"
@@ -86,7 +87,7 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 	}
 	advertise := advertiseAddr(c.Advertise, ln.Addr().String())
 	reg := rpc.NewRegistry()
-	rt, cl, err := c.newNode(partitions, advertise, log, reg, register)
+	rt, cl, js, err := c.newNode(partitions, advertise, log, reg, register)
 	if err != nil {
 		ln.Close()
 		return err
@@ -100,7 +101,7 @@ func Run(ctx context.Context, cfg Config, register ...Register) error {
 		rt.Close(context.Background())
 		return err
 	}
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Forwarder: cl.Forwarder(), Logger: log, Registry: reg,
+	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Router: cl, Internal: cl, Forwarder: cl.Forwarder(), Logger: log, Registry: reg, Modules: js,
 		AdminToken: c.AdminToken, APIToken: c.APIToken, SeparateMetrics: c.MetricsAddr != "", RequestWait: requestWait(c.RequestWait)})
 	cl.SetPeerHandler(srv.PeerHandler(cl.PeerSecure()))
 	rt.SetObjectCaller(srv)
@@ -177,7 +178,7 @@ func (c *Config) logHandlers() (out io.Writer, handler, banner slog.Handler) {
 }
 
 // newNode builds the runtime with the classes registered, and its cluster.
-func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg *prometheus.Registry, register []Register) (*node.Runtime, *cluster.Cluster, error) {
+func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg *prometheus.Registry, register []Register) (*node.Runtime, *cluster.Cluster, *jsrt.Host, error) {
 	ncfg := node.DefaultConfig(c.Data)
 	ncfg.NodeName = c.Name
 	ncfg.Partitions = partitions
@@ -192,16 +193,21 @@ func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg
 	ncfg.Registerer = reg
 	rt, err := node.New(ncfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, r := range register {
 		if err := r(rt); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
+	}
+	store := &clusterModules{}
+	js, err := jsrt.New(jsrt.Config{Runtime: rt, Store: store, CPULimit: c.JSCPULimit, Logger: log})
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	peerTLS, gossipKeys, err := c.peerSecurity()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var join []string
 	if c.Join != "" {
@@ -216,11 +222,13 @@ func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg
 		Dir: filepath.Join(c.Data, "raft"), Join: join, BootstrapExpect: c.BootstrapExpect, Ring: ring,
 		Replication: replication.Replication{Factor: c.ReplicationFactor, MinInSync: c.minInSync()}, Registerer: reg, DeadMemberTimeout: c.DeadMemberTimeout,
 		TLS: peerTLS, GossipKeys: gossipKeys, AdminToken: c.AdminToken, Logger: log,
+		OnModules: func(ms []replication.Module) { js.Sync(records(ms)) },
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return rt, cl, nil
+	store.cl = cl
+	return rt, cl, js, nil
 }
 
 // serveExtras starts the separate metrics listener and pprof, if asked;

@@ -28,6 +28,8 @@ var (
 	ErrDataMissing = errors.New("data missing")   // OWNER_UNAVAILABLE 503
 	ErrTimeout     = errors.New("timed out")      // TIMEOUT 504
 	ErrInternal    = errors.New("internal error") // INTERNAL 500
+	// ErrException is an uncaught exception of a JavaScript class.
+	ErrException = errors.New("exception") // EXCEPTION 500
 )
 
 var table = []struct {
@@ -52,6 +54,7 @@ var table = []struct {
 	{ErrDataMissing, "OWNER_UNAVAILABLE", http.StatusServiceUnavailable},
 	{ErrTimeout, "TIMEOUT", http.StatusGatewayTimeout},
 	{ErrInternal, "INTERNAL", http.StatusInternalServerError},
+	{ErrException, "EXCEPTION", http.StatusInternalServerError},
 }
 
 // Code maps an error to its API code and HTTP status; errors wrapping no

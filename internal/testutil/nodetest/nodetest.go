@@ -29,6 +29,9 @@ type Options struct {
 	Config func(*node.Config)
 	// Register, when set, registers classes before the node starts.
 	Register func(*node.Runtime) error
+	// Modules, when set, serves /v1/modules (JavaScript classes) on the
+	// runtime.
+	Modules func(*node.Runtime) (rpc.Modules, error)
 }
 
 // Node is a started node and its API.
@@ -72,7 +75,13 @@ func StartNode(t testing.TB, opts Options) *Node {
 	if err := rt.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := rpc.NewServer(rpc.ServerConfig{Backend: rt, Registry: reg, AdminToken: opts.AdminToken})
+	scfg := rpc.ServerConfig{Backend: rt, Registry: reg, AdminToken: opts.AdminToken}
+	if opts.Modules != nil {
+		if scfg.Modules, err = opts.Modules(rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := rpc.NewServer(scfg)
 	ts := httptest.NewServer(srv.Handler())
 	n := &Node{RT: rt, Server: ts, URL: ts.URL, Client: rpc.NewClient(ts.URL, nil).WithToken(opts.AdminToken)}
 	t.Cleanup(func() {

@@ -1,0 +1,231 @@
+package ts_test
+
+import (
+	"strings"
+	"testing"
+)
+
+type counterValue struct {
+	Key   string `json:"key"`
+	Value int64  `json:"value"`
+}
+
+// TestCounter: the checks of examples.TestCounter, on the guide's Counter.
+func TestCounter(t *testing.T) {
+	n := startNode(t, "", "counter")
+	steps := []struct {
+		name, method, path string
+		status             int
+		want               counterValue
+		code               string
+	}{
+		{"unset reads 0", "GET", "/", 200, counterValue{"default", 0}, ""},
+		{"increment default by 1", "POST", "/increment", 200, counterValue{"default", 1}, ""},
+		{"increment by 5", "POST", "/increment?by=5", 200, counterValue{"default", 6}, ""},
+		{"other key, negative", "POST", "/increment?key=b&by=-2", 200, counterValue{"b", -2}, ""},
+		{"read default", "GET", "/", 200, counterValue{"default", 6}, ""},
+		{"read other", "GET", "/?key=b", 200, counterValue{"b", -2}, ""},
+		{"empty key is default", "GET", "/?key=", 200, counterValue{"default", 6}, ""},
+		{"by not an integer", "POST", "/increment?by=abc", 400, counterValue{}, "BAD_REQUEST"},
+		{"by a fraction", "POST", "/increment?by=1.5", 400, counterValue{}, "BAD_REQUEST"},
+		{"increment needs POST", "GET", "/increment", 404, counterValue{}, "NOT_FOUND"},
+		{"unknown path", "POST", "/decrement", 404, counterValue{}, "NOT_FOUND"},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.code != "" {
+				n.callErr(s.method, "Counter", "c1", s.path, nil, s.status, s.code)
+				return
+			}
+			var got counterValue
+			r := n.call(s.method, "Counter", "c1", s.path, nil, s.status, &got)
+			if got != s.want {
+				t.Fatalf("got %+v, want %+v", got, s.want)
+			}
+			if ct := r.header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+		})
+	}
+	idx := n.sqlStrings("Counter", "c1", `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'counters' AND name NOT LIKE 'sqlite_%'`)
+	if len(idx) != 1 || idx[0] != "idx_counters_updated" {
+		t.Fatalf("indexes %v", idx)
+	}
+	if n.sqlInt("Counter", "c1", `SELECT COUNT(*) FROM counters WHERE updated_at > 0`) != 2 {
+		t.Fatal("rows without updated_at")
+	}
+}
+
+type ledger struct{ alice, bob, txs int64 }
+
+func readLedger(n *tsNode, name string) ledger {
+	n.t.Helper()
+	var a, b struct{ Balance int64 }
+	n.call("GET", "Accounts", name, "/balance?user=alice", nil, 200, &a)
+	n.call("GET", "Accounts", name, "/balance?user=bob", nil, 200, &b)
+	return ledger{a.Balance, b.Balance, n.sqlInt("Accounts", name, `SELECT COUNT(*) FROM transactions`)}
+}
+
+// TestAccounts: the checks of examples.TestAccounts, on the guide's
+// updateBalance.
+func TestAccounts(t *testing.T) {
+	n := startNode(t, "", "accounts")
+	steps := []struct {
+		name, path string
+		body       any
+		status     int
+		code       string
+		want       ledger
+	}{
+		{"deposit opens an account", "/deposit?user=alice&amount=100", nil, 200, "", ledger{100, 0, 1}},
+		{"withdraw", "/withdraw?user=alice&amount=30", nil, 200, "", ledger{70, 0, 2}},
+		{"overdraft", "/withdraw?user=alice&amount=71", nil, 409, "CONSTRAINT", ledger{70, 0, 2}},
+		{"update overdraft", "/update", map[string]any{"user_id": "alice", "amount": -1000}, 409, "CONSTRAINT", ledger{70, 0, 2}},
+		{"withdraw from no account", "/withdraw?user=bob&amount=1", nil, 404, "NOT_FOUND", ledger{70, 0, 2}},
+		{"update opens an account", "/update", map[string]any{"user_id": "bob", "amount": 5}, 200, "", ledger{70, 5, 3}},
+		{"amount not an integer", "/deposit?user=alice&amount=1.5", nil, 400, "BAD_REQUEST", ledger{70, 5, 3}},
+		{"negative deposit", "/deposit?user=alice&amount=-5", nil, 400, "BAD_REQUEST", ledger{70, 5, 3}},
+		{"zero update", "/update", map[string]any{"user_id": "alice", "amount": 0}, 400, "BAD_REQUEST", ledger{70, 5, 3}},
+		{"transfer", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 20}, 200, "", ledger{50, 25, 5}},
+		{"transfer overdraft", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 51}, 409, "CONSTRAINT", ledger{50, 25, 5}},
+		{"transfer to unknown account", "/transfer", map[string]any{"from": "alice", "to": "carol", "amount": 10}, 404, "NOT_FOUND", ledger{50, 25, 5}},
+		{"transfer to self", "/transfer", map[string]any{"from": "alice", "to": "alice", "amount": 10}, 400, "BAD_REQUEST", ledger{50, 25, 5}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.code != "" {
+				n.callErr("POST", "Accounts", "bank", s.path, s.body, s.status, s.code)
+			} else {
+				n.call("POST", "Accounts", "bank", s.path, s.body, s.status, nil)
+			}
+			if got := readLedger(n, "bank"); got != s.want {
+				t.Fatalf("ledger %+v, want %+v", got, s.want)
+			}
+		})
+	}
+	var got struct {
+		Transactions []struct{ Amount int64 }
+	}
+	n.call("GET", "Accounts", "bank", "/transactions?user=alice", nil, 200, &got)
+	want := []int64{-20, -30, 100}
+	if len(got.Transactions) != len(want) {
+		t.Fatalf("transactions %+v", got.Transactions)
+	}
+	for i, tx := range got.Transactions {
+		if tx.Amount != want[i] {
+			t.Fatalf("transactions %+v, want amounts %v", got.Transactions, want)
+		}
+	}
+}
+
+type document struct {
+	ID      string `json:"id"`
+	Content string `json:"content"`
+	Version int64  `json:"version"`
+}
+
+// TestDocumentsOptimisticLocking: the checks of its Go twin.
+func TestDocumentsOptimisticLocking(t *testing.T) {
+	n := startNode(t, "", "documents")
+	put := func(content string, version int64) map[string]any {
+		return map[string]any{"content": content, "version": version}
+	}
+	steps := []struct {
+		name, method, path string
+		body               any
+		status             int
+		code               string
+		want               document
+	}{
+		{"missing document", "GET", "/docs/d1", nil, 404, "NOT_FOUND", document{}},
+		{"create with version 0", "PUT", "/docs/d1", put("v1 text", 0), 201, "", document{"d1", "v1 text", 1}},
+		{"create again", "PUT", "/docs/d1", put("other", 0), 409, "CONSTRAINT", document{}},
+		{"update from the version read", "PUT", "/docs/d1", put("v2 text", 1), 200, "", document{"d1", "v2 text", 2}},
+		{"update from a stale version", "PUT", "/docs/d1", put("lost update", 1), 409, "CONSTRAINT", document{}},
+		{"update from a future version", "PUT", "/docs/d1", put("?", 7), 409, "CONSTRAINT", document{}},
+		{"read the winner", "GET", "/docs/d1", nil, 200, "", document{"d1", "v2 text", 2}},
+		{"update a missing document", "PUT", "/docs/d2", put("x", 3), 404, "NOT_FOUND", document{}},
+		{"version missing", "PUT", "/docs/d1", map[string]any{"content": "x"}, 400, "BAD_REQUEST", document{}},
+		{"content missing", "PUT", "/docs/d1", map[string]any{"version": 2}, 400, "BAD_REQUEST", document{}},
+		{"negative version", "PUT", "/docs/d1", put("x", -1), 400, "BAD_REQUEST", document{}},
+		{"empty content is content", "PUT", "/docs/d1", put("", 2), 200, "", document{"d1", "", 3}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.code != "" {
+				n.callErr(s.method, "Documents", "docs", s.path, s.body, s.status, s.code)
+				return
+			}
+			var got document
+			n.call(s.method, "Documents", "docs", s.path, s.body, s.status, &got)
+			if got != s.want {
+				t.Fatalf("got %+v, want %+v", got, s.want)
+			}
+		})
+	}
+	if v := n.sqlInt("Documents", "docs", `SELECT version FROM documents WHERE id = 'd1'`); v != 3 {
+		t.Fatalf("stored version %d", v)
+	}
+}
+
+type versionedUser struct {
+	ID    string  `json:"id"`
+	Name  string  `json:"name"`
+	Email *string `json:"email"`
+}
+
+func versionOf(n *tsNode, name string) int {
+	n.t.Helper()
+	var v struct{ Version int }
+	n.call("GET", "VersionedDO", name, "/version", nil, 200, &v)
+	return v.Version
+}
+
+// TestVersionedUpgradeInPlace: its Go twin restarts the node with a newer
+// build; here a new version of the module is deployed, which resets the
+// live object, and its constructor migrates the stored rows in place.
+func TestVersionedUpgradeInPlace(t *testing.T) {
+	n := startNode(t, "")
+	v3 := source(t, "versioned")
+	n.deploy("versioned", strings.Replace(v3, "CURRENT_VERSION = 3", "CURRENT_VERSION = 1", 1))
+	n.call("POST", "VersionedDO", "dir", "/users", map[string]string{"id": "u1", "name": "Ada"}, 201, nil)
+	n.callErr("POST", "VersionedDO", "dir", "/users", map[string]string{"id": "u2", "name": "Bob", "email": "b@x"}, 400, "BAD_REQUEST")
+	n.callErr("GET", "VersionedDO", "dir", "/users?email=b@x", nil, 400, "BAD_REQUEST")
+	if v := versionOf(n, "dir"); v != 1 {
+		t.Fatalf("version %d at v1", v)
+	}
+	if cols := n.sqlStrings("VersionedDO", "dir", `SELECT name FROM pragma_table_info('users')`); len(cols) != 2 {
+		t.Fatalf("v1 columns %v", cols)
+	}
+
+	n.deploy("versioned", v3)
+	if v := versionOf(n, "dir"); v != 3 {
+		t.Fatalf("version %d after upgrade", v)
+	}
+	var u versionedUser
+	n.call("GET", "VersionedDO", "dir", "/users/u1", nil, 200, &u)
+	if u.Name != "Ada" || u.Email != nil {
+		t.Fatalf("user kept through the upgrade: %+v", u)
+	}
+	cols := n.sqlStrings("VersionedDO", "dir", `SELECT name FROM pragma_table_info('users')`)
+	if len(cols) != 3 || cols[2] != "email" {
+		t.Fatalf("columns %v", cols)
+	}
+	idx := n.sqlStrings("VersionedDO", "dir", `SELECT name FROM pragma_index_list('users') WHERE origin = 'c'`)
+	if len(idx) != 1 || idx[0] != "idx_users_email" {
+		t.Fatalf("indexes %v", idx)
+	}
+	n.call("POST", "VersionedDO", "dir", "/users", map[string]string{"id": "u2", "name": "Bob", "email": "b@x"}, 201, nil)
+	var found struct{ Users []versionedUser }
+	n.call("GET", "VersionedDO", "dir", "/users?email=b@x", nil, 200, &found)
+	if len(found.Users) != 1 || found.Users[0].ID != "u2" {
+		t.Fatalf("by email: %+v", found.Users)
+	}
+	n.callErr("POST", "VersionedDO", "dir", "/users", map[string]string{"id": "u1", "name": "dup"}, 409, "CONSTRAINT")
+	n.callErr("GET", "VersionedDO", "dir", "/users/ghost", nil, 404, "NOT_FOUND")
+
+	// A new object gets every version at once.
+	if v := versionOf(n, "new"); v != 3 {
+		t.Fatalf("fresh object at version %d", v)
+	}
+}

@@ -1,0 +1,201 @@
+package jsrt_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/jsrt"
+	"github.com/dura-dev/dura/node"
+)
+
+// The figures of the README's JavaScript section, behind an env gate
+// (they load both cores for about half a minute):
+//
+//	DURA_JS_BENCH=1 go test ./jsrt -run TestJSFigures -v
+//
+// DURA_JS_BENCH_OBJECTS sets how many objects the memory figure keeps
+// active (default 2000; 0 skips it). Each open object holds 3 files, so
+// 10 000 need an open-file limit above 30 000; the figure is per object.
+func TestJSFigures(t *testing.T) {
+	if os.Getenv("DURA_JS_BENCH") == "" {
+		t.Skip("set DURA_JS_BENCH=1 to measure")
+	}
+	active := 2000
+	if v := os.Getenv("DURA_JS_BENCH_OBJECTS"); v != "" {
+		active, _ = strconv.Atoi(v)
+	}
+	n := startJS(t, nodeOpts{config: func(c *node.Config) { c.MaxOpenFiles = 6*active + 600 }})
+	src, err := os.ReadFile("../examples/ts/counter.ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.deploy("counter", string(src))
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+	// Throughput: both classes in the same run, same load, after one
+	// request to each object (cold starts are measured below).
+	for i := range 64 {
+		for _, f := range []string{"%s/objects/counter/g%d/increment", "%s/objects/Counter/j%d/increment"} {
+			resp, err := hc.Post(fmt.Sprintf(f, n.url, i), "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	for round := range 3 {
+		goRate := load(t, hc, n.url+"/objects/counter/g%d/increment", 64, 16, 3*time.Second)
+		jsRate := load(t, hc, n.url+"/objects/Counter/j%d/increment", 64, 16, 3*time.Second)
+		t.Logf("round %d: counter upsert, 64 objects x 16 clients: Go %.0f/s, JavaScript %.0f/s (%.2fx)", round+1, goRate, jsRate, jsRate/goRate)
+	}
+
+	// Cold start: the first request of a new object (activation: open the
+	// file, run the constructor), one at a time.
+	goCold := cold(t, hc, n.url+"/objects/counter/cold-g%d/increment", 300)
+	jsCold := cold(t, hc, n.url+"/objects/Counter/cold-j%d/increment", 300)
+	t.Logf("cold start, median of 300: Go %v, JavaScript %v", goCold, jsCold)
+
+	// Memory of many active objects, Go then JavaScript.
+	if active == 0 {
+		return
+	}
+	for _, class := range []string{"counter", "Counter"} {
+		before, rssBefore := heapMB(), rssMB()
+		for i := range active {
+			resp, err := hc.Post(fmt.Sprintf("%s/objects/%s/mem%d/increment", n.url, class, i), "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+		after, rssAfter := heapMB(), rssMB()
+		t.Logf("%d more active %s objects: Go heap +%.0f MiB (%.1f KiB each), process RSS +%.0f MiB (%.1f KiB each; 10 000 would take ~%.0f MiB)",
+			active, class, after-before, (after-before)*1024/float64(active), rssAfter-rssBefore, (rssAfter-rssBefore)*1024/float64(active),
+			(rssAfter-rssBefore)*10000/float64(active))
+	}
+}
+
+// load sends POSTs to format (with %d an object number) from clients
+// goroutines for d and returns the rate of 200 answers.
+func load(t *testing.T, hc *http.Client, format string, objects, clients int, d time.Duration) float64 {
+	t.Helper()
+	var ok, failed atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				resp, err := hc.Post(fmt.Sprintf(format, rand.IntN(objects)), "", nil)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%s: %d requests failed", format, failed.Load())
+	}
+	return float64(ok.Load()) / time.Since(start).Seconds()
+}
+
+// cold is the median latency of the first request to count new objects.
+func cold(t *testing.T, hc *http.Client, format string, count int) time.Duration {
+	t.Helper()
+	var ds []time.Duration
+	for i := range count {
+		start := time.Now()
+		resp, err := hc.Post(fmt.Sprintf(format, i), "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		ds = append(ds, time.Since(start))
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+func heapMB() float64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapInuse) / (1 << 20)
+}
+
+func rssMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkCounterIncrement is one increment event of the guide's
+// Counter (examples/ts/counter.ts) without HTTP; compare with
+// examples.BenchmarkCounterIncrement, the Go class.
+func BenchmarkCounterIncrement(b *testing.B) {
+	src, err := os.ReadFile("../examples/ts/counter.ts")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := node.DefaultConfig(b.TempDir())
+	rt, err := node.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := jsrt.New(jsrt.Config{Runtime: rt})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := rt.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close(context.Background()) })
+	if _, err := h.Deploy(ctx, "counter", src, false); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/increment?by=1", nil)
+		if err := rt.Call(ctx, "Counter", "bench", w, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

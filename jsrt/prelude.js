@@ -1,0 +1,456 @@
+// The globals a JavaScript class sees, over the natives of its object
+// (jsrt/native.go). Run once per object runtime, before the module.
+(function (native) {
+  "use strict";
+  const g = globalThis;
+
+  // ---- bytes and text ----
+  function bytesOf(body) {
+    if (body === null || body === undefined) return null;
+    if (body instanceof ArrayBuffer) return new Uint8Array(body);
+    if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
+    return new Uint8Array(native.encode(String(body)));
+  }
+  function bufferOf(u8) {
+    if (!u8) return null;
+    if (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength) return u8.buffer;
+    return u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
+  }
+  // Regular expressions used on every event, made once.
+  const absoluteURL = /^https?:\/\/[^/?#]*[/?#]/;
+  const plus = /\+/g, space = /%20/g, reservedChars = /[!'()~]/g, utf8Label = /^utf-?8$/i;
+  class TextEncoder {
+    get encoding() { return "utf-8"; }
+    encode(s = "") { return new Uint8Array(native.encode(String(s))); }
+  }
+  class TextDecoder {
+    constructor(label = "utf-8") {
+      if (!utf8Label.test(label)) throw new RangeError("TextDecoder supports utf-8 only");
+    }
+    get encoding() { return "utf-8"; }
+    decode(b) { return b === undefined ? "" : native.decode(bufferOf(bytesOf(b))); }
+  }
+
+  // ---- URLs ----
+  function decodeForm(s) { return decodeURIComponent(s.replace(plus, " ")); }
+  function encodeForm(s) {
+    return encodeURIComponent(s).replace(space, "+").replace(reservedChars, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  }
+  class URLSearchParams {
+    constructor(init = "") {
+      this._list = [];
+      this._url = null;
+      if (init instanceof URLSearchParams) this._list = init._list.map((e) => e.slice());
+      else if (typeof init === "string") this._parse(init);
+      else if (Array.isArray(init) || (init && typeof init[Symbol.iterator] === "function")) for (const [k, v] of init) this.append(k, v);
+      else if (init && typeof init === "object") for (const k of Object.keys(init)) this.append(k, init[k]);
+    }
+    _parse(s) {
+      this._list = [];
+      if (s.startsWith("?")) s = s.slice(1);
+      for (const part of s.split("&")) {
+        if (part === "") continue;
+        const i = part.indexOf("=");
+        this._list.push(i < 0 ? [decodeForm(part), ""] : [decodeForm(part.slice(0, i)), decodeForm(part.slice(i + 1))]);
+      }
+    }
+    _changed() { if (this._url) this._url._search = this._list.length ? "?" + this.toString() : ""; }
+    get size() { return this._list.length; }
+    append(k, v) { this._list.push([String(k), String(v)]); this._changed(); }
+    set(k, v) {
+      k = String(k);
+      const i = this._list.findIndex((e) => e[0] === k);
+      if (i < 0) this._list.push([k, String(v)]);
+      else { this._list[i][1] = String(v); this._list = this._list.filter((e, j) => j <= i || e[0] !== k); }
+      this._changed();
+    }
+    get(k) { const e = this._list.find((e) => e[0] === String(k)); return e ? e[1] : null; }
+    getAll(k) { return this._list.filter((e) => e[0] === String(k)).map((e) => e[1]); }
+    has(k) { return this._list.some((e) => e[0] === String(k)); }
+    delete(k) { this._list = this._list.filter((e) => e[0] !== String(k)); this._changed(); }
+    sort() { this._list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); this._changed(); }
+    forEach(cb, t) { for (const [k, v] of this._list) cb.call(t, v, k, this); }
+    *entries() { for (const e of this._list) yield [e[0], e[1]]; }
+    *keys() { for (const e of this._list) yield e[0]; }
+    *values() { for (const e of this._list) yield e[1]; }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() { return this._list.map(([k, v]) => encodeForm(k) + "=" + encodeForm(v)).join("&"); }
+  }
+  class URL {
+    constructor(url, base) {
+      const p = native.parseURL(String(url), base === undefined ? "" : String(base));
+      this._protocol = p.protocol; this._username = p.username; this._password = p.password;
+      this._hostname = p.hostname; this._port = p.port; this._pathname = p.pathname;
+      this._search = p.search; this._hash = p.hash;
+      this._params = new URLSearchParams(p.search);
+      this._params._url = this;
+    }
+    static canParse(url, base) { try { new URL(url, base); return true; } catch (e) { return false; } }
+    get protocol() { return this._protocol; }
+    get username() { return this._username; }
+    get password() { return this._password; }
+    get hostname() { return this._hostname; }
+    set hostname(v) { this._hostname = String(v); }
+    get port() { return this._port; }
+    set port(v) { this._port = String(v); }
+    get host() { return this._hostname + (this._port ? ":" + this._port : ""); }
+    get origin() { return this._protocol + "//" + this.host; }
+    get pathname() { return this._pathname; }
+    set pathname(v) { v = String(v); this._pathname = v.startsWith("/") ? v : "/" + v; }
+    get search() { return this._search; }
+    set search(v) { v = String(v); this._search = v === "" || v === "?" ? "" : v.startsWith("?") ? v : "?" + v; this._params._parse(this._search); }
+    get searchParams() { return this._params; }
+    get hash() { return this._hash; }
+    set hash(v) { v = String(v); this._hash = v === "" || v === "#" ? "" : v.startsWith("#") ? v : "#" + v; }
+    get href() {
+      const auth = this._username ? this._username + (this._password ? ":" + this._password : "") + "@" : "";
+      return this._protocol + "//" + auth + this.host + this._pathname + this._search + this._hash;
+    }
+    toString() { return this.href; }
+    toJSON() { return this.href; }
+  }
+
+  // ---- HTTP ----
+  class Headers {
+    constructor(init) {
+      this._m = new Map();
+      if (init instanceof Headers) init.forEach((v, k) => this.append(k, v));
+      else if (Array.isArray(init)) for (const [k, v] of init) this.append(k, v);
+      else if (init && typeof init === "object") for (const k of Object.keys(init)) this.append(k, init[k]);
+    }
+    append(k, v) { k = String(k).toLowerCase(); v = String(v); const o = this._m.get(k); this._m.set(k, o === undefined ? v : o + ", " + v); }
+    set(k, v) { this._m.set(String(k).toLowerCase(), String(v)); }
+    get(k) { const v = this._m.get(String(k).toLowerCase()); return v === undefined ? null : v; }
+    has(k) { return this._m.has(String(k).toLowerCase()); }
+    delete(k) { this._m.delete(String(k).toLowerCase()); }
+    forEach(cb, t) { for (const [k, v] of this._sorted()) cb.call(t, v, k, this); }
+    _sorted() {
+      const out = [];
+      this._m.forEach((v, k) => out.push([k, v]));
+      return out.length > 1 ? out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)) : out;
+    }
+    *entries() { yield* this._sorted(); }
+    *keys() { for (const e of this.entries()) yield e[0]; }
+    *values() { for (const e of this.entries()) yield e[1]; }
+    [Symbol.iterator]() { return this.entries(); }
+  }
+  class Body {
+    _init(body, headers) {
+      this.headers = headers instanceof Headers ? headers : new Headers(headers);
+      if (body instanceof URLSearchParams) {
+        if (!this.headers.has("content-type")) this.headers.set("content-type", "application/x-www-form-urlencoded;charset=UTF-8");
+        body = body.toString();
+      } else if (typeof body === "string" && !this.headers.has("content-type")) {
+        this.headers.set("content-type", "text/plain;charset=UTF-8");
+      }
+      this._body = bytesOf(body);
+      this.bodyUsed = false;
+    }
+    get body() { return this._body === null ? null : this._body; }
+    _take() {
+      if (this.bodyUsed) throw new TypeError("Body has already been used");
+      this.bodyUsed = true;
+      return this._body;
+    }
+    async arrayBuffer() { return bufferOf(this._take()) || new ArrayBuffer(0); }
+    async bytes() { return new Uint8Array(await this.arrayBuffer()); }
+    async text() { const b = this._take(); return b ? native.decode(bufferOf(b)) : ""; }
+    async json() { return JSON.parse(await this.text()); }
+    async formData() { return new URLSearchParams(await this.text()); }
+  }
+  class Request extends Body {
+    constructor(input, init = {}) {
+      super();
+      const from = input instanceof Request ? input : null;
+      const url = String(input);
+      // An absolute http(s) URL (every request a class receives) is kept
+      // as it is; anything else is resolved and normalised.
+      this.url = from ? from.url : absoluteURL.test(url) ? url : new URL(url, "http://localhost/").href;
+      this.method = String(init.method || (from ? from.method : "GET")).toUpperCase();
+      this._init(init.body !== undefined ? init.body : from ? from._body : null, new Headers(init.headers || (from ? from.headers : undefined)));
+      this.signal = init.signal || null;
+      this.cf = undefined;
+    }
+    clone() { return new Request(this); }
+  }
+  class Response extends Body {
+    constructor(body = null, init = {}) {
+      super();
+      this.status = init.status === undefined ? 200 : init.status | 0;
+      if (this.status < 200 || this.status > 599) throw new RangeError("Response status " + this.status + " is outside 200..599");
+      this.statusText = init.statusText || "";
+      this._init(body, new Headers(init.headers));
+      this.webSocket = null;
+    }
+    get ok() { return this.status >= 200 && this.status < 300; }
+    get redirected() { return false; }
+    get type() { return "default"; }
+    clone() { return new Response(this._body, { status: this.status, statusText: this.statusText, headers: this.headers }); }
+    static json(data, init = {}) {
+      const headers = new Headers(init.headers);
+      if (!headers.has("content-type")) headers.set("content-type", "application/json");
+      return new Response(JSON.stringify(data), Object.assign({}, init, { headers }));
+    }
+    static redirect(url, status = 302) { return new Response(null, { status, headers: { location: String(url) } }); }
+    static error() { return new Response(null, { status: 500 }); }
+  }
+
+  // ---- misc globals ----
+  function clone(v, seen) {
+    if (v === null || typeof v !== "object") {
+      if (typeof v === "function" || typeof v === "symbol") throw new TypeError("structuredClone: " + typeof v + " cannot be cloned");
+      return v;
+    }
+    if (seen.has(v)) return seen.get(v);
+    let out;
+    if (v instanceof Date) out = new Date(v.getTime());
+    else if (v instanceof RegExp) out = new RegExp(v.source, v.flags);
+    else if (v instanceof ArrayBuffer) out = v.slice(0);
+    else if (ArrayBuffer.isView(v)) out = new v.constructor(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+    else if (v instanceof Map) { out = new Map(); seen.set(v, out); for (const [k, x] of v) out.set(clone(k, seen), clone(x, seen)); return out; }
+    else if (v instanceof Set) { out = new Set(); seen.set(v, out); for (const x of v) out.add(clone(x, seen)); return out; }
+    else if (Array.isArray(v)) { out = []; seen.set(v, out); for (let i = 0; i < v.length; i++) out[i] = clone(v[i], seen); return out; }
+    else { out = {}; seen.set(v, out); for (const k of Object.keys(v)) out[k] = clone(v[k], seen); return out; }
+    seen.set(v, out);
+    return out;
+  }
+  function show(a) {
+    if (typeof a === "string") return a;
+    if (a instanceof Error) return (a.stack || a.name + ": " + a.message);
+    try { const s = JSON.stringify(a); return s === undefined ? String(a) : s; } catch (e) { return String(a); }
+  }
+  const consoleOf = (level) => (...args) => native.log(level, args.map(show).join(" "));
+  const globals = {
+    TextEncoder, TextDecoder, URL, URLSearchParams, Headers, Request, Response,
+    atob: (s) => native.atob(String(s)),
+    btoa: (s) => native.btoa(String(s)),
+    structuredClone: (v) => clone(v, new Map()),
+    crypto: {
+      randomUUID: () => native.randomUUID(),
+      getRandomValues: (a) => { native.randomFill(a.buffer, a.byteOffset, a.byteLength); return a; },
+    },
+    console: { log: consoleOf("info"), info: consoleOf("info"), debug: consoleOf("debug"), warn: consoleOf("warn"), error: consoleOf("error") },
+  };
+  for (const k of Object.keys(globals)) Object.defineProperty(g, k, { value: globals[k], writable: true, configurable: true });
+
+  // ---- storage ----
+  function binding(x) {
+    if (ArrayBuffer.isView(x)) return bufferOf(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+    if (typeof x === "boolean") return x ? 1 : 0;
+    if (typeof x === "bigint") return Number(x);
+    if (x === undefined) throw new TypeError("SQL bindings cannot be undefined");
+    return x;
+  }
+  class SqlStorageCursor {
+    constructor(r) {
+      this._cols = r.columns; this._rows = r.rows; this._i = 0;
+      this.rowsRead = r.rowsRead; this.rowsWritten = r.rowsWritten;
+      // Not Cloudflare's: rows the last statement changed (the guide's
+      // code reads it).
+      this.changes = r.changes;
+    }
+    get columnNames() { return this._cols.slice(); }
+    _obj(row) { const o = {}; for (let j = 0; j < this._cols.length; j++) o[this._cols[j]] = row[j]; return o; }
+    next() {
+      if (this._i < this._rows.length) return { done: false, value: this._obj(this._rows[this._i++]) };
+      return { done: true, value: undefined };
+    }
+    toArray() { const out = []; for (let r = this.next(); !r.done; r = this.next()) out.push(r.value); return out; }
+    one() {
+      const all = this.toArray();
+      if (all.length === 0) throw new Error("Expected exactly one result from SQL query, but got no results.");
+      if (all.length > 1) throw new Error("Expected exactly one result from SQL query, but got multiple results.");
+      return all[0];
+    }
+    raw() {
+      const self = this;
+      return {
+        next() { return self._i < self._rows.length ? { done: false, value: self._rows[self._i++].slice() } : { done: true, value: undefined }; },
+        toArray() { const out = []; for (let r = this.next(); !r.done; r = this.next()) out.push(r.value); return out; },
+        [Symbol.iterator]() { return this; },
+      };
+    }
+    [Symbol.iterator]() { return this; }
+  }
+  class SqlStorage {
+    // h is the object's handle: natives refuse storage calls of an
+    // object other than the one whose turn it is.
+    constructor(h) { this._h = h; }
+    exec(query, ...bindings) { return new SqlStorageCursor(native.exec(this._h, String(query), bindings.map(binding))); }
+    get databaseSize() { return native.databaseSize(this._h); }
+  }
+  const encodeValue = (v) => {
+    if (v === undefined) throw new TypeError("cannot store undefined");
+    return JSON.stringify(v);
+  };
+  const decodeValue = (t) => (typeof t === "string" ? JSON.parse(t) : t);
+  function keysOf(k) { return (Array.isArray(k) ? k : [k]).map(String); }
+  class DurableObjectStorage {
+    constructor(h) { this._h = h; this.sql = new SqlStorage(h); }
+    getSync(k) {
+      const vals = native.kvGet(this._h, keysOf(k));
+      if (!Array.isArray(k)) return vals[0] === null ? undefined : decodeValue(vals[0]);
+      const m = new Map();
+      k.forEach((key, i) => { if (vals[i] !== null) m.set(String(key), decodeValue(vals[i])); });
+      return m;
+    }
+    async get(k) { return this.getSync(k); }
+    async put(k, v) {
+      if (k !== null && typeof k === "object") native.kvPut(this._h, Object.keys(k).map((key) => [key, encodeValue(k[key])]));
+      else native.kvPut(this._h, [[String(k), encodeValue(v)]]);
+    }
+    async delete(k) { const n = native.kvDelete(this._h, keysOf(k)); return Array.isArray(k) ? n : n > 0; }
+    async list(o = {}) {
+      const m = new Map();
+      for (const [key, v] of native.kvList(this._h, o || {})) m.set(key, decodeValue(v));
+      return m;
+    }
+    async deleteAll() { native.deleteAll(this._h); }
+    transactionSync(fn) {
+      native.exec(this._h, "BEGIN", []);
+      let r;
+      try { r = fn(); } catch (e) { try { native.exec(this._h, "ROLLBACK", []); } catch (_) { } throw e; }
+      native.exec(this._h, "COMMIT", []);
+      return r;
+    }
+    async transaction(fn) {
+      native.exec(this._h, "BEGIN", []);
+      let open = true;
+      const txn = Object.create(this);
+      txn.rollback = () => { if (open) { open = false; native.exec(this._h, "ROLLBACK", []); } };
+      try {
+        const r = await fn(txn);
+        if (open) { open = false; native.exec(this._h, "COMMIT", []); }
+        return r;
+      } catch (e) {
+        if (open) { open = false; try { native.exec(this._h, "ROLLBACK", []); } catch (_) { } }
+        throw e;
+      }
+    }
+    async setAlarm(t) { native.setAlarm(this._h, t instanceof Date ? t.getTime() : Number(t)); }
+    async getAlarm() { return native.getAlarm(this._h); }
+    async deleteAlarm() { native.deleteAlarm(this._h); }
+    async sync() { }
+  }
+
+  // ---- identity, stubs, env ----
+  class DurableObjectId {
+    constructor(cls, name) { this._cls = cls; this.name = name; this._hex = native.idFromName(cls, name); }
+    toString() { return this._hex; }
+    equals(o) { return o instanceof DurableObjectId && o._hex === this._hex; }
+  }
+  const reserved = (m) => typeof m !== "string" || m.startsWith("_") || m === "constructor" || m === "fetch" || m === "alarm" || m.startsWith("webSocket");
+  function stubOf(cls, id, h) {
+    const name = id.name;
+    const base = {
+      id,
+      name,
+      fetch(input, init) {
+        try {
+          const req = input instanceof Request && init === undefined ? input : new Request(input, init);
+          return native.stubFetch(h, cls, name, req.method, req.url, req.headers._sorted(), bufferOf(req._body))
+            .then((r) => new Response(r.body, { status: r.status, headers: r.headers }));
+        } catch (e) { return Promise.reject(e); }
+      },
+    };
+    return new Proxy(base, {
+      get(t, p) {
+        if (p in t) return t[p];
+        if (p === "then" || typeof p === "symbol") return undefined;
+        return (...args) => {
+          try {
+            if (reserved(p)) throw new TypeError("method " + String(p) + " cannot be called through a stub");
+            return native.stubCall(h, cls, name, p, JSON.stringify(args)).then((out) => JSON.parse(out));
+          } catch (e) { return Promise.reject(e); }
+        };
+      },
+    });
+  }
+  class DurableObjectNamespace {
+    constructor(cls, h) { this._cls = cls; this._h = h; }
+    idFromName(name) { return new DurableObjectId(this._cls, String(name)); }
+    newUniqueId() { return new DurableObjectId(this._cls, native.randomUUID().replace(/-/g, "")); }
+    idFromString(s) { throw new TypeError("idFromString is not supported: address objects by name (idFromName, getByName)"); }
+    get(id) { if (!(id instanceof DurableObjectId)) throw new TypeError("get() takes an id from idFromName"); return stubOf(this._cls, id, this._h); }
+    getByName(name) { return this.get(this.idFromName(name)); }
+    jurisdiction() { return this; }
+  }
+  function makeEnv(h) {
+    const env = {};
+    for (const cls of native.classes()) env[cls] = new DurableObjectNamespace(cls, h);
+    return env;
+  }
+
+  // ---- the class and its events ----
+  class DurableObjectState {
+    constructor(cls, name, h) {
+      this.id = new DurableObjectId(cls, name);
+      this.storage = new DurableObjectStorage(h);
+      this._blocking = [];
+      this._waiting = [];
+    }
+    blockConcurrencyWhile(fn) { const p = (async () => fn())(); this._blocking.push(p); return p; }
+    waitUntil(p) { this._waiting.push(Promise.resolve(p)); }
+    abort(reason) { throw reason instanceof Error ? reason : new Error(String(reason || "aborted")); }
+    acceptWebSocket() { throw new TypeError("WebSockets are not supported"); }
+    getWebSockets() { return []; }
+  }
+  class DurableObject {
+    constructor(ctx, env) { this.ctx = ctx; this.env = env; }
+  }
+  class WorkerEntrypoint {
+    constructor(ctx, env) { this.ctx = ctx; this.env = env; }
+  }
+  class RpcTarget { }
+  const isClass = (v) => typeof v === "function" && v.prototype instanceof DurableObject;
+  function settle(ctx, p) {
+    // The event's promise together with its waitUntil work: the event
+    // lasts until both settled.
+    const done = (v, failed) => {
+      const waits = ctx._waiting;
+      if (waits.length === 0) { if (failed) throw v; return v; }
+      ctx._waiting = [];
+      return Promise.allSettled(waits).then((rs) => { logRejected(rs); if (failed) throw v; return v; });
+    };
+    return Promise.resolve(p).then((v) => done(v, false), (e) => done(e, true));
+  }
+  function logRejected(rs) {
+    for (const r of rs) if (r.status === "rejected") native.log("warn", "waitUntil promise rejected: " + show(r.reason));
+  }
+
+  g.__dura = {
+    DurableObject, WorkerEntrypoint, RpcTarget,
+    classesOf(exports) { return Object.keys(exports || {}).filter((k) => isClass(exports[k])).sort(); },
+    construct(exports, exportName, cls, name) {
+      const h = native.handle();
+      const ctx = new DurableObjectState(cls, name, h);
+      const inst = { obj: new exports[exportName](ctx, makeEnv(h)), ctx };
+      return Promise.all(ctx._blocking).then(() => inst);
+    },
+    fetch(inst, method, url, headers, body) {
+      const req = new Request(url, { method, headers, body: method === "GET" || method === "HEAD" ? null : body });
+      return settle(inst.ctx, (async () => {
+        if (typeof inst.obj.fetch !== "function") throw new TypeError("class has no fetch handler");
+        const res = await inst.obj.fetch(req, inst.obj.env, inst.ctx);
+        if (!(res instanceof Response)) throw new TypeError("fetch() must return a Response");
+        return { status: res.status, headers: res.headers._sorted(), body: bufferOf(res._body) };
+      })());
+    },
+    alarm(inst, retryCount) {
+      return settle(inst.ctx, (async () => {
+        if (typeof inst.obj.alarm === "function") await inst.obj.alarm({ retryCount, isRetry: retryCount > 0 });
+      })());
+    },
+    hasAlarm(exports, name) { return typeof exports[name].prototype.alarm === "function"; },
+    noop() { },
+    call(inst, method, args) {
+      return settle(inst.ctx, (async () => {
+        if (reserved(method) || typeof inst.obj[method] !== "function" || method in Object.prototype) native.noMethod(method);
+        const v = await inst.obj[method](...JSON.parse(args));
+        const out = JSON.stringify(v);
+        return out === undefined ? "null" : out;
+      })());
+    },
+  };
+})(__native);
+delete globalThis.__native;
