@@ -240,33 +240,39 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 	case CmdReincarnate:
 		return s.reincarnate(c.Member)
 	case CmdRemove:
-		m, err := s.member(c.Name)
-		if err != nil {
-			return err
-		}
-		if m.Status == Removed || m.Status == Left {
-			return nil
-		}
-		if m.Status == Active && s.activeCount() == 1 {
-			return fmt.Errorf("remove: %s is the last active member", c.Name)
-		}
-		m.Status = Removed
-		// The operator accepts losing what only the removed node held:
-		// each of its partitions goes to an in-sync replica with its data,
-		// or, without one, to its new owner ready and empty.
-		for i := range s.Partitions {
-			p := &s.Partitions[i]
-			if p.Target == c.Name {
-				p.Target, p.Since = "", 0
-			}
-		}
-		s.promoteReplicas(c.Name)
-		if err := s.rebalance(assign); err != nil {
-			return fmt.Errorf("remove %s: %w", c.Name, err)
-		}
-		return nil
+		return s.remove(c.Name, assign)
 	}
 	return fmt.Errorf("unknown command %q", c.Kind)
+}
+
+// remove takes a member out for good (an operator's forced removal, or
+// a member dead past the timeout).
+func (s *ClusterState) remove(name string, assign Assigner) error {
+	m, err := s.member(name)
+	if err != nil {
+		return err
+	}
+	if m.Status == Removed || m.Status == Left {
+		return nil
+	}
+	if m.Status == Active && s.activeCount() == 1 {
+		return fmt.Errorf("remove: %s is the last active member", name)
+	}
+	m.Status = Removed
+	// What only the removed node held is lost: each of its partitions
+	// goes to an in-sync replica with its data, or, without one, to its
+	// new owner ready and empty.
+	for i := range s.Partitions {
+		p := &s.Partitions[i]
+		if p.Target == name {
+			p.Target, p.Since = "", 0
+		}
+	}
+	s.promoteReplicas(name)
+	if err := s.rebalance(assign); err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	return nil
 }
 
 func (s *ClusterState) bootstrapped() error {

@@ -130,18 +130,52 @@ func (r *Receiver) Receive(from string, batch []byte) ([]Ack, error) {
 	if err != nil {
 		return nil, err
 	}
-	type part struct {
-		ack     Ack
-		entries [][]byte
-		last    uint64
+	order, parts, entries := r.admitBatch(from, recs)
+	logErr := error(nil)
+	if len(entries) > 0 {
+		logErr = r.cfg.Log(entries)
 	}
+	r.logged(order, parts, logErr)
+	acks := make([]Ack, 0, len(order))
+	for _, p := range order {
+		pt := parts[p]
+		if len(pt.entries) == 0 {
+			acks = append(acks, pt.ack)
+			continue
+		}
+		if pt.ack.Refused == "" {
+			r.cfg.Apply(p, pt.entries)
+		}
+		r.mu.Lock()
+		if r.inflight[p]--; r.inflight[p] == 0 {
+			delete(r.inflight, p)
+		}
+		r.settled.Broadcast()
+		r.mu.Unlock()
+		acks = append(acks, pt.ack)
+	}
+	return acks, nil
+}
+
+// batchPart is one partition's share of a batch being received.
+type batchPart struct {
+	ack     Ack
+	entries [][]byte // to log and apply
+	last    uint64   // its last record taken
+}
+
+// admitBatch checks a batch's records against their streams, holds those
+// of partitions being seeded, and returns the partitions in batch order
+// with the entries to log (marked in flight).
+func (r *Receiver) admitBatch(from string, recs []Record) ([]int, map[int]*batchPart, [][]byte) {
 	var order []int
-	parts := map[int]*part{}
+	parts := map[int]*batchPart{}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, rec := range recs {
 		pt := parts[rec.Partition]
 		if pt == nil {
-			pt = &part{ack: Ack{Partition: rec.Partition}}
+			pt = &batchPart{ack: Ack{Partition: rec.Partition}}
 			parts[rec.Partition] = pt
 			order = append(order, rec.Partition)
 		}
@@ -177,20 +211,20 @@ func (r *Receiver) Receive(from string, batch []byte) ([]Ack, error) {
 	}
 	var entries [][]byte
 	for _, p := range order {
-		pt := parts[p]
-		if pt.ack.Refused == "" && len(pt.entries) > 0 {
+		if pt := parts[p]; pt.ack.Refused == "" && len(pt.entries) > 0 {
 			r.streams[p].busy = true
 			r.inflight[p]++
 			entries = append(entries, pt.entries...)
 		}
 	}
-	r.mu.Unlock()
+	return order, parts, entries
+}
 
-	logErr := error(nil)
-	if len(entries) > 0 {
-		logErr = r.cfg.Log(entries)
-	}
+// logged moves each partition's stream past the entries just logged, or
+// ends it if the log failed or it was stopped meanwhile.
+func (r *Receiver) logged(order []int, parts map[int]*batchPart, logErr error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, p := range order {
 		pt := parts[p]
 		if pt.ack.Refused != "" || len(pt.entries) == 0 {
@@ -209,26 +243,6 @@ func (r *Receiver) Receive(from string, batch []byte) ([]Ack, error) {
 			pt.ack.Seq = pt.last
 		}
 	}
-	r.mu.Unlock()
-	acks := make([]Ack, 0, len(order))
-	for _, p := range order {
-		pt := parts[p]
-		if len(pt.entries) == 0 {
-			acks = append(acks, pt.ack)
-			continue
-		}
-		if pt.ack.Refused == "" {
-			r.cfg.Apply(p, pt.entries)
-		}
-		r.mu.Lock()
-		if r.inflight[p]--; r.inflight[p] == 0 {
-			delete(r.inflight, p)
-		}
-		r.settled.Broadcast()
-		r.mu.Unlock()
-		acks = append(acks, pt.ack)
-	}
-	return acks, nil
 }
 
 // admit checks one record against its partition's stream (r.mu held);
