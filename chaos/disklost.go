@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -158,6 +159,26 @@ func diskLostReplicated(ctx context.Context, e *Env, i, other, owned, total int)
 	restarted := time.Now()
 	if err := e.C.Restart(i); err != nil {
 		return err
+	}
+	// First the cluster notices the empty disk (data missing, or copies
+	// out of sync), then it heals.
+	noticed := poll(30*time.Second, "the wiped "+victim.Name+" noticed", func() error {
+		info, err := e.C.Admin(other).Cluster(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, m := range info.Members {
+			if m.DataMissing {
+				return nil
+			}
+		}
+		if info.UnderReplicated > 0 {
+			return nil
+		}
+		return errors.New("nothing under-replicated yet")
+	})
+	if noticed != nil {
+		e.Note(fmt.Sprintf("the wiped %s was never seen missing data or out of sync (it healed between two looks, 200 ms apart, or was not noticed): %v", victim.Name, noticed))
 	}
 	err := poll(120*time.Second, victim.Name+" seeded again, nothing under-replicated", func() error {
 		info, err := e.C.Admin(other).Cluster(context.Background())
