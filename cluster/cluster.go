@@ -150,6 +150,7 @@ type Cluster struct {
 	streams     []stream      // per partition, as its primary
 	inSync      inSyncBatcher // in-sync changes, many partitions a command
 	seeding     []atomic.Bool // a seeding of the partition runs here
+	seeds       atomic.Int32  // seedings running here
 	replicaCopy []atomic.Bool // this node holds a replica's copy of it
 	copiesFound bool          // replicaCopy was set from the disk (loop only)
 	metrics     *metrics
@@ -157,6 +158,7 @@ type Cluster struct {
 	deadSince   map[string]time.Time // leader: members dead in gossip since
 	leaderSince time.Time            // when this node last became leader (loop only)
 	removing    map[string]bool      // leader: dead members being removed (under mu)
+	lastBalance time.Time            // leader: when primaries were last moved back (loop only)
 	// What logChanges saw last (loop only).
 	seenLeader  string
 	seenMembers map[string]replication.MemberStatus

@@ -160,9 +160,13 @@ func (c *Cluster) Ready() error {
 	if err := c.dataMissing(st); err != nil {
 		return err
 	}
+	need := min(st.Replication.Quorum(), st.Replication.Copies(), max(len(st.ActiveMembers()), 1))
 	for p, part := range st.Partitions {
 		if part.Target == c.cfg.Name || part.Owner == c.cfg.Name && part.Target != "" {
 			return fmt.Errorf("%w: partition %d is moving", apierr.ErrOwnerUnavailable, p)
+		}
+		if part.Owner == c.cfg.Name && len(part.InSync) < need {
+			return fmt.Errorf("%w: partition %d has %d in-sync replicas, writes need %d (its replicas are being seeded)", apierr.ErrOwnerUnavailable, p, len(part.InSync), need)
 		}
 	}
 	return nil

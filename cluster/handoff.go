@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -75,6 +76,9 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	if slices.Contains(st.Partitions[p].InSync, c.cfg.Name) && c.replicaCopy[p].Load() {
+		return c.takeOver(ctx, p, rpc.Peer{Name: m.Name, Addr: m.Raft}, since)
+	}
 	q := url.Values{"to": {c.cfg.Name}, "since": {strconv.FormatUint(since, 10)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Raft+"/v1/internal/partitions/"+strconv.Itoa(p)+"/archive?"+q.Encode(), nil)
 	if err != nil {
@@ -147,10 +151,48 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	return nil
 }
 
+// takeOver completes a move of partition p to this node, an in-sync
+// replica: it has every acknowledged write already, so it only waits for
+// the old owner to drain (an archive of nothing), readies its copy and
+// commits the move. The old owner's other replicas are seeded again.
+func (c *Cluster) takeOver(ctx context.Context, p int, from rpc.Peer, since uint64) error {
+	q := url.Values{"to": {c.cfg.Name}, "since": {strconv.FormatUint(since, 10)}, "drain": {"1"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+from.Addr+"/v1/internal/partitions/"+strconv.Itoa(p)+"/archive?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.peers.Do(from, req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	h, err := tar.NewReader(resp.Body).Next()
+	if err != nil || h.Name != "END" {
+		return fmt.Errorf("drain of partition %d on %s did not complete: %v", p, from.Name, err)
+	}
+	cur := c.state.Load().Partitions[p]
+	if cur.Owner != from.Name || cur.Target != c.cfg.Name || cur.Since != since {
+		return fmt.Errorf("partition %d changed while %s drained it", p, from.Name)
+	}
+	c.recv.Stop(p)
+	if err := c.rt.PromoteReplica(p); err != nil {
+		return err
+	}
+	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since}); err != nil {
+		return err
+	}
+	c.replicaCopy[p].Store(false)
+	c.mu.Lock()
+	c.pulled[p] = since
+	c.mu.Unlock()
+	c.log.Info("partition taken over from its in-sync copy", "partition", p, "from", from.Name)
+	return nil
+}
+
 // PartitionArchive streams partition p to its new owner: the fence
 // already refuses p (it is moving), so once its events drain its files
-// are still.
-func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since uint64, w io.Writer) error {
+// are still. drain sends no files: the new owner is an in-sync replica.
+func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since uint64, drain bool, w io.Writer) error {
 	st := c.state.Load()
 	if st == nil || p < 0 || p >= len(st.Partitions) {
 		return fmt.Errorf("%w: no partition %d", apierr.ErrNotFound, p)
@@ -175,6 +217,9 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since 
 	entries, err := os.ReadDir(c.rt.PartitionDir(p))
 	if err != nil && !os.IsNotExist(err) {
 		return err
+	}
+	if drain {
+		entries = nil
 	}
 	for _, e := range entries {
 		if _, ok := node.ObjectFileID(e.Name()); !ok {

@@ -44,10 +44,15 @@ func (c *Cluster) followReplicas(st *replication.ClusterState) {
 		case part.Owner == me && c.replicaCopy[p].Load():
 			c.startPromotion(p)
 		case replica && !slices.Contains(part.InSync, me) && part.Target == "" && !c.seeding[p].Load():
+			if c.seeds.Load() >= maxSeeds {
+				continue // the others wait for the next look
+			}
 			c.seeding[p].Store(true)
+			c.seeds.Add(1)
 			c.wg.Add(1)
 			go func(p int, owner string) {
 				defer c.wg.Done()
+				defer c.seeds.Add(-1)
 				defer c.seeding[p].Store(false)
 				if err := c.seed(p, owner); err != nil {
 					lvl, n := c.pullWarns.Level(owner)
@@ -68,6 +73,12 @@ func (c *Cluster) followReplicas(st *replication.ClusterState) {
 		}
 	}
 }
+
+// maxSeeds bounds the seedings a node runs at once: a new cluster seeds
+// every partition's replicas together, and replicas busy installing
+// snapshots acknowledge records late enough to be dropped from in-sync
+// sets, which starts more seedings.
+const maxSeeds = 4
 
 // startPromotion readies the copy of partition p this node was promoted
 // to serve; the fence refuses p until it is done.
@@ -243,6 +254,7 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 	}
 	c.reincarnate(st)
 	c.replaceDead(st, now)
+	c.moveBack(st, alive, now)
 	if len(promos) == 0 {
 		return
 	}
@@ -341,4 +353,39 @@ func (c *Cluster) SetDeadMemberTimeout(d time.Duration) {
 	c.mu.Lock()
 	c.cfg.DeadMemberTimeout = d
 	c.mu.Unlock()
+}
+
+// maxMovesPerRound bounds the primaries moved back at once.
+const maxMovesPerRound = 64
+
+// moveBack hands partitions back to the primaries the ring gives them
+// once those are in-sync replicas again (a node that returned after a
+// failover), a few seconds apart (leader only). Each is a handoff whose
+// target has the data already: only a drain and a switch.
+func (c *Cluster) moveBack(st *replication.ClusterState, alive map[string]bool, now time.Time) {
+	if st.Replication.Copies() < 2 || now.Sub(c.lastBalance) < 5*time.Second {
+		return
+	}
+	c.lastBalance = now
+	want, err := assignPartitions(st.ActiveMembers(), st.Ring)
+	if err != nil || len(want) != len(st.Partitions) {
+		return
+	}
+	var moves []replication.Move
+	for p, part := range st.Partitions {
+		if w := want[p]; part.Ready() && w != part.Owner && alive[w] && slices.Contains(part.InSync, w) {
+			moves = append(moves, replication.Move{Partition: p, Version: part.Version, Target: w})
+			if len(moves) == maxMovesPerRound {
+				break
+			}
+		}
+	}
+	if len(moves) == 0 {
+		return
+	}
+	if err := c.raft.Apply(replication.Command{Kind: replication.CmdMove, Moves: moves}, 5*time.Second); err != nil {
+		c.log.Debug("moving primaries back refused", "partitions", len(moves), "err", err)
+		return
+	}
+	c.log.Info("moving primaries back to the members the ring gives them", "partitions", len(moves))
 }

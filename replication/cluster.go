@@ -119,6 +119,9 @@ const (
 	// the data directory it brought, once no partition relies on its old
 	// copies (replication moved them elsewhere).
 	CmdReincarnate = "reincarnate"
+	// CmdMove hands partitions to in-sync replicas that the ring prefers
+	// as their primaries (back to a node that returned after a failover).
+	CmdMove = "move"
 	// Alarm commands change the replicated schedule (see clusterFSM).
 	CmdPutAlarm    = "put_alarm"
 	CmdDeleteAlarm = "delete_alarm"
@@ -133,10 +136,12 @@ type Command struct {
 	// InSync, on in_sync, are the replica-set changes to make.
 	InSync []InSyncChange `json:"in_sync,omitempty"`
 	// Promote, on promote, are the failovers to make.
-	Promote   []Promotion `json:"promote,omitempty"`
-	Member    Member      `json:"member,omitempty"`
-	Name      string      `json:"name,omitempty"`
-	Partition int         `json:"partition,omitempty"`
+	Promote []Promotion `json:"promote,omitempty"`
+	// Moves, on move, are the primary moves to start.
+	Moves     []Move `json:"moves,omitempty"`
+	Member    Member `json:"member,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Partition int    `json:"partition,omitempty"`
 	// Epoch, on handoff_done, is the epoch the handoff was started at; a
 	// report from an older epoch is ignored.
 	Epoch uint64 `json:"epoch,omitempty"`
@@ -239,6 +244,8 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		return s.applyPromote(c.Promote)
 	case CmdReincarnate:
 		return s.reincarnate(c.Member)
+	case CmdMove:
+		return s.applyMoves(c.Moves)
 	case CmdRemove:
 		return s.remove(c.Name, assign)
 	}

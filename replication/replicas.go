@@ -246,3 +246,43 @@ func (s *ClusterState) reincarnate(m Member) error {
 	s.Epoch++
 	return nil
 }
+
+// Move starts handing Partition to Target, an in-sync replica, if the
+// partition is still at Version and ready.
+type Move struct {
+	Partition int    `json:"partition"`
+	Version   uint64 `json:"version"`
+	Target    string `json:"target"`
+}
+
+// applyMoves starts the moves whose partitions are ready, still at their
+// version, and whose targets are active in-sync replicas: a handoff, as a
+// join starts one, but the target has the data already.
+func (s *ClusterState) applyMoves(ms []Move) error {
+	if err := s.bootstrapped(); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Partition < 0 || m.Partition >= len(s.Partitions) {
+			return fmt.Errorf("move: no partition %d", m.Partition)
+		}
+	}
+	changed := false
+	for _, m := range ms {
+		p := &s.Partitions[m.Partition]
+		mem := s.Members[m.Target]
+		if p.Version != m.Version || !p.Ready() || p.Owner == m.Target || !slices.Contains(p.InSync, m.Target) ||
+			mem == nil || mem.Status != Active || mem.DataLost {
+			continue
+		}
+		if !changed {
+			s.Epoch++
+			changed = true
+		}
+		p.Target, p.Since = m.Target, s.Epoch
+	}
+	if changed {
+		s.placeReplicas()
+	}
+	return nil
+}

@@ -204,3 +204,24 @@ func TestDataLostMemberReincarnates(t *testing.T) {
 		t.Fatalf("c after reincarnating: %+v", m)
 	}
 }
+
+func TestMoveToInSyncReplica(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	syncAll(t, s)
+	p := s.Partitions[0]
+	to := p.InSync[1]
+	notInSync := Move{Partition: 1, Version: s.Partitions[1].Version, Target: "nobody"}
+	apply(t, s, Command{Kind: CmdMove, Moves: []Move{{Partition: 0, Version: p.Version, Target: to}, notInSync}})
+	got := s.Partitions[0]
+	if got.Target != to || got.Since != s.Epoch || got.Ready() {
+		t.Fatalf("after moving to %s: %+v", to, got)
+	}
+	if s.Partitions[1].Target != "" {
+		t.Fatalf("a move to a non-replica started: %+v", s.Partitions[1])
+	}
+	apply(t, s, Command{Kind: CmdHandoffDone, Partition: 0, Name: to, Epoch: got.Since})
+	if s.Partitions[0].Owner != to || !s.Partitions[0].Ready() {
+		t.Fatalf("after the handoff: %+v", s.Partitions[0])
+	}
+}

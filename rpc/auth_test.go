@@ -16,7 +16,7 @@ import (
 type fakeInternal struct{}
 
 func (fakeInternal) ApplyCommand(context.Context, []byte) error { return nil }
-func (fakeInternal) PartitionArchive(_ context.Context, _ int, _ string, _ uint64, w io.Writer) error {
+func (fakeInternal) PartitionArchive(_ context.Context, _ int, _ string, _ uint64, _ bool, w io.Writer) error {
 	_, err := io.WriteString(w, "archive")
 	return err
 }

@@ -278,7 +278,7 @@ func (s *Server) clusterRoutes(in ClusterInternal) {
 			return fmt.Errorf("%w: since %q", apierr.ErrBadRequest, r.URL.Query().Get("since"))
 		}
 		w.Header().Set("Content-Type", "application/x-tar")
-		return in.PartitionArchive(r.Context(), p, r.URL.Query().Get("to"), since, w)
+		return in.PartitionArchive(r.Context(), p, r.URL.Query().Get("to"), since, r.URL.Query().Get("drain") == "1", w)
 	})
 	s.handle("GET /v1/internal/partitions/{p}/snapshot", "internal", func(w http.ResponseWriter, r *http.Request) error {
 		p, err := strconv.Atoi(r.PathValue("p"))

@@ -209,8 +209,9 @@ type ClusterInternal interface {
 	ApplyCommand(ctx context.Context, cmd []byte) error
 	// PartitionArchive writes partition p's objects as a tar stream, once
 	// the partition is drained here, for the move of p to node to that
-	// began at epoch since.
-	PartitionArchive(ctx context.Context, p int, to string, since uint64, w io.Writer) error
+	// began at epoch since; with drain, only the end (to is an in-sync
+	// replica).
+	PartitionArchive(ctx context.Context, p int, to string, since uint64, drain bool, w io.Writer) error
 	// PartitionSnapshot streams a page-identical copy of partition p to
 	// its replica to, which follows p's records from then on.
 	PartitionSnapshot(ctx context.Context, p int, to string, w http.ResponseWriter) error

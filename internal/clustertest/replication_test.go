@@ -131,6 +131,38 @@ func TestReplicatedFailover(t *testing.T) {
 			}
 		}
 	}
+
+	// Back, the node is seeded and the ring's partitions are moved back
+	// to it (a drain and a switch: it has the data), with nothing lost.
+	c.Restart(victim)
+	testutil.PollEvery(t, 60*time.Second, 200*time.Millisecond, killed+" primary again, nothing under-replicated", func() string {
+		info, err := survivor.RT.Cluster(context.Background())
+		if err != nil {
+			return err.Error()
+		}
+		for _, m := range info.Members {
+			if m.Name == killed && (m.Primaries == 0 || info.UnderReplicated != 0 || info.MovingPartitions != 0) {
+				return fmt.Sprintf("%s primary of %d, %d under-replicated, %d moving", killed, m.Primaries, info.UnderReplicated, info.MovingPartitions)
+			}
+		}
+		return ""
+	})
+	back := c.Nodes[victim]
+	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every acknowledged write through "+killed, func() string {
+		for i := range objects {
+			name := fmt.Sprint("obj", i)
+			body, _, err := tryRead(back.Client, name)
+			if err != nil {
+				return fmt.Sprintf("%s: %v", name, err)
+			}
+			for _, v := range acked[name] {
+				if !strings.Contains(body, `"`+v+`"`) {
+					return fmt.Sprintf("%s lacks %s: %s", name, v, body)
+				}
+			}
+		}
+		return ""
+	})
 }
 
 // TestWipedReplicaReseeded: a node back with an empty data directory
