@@ -27,6 +27,9 @@ func (c *Cluster) followReplicas(st *replication.ClusterState) {
 	if c.ship == nil || st.Replication.Copies() < 2 {
 		return
 	}
+	if c.dataMissing(st) != nil {
+		return // first the cluster records the new data directory (reincarnate)
+	}
 	me := c.cfg.Name
 	if !c.copiesFound {
 		// After a restart: the partitions this node holds files of

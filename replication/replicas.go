@@ -105,6 +105,11 @@ func (s *ClusterState) applyInSync(changes []InSyncChange) error {
 			}
 		}
 		for _, m := range c.Add {
+			// A member back without its data enters no set until it has
+			// taken its new directory (reincarnate).
+			if mem := s.Members[m]; mem == nil || mem.DataLost {
+				continue
+			}
 			if slices.Contains(p.Replicas, m) && !slices.Contains(insync, m) {
 				insync = append(insync, m)
 			}
@@ -218,6 +223,9 @@ func (s *ClusterState) ReplicaCounts() (primaries, replicas map[string]int) {
 func (s *ClusterState) forgetCopies(name string) {
 	for i := range s.Partitions {
 		p := &s.Partitions[i]
+		if p.Target == name {
+			p.Target, p.Since = "", 0 // a move to it is off: it has nothing
+		}
 		if p.Owner != name && slices.Contains(p.InSync, name) {
 			p.InSync = slices.DeleteFunc(slices.Clone(p.InSync), func(m string) bool { return m == name })
 			p.Version++

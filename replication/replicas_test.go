@@ -225,3 +225,37 @@ func TestMoveToInSyncReplica(t *testing.T) {
 		t.Fatalf("after the handoff: %+v", s.Partitions[0])
 	}
 }
+
+// A member back without its data cannot enter an in-sync set before it
+// takes its new directory, and moves to it are called off.
+func TestDataLostMemberEntersNoSet(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	for _, name := range []string{"a", "b", "c"} {
+		s.Members[name].Incarnation = name + "-1"
+	}
+	finishMoves(t, s)
+	syncAll(t, s)
+	var moved int
+	for i, p := range s.Partitions {
+		if p.Owner != "c" && slices.Contains(p.InSync, "c") {
+			apply(t, s, Command{Kind: CmdMove, Moves: []Move{{Partition: i, Version: p.Version, Target: "c"}}})
+			moved = i
+			break
+		}
+	}
+	if s.Partitions[moved].Target != "c" {
+		t.Fatal("no move to c started")
+	}
+	apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: "c", Incarnation: "c-2"}})
+	if s.Partitions[moved].Target != "" {
+		t.Fatalf("a move to the member that lost its data goes on: %+v", s.Partitions[moved])
+	}
+	for i, p := range s.Partitions {
+		if p.Owner != "c" {
+			apply(t, s, Command{Kind: CmdInSync, InSync: []InSyncChange{{Partition: i, Version: p.Version, Add: []string{"c"}}}})
+			if slices.Contains(s.Partitions[i].InSync, "c") {
+				t.Fatalf("partition %d took the member that lost its data in sync", i)
+			}
+		}
+	}
+}

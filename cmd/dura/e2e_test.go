@@ -578,7 +578,7 @@ func TestE2EReplicatedWipedNode(t *testing.T) {
 		}
 		for _, m := range info.Members {
 			if m.DataMissing {
-				return m.Name + " shows its data missing"
+				return fmt.Sprintf("%s shows its data missing; the leader's and its logs:\n%s\n%s", m.Name, nodes[0].Log(), nodes[2].Log())
 			}
 		}
 		return ""
