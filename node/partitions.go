@@ -94,27 +94,43 @@ func (rt *Runtime) adoptPartition(p int, dir, why string) error {
 	if err != nil {
 		return err
 	}
+	for _, e := range entries {
+		if _, ok := ObjectFileID(e.Name()); !ok {
+			continue
+		}
+		if err := objectstore.ReplaceFile(filepath.Join(dst, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	// The adopted files (synced) are the partition now.
+	if err := rt.logPartitionReset(p); err != nil {
+		return err
+	}
+	return rt.catalogPartition(p)
+}
+
+// catalogPartition records the objects of partition p's files in the
+// catalog (for listings). A file that never committed its identity is
+// not an object yet.
+func (rt *Runtime) catalogPartition(p int) error {
+	entries, err := os.ReadDir(rt.PartitionDir(p))
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
 	var recs []nodedb.ObjectRecord
 	for _, e := range entries {
 		id, ok := ObjectFileID(e.Name())
 		if !ok {
 			continue
 		}
-		if err := objectstore.ReplaceFile(filepath.Join(dst, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
-		class, name, err := objectstore.ReadIdentity(filepath.Join(dst, e.Name()))
+		class, name, err := objectstore.ReadIdentity(filepath.Join(rt.PartitionDir(p), e.Name()))
 		if errors.Is(err, objectstore.ErrNoIdentity) {
-			continue // never committed anything: not an object yet
+			continue
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("catalog partition %d: %w", p, err)
 		}
 		recs = append(recs, nodedb.ObjectRecord{ID: id, Class: class, Name: name, Partition: p})
-	}
-	// The adopted files (synced) are the partition now.
-	if err := rt.logPartitionReset(p); err != nil {
-		return err
 	}
 	return rt.catalog.RecordObjects(recs)
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/objectstore"
-	"github.com/dura-dev/dura/replication/nodedb"
 )
 
 // Replicator ships a partition's commits to its replicas; package
@@ -245,26 +244,7 @@ func (rt *Runtime) PromoteReplica(p int) error {
 	rt.syncReplicasLocked(p)
 	rt.forgetReplicaLocked(p)
 	rs.mu.Unlock()
-	entries, err := os.ReadDir(rt.PartitionDir(p))
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	var recs []nodedb.ObjectRecord
-	for _, e := range entries {
-		id, ok := ObjectFileID(e.Name())
-		if !ok {
-			continue
-		}
-		class, name, err := objectstore.ReadIdentity(filepath.Join(rt.PartitionDir(p), e.Name()))
-		if errors.Is(err, objectstore.ErrNoIdentity) {
-			continue // never committed anything: not an object yet
-		}
-		if err != nil {
-			return fmt.Errorf("promote partition %d: %w", p, err)
-		}
-		recs = append(recs, nodedb.ObjectRecord{ID: id, Class: class, Name: name, Partition: p})
-	}
-	return rt.catalog.RecordObjects(recs)
+	return rt.catalogPartition(p)
 }
 
 // SnapshotPartition writes a page-identical copy of every object of

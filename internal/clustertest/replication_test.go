@@ -43,6 +43,32 @@ func tryRead(c *rpc.Client, name string) (body, node string, err error) {
 	return string(b), resp.Header.Get(rpc.HeaderNode), err
 }
 
+// missingWrite reads each object through cli and says which acknowledged
+// value one of them lacks (or why it could not be read); "" when none.
+func missingWrite(cli *rpc.Client, names []string, acked map[string][]string) string {
+	for _, name := range names {
+		body, node, err := tryRead(cli, name)
+		if err != nil {
+			return fmt.Sprintf("%s: %v", name, err)
+		}
+		for _, v := range acked[name] {
+			if !strings.Contains(body, `"`+v+`"`) {
+				return fmt.Sprintf("%s (executed by %q) lacks %s: %s", name, node, v, body)
+			}
+		}
+	}
+	return ""
+}
+
+// objNames are obj0..obj(n-1).
+func objNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint("obj", i)
+	}
+	return out
+}
+
 // TestReplicatedFailover: with three copies of every partition, a killed
 // node's objects answer again through the others, with every write
 // acknowledged before the kill, without anyone acting; writes go on, and
@@ -87,19 +113,7 @@ func TestReplicatedFailover(t *testing.T) {
 		survivor = c.Nodes[(victim+2)%3]
 	}
 	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every object served with its acknowledged writes", func() string {
-		for i := range objects {
-			name := fmt.Sprint("obj", i)
-			body, node, err := tryRead(survivor.Client, name)
-			if err != nil {
-				return fmt.Sprintf("%s through %s: %v", name, survivor.Name, err)
-			}
-			for _, v := range acked[name] {
-				if !strings.Contains(body, `"`+v+`"`) {
-					return fmt.Sprintf("%s through %s (executed by %q): %s", name, survivor.Name, node, body)
-				}
-			}
-		}
-		return ""
+		return missingWrite(survivor.Client, objNames(objects), acked)
 	})
 	t.Logf("objects of %s answered again %s after the kill", killed, time.Since(start).Round(time.Millisecond))
 
@@ -149,19 +163,7 @@ func TestReplicatedFailover(t *testing.T) {
 	})
 	back := c.Nodes[victim]
 	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every acknowledged write through "+killed, func() string {
-		for i := range objects {
-			name := fmt.Sprint("obj", i)
-			body, _, err := tryRead(back.Client, name)
-			if err != nil {
-				return fmt.Sprintf("%s: %v", name, err)
-			}
-			for _, v := range acked[name] {
-				if !strings.Contains(body, `"`+v+`"`) {
-					return fmt.Sprintf("%s lacks %s: %s", name, v, body)
-				}
-			}
-		}
-		return ""
+		return missingWrite(back.Client, objNames(objects), acked)
 	})
 }
 
@@ -194,19 +196,7 @@ func TestWipedReplicaReseeded(t *testing.T) {
 	check := func(via *Node) {
 		t.Helper()
 		testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every acknowledged write through "+via.Name, func() string {
-			for i := range objects {
-				name := fmt.Sprint("obj", i)
-				body, node, err := tryRead(via.Client, name)
-				if err != nil {
-					return fmt.Sprintf("%s: %v", name, err)
-				}
-				for _, v := range acked[name] {
-					if !strings.Contains(body, `"`+v+`"`) {
-						return fmt.Sprintf("%s (executed by %q) lacks %s: %s", name, node, v, body)
-					}
-				}
-			}
-			return ""
+			return missingWrite(via.Client, objNames(objects), acked)
 		})
 	}
 	write("first")
@@ -290,18 +280,7 @@ func TestRestartedPrimaryKeepsItsWrites(t *testing.T) {
 	waitInSync(t, c, 60*time.Second)
 	c.Kill(victim)
 	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every acknowledged write after the primary was killed", func() string {
-		for _, name := range mine {
-			body, node, err := tryRead(via.Client, name)
-			if err != nil {
-				return fmt.Sprintf("%s: %v", name, err)
-			}
-			for _, v := range acked[name] {
-				if !strings.Contains(body, `"`+v+`"`) {
-					return fmt.Sprintf("%s (executed by %q) lacks %s: %s", name, node, v, body)
-				}
-			}
-		}
-		return ""
+		return missingWrite(via.Client, mine, acked)
 	})
 }
 
