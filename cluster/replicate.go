@@ -135,7 +135,7 @@ func (c *Cluster) leaveInSync(p int, names []string) error {
 			}
 		}
 		if part.Owner != c.cfg.Name {
-			return fmt.Errorf("%w: partition %d moved to %s during the write; its outcome is unknown", apierr.ErrOwnerUnavailable, p, part.Owner)
+			return fmt.Errorf("%w: partition %d moved to %s during the write", apierr.ErrOwnerUnavailable, p, part.Owner)
 		}
 		if len(remove) == 0 {
 			return nil
