@@ -32,16 +32,16 @@ type ScenarioReport struct {
 	Findings  Findings          `json:"findings"`
 	// LongestUnavailableMs is the longest time an object went from a
 	// refused or uncertain operation to its next success.
-	LongestUnavailableMs     int64    `json:"longest_unavailable_ms"`
-	LongestUnavailableObject string   `json:"longest_unavailable_object,omitempty"`
-	ConvergeMs               int64    `json:"converge_ms"` // from the last fault healed to every node ready
+	LongestUnavailableMs     int64  `json:"longest_unavailable_ms"`
+	LongestUnavailableObject string `json:"longest_unavailable_object,omitempty"`
+	ConvergeMs               int64  `json:"converge_ms"` // from the last fault healed to every node ready
 	// InSyncMs is from the last fault healed to no partition under-
 	// replicated (every one with as many in-sync copies as it may have).
-	InSyncMs int64 `json:"in_sync_ms"`
-	Notes                    []string `json:"notes,omitempty"`
-	Error                    string   `json:"error,omitempty"`
-	Pass                     bool     `json:"pass"`
-	Logs                     string   `json:"-"`
+	InSyncMs int64    `json:"in_sync_ms"`
+	Notes    []string `json:"notes,omitempty"`
+	Error    string   `json:"error,omitempty"`
+	Pass     bool     `json:"pass"`
+	Logs     string   `json:"-"`
 }
 
 // registerBudget is the time the linearizability check of a scenario's

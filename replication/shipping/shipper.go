@@ -68,8 +68,8 @@ type peerQueue struct {
 
 	mu       sync.Mutex
 	queue    []*shipment
-	inflight []*shipment // the batch being delivered
-	broken map[int]bool // partitions whose stream to this peer is over
+	inflight []*shipment  // the batch being delivered
+	broken   map[int]bool // partitions whose stream to this peer is over
 	// gen counts each partition's streams to this peer (Resume starts a
 	// new one): a late failure of an older stream's batch leaves the new
 	// one alone.

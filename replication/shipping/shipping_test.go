@@ -318,4 +318,3 @@ func TestShipperLag(t *testing.T) {
 		t.Fatalf("after close: %+v", l)
 	}
 }
-
