@@ -160,7 +160,7 @@ func (c *Cluster) Ready() error {
 	if err := c.dataMissing(st); err != nil {
 		return err
 	}
-	need := min(st.Replication.Quorum(), st.Replication.Copies(), max(len(st.ActiveMembers()), 1))
+	need := st.WriteQuorum()
 	for p, part := range st.Partitions {
 		if part.Target == c.cfg.Name || part.Owner == c.cfg.Name && part.Target != "" {
 			return fmt.Errorf("%w: partition %d is moving", apierr.ErrOwnerUnavailable, p)

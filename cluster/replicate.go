@@ -108,7 +108,7 @@ func (c *Cluster) Writable(p int) error {
 // its lease, or the in-sync set is below --min-insync. nil: it can.
 func (c *Cluster) writableErr(st *replication.ClusterState, p int) error {
 	part := st.Partitions[p]
-	need := min(st.Replication.Quorum(), st.Replication.Copies(), max(len(st.ActiveMembers()), 1))
+	need := st.WriteQuorum()
 	switch {
 	case part.Owner != c.cfg.Name:
 		return fmt.Errorf("%w: partition %d is served by %s now", apierr.ErrOwnerUnavailable, p, part.Owner)

@@ -187,6 +187,13 @@ func (s *ClusterState) promoteReplicas(gone string) {
 	}
 }
 
+// WriteQuorum is how many in-sync replicas a write needs: --min-insync,
+// capped by the copies the active members can hold. Checked on every
+// write: it counts, it does not list.
+func (s *ClusterState) WriteQuorum() int {
+	return min(s.Replication.Quorum(), s.Replication.Copies(), max(s.activeCount(), 1))
+}
+
 // UnderReplicated counts the partitions whose in-sync set is smaller than
 // the replica count the active members allow.
 func (s *ClusterState) UnderReplicated() int {
