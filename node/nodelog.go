@@ -81,6 +81,19 @@ func (e *logEntry) encode() []byte {
 
 var errBadEntry = errors.New("node log: malformed entry")
 
+// peekCommit reads a commit entry's object and transaction number
+// without decoding its pages (ok is false for other entries).
+func peekCommit(b []byte) (id string, tx uint64, ok bool) {
+	if len(b) < 14 || b[0] != entryCommit {
+		return "", 0, false
+	}
+	idLen := int(b[13])
+	if len(b) < 14+idLen+8 {
+		return "", 0, false
+	}
+	return string(b[14 : 14+idLen]), binary.LittleEndian.Uint64(b[14+idLen:]), true
+}
+
 func decodeEntry(b []byte) (logEntry, error) {
 	var e logEntry
 	if len(b) < 14 {

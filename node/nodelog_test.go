@@ -86,3 +86,19 @@ func TestRecoveryCheckpointsByTransaction(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// peekCommit reads what decodeEntry reads, for commits only.
+func TestPeekCommit(t *testing.T) {
+	commit := logEntry{kind: entryCommit, id: "obj", partition: 3, rec: objectstore.Record{Tx: 42, PageSize: 512, DBPages: 1, Pages: map[uint32][]byte{1: make([]byte, 512)}}}
+	id, tx, ok := peekCommit(commit.encode())
+	if !ok || id != "obj" || tx != 42 {
+		t.Fatalf("peekCommit = %q %d %v", id, tx, ok)
+	}
+	check := logEntry{kind: entryCheckpoint, id: "obj", rec: objectstore.Record{Tx: 42}}
+	if _, _, ok := peekCommit(check.encode()); ok {
+		t.Fatal("a checkpoint entry read as a commit")
+	}
+	if _, _, ok := peekCommit([]byte{entryCommit}); ok {
+		t.Fatal("a short entry read as a commit")
+	}
+}

@@ -72,16 +72,16 @@ func (rt *Runtime) LogReplicated(entries [][]byte) error {
 	rt.logMu.Lock()
 	defer rt.logMu.Unlock()
 	for i, b := range entries {
-		e, err := decodeEntry(b)
-		if err != nil || e.kind != entryCommit {
+		id, tx, ok := peekCommit(b)
+		if !ok {
 			continue
 		}
-		pin, ok := rt.logPins[e.id]
-		if !ok {
+		pin, pinned := rt.logPins[id]
+		if !pinned {
 			pin.pos = pos[i]
 		}
-		pin.tx = e.rec.Tx
-		rt.logPins[e.id] = pin
+		pin.tx = tx
+		rt.logPins[id] = pin
 	}
 	return nil
 }
