@@ -190,3 +190,25 @@ func anyContains(haystack []string, needle string) bool {
 	}
 	return false
 }
+
+// Call, CallErr, SQLInt and SQLStrings serve the checks shared with the
+// other implementation of the classes (package twins).
+func (n *testNode) Call(method, class, name, path string, body any, status int, out any) http.Header {
+	n.t.Helper()
+	return n.call(method, class, name, path, body, status, out).header
+}
+
+func (n *testNode) CallErr(method, class, name, path string, body any, status int, code string) {
+	n.t.Helper()
+	n.callErr(method, class, name, path, body, status, code)
+}
+
+func (n *testNode) SQLInt(class, name, query string, params ...any) int64 {
+	n.t.Helper()
+	return n.sqlInt(class, name, query, params...)
+}
+
+func (n *testNode) SQLStrings(class, name, query string, params ...any) []string {
+	n.t.Helper()
+	return n.sqlStrings(class, name, query, params...)
+}

@@ -3,57 +3,13 @@ package ts_test
 import (
 	"strings"
 	"testing"
-)
 
-type counterValue struct {
-	Key   string `json:"key"`
-	Value int64  `json:"value"`
-}
+	"github.com/dura-dev/dura/examples/twins"
+)
 
 // TestCounter: the checks of examples.TestCounter, on the guide's Counter.
 func TestCounter(t *testing.T) {
-	n := startNode(t, "", "counter")
-	steps := []struct {
-		name, method, path string
-		status             int
-		want               counterValue
-		code               string
-	}{
-		{"unset reads 0", "GET", "/", 200, counterValue{"default", 0}, ""},
-		{"increment default by 1", "POST", "/increment", 200, counterValue{"default", 1}, ""},
-		{"increment by 5", "POST", "/increment?by=5", 200, counterValue{"default", 6}, ""},
-		{"other key, negative", "POST", "/increment?key=b&by=-2", 200, counterValue{"b", -2}, ""},
-		{"read default", "GET", "/", 200, counterValue{"default", 6}, ""},
-		{"read other", "GET", "/?key=b", 200, counterValue{"b", -2}, ""},
-		{"empty key is default", "GET", "/?key=", 200, counterValue{"default", 6}, ""},
-		{"by not an integer", "POST", "/increment?by=abc", 400, counterValue{}, "BAD_REQUEST"},
-		{"by a fraction", "POST", "/increment?by=1.5", 400, counterValue{}, "BAD_REQUEST"},
-		{"increment needs POST", "GET", "/increment", 404, counterValue{}, "NOT_FOUND"},
-		{"unknown path", "POST", "/decrement", 404, counterValue{}, "NOT_FOUND"},
-	}
-	for _, s := range steps {
-		t.Run(s.name, func(t *testing.T) {
-			if s.code != "" {
-				n.callErr(s.method, "Counter", "c1", s.path, nil, s.status, s.code)
-				return
-			}
-			var got counterValue
-			r := n.call(s.method, "Counter", "c1", s.path, nil, s.status, &got)
-			if got != s.want {
-				t.Fatalf("got %+v, want %+v", got, s.want)
-			}
-			if ct := r.header.Get("Content-Type"); ct != "application/json" {
-				t.Fatalf("Content-Type %q", ct)
-			}
-		})
-	}
-	idx := n.sqlStrings("Counter", "c1", `SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'counters' AND name NOT LIKE 'sqlite_%'`)
-	if len(idx) != 1 || idx[0] != "idx_counters_updated" {
-		t.Fatalf("indexes %v", idx)
-	}
-	if n.sqlInt("Counter", "c1", `SELECT COUNT(*) FROM counters WHERE updated_at > 0`) != 2 {
-		t.Fatal("rows without updated_at")
-	}
+	twins.Counter(t, startNode(t, "", "counter"), "Counter")
 }
 
 type ledger struct{ alice, bob, txs int64 }

@@ -159,3 +159,25 @@ func (n *tsNode) sqlStrings(class, name, query string, params ...any) []string {
 	}
 	return out
 }
+
+// Call, CallErr, SQLInt and SQLStrings serve the checks shared with the
+// other implementation of the classes (package twins).
+func (n *tsNode) Call(method, class, name, path string, body any, status int, out any) http.Header {
+	n.t.Helper()
+	return n.call(method, class, name, path, body, status, out).header
+}
+
+func (n *tsNode) CallErr(method, class, name, path string, body any, status int, code string) {
+	n.t.Helper()
+	n.callErr(method, class, name, path, body, status, code)
+}
+
+func (n *tsNode) SQLInt(class, name, query string, params ...any) int64 {
+	n.t.Helper()
+	return n.sqlInt(class, name, query, params...)
+}
+
+func (n *tsNode) SQLStrings(class, name, query string, params ...any) []string {
+	n.t.Helper()
+	return n.sqlStrings(class, name, query, params...)
+}
