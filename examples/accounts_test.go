@@ -2,77 +2,21 @@ package examples_test
 
 import (
 	"testing"
+
+	"github.com/dura-dev/dura/examples/twins"
 )
 
-type accountBalance struct {
-	UserID  string `json:"user_id"`
-	Balance int64  `json:"balance"`
-}
-
 // ledger is what must not change when a request is refused.
-type ledger struct{ alice, bob, txs int64 }
+type ledger = twins.Ledger
 
 func readLedger(n *testNode, name string) ledger {
 	n.t.Helper()
-	var a, b accountBalance
-	n.call("GET", "accounts", name, "/balance?user=alice", nil, 200, &a)
-	n.call("GET", "accounts", name, "/balance?user=bob", nil, 200, &b)
-	return ledger{a.Balance, b.Balance, n.sqlInt("accounts", name, `SELECT COUNT(*) FROM transactions`)}
+	return twins.ReadLedger(n.t, n, "accounts", name)
 }
 
 func TestAccounts(t *testing.T) {
 	n := newNode(t)
-	steps := []struct {
-		name, path string
-		body       any
-		status     int
-		code       string
-		want       ledger
-	}{
-		{"deposit opens an account", "/deposit?user=alice&amount=100", nil, 200, "", ledger{100, 0, 1}},
-		{"withdraw", "/withdraw?user=alice&amount=30", nil, 200, "", ledger{70, 0, 2}},
-		{"overdraft", "/withdraw?user=alice&amount=71", nil, 409, "CONSTRAINT", ledger{70, 0, 2}},
-		{"update overdraft", "/update", map[string]any{"user_id": "alice", "amount": -1000}, 409, "CONSTRAINT", ledger{70, 0, 2}},
-		{"withdraw from no account", "/withdraw?user=bob&amount=1", nil, 404, "NOT_FOUND", ledger{70, 0, 2}},
-		{"update opens an account", "/update", map[string]any{"user_id": "bob", "amount": 5}, 200, "", ledger{70, 5, 3}},
-		{"amount not an integer", "/deposit?user=alice&amount=1.5", nil, 400, "BAD_REQUEST", ledger{70, 5, 3}},
-		{"negative deposit", "/deposit?user=alice&amount=-5", nil, 400, "BAD_REQUEST", ledger{70, 5, 3}},
-		{"zero update", "/update", map[string]any{"user_id": "alice", "amount": 0}, 400, "BAD_REQUEST", ledger{70, 5, 3}},
-		{"transfer", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 20}, 200, "", ledger{50, 25, 5}},
-		{"transfer overdraft", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 51}, 409, "CONSTRAINT", ledger{50, 25, 5}},
-		{"transfer to unknown account", "/transfer", map[string]any{"from": "alice", "to": "carol", "amount": 10}, 404, "NOT_FOUND", ledger{50, 25, 5}},
-		{"transfer to self", "/transfer", map[string]any{"from": "alice", "to": "alice", "amount": 10}, 400, "BAD_REQUEST", ledger{50, 25, 5}},
-	}
-	for _, s := range steps {
-		t.Run(s.name, func(t *testing.T) {
-			if s.code != "" {
-				n.callErr("POST", "accounts", "bank", s.path, s.body, s.status, s.code)
-			} else {
-				n.call("POST", "accounts", "bank", s.path, s.body, s.status, nil)
-			}
-			if got := readLedger(n, "bank"); got != s.want {
-				t.Fatalf("ledger %+v, want %+v", got, s.want)
-			}
-		})
-	}
-
-	t.Run("transaction log", func(t *testing.T) {
-		var got struct {
-			Transactions []struct {
-				Amount int64 `json:"amount"`
-			}
-		}
-		n.call("GET", "accounts", "bank", "/transactions?user=alice", nil, 200, &got)
-		want := []int64{-20, -30, 100}
-		if len(got.Transactions) != len(want) {
-			t.Fatalf("transactions %+v", got.Transactions)
-		}
-		for i, tx := range got.Transactions {
-			if tx.Amount != want[i] {
-				t.Fatalf("transactions %+v, want amounts %v", got.Transactions, want)
-			}
-		}
-	})
+	twins.Accounts(t, n, "accounts")
 	n.noAdviceWarnings("accounts", "bank")
 }
 
@@ -104,7 +48,7 @@ func TestAccountsBatchRollsBackOnlyTheFailedTransfer(t *testing.T) {
 			t.Fatalf("result %d: %+v, want ok=%v", i, r, wantOK[i])
 		}
 	}
-	if l := readLedger(n, "batch"); l != (ledger{95, 6, 6}) {
+	if l := readLedger(n, "batch"); l != (ledger{Alice: 95, Bob: 6, Txs: 6}) {
 		t.Fatalf("ledger %+v, want {95 6 6}", l)
 	}
 	if c := n.sqlInt("accounts", "batch", `SELECT COUNT(*) FROM transactions WHERE amount = -20 OR user_id = 'zed'`); c != 0 {

@@ -12,66 +12,10 @@ func TestCounter(t *testing.T) {
 	twins.Counter(t, startNode(t, "", "counter"), "Counter")
 }
 
-type ledger struct{ alice, bob, txs int64 }
-
-func readLedger(n *tsNode, name string) ledger {
-	n.t.Helper()
-	var a, b struct{ Balance int64 }
-	n.call("GET", "Accounts", name, "/balance?user=alice", nil, 200, &a)
-	n.call("GET", "Accounts", name, "/balance?user=bob", nil, 200, &b)
-	return ledger{a.Balance, b.Balance, n.sqlInt("Accounts", name, `SELECT COUNT(*) FROM transactions`)}
-}
-
 // TestAccounts: the checks of examples.TestAccounts, on the guide's
 // updateBalance.
 func TestAccounts(t *testing.T) {
-	n := startNode(t, "", "accounts")
-	steps := []struct {
-		name, path string
-		body       any
-		status     int
-		code       string
-		want       ledger
-	}{
-		{"deposit opens an account", "/deposit?user=alice&amount=100", nil, 200, "", ledger{100, 0, 1}},
-		{"withdraw", "/withdraw?user=alice&amount=30", nil, 200, "", ledger{70, 0, 2}},
-		{"overdraft", "/withdraw?user=alice&amount=71", nil, 409, "CONSTRAINT", ledger{70, 0, 2}},
-		{"update overdraft", "/update", map[string]any{"user_id": "alice", "amount": -1000}, 409, "CONSTRAINT", ledger{70, 0, 2}},
-		{"withdraw from no account", "/withdraw?user=bob&amount=1", nil, 404, "NOT_FOUND", ledger{70, 0, 2}},
-		{"update opens an account", "/update", map[string]any{"user_id": "bob", "amount": 5}, 200, "", ledger{70, 5, 3}},
-		{"amount not an integer", "/deposit?user=alice&amount=1.5", nil, 400, "BAD_REQUEST", ledger{70, 5, 3}},
-		{"negative deposit", "/deposit?user=alice&amount=-5", nil, 400, "BAD_REQUEST", ledger{70, 5, 3}},
-		{"zero update", "/update", map[string]any{"user_id": "alice", "amount": 0}, 400, "BAD_REQUEST", ledger{70, 5, 3}},
-		{"transfer", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 20}, 200, "", ledger{50, 25, 5}},
-		{"transfer overdraft", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 51}, 409, "CONSTRAINT", ledger{50, 25, 5}},
-		{"transfer to unknown account", "/transfer", map[string]any{"from": "alice", "to": "carol", "amount": 10}, 404, "NOT_FOUND", ledger{50, 25, 5}},
-		{"transfer to self", "/transfer", map[string]any{"from": "alice", "to": "alice", "amount": 10}, 400, "BAD_REQUEST", ledger{50, 25, 5}},
-	}
-	for _, s := range steps {
-		t.Run(s.name, func(t *testing.T) {
-			if s.code != "" {
-				n.callErr("POST", "Accounts", "bank", s.path, s.body, s.status, s.code)
-			} else {
-				n.call("POST", "Accounts", "bank", s.path, s.body, s.status, nil)
-			}
-			if got := readLedger(n, "bank"); got != s.want {
-				t.Fatalf("ledger %+v, want %+v", got, s.want)
-			}
-		})
-	}
-	var got struct {
-		Transactions []struct{ Amount int64 }
-	}
-	n.call("GET", "Accounts", "bank", "/transactions?user=alice", nil, 200, &got)
-	want := []int64{-20, -30, 100}
-	if len(got.Transactions) != len(want) {
-		t.Fatalf("transactions %+v", got.Transactions)
-	}
-	for i, tx := range got.Transactions {
-		if tx.Amount != want[i] {
-			t.Fatalf("transactions %+v, want amounts %v", got.Transactions, want)
-		}
-	}
+	twins.Accounts(t, startNode(t, "", "accounts"), "Accounts")
 }
 
 type document struct {

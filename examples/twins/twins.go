@@ -74,3 +74,72 @@ func Counter(t *testing.T, api API, class string) {
 		}
 	})
 }
+
+// Ledger is what must not change when an accounts request is refused.
+type Ledger struct{ Alice, Bob, Txs int64 }
+
+// ReadLedger reads alice's and bob's balances and the transaction count
+// of an accounts object.
+func ReadLedger(t *testing.T, api API, class, name string) Ledger {
+	t.Helper()
+	var a, b struct{ Balance int64 }
+	api.Call("GET", class, name, "/balance?user=alice", nil, 200, &a)
+	api.Call("GET", class, name, "/balance?user=bob", nil, 200, &b)
+	return Ledger{a.Balance, b.Balance, api.SQLInt(class, name, `SELECT COUNT(*) FROM transactions`)}
+}
+
+// Accounts drives object bank of the accounts class through deposits,
+// withdrawals, updates and transfers, refused ones changing nothing, then
+// reads alice's transaction log.
+func Accounts(t *testing.T, api API, class string) {
+	steps := []struct {
+		name, path string
+		body       any
+		status     int
+		code       string
+		want       Ledger
+	}{
+		{"deposit opens an account", "/deposit?user=alice&amount=100", nil, 200, "", Ledger{100, 0, 1}},
+		{"withdraw", "/withdraw?user=alice&amount=30", nil, 200, "", Ledger{70, 0, 2}},
+		{"overdraft", "/withdraw?user=alice&amount=71", nil, 409, "CONSTRAINT", Ledger{70, 0, 2}},
+		{"update overdraft", "/update", map[string]any{"user_id": "alice", "amount": -1000}, 409, "CONSTRAINT", Ledger{70, 0, 2}},
+		{"withdraw from no account", "/withdraw?user=bob&amount=1", nil, 404, "NOT_FOUND", Ledger{70, 0, 2}},
+		{"update opens an account", "/update", map[string]any{"user_id": "bob", "amount": 5}, 200, "", Ledger{70, 5, 3}},
+		{"amount not an integer", "/deposit?user=alice&amount=1.5", nil, 400, "BAD_REQUEST", Ledger{70, 5, 3}},
+		{"negative deposit", "/deposit?user=alice&amount=-5", nil, 400, "BAD_REQUEST", Ledger{70, 5, 3}},
+		{"zero update", "/update", map[string]any{"user_id": "alice", "amount": 0}, 400, "BAD_REQUEST", Ledger{70, 5, 3}},
+		{"transfer", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 20}, 200, "", Ledger{50, 25, 5}},
+		{"transfer overdraft", "/transfer", map[string]any{"from": "alice", "to": "bob", "amount": 51}, 409, "CONSTRAINT", Ledger{50, 25, 5}},
+		{"transfer to unknown account", "/transfer", map[string]any{"from": "alice", "to": "carol", "amount": 10}, 404, "NOT_FOUND", Ledger{50, 25, 5}},
+		{"transfer to self", "/transfer", map[string]any{"from": "alice", "to": "alice", "amount": 10}, 400, "BAD_REQUEST", Ledger{50, 25, 5}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.code != "" {
+				api.CallErr("POST", class, "bank", s.path, s.body, s.status, s.code)
+			} else {
+				api.Call("POST", class, "bank", s.path, s.body, s.status, nil)
+			}
+			if got := ReadLedger(t, api, class, "bank"); got != s.want {
+				t.Fatalf("ledger %+v, want %+v", got, s.want)
+			}
+		})
+	}
+	t.Run("transaction log", func(t *testing.T) {
+		var got struct {
+			Transactions []struct {
+				Amount int64 `json:"amount"`
+			}
+		}
+		api.Call("GET", class, "bank", "/transactions?user=alice", nil, 200, &got)
+		want := []int64{-20, -30, 100}
+		if len(got.Transactions) != len(want) {
+			t.Fatalf("transactions %+v", got.Transactions)
+		}
+		for i, tx := range got.Transactions {
+			if tx.Amount != want[i] {
+				t.Fatalf("transactions %+v, want amounts %v", got.Transactions, want)
+			}
+		}
+	})
+}
