@@ -3,6 +3,7 @@ package cluster
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -94,43 +95,14 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	tr := tar.NewReader(resp.Body)
-	complete := false
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read archive: %w", err)
-		}
-		switch {
-		case h.Name == "END":
-			complete = true
-		default:
-			id, ok := node.ObjectFileID(h.Name)
-			if !ok || filepath.Base(h.Name) != h.Name {
-				return fmt.Errorf("unexpected archive entry %q", h.Name)
-			}
-			path := filepath.Join(dir, id+".db")
-			f, err := os.Create(path)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, io.LimitReader(tr, c.rt.MaxObjectBytes()+1))
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("receive %s: %w", h.Name, err)
-			}
-			if err := objectstore.ValidateImport(path, c.rt.MaxObjectBytes()); err != nil {
-				return fmt.Errorf("verify %s: %w", h.Name, err)
-			}
-		}
-	}
-	if !complete {
+	err = receiveFiles(resp.Body, dir, c.rt.MaxObjectBytes(), func(path string) error {
+		return objectstore.ValidateImport(path, c.rt.MaxObjectBytes())
+	})
+	if errors.Is(err, errEndedEarly) {
 		return fmt.Errorf("archive of partition %d ended early", p)
+	}
+	if err != nil {
+		return err
 	}
 	// Install only for the move this pull was for: never over a copy this
 	// node serves, never for a move that was cancelled or replaced.
@@ -187,6 +159,50 @@ func (c *Cluster) takeOver(ctx context.Context, p int, from rpc.Peer, since uint
 	c.mu.Unlock()
 	c.log.Info("partition taken over from its in-sync copy", "partition", p, "from", from.Name)
 	return nil
+}
+
+// errEndedEarly: a stream of object files stopped before its END.
+var errEndedEarly = errors.New("ended early")
+
+// receiveFiles writes the object files of a tar stream ended by END (a
+// handoff archive, a replica's snapshot) into dir, synced, each checked
+// by verify and no larger than maxBytes.
+func receiveFiles(r io.Reader, dir string, maxBytes int64, verify func(path string) error) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return errEndedEarly
+		}
+		if err != nil {
+			return fmt.Errorf("read archive: %w", err)
+		}
+		if h.Name == "END" {
+			return nil
+		}
+		id, ok := node.ObjectFileID(h.Name)
+		if !ok || filepath.Base(h.Name) != h.Name {
+			return fmt.Errorf("unexpected archive entry %q", h.Name)
+		}
+		path := filepath.Join(dir, id+".db")
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, io.LimitReader(tr, maxBytes+1))
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("receive %s: %w", h.Name, err)
+		}
+		if err := verify(path); err != nil {
+			return fmt.Errorf("verify %s: %w", h.Name, err)
+		}
+	}
 }
 
 // PartitionArchive streams partition p to its new owner: the fence

@@ -1,19 +1,16 @@
 package cluster
 
 import (
-	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/replication"
 	"github.com/dura-dev/dura/rpc"
@@ -180,40 +177,11 @@ func (c *Cluster) fetchSnapshot(p int, from rpc.Peer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tr := tar.NewReader(resp.Body)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return dir, fmt.Errorf("snapshot of partition %d ended early", p)
-		}
-		if err != nil {
-			return dir, fmt.Errorf("read snapshot: %w", err)
-		}
-		if h.Name == "END" {
-			return dir, nil
-		}
-		if _, ok := node.ObjectFileID(h.Name); !ok || filepath.Base(h.Name) != h.Name {
-			return dir, fmt.Errorf("unexpected snapshot entry %q", h.Name)
-		}
-		file := filepath.Join(dir, h.Name)
-		f, err := os.Create(file)
-		if err != nil {
-			return dir, err
-		}
-		_, err = io.Copy(f, io.LimitReader(tr, c.rt.MaxObjectBytes()+1))
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = objectstore.QuickCheck(file)
-		}
-		if err != nil {
-			return dir, fmt.Errorf("receive %s: %w", h.Name, err)
-		}
+	err = receiveFiles(resp.Body, dir, c.rt.MaxObjectBytes(), objectstore.QuickCheck)
+	if errors.Is(err, errEndedEarly) {
+		return dir, fmt.Errorf("snapshot of partition %d ended early", p)
 	}
+	return dir, err
 }
 
 // failover promotes an in-sync replica of every partition whose primary
