@@ -44,6 +44,20 @@ type InSyncChange struct {
 	Remove    []string `json:"remove,omitempty"`
 }
 
+// checkPartitions refuses a command of kind whose n changes name a
+// partition (partition(i)) the state does not have: then none applies.
+func (s *ClusterState) checkPartitions(kind string, n int, partition func(i int) int) error {
+	if err := s.bootstrapped(); err != nil {
+		return err
+	}
+	for i := range n {
+		if p := partition(i); p < 0 || p >= len(s.Partitions) {
+			return fmt.Errorf("%s: no partition %d", kind, p)
+		}
+	}
+	return nil
+}
+
 // placeReplicas gives every owned partition its replica set: the owner,
 // the member it moves to if it moves, then the ring's closest members
 // after the one it belongs on. The in-sync set keeps the owner and the
@@ -85,13 +99,8 @@ func (s *ClusterState) placeReplicas() {
 // are skipped (their senders see the state and decide again). Only a
 // replica enters a set; the owner never leaves it.
 func (s *ClusterState) applyInSync(changes []InSyncChange) error {
-	if err := s.bootstrapped(); err != nil {
+	if err := s.checkPartitions("in_sync", len(changes), func(i int) int { return changes[i].Partition }); err != nil {
 		return err
-	}
-	for _, c := range changes {
-		if c.Partition < 0 || c.Partition >= len(s.Partitions) {
-			return fmt.Errorf("in_sync: no partition %d", c.Partition)
-		}
 	}
 	for _, c := range changes {
 		p := &s.Partitions[c.Partition]
@@ -136,13 +145,8 @@ type Promotion struct {
 // one lacks, so they are seeded again before they count. A move of the
 // partition is cancelled.
 func (s *ClusterState) applyPromote(ps []Promotion) error {
-	if err := s.bootstrapped(); err != nil {
+	if err := s.checkPartitions("promote", len(ps), func(i int) int { return ps[i].Partition }); err != nil {
 		return err
-	}
-	for _, pr := range ps {
-		if pr.Partition < 0 || pr.Partition >= len(s.Partitions) {
-			return fmt.Errorf("promote: no partition %d", pr.Partition)
-		}
 	}
 	changed := false
 	for _, pr := range ps {
@@ -274,13 +278,8 @@ type Move struct {
 // version, and whose targets are active in-sync replicas: a handoff, as a
 // join starts one, but the target has the data already.
 func (s *ClusterState) applyMoves(ms []Move) error {
-	if err := s.bootstrapped(); err != nil {
+	if err := s.checkPartitions("move", len(ms), func(i int) int { return ms[i].Partition }); err != nil {
 		return err
-	}
-	for _, m := range ms {
-		if m.Partition < 0 || m.Partition >= len(s.Partitions) {
-			return fmt.Errorf("move: no partition %d", m.Partition)
-		}
 	}
 	changed := false
 	for _, m := range ms {
