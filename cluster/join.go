@@ -109,7 +109,7 @@ func (c *Cluster) lead() {
 		}
 	}
 	c.manageVoters(c.raft.State())
-	c.failover(c.raft.State())
+	c.tendReplicas(c.raft.State())
 }
 
 func (c *Cluster) manageVoters(st *replication.ClusterState) {

@@ -184,13 +184,10 @@ func (c *Cluster) fetchSnapshot(p int, from rpc.Peer) (string, error) {
 	return dir, err
 }
 
-// failover promotes an in-sync replica of every partition whose primary
-// is gone (leader only; see primaryGone): by then the old primary, out of
-// touch with Raft past its lease, has stopped serving, and it could not
-// acknowledge a write the new one lacks anyway (it waits for every
-// in-sync replica, and can take one out only by a compare-and-set the
-// promotion defeats). All promotions go in one command.
-func (c *Cluster) failover(st *replication.ClusterState) {
+// tendReplicas is the leader's share of replication, each loop: fail
+// over dead primaries, record lost disks' new directories, remove members
+// dead too long, and move primaries back where the ring puts them.
+func (c *Cluster) tendReplicas(st *replication.ClusterState) {
 	if c.ship == nil {
 		return
 	}
@@ -211,6 +208,19 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 	if c.leaderSince.IsZero() {
 		c.leaderSince = now
 	}
+	c.failover(st, alive, now)
+	c.reincarnate(st)
+	c.replaceDead(st, now)
+	c.moveBack(st, alive, now)
+}
+
+// failover promotes an in-sync replica of every partition whose primary
+// is gone (leader only; see primaryGone): by then the old primary, out of
+// touch with Raft past its lease, has stopped serving, and it could not
+// acknowledge a write the new one lacks anyway (it waits for every
+// in-sync replica, and can take one out only by a compare-and-set the
+// promotion defeats). All promotions go in one command.
+func (c *Cluster) failover(st *replication.ClusterState, alive map[string]bool, now time.Time) {
 	var promos []replication.Promotion
 	for p, part := range st.Partitions {
 		if part.Owner == "" || part.Owner == c.cfg.Name || !c.primaryGone(st, part.Owner, now) {
@@ -223,9 +233,6 @@ func (c *Cluster) failover(st *replication.ClusterState) {
 			}
 		}
 	}
-	c.reincarnate(st)
-	c.replaceDead(st, now)
-	c.moveBack(st, alive, now)
 	if len(promos) == 0 {
 		return
 	}
