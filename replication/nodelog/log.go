@@ -100,6 +100,7 @@ type Log struct {
 
 	syncs   uint64 // group commits made (fdatasync calls)
 	appends uint64
+	durable Pos // the end as of the last completed sync
 
 	// low is set while the segment being appended to is past its
 	// reserve and the next one could not be allocated: the disk is full.
@@ -168,6 +169,7 @@ func Open(cfg Config) (*Log, error) {
 		}
 		l.end = Pos{Segment: last, Offset: end}
 	}
+	l.durable = l.end
 	go l.writer()
 	return l, nil
 }
@@ -246,6 +248,15 @@ func (l *Log) startSegment(seq uint64, min int64) error {
 // (if not nil) for each, and returns the offset just past the last good
 // frame.
 func scanSegment(f *os.File, seq uint64, fn func(Pos, []byte) error) (int64, error) {
+	return scanSegmentFrom(f, seq, segmentHeaderSize, fn)
+}
+
+// errStop ends a scan early without an error.
+var errStop = errors.New("stop")
+
+// scanSegmentFrom is scanSegment starting at off, which must be where a
+// frame starts (or the header's end).
+func scanSegmentFrom(f *os.File, seq uint64, off int64, fn func(Pos, []byte) error) (int64, error) {
 	var h [segmentHeaderSize]byte
 	if _, err := f.ReadAt(h[:], 0); err != nil || [4]byte(h[:4]) != segMagic || binary.LittleEndian.Uint64(h[8:16]) != seq {
 		return 0, fmt.Errorf("node log segment %d: bad header", seq)
@@ -254,7 +265,7 @@ func scanSegment(f *os.File, seq uint64, fn func(Pos, []byte) error) (int64, err
 	if err != nil {
 		return 0, err
 	}
-	off := int64(segmentHeaderSize)
+	off = max(off, segmentHeaderSize)
 	var fh [frameHeader]byte
 	for {
 		if _, err := f.ReadAt(fh[:], off); err != nil {
@@ -406,6 +417,7 @@ func (l *Log) write(batch []*pendingAppend) error {
 	l.mu.Lock()
 	l.syncs++
 	l.appends += uint64(len(batch))
+	l.durable = l.end
 	l.mu.Unlock()
 	l.rollEarly()
 	return nil
@@ -487,6 +499,51 @@ func (l *Log) Replay(from Pos, fn func(Pos, []byte) error) error {
 		})
 		f.Close()
 		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Durable is the end of the log as of its last sync: every record
+// before it is on disk for good.
+func (l *Log) Durable() Pos {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.durable
+}
+
+// Oldest is the position of the first record the log still holds.
+func (l *Log) Oldest() Pos {
+	l.trimMu.Lock()
+	defer l.trimMu.Unlock()
+	return Pos{Segment: l.oldest}
+}
+
+// Read calls fn for every record at or after from and before to, in log
+// order, while appends go on: to should be at most Durable(), and the
+// caller keeps the segments from from on (RemoveBefore) meanwhile.
+func (l *Log) Read(from, to Pos, fn func(Pos, []byte) error) error {
+	for seq := from.Segment; seq <= to.Segment; seq++ {
+		f, err := os.Open(l.path(seq))
+		if errors.Is(err, os.ErrNotExist) && seq < to.Segment {
+			continue // a segment rolled over before it held anything
+		}
+		if err != nil {
+			return fmt.Errorf("node log read: %w", err)
+		}
+		start := int64(0)
+		if seq == from.Segment {
+			start = from.Offset
+		}
+		_, err = scanSegmentFrom(f, seq, start, func(p Pos, b []byte) error {
+			if !p.Less(to) {
+				return errStop
+			}
+			return fn(p, b)
+		})
+		f.Close()
+		if err != nil && err != errStop {
 			return err
 		}
 	}

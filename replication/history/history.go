@@ -1,0 +1,811 @@
+// Package history keeps the past of every object a node holds, for
+// point-in-time recovery: each object's committed records, archived from
+// the node log, in generations, each a page-identical snapshot (or none,
+// when the generation's first record holds the whole database) followed
+// by the records committed after it. A generation whose records outgrow
+// its snapshot (and a floor) is folded: its snapshot with its records
+// applied becomes the next generation's snapshot. Generations are dropped
+// once a later snapshot is older than the retention, so any commit of the
+// retention window can be rebuilt: a snapshot, then records up to it.
+//
+// On disk, under Dir/<id[:2]>/<id>/: "<start>.log" and, with a snapshot,
+// "<start>-<at>.base", start being the generation's first transaction
+// number (the snapshot's, or one before the first record's) and at the
+// snapshot's commit time in unix ms, both 16 hex digits.
+package history
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dura-dev/dura/internal/fsutil"
+	"github.com/dura-dev/dura/objectstore"
+)
+
+// Config configures a history store.
+type Config struct {
+	// Dir holds the history (created if missing).
+	Dir string
+	// Retention is how far back every commit stays restorable.
+	Retention time.Duration
+	// MinSnapshotBytes is the least a generation's records hold before
+	// they are folded into a new snapshot. Default 1 MiB.
+	MinSnapshotBytes int64
+	// Logger receives the store's messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Commit is one restorable point of an object: its transaction number
+// and commit time (unix ms).
+type Commit struct {
+	Tx uint64
+	At int64
+}
+
+// ErrNoHistory is returned for an object, or a transaction of one, the
+// history does not hold.
+var ErrNoHistory = errors.New("no history")
+
+// Store is a node's history. Its methods are safe for concurrent use.
+type Store struct {
+	cfg Config
+
+	mu     sync.Mutex
+	objs   map[string]*object
+	open   map[string]*os.File // generation logs written since the last Sync
+	dirs   map[string]bool     // directories with entries added since then
+	bytes  int64               // retained
+	oldest int64               // as of the last Trim
+}
+
+type object struct {
+	dir  string
+	gens []*generation // by start
+}
+
+type generation struct {
+	start     uint64
+	at        int64 // snapshot's commit time; 0 without one
+	base      bool
+	baseBytes int64
+	logBytes  int64
+	lastTx    uint64 // of its last record; start without records
+	lastAt    int64
+	firstAt   int64 // of its first record
+	records   int
+}
+
+// oldest is the commit time of the generation's first restorable point.
+func (g *generation) oldest() int64 {
+	if g.base {
+		return g.at
+	}
+	return g.firstAt
+}
+
+func (g *generation) logPath(dir string) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x.log", g.start))
+}
+
+func (g *generation) basePath(dir string) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x-%016x.base", g.start, uint64(g.at)))
+}
+
+// Open opens the history in cfg.Dir.
+func Open(cfg Config) (*Store, error) {
+	if cfg.MinSnapshotBytes <= 0 {
+		cfg.MinSnapshotBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open history: %w", err)
+	}
+	s := &Store{cfg: cfg, objs: map[string]*object{}, open: map[string]*os.File{}, dirs: map[string]bool{}}
+	s.bytes = dirBytes(cfg.Dir)
+	return s, nil
+}
+
+func (s *Store) objectDir(id string) string {
+	prefix := id
+	if len(prefix) > 2 {
+		prefix = prefix[:2]
+	}
+	return filepath.Join(s.cfg.Dir, prefix, id)
+}
+
+// load reads an object's generations (s.mu held). An object without
+// history has none. The last generation's log is checked frame by frame
+// and cut after its last whole frame: a crash may leave a torn tail,
+// whose records the node log still holds.
+func (s *Store) load(id string) (*object, error) {
+	if o, ok := s.objs[id]; ok {
+		return o, nil
+	}
+	o := &object{dir: s.objectDir(id)}
+	entries, err := os.ReadDir(o.dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("history of %s: %w", id, err)
+	}
+	byStart := map[uint64]*generation{}
+	gen := func(start uint64) *generation {
+		g := byStart[start]
+		if g == nil {
+			g = &generation{start: start, lastTx: start}
+			byStart[start] = g
+		}
+		return g
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".log"):
+			start, err := strconv.ParseUint(strings.TrimSuffix(name, ".log"), 16, 64)
+			if err != nil {
+				continue
+			}
+			gen(start)
+		case strings.HasSuffix(name, ".base"):
+			a, b, ok := strings.Cut(strings.TrimSuffix(name, ".base"), "-")
+			start, err1 := strconv.ParseUint(a, 16, 64)
+			at, err2 := strconv.ParseUint(b, 16, 64)
+			if !ok || err1 != nil || err2 != nil {
+				continue
+			}
+			g := gen(start)
+			g.base, g.at = true, int64(at)
+			if info, err := e.Info(); err == nil {
+				g.baseBytes = info.Size()
+			}
+		}
+	}
+	for _, g := range byStart {
+		o.gens = append(o.gens, g)
+	}
+	sort.Slice(o.gens, func(i, j int) bool { return o.gens[i].start < o.gens[j].start })
+	for i, g := range o.gens {
+		last := i == len(o.gens)-1
+		if err := s.scanGeneration(o, g, last); err != nil {
+			return nil, fmt.Errorf("history of %s: %w", id, err)
+		}
+	}
+	s.objs[id] = o
+	return o, nil
+}
+
+// scanGeneration reads a generation's record headers for its counters;
+// with check, every frame's checksum too, cutting the log after the last
+// good one.
+func (s *Store) scanGeneration(o *object, g *generation, check bool) error {
+	f, err := os.OpenFile(g.logPath(o.dir), os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	end, err := scanFrames(f, check, func(h frameHead, _ int64) error {
+		if g.records == 0 {
+			g.firstAt = h.at
+		}
+		g.lastTx, g.lastAt = h.tx, h.at
+		g.records++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	g.logBytes = end
+	if st, err := f.Stat(); err == nil && st.Size() > end {
+		return f.Truncate(end)
+	}
+	return nil
+}
+
+// Has reports whether the history holds object id: a snapshot or a
+// record holding its whole database to start from.
+func (s *Store) Has(id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, err := s.load(id)
+	if err != nil {
+		return false, err
+	}
+	return len(o.gens) > 0, nil
+}
+
+// Append archives one committed record of object id, committed at at
+// (unix ms). A record the history already holds (its transaction number
+// is not past the last one's) is skipped. An object's first record must
+// hold its whole database; otherwise the record is not archived and ok
+// is false: the object needs a base (Rebase, or a whole record).
+func (s *Store) Append(id string, at int64, rec objectstore.Record) (ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, err := s.load(id)
+	if err != nil {
+		return false, err
+	}
+	var g *generation
+	if len(o.gens) > 0 {
+		g = o.gens[len(o.gens)-1]
+		if rec.Tx <= g.lastTx {
+			return true, nil
+		}
+	} else {
+		if !wholeDatabase(rec) || rec.Tx == 0 {
+			return false, nil
+		}
+		if err := os.MkdirAll(o.dir, 0o755); err != nil {
+			return false, err
+		}
+		s.dirs[filepath.Dir(o.dir)] = true
+		g = &generation{start: rec.Tx - 1, lastTx: rec.Tx - 1}
+		o.gens = append(o.gens, g)
+	}
+	frame := encodeFrame(at, rec)
+	f, err := s.logFile(o, g)
+	if err != nil {
+		return false, err
+	}
+	if _, err := f.WriteAt(frame, g.logBytes); err != nil {
+		return false, fmt.Errorf("history of %s: %w", id, err)
+	}
+	g.logBytes += int64(len(frame))
+	if g.records == 0 {
+		g.firstAt = at
+	}
+	g.lastTx, g.lastAt = rec.Tx, at
+	g.records++
+	s.bytes += int64(len(frame))
+	if g.logBytes > max(g.baseBytes, s.cfg.MinSnapshotBytes) {
+		if err := s.fold(id, o); err != nil {
+			s.cfg.Logger.Warn("history: cannot fold records into a snapshot", "object", id, "err", err)
+		}
+	}
+	return true, nil
+}
+
+// logFile opens a generation's log for appending (s.mu held); it stays
+// open until Sync.
+func (s *Store) logFile(o *object, g *generation) (*os.File, error) {
+	path := g.logPath(o.dir)
+	if f, ok := s.open[path]; ok {
+		return f, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if g.records == 0 {
+		s.dirs[o.dir] = true
+	}
+	s.open[path] = f
+	return f, nil
+}
+
+// fold starts a new generation whose snapshot is the object as of its
+// last record (s.mu held).
+func (s *Store) fold(id string, o *object) error {
+	g := o.gens[len(o.gens)-1]
+	next := &generation{start: g.lastTx, at: g.lastAt, base: true, lastTx: g.lastTx}
+	n, err := s.buildFile(o, g.lastTx, next.basePath(o.dir), true)
+	if err != nil {
+		return err
+	}
+	next.baseBytes = n
+	o.gens = append(o.gens, next)
+	s.dirs[o.dir] = true
+	s.bytes += n
+	return nil
+}
+
+// Rebase makes the database file at path (holding the object through
+// transaction tx, whose commit time is at) the start of a new generation:
+// the object's file was replaced whole (seeded from a snapshot, imported).
+// Records the history holds from tx on are dropped: the file replaced
+// them (they were never acknowledged, or are the same commits).
+func (s *Store) Rebase(id string, tx uint64, at int64, path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, err := s.load(id)
+	if err != nil {
+		return err
+	}
+	if err := s.dropFrom(o, tx); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return err
+	}
+	s.dirs[filepath.Dir(o.dir)] = true
+	g := &generation{start: tx, at: at, base: true, lastTx: tx}
+	n, err := copyFileSynced(path, g.basePath(o.dir))
+	if err != nil {
+		return fmt.Errorf("history of %s: %w", id, err)
+	}
+	g.baseBytes = n
+	o.gens = append(o.gens, g)
+	s.dirs[o.dir] = true
+	s.bytes += n
+	return fsutil.SyncDir(o.dir)
+}
+
+// dropFrom removes what the history holds of o from transaction tx on
+// (s.mu held).
+func (s *Store) dropFrom(o *object, tx uint64) error {
+	for len(o.gens) > 0 {
+		g := o.gens[len(o.gens)-1]
+		if g.start < tx || g.start == tx && !g.base && g.records == 0 {
+			break
+		}
+		if err := s.removeGeneration(o, g); err != nil {
+			return err
+		}
+		o.gens = o.gens[:len(o.gens)-1]
+	}
+	if len(o.gens) == 0 {
+		return nil
+	}
+	g := o.gens[len(o.gens)-1]
+	if g.lastTx < tx {
+		return nil
+	}
+	// Cut the generation's log before its first record from tx on.
+	path := g.logPath(o.dir)
+	if f, ok := s.open[path]; ok {
+		f.Close()
+		delete(s.open, path)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cut := int64(-1)
+	g.records, g.lastTx, g.lastAt = 0, g.start, g.at
+	if _, err := scanFrames(f, false, func(h frameHead, off int64) error {
+		if h.tx >= tx {
+			cut = off
+			return errStopScan
+		}
+		if g.records == 0 {
+			g.firstAt = h.at
+		}
+		g.records++
+		g.lastTx, g.lastAt = h.tx, h.at
+		return nil
+	}); err != nil && !errors.Is(err, errStopScan) {
+		return err
+	}
+	if cut < 0 {
+		return nil
+	}
+	s.bytes -= g.logBytes - cut
+	g.logBytes = cut
+	if err := f.Truncate(cut); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func (s *Store) removeGeneration(o *object, g *generation) error {
+	path := g.logPath(o.dir)
+	if f, ok := s.open[path]; ok {
+		f.Close()
+		delete(s.open, path)
+	}
+	for _, p := range []string{path, g.basePath(o.dir)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	s.bytes -= g.logBytes + g.baseBytes
+	return nil
+}
+
+// Sync makes what was appended since the last Sync durable.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first error
+	for path, f := range s.open {
+		if err := f.Sync(); err != nil && first == nil {
+			first = fmt.Errorf("history: sync %s: %w", path, err)
+		}
+		f.Close()
+		delete(s.open, path)
+	}
+	for dir := range s.dirs {
+		if err := fsutil.SyncDir(dir); err != nil && first == nil {
+			first = fmt.Errorf("history: %w", err)
+		}
+		delete(s.dirs, dir)
+	}
+	if first == nil {
+		first = fsutil.SyncDir(s.cfg.Dir)
+	}
+	return first
+}
+
+// Commits lists the restorable points of object id, in commit order:
+// snapshots and records.
+func (s *Store) Commits(id string) ([]Commit, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, err := s.load(id)
+	if err != nil {
+		return nil, err
+	}
+	var out []Commit
+	add := func(c Commit) {
+		if len(out) == 0 || c.Tx > out[len(out)-1].Tx {
+			out = append(out, c)
+		}
+	}
+	for _, g := range o.gens {
+		if g.base {
+			add(Commit{Tx: g.start, At: g.at})
+		}
+		if err := s.eachRecord(o, g, func(h frameHead, _ []byte) error {
+			add(Commit{Tx: h.tx, At: h.at})
+			return nil
+		}, false); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Materialize writes object id's database as of transaction tx to dst
+// (created or replaced; not synced): the snapshot of the generation that
+// holds tx, with its records up to tx applied.
+func (s *Store) Materialize(id string, tx uint64, dst string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, err := s.load(id)
+	if err != nil {
+		return err
+	}
+	_, err = s.buildFile(o, tx, dst, false)
+	return err
+}
+
+// buildFile writes o as of tx to dst (s.mu held), synced and renamed into
+// place when durable.
+func (s *Store) buildFile(o *object, tx uint64, dst string, durable bool) (int64, error) {
+	var g *generation
+	for i := len(o.gens) - 1; i >= 0; i-- {
+		c := o.gens[i]
+		if c.start <= tx && tx <= c.lastTx && (c.base || tx > c.start) {
+			g = c
+			break
+		}
+	}
+	if g == nil {
+		return 0, fmt.Errorf("%w: transaction %d", ErrNoHistory, tx)
+	}
+	tmp := dst + ".tmp"
+	var f *os.File
+	var err error
+	if g.base {
+		_, err = copyFileSynced(g.basePath(o.dir), tmp)
+		if err == nil {
+			f, err = os.OpenFile(tmp, os.O_RDWR, 0)
+		}
+	} else {
+		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp)
+	defer f.Close()
+	found := g.base && tx == g.start
+	err = s.eachRecord(o, g, func(h frameHead, payload []byte) error {
+		if h.tx > tx {
+			return errStopScan
+		}
+		rec, err := decodeRecord(h, payload)
+		if err != nil {
+			return err
+		}
+		found = found || h.tx == tx
+		return rec.Apply(f)
+	}, true)
+	if err != nil && !errors.Is(err, errStopScan) {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("%w: transaction %d", ErrNoHistory, tx)
+	}
+	if durable {
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// eachRecord calls fn for each record of g in order (s.mu held); with
+// pages, fn gets each record's payload.
+func (s *Store) eachRecord(o *object, g *generation, fn func(frameHead, []byte) error, pages bool) error {
+	if g.records == 0 {
+		return nil
+	}
+	f, err := os.Open(g.logPath(o.dir))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := io.NewSectionReader(f, 0, g.logBytes)
+	var hb [frameHeadSize]byte
+	for off := int64(0); off < g.logBytes; {
+		if _, err := r.ReadAt(hb[:], off); err != nil {
+			return fmt.Errorf("history: %s: %w", f.Name(), err)
+		}
+		h := parseHead(hb[:])
+		var payload []byte
+		if pages {
+			payload = make([]byte, h.n)
+			if _, err := r.ReadAt(payload, off+8); err != nil {
+				return fmt.Errorf("history: %s: %w", f.Name(), err)
+			}
+		}
+		if err := fn(h, payload); err != nil {
+			return err
+		}
+		off += 8 + int64(h.n)
+	}
+	return nil
+}
+
+// Stats are a history's figures.
+type Stats struct {
+	// Bytes retained on disk.
+	Bytes int64
+	// Oldest is the commit time (unix ms) of the oldest restorable point
+	// as of the last Trim; 0 before one, or with no history.
+	Oldest int64
+}
+
+// Trim drops the generations no point of the retention window needs:
+// each one followed by a snapshot committed before the window began (that
+// snapshot serves the window's start). It reports the store's figures.
+func (s *Store) Trim(now time.Time) (Stats, error) {
+	window := now.Add(-s.cfg.Retention).UnixMilli()
+	prefixes, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return Stats{}, fmt.Errorf("history trim: %w", err)
+	}
+	st := Stats{}
+	for _, p := range prefixes {
+		if !p.IsDir() {
+			continue
+		}
+		ids, err := os.ReadDir(filepath.Join(s.cfg.Dir, p.Name()))
+		if err != nil {
+			return st, fmt.Errorf("history trim: %w", err)
+		}
+		for _, e := range ids {
+			if !e.IsDir() {
+				continue
+			}
+			oldest, err := s.trimObject(e.Name(), window)
+			if err != nil {
+				return st, err
+			}
+			if oldest != 0 && (st.Oldest == 0 || oldest < st.Oldest) {
+				st.Oldest = oldest
+			}
+		}
+	}
+	s.mu.Lock()
+	st.Bytes = s.bytes
+	s.oldest = st.Oldest
+	s.mu.Unlock()
+	return st, nil
+}
+
+// trimObject drops one object's unneeded generations and returns its
+// oldest restorable point's time.
+func (s *Store) trimObject(id string, window int64) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, err := s.load(id)
+	if err != nil {
+		return 0, err
+	}
+	for len(o.gens) > 1 && o.gens[1].base && o.gens[1].at <= window {
+		if err := s.removeGeneration(o, o.gens[0]); err != nil {
+			return 0, fmt.Errorf("history trim: %w", err)
+		}
+		o.gens = o.gens[1:]
+	}
+	if len(o.gens) == 0 {
+		return 0, nil
+	}
+	return o.gens[0].oldest(), nil
+}
+
+// Stats reports the retained bytes and the oldest point as of the last
+// Trim.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Bytes: s.bytes, Oldest: s.oldest}
+}
+
+// Close syncs and closes what is open.
+func (s *Store) Close() error { return s.Sync() }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// A frame is length (4 bytes) and CRC32C (4 bytes) of its payload; the
+// payload is tx, at, page size, database pages, page count, then each
+// page number and image.
+const frameHeadSize = 8 + 28
+
+type frameHead struct {
+	n        uint32
+	crc      uint32
+	tx       uint64
+	at       int64
+	pageSize uint32
+	dbPages  uint32
+	count    uint32
+}
+
+func parseHead(b []byte) frameHead {
+	return frameHead{
+		n:        binary.LittleEndian.Uint32(b[0:4]),
+		crc:      binary.LittleEndian.Uint32(b[4:8]),
+		tx:       binary.LittleEndian.Uint64(b[8:16]),
+		at:       int64(binary.LittleEndian.Uint64(b[16:24])),
+		pageSize: binary.LittleEndian.Uint32(b[24:28]),
+		dbPages:  binary.LittleEndian.Uint32(b[28:32]),
+		count:    binary.LittleEndian.Uint32(b[32:36]),
+	}
+}
+
+func encodeFrame(at int64, rec objectstore.Record) []byte {
+	n := 28 + len(rec.Pages)*(4+rec.PageSize)
+	b := make([]byte, 8, 8+n)
+	b = binary.LittleEndian.AppendUint64(b, rec.Tx)
+	b = binary.LittleEndian.AppendUint64(b, uint64(at))
+	b = binary.LittleEndian.AppendUint32(b, uint32(rec.PageSize))
+	b = binary.LittleEndian.AppendUint32(b, rec.DBPages)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(rec.Pages)))
+	for _, p := range rec.SortedPages() {
+		b = binary.LittleEndian.AppendUint32(b, p)
+		b = append(b, rec.Pages[p]...)
+	}
+	binary.LittleEndian.PutUint32(b[0:4], uint32(n))
+	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], castagnoli))
+	return b
+}
+
+var errBadFrame = errors.New("history: malformed record")
+
+// decodeRecord reads a frame's payload (tx, at and counts included).
+func decodeRecord(h frameHead, payload []byte) (objectstore.Record, error) {
+	rec := objectstore.Record{Tx: h.tx, PageSize: int(h.pageSize), DBPages: h.dbPages}
+	b := payload[28:]
+	if rec.PageSize < 512 || len(b) != int(h.count)*(4+rec.PageSize) {
+		return rec, errBadFrame
+	}
+	rec.Pages = make(map[uint32][]byte, h.count)
+	for range h.count {
+		rec.Pages[binary.LittleEndian.Uint32(b[0:4])] = b[4 : 4+rec.PageSize]
+		b = b[4+rec.PageSize:]
+	}
+	return rec, nil
+}
+
+var errStopScan = errors.New("stop")
+
+// scanFrames walks a log's frames, calling fn with each one's head and
+// offset, and returns the offset past the last whole one; with check it
+// reads each payload and stops at the first whose checksum fails.
+func scanFrames(f *os.File, check bool, fn func(frameHead, int64) error) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	var hb [frameHeadSize]byte
+	off := int64(0)
+	for off+frameHeadSize <= size {
+		if _, err := f.ReadAt(hb[:], off); err != nil {
+			return off, nil
+		}
+		h := parseHead(hb[:])
+		if h.n < 28 || off+8+int64(h.n) > size {
+			return off, nil
+		}
+		if check {
+			payload := make([]byte, h.n)
+			if _, err := f.ReadAt(payload, off+8); err != nil || crc32.Checksum(payload, castagnoli) != h.crc {
+				return off, nil
+			}
+		}
+		if err := fn(h, off); err != nil {
+			return off, err
+		}
+		off += 8 + int64(h.n)
+	}
+	return off, nil
+}
+
+// wholeDatabase reports whether a record holds every page of its database.
+func wholeDatabase(r objectstore.Record) bool {
+	for pg := uint32(1); pg <= r.DBPages; pg++ {
+		if _, ok := r.Pages[pg]; !ok {
+			return false
+		}
+	}
+	return r.DBPages > 0
+}
+
+// copyFileSynced copies src to dst through a synced temporary file
+// renamed into place, and returns its size.
+func copyFileSynced(src, dst string) (int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	tmp := dst + ".copy"
+	out, err := os.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	return n, nil
+}
+
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}

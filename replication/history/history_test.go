@@ -1,0 +1,277 @@
+package history
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dura-dev/dura/objectstore"
+)
+
+const pageSize = 512
+
+// model is a database of raw pages the tests change record by record,
+// keeping every state to compare what the history rebuilds.
+type model struct {
+	pages  [][]byte
+	states map[uint64][]byte // tx -> file bytes
+	rng    *rand.Rand
+}
+
+func newModel(seed uint64) *model {
+	return &model{states: map[uint64][]byte{}, rng: rand.New(rand.NewPCG(seed, 1))}
+}
+
+// commit changes a few pages (growing or shrinking the file now and
+// then) and returns the record; whole makes it carry every page.
+func (m *model) commit(tx uint64, whole bool) objectstore.Record {
+	rec := objectstore.Record{Tx: tx, PageSize: pageSize, Pages: map[uint32][]byte{}}
+	switch {
+	case len(m.pages) == 0 || m.rng.IntN(5) == 0:
+		m.pages = append(m.pages, make([]byte, pageSize))
+	case len(m.pages) > 3 && m.rng.IntN(7) == 0:
+		m.pages = m.pages[:len(m.pages)-1]
+	}
+	for range 1 + m.rng.IntN(3) {
+		p := m.rng.IntN(len(m.pages))
+		img := make([]byte, pageSize)
+		for i := range img {
+			img[i] = byte(m.rng.Uint32())
+		}
+		m.pages[p] = img
+		rec.Pages[uint32(p+1)] = img
+	}
+	if whole {
+		for i, img := range m.pages {
+			rec.Pages[uint32(i+1)] = img
+		}
+	}
+	rec.DBPages = uint32(len(m.pages))
+	m.states[tx] = bytes.Join(m.pages, nil)
+	return rec
+}
+
+func (m *model) file() []byte { return bytes.Join(m.pages, nil) }
+
+func openStore(t *testing.T, dir string, retention time.Duration, minSnap int64) *Store {
+	t.Helper()
+	s, err := Open(Config{Dir: dir, Retention: retention, MinSnapshotBytes: minSnap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// checkState rebuilds id as of tx and compares it with the model's.
+func checkState(t *testing.T, s *Store, id string, tx uint64, want []byte) {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "out.db")
+	if err := s.Materialize(id, tx, dst); err != nil {
+		t.Fatalf("materialize tx %d: %v", tx, err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("tx %d: rebuilt %d bytes differ from the %d committed", tx, len(got), len(want))
+	}
+}
+
+func TestEveryCommitRebuiltAcrossFolds(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		minSnap int64
+		commits int
+	}{
+		{"one generation", 1 << 30, 40},
+		{"many generations", 4 * pageSize, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStore(t, dir, time.Hour, tc.minSnap)
+			m := newModel(7)
+			var rec5 objectstore.Record
+			for tx := uint64(1); tx <= uint64(tc.commits); tx++ {
+				rec := m.commit(tx, tx == 1)
+				if tx == 5 {
+					rec5 = rec
+				}
+				ok, err := s.Append("obj", int64(tx)*1000, rec)
+				if err != nil || !ok {
+					t.Fatalf("append %d: ok=%v err=%v", tx, ok, err)
+				}
+			}
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			// A fresh store reads it all back from disk.
+			s = openStore(t, dir, time.Hour, tc.minSnap)
+			commits, err := s.Commits("obj")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(commits) != tc.commits {
+				t.Fatalf("%d commits listed, want %d", len(commits), tc.commits)
+			}
+			for i, c := range commits {
+				if c.Tx != uint64(i+1) || c.At != int64(c.Tx)*1000 {
+					t.Fatalf("commit %d is %+v", i, c)
+				}
+				checkState(t, s, "obj", c.Tx, m.states[c.Tx])
+			}
+			gens := len(s.objs["obj"].gens)
+			if tc.minSnap < 1<<30 && gens < 3 {
+				t.Fatalf("%d generations: records were not folded into snapshots", gens)
+			}
+			// A record archived again (after a crash) changes nothing.
+			before := s.Stats().Bytes
+			rec5.Pages = map[uint32][]byte{1: make([]byte, pageSize)}
+			if _, err := s.Append("obj", 1, rec5); err != nil {
+				t.Fatal(err)
+			}
+			if s.Stats().Bytes != before {
+				t.Fatal("a record already held was archived again")
+			}
+			checkState(t, s, "obj", 5, m.states[5])
+		})
+	}
+}
+
+func TestFirstRecordMustHoldTheDatabase(t *testing.T) {
+	s := openStore(t, t.TempDir(), time.Hour, 0)
+	m := newModel(1)
+	m.pages = make([][]byte, 8)
+	for i := range m.pages {
+		m.pages[i] = make([]byte, pageSize)
+	}
+	m.commit(1, false)
+	m.commit(2, false)
+	ok, err := s.Append("obj", 1, m.commit(3, false))
+	if err != nil || ok {
+		t.Fatalf("a partial first record: ok=%v err=%v, want refused", ok, err)
+	}
+	if has, _ := s.Has("obj"); has {
+		t.Fatal("object has history after a refused record")
+	}
+	if ok, err := s.Append("obj", 2, m.commit(4, true)); err != nil || !ok {
+		t.Fatalf("whole record: ok=%v err=%v", ok, err)
+	}
+	if err := s.Materialize("obj", 3, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrNoHistory) {
+		t.Fatalf("a commit before history began: %v, want ErrNoHistory", err)
+	}
+	checkState(t, s, "obj", 4, m.states[4])
+}
+
+func TestTrimKeepsTheWindow(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, 100*time.Second, 4*pageSize)
+	m := newModel(3)
+	for tx := uint64(1); tx <= 300; tx++ {
+		if _, err := s.Append("obj", int64(tx)*1000, m.commit(tx, tx == 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats().Bytes
+	now := time.UnixMilli(300 * 1000)
+	st, err := s.Trim(now) // window: commits at 200 s and later
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Bytes >= before || st.Bytes != dirBytes(dir) {
+		t.Fatalf("retained %d bytes (before %d, on disk %d)", st.Bytes, before, dirBytes(dir))
+	}
+	if st.Oldest > 200*1000 || st.Oldest < 100*1000 {
+		t.Fatalf("oldest restorable point at %d ms, want within a generation before 200 000", st.Oldest)
+	}
+	commits, err := s.Commits("obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if commits[0].At != st.Oldest || commits[len(commits)-1].Tx != 300 {
+		t.Fatalf("commits run %+v..%+v", commits[0], commits[len(commits)-1])
+	}
+	for tx := uint64(200); tx <= 300; tx++ {
+		checkState(t, s, "obj", tx, m.states[tx])
+	}
+	if err := s.Materialize("obj", 2, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrNoHistory) {
+		t.Fatalf("a trimmed commit: %v", err)
+	}
+}
+
+func TestRebaseReplacesLaterRecords(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, time.Hour, 1<<30)
+	m := newModel(5)
+	for tx := uint64(1); tx <= 10; tx++ {
+		s.Append("obj", int64(tx), m.commit(tx, tx == 1))
+	}
+	// The node is seeded with another copy as of transaction 8 (its own
+	// 8-10 were never acknowledged).
+	other := newModel(99)
+	for tx := uint64(1); tx <= 8; tx++ {
+		other.commit(tx, false)
+	}
+	src := filepath.Join(t.TempDir(), "seed.db")
+	if err := os.WriteFile(src, other.file(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rebase("obj", 8, 800, src); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Append("obj", 900, other.commit(9, false)); err != nil || !ok {
+		t.Fatalf("append after rebase: %v %v", ok, err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, time.Hour, 1<<30)
+	checkState(t, s, "obj", 7, m.states[7])
+	checkState(t, s, "obj", 8, other.states[8])
+	checkState(t, s, "obj", 9, other.states[9])
+	commits, _ := s.Commits("obj")
+	if n := len(commits); n != 9 || commits[7] != (Commit{Tx: 8, At: 800}) {
+		t.Fatalf("commits after rebase: %+v", commits)
+	}
+}
+
+func TestTornTailCut(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, time.Hour, 1<<30)
+	m := newModel(11)
+	for tx := uint64(1); tx <= 5; tx++ {
+		s.Append("obj", int64(tx), m.commit(tx, tx == 1))
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// A crash while the sixth record was written: half of it, garbled.
+	log := filepath.Join(s.objectDir("obj"), "0000000000000000.log")
+	rec6 := m.commit(6, false)
+	frame := encodeFrame(6, rec6)
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame[len(frame)/2] ^= 0xff
+	f.Write(frame)
+	f.Close()
+	s = openStore(t, dir, time.Hour, 1<<30)
+	commits, err := s.Commits("obj")
+	if err != nil || len(commits) != 5 {
+		t.Fatalf("after a torn record: %d commits, %v", len(commits), err)
+	}
+	// Archived again from the node log, it lands after the fifth.
+	if ok, err := s.Append("obj", 6, rec6); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	checkState(t, s, "obj", 6, m.states[6])
+	checkState(t, s, "obj", 5, m.states[5])
+}
