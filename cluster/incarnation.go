@@ -40,24 +40,7 @@ func loadIncarnation(dir string) (string, error) {
 	var raw [16]byte
 	rand.Read(raw[:])
 	id := hex.EncodeToString(raw[:])
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("create data directory identity: %w", err)
-	}
-	_, err = f.WriteString(id + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = fsutil.SyncDir(dir)
-	}
+	err = fsutil.WriteFileAtomic(path, []byte(id+"\n"), 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create data directory identity: %w", err)
 	}

@@ -276,6 +276,17 @@ func (rt *Runtime) Import(ctx context.Context, class, name string, r io.Reader) 
 	if err := objectstore.ValidateImport(tmp.Name(), rt.cfg.MaxObjectBytes); err != nil {
 		return err
 	}
+	if rt.nlog != nil {
+		// The file is stamped with our identity and becomes the object's
+		// next commit: logged, shipped to replicas, in its history.
+		if err := rt.stampIdentityAt(ref, tmp.Name()); err != nil {
+			return err
+		}
+		return rt.exclusive(ctx, ref, func(inst *instance) error {
+			_, err := rt.commitFile(inst, tmp.Name(), false)
+			return err
+		})
+	}
 	return rt.exclusive(ctx, ref, func(inst *instance) error {
 		if inst.store != nil {
 			rt.closeStore(inst.store)
@@ -302,7 +313,12 @@ func (rt *Runtime) Import(ctx context.Context, class, name string, r io.Reader) 
 
 // stampIdentity records ref's class and name in its (closed) file.
 func (rt *Runtime) stampIdentity(ref objectRef) error {
-	s, err := objectstore.Open(objectstore.Config{Path: rt.path(ref), MaxBytes: rt.cfg.MaxObjectBytes, StatementTimeout: rt.cfg.StatementTimeout})
+	return rt.stampIdentityAt(ref, rt.path(ref))
+}
+
+// stampIdentityAt records ref's class and name in the (closed) file at path.
+func (rt *Runtime) stampIdentityAt(ref objectRef, path string) error {
+	s, err := objectstore.Open(objectstore.Config{Path: path, MaxBytes: rt.cfg.MaxObjectBytes, StatementTimeout: rt.cfg.StatementTimeout})
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,11 @@ type Config struct {
 	// log brings every object forward. Off, each commit fsyncs its own
 	// object's WAL (synchronous=FULL). Default on.
 	NodeLog bool
+	// PITRRetention keeps every commit of every object this node holds
+	// (primary or replica) restorable for this long: the node log's
+	// records are archived into <data>/history with snapshots. 0 turns
+	// it off; it needs NodeLog. Default 720h.
+	PITRRetention time.Duration
 	// IdleTimeout closes an object's database after this long without an
 	// event. Default 5 minutes.
 	IdleTimeout time.Duration
@@ -68,6 +73,7 @@ func DefaultConfig(dataDir string) Config {
 		Partitions:       placement.DefaultPartitions,
 		AlarmConcurrency: 64,
 		NodeLog:          true,
+		PITRRetention:    720 * time.Hour,
 	}
 }
 

@@ -163,13 +163,43 @@ func (rt *Runtime) appendEncoded(b []byte) (nodelog.Pos, error) {
 // even when shipping fails: SQLite holds them all.
 func (rt *Runtime) logCommit(inst *instance) error {
 	recs := inst.store.TakeRecords()
+	shipErr := rt.logRecords(inst.ref, recs)
+	var logErr *logFailure
+	if errors.As(shipErr, &logErr) {
+		return logErr.err
+	}
+	if err := rt.ensureHistoryBase(inst, recs); err != nil {
+		// The commit is logged; the history only starts later.
+		rt.log.Warn("history: cannot log the object's whole database", "class", inst.ref.class, "name", inst.ref.name, "err", err)
+	}
+	if len(recs) > 0 && inst.store.WALBytes() > checkpointBytes {
+		if err := inst.store.Checkpoint(); err != nil {
+			rt.log.Warn("checkpoint failed", "class", inst.ref.class, "name", inst.ref.name, "err", err)
+			return shipErr
+		}
+		rt.logCheckpoint(inst.ref.id, inst.ref.partition, inst.store.TxNumber())
+	}
+	return shipErr
+}
+
+// logFailure is a node log append that failed (as opposed to shipping).
+type logFailure struct{ err error }
+
+func (f *logFailure) Error() string { return f.err.Error() }
+func (f *logFailure) Unwrap() error { return f.err }
+
+// logRecords logs an object's committed records in order, shipping each
+// to the partition's replicas meanwhile, and pins them until the object
+// is checkpointed. A failed append is a *logFailure; otherwise the first
+// shipping error is returned once every record is logged.
+func (rt *Runtime) logRecords(ref objectRef, recs []objectstore.Record) error {
 	var shipErr error
 	for i := range recs {
-		e := &logEntry{kind: entryCommit, id: inst.ref.id, partition: inst.ref.partition, rec: recs[i], at: rt.now().UnixMilli()}
+		e := &logEntry{kind: entryCommit, id: ref.id, partition: ref.partition, rec: recs[i], at: rt.now().UnixMilli()}
 		b := e.encode()
 		var wait func() error
 		if r := rt.replicator; r != nil {
-			wait = r.Replicate(inst.ref.partition, b)
+			wait = r.Replicate(ref.partition, b)
 		}
 		pos, err := rt.appendEncoded(b)
 		if wait != nil {
@@ -178,23 +208,16 @@ func (rt *Runtime) logCommit(inst *instance) error {
 			}
 		}
 		if err != nil {
-			return err
+			return &logFailure{err}
 		}
 		rt.logMu.Lock()
-		pin, ok := rt.logPins[inst.ref.id]
+		pin, ok := rt.logPins[ref.id]
 		if !ok {
 			pin.pos = pos
 		}
 		pin.tx = recs[i].Tx
-		rt.logPins[inst.ref.id] = pin
+		rt.logPins[ref.id] = pin
 		rt.logMu.Unlock()
-	}
-	if len(recs) > 0 && inst.store.WALBytes() > checkpointBytes {
-		if err := inst.store.Checkpoint(); err != nil {
-			rt.log.Warn("checkpoint failed", "class", inst.ref.class, "name", inst.ref.name, "err", err)
-			return shipErr
-		}
-		rt.logCheckpoint(inst.ref.id, inst.ref.partition, inst.store.TxNumber())
 	}
 	return shipErr
 }
@@ -292,6 +315,9 @@ func (rt *Runtime) trimLog() {
 		}
 	}
 	rt.logMu.Unlock()
+	if cur, ok := rt.archived(); ok && cur.Less(keep) {
+		keep = cur // not yet in the history
+	}
 	if err := rt.nlog.RemoveBefore(keep); err != nil {
 		rt.log.Warn("node log: cannot remove old segments", "err", err)
 	}

@@ -106,6 +106,9 @@ func (rt *Runtime) adoptPartition(p int, dir, why string) error {
 	if err := rt.logPartitionReset(p); err != nil {
 		return err
 	}
+	if err := rt.rebaseHistory(p); err != nil {
+		return fmt.Errorf("partition %d's history: %w", p, err)
+	}
 	return rt.catalogPartition(p)
 }
 

@@ -229,6 +229,9 @@ func (rt *Runtime) CatchUpReplica(p int, held [][]byte) error {
 	if err := rt.ApplyReplicated(p, held); err != nil {
 		return fmt.Errorf("catch up replica of partition %d: %w", p, err)
 	}
+	if err := rt.archiveHeld(p, held); err != nil {
+		return fmt.Errorf("catch up replica of partition %d: history: %w", p, err)
+	}
 	rs := &rt.replica
 	rs.mu.Lock()
 	rt.syncReplicasLocked(p)

@@ -82,6 +82,8 @@ type Runtime struct {
 	logFailed atomic.Bool
 	logMu     sync.Mutex
 	logPins   map[string]logPin
+	// hist is the history (Config.PITRRetention): nil when off.
+	hist *archive
 	// replicator ships commits to replicas (nil: none); replica holds
 	// this node's copies of partitions it does not serve (replica.go).
 	replicator Replicator
@@ -183,6 +185,10 @@ func (rt *Runtime) Start(ctx context.Context) error {
 			return fmt.Errorf("start node: %w", err)
 		}
 		rt.nlog, rt.logPins = l, map[string]logPin{}
+		if err := rt.openHistory(); err != nil {
+			l.Close()
+			return fmt.Errorf("start node: %w", err)
+		}
 		if err := rt.recoverFromLog(); err != nil {
 			l.Close()
 			return fmt.Errorf("start node: %w", err)
@@ -224,6 +230,10 @@ func (rt *Runtime) Start(ctx context.Context) error {
 	go func() { defer rt.loopWG.Done(); rt.timers.run(rt.stop, rt.deliverAlarm) }()
 	go func() { defer rt.loopWG.Done(); rt.catalogWriter(rt.stop) }()
 	go func() { defer rt.loopWG.Done(); rt.janitor() }()
+	if rt.hist != nil {
+		rt.loopWG.Add(1)
+		go func() { defer rt.loopWG.Done(); rt.historyLoop() }()
+	}
 	rt.log.Info("node started", "data", rt.cfg.DataDir, "alarms", len(alarms), "classes", len(rt.Classes()))
 	return nil
 }
@@ -288,6 +298,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 		rt.closeStore(s)
 	}
 	if rt.nlog != nil {
+		rt.closeHistory()
 		rt.trimLog()
 		rt.nlog.Close()
 	}
@@ -336,6 +347,9 @@ type instance struct {
 	obj   Object
 	state *State
 	ev    *event
+	// historyChecked: this activation asked whether the history holds
+	// the object (ensureHistoryBase).
+	historyChecked bool
 
 	// Guarded by Runtime.mu.
 	refs     int
@@ -488,6 +502,13 @@ func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *inst
 // deletion only after it, so a crash in between leaves the alarm to fire
 // again (at least once) rather than losing it with the writes undone.
 func (rt *Runtime) commit(inst *instance, ev *event) error {
+	if c := ev.alarm; c != nil && rt.hist != nil {
+		// The object's history keeps its alarm with its data.
+		if err := inst.store.MirrorAlarm(c.a.Scheduled, !c.del); err != nil {
+			inst.store.Rollback()
+			return err
+		}
+	}
 	if rt.nlog != nil && rt.nlog.Low() && inst.store.Dirty() {
 		// Committed, the write could find no room in the log: refused
 		// while the log's reserve is all that is left.

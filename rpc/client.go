@@ -275,6 +275,25 @@ func (c *Client) Explain(ctx context.Context, class, name string, stmt Statement
 	return out, err
 }
 
+// Bookmark names the object's latest commit, or with at (not zero) its
+// last commit at or before that time (GET .../bookmark).
+func (c *Client) Bookmark(ctx context.Context, class, name string, at time.Time) (BookmarkResponse, error) {
+	var out BookmarkResponse
+	path := "/v1/objects" + ObjectPath(class, name) + "/bookmark"
+	if !at.IsZero() {
+		path += "?at=" + strconv.FormatInt(at.UnixMilli(), 10)
+	}
+	err := c.doJSON(ctx, http.MethodGet, path, nil, &out)
+	return out, err
+}
+
+// Restore brings the object back to a bookmark or a time (POST .../restore).
+func (c *Client) Restore(ctx context.Context, class, name string, req RestoreRequest) (RestoreResponse, error) {
+	var out RestoreResponse
+	err := c.doJSON(ctx, http.MethodPost, "/v1/objects"+ObjectPath(class, name)+"/restore", req, &out)
+	return out, err
+}
+
 // DeleteObject wipes an object's SQL, KV and alarm.
 func (c *Client) DeleteObject(ctx context.Context, class, name string) error {
 	return c.doJSON(ctx, http.MethodDelete, "/v1/objects"+ObjectPath(class, name), nil, nil)

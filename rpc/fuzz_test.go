@@ -226,6 +226,14 @@ func (r *routeRecorder) Explain(_ context.Context, class, name string, _ rpc.Sta
 	r.note(class, name, "")
 	return rpc.ExplainResponse{}, nil
 }
+func (r *routeRecorder) Bookmark(_ context.Context, class, name string, _ int64) (rpc.BookmarkResponse, error) {
+	r.note(class, name, "")
+	return rpc.BookmarkResponse{}, nil
+}
+func (r *routeRecorder) Restore(_ context.Context, class, name string, _ rpc.RestoreRequest) (rpc.RestoreResponse, error) {
+	r.note(class, name, "")
+	return rpc.RestoreResponse{}, nil
+}
 func (r *routeRecorder) DeleteObject(_ context.Context, class, name string) error {
 	r.note(class, name, "")
 	return nil

@@ -68,6 +68,55 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, res)
 }
 
+func (s *Server) bookmark(w http.ResponseWriter, r *http.Request) error {
+	var at int64
+	if v := r.URL.Query().Get("at"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%w: at must be a positive integer of unix milliseconds", apierr.ErrBadRequest)
+		}
+		at = n
+	}
+	res, err := s.cfg.Backend.Bookmark(r.Context(), r.PathValue("class"), r.PathValue("name"), at)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) restore(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, MaxAPIBody)
+	if err != nil {
+		return err
+	}
+	var raw struct {
+		Bookmark *string     `json:"bookmark"`
+		At       json.Number `json:"at"`
+	}
+	if err := decodeJSON(body, &raw); err != nil {
+		return err
+	}
+	var req RestoreRequest
+	if raw.Bookmark != nil {
+		req.Bookmark = *raw.Bookmark
+	}
+	if raw.At != "" {
+		at, err := raw.At.Int64()
+		if err != nil || at <= 0 {
+			return fmt.Errorf("%w: \"at\" must be a positive integer of unix milliseconds", apierr.ErrBadRequest)
+		}
+		req.At = &at
+	}
+	if (raw.Bookmark == nil) == (req.At == nil) || raw.Bookmark != nil && req.Bookmark == "" {
+		return fmt.Errorf("%w: body must be {\"bookmark\": \"...\"} or {\"at\": unix_ms}", apierr.ErrBadRequest)
+	}
+	res, err := s.cfg.Backend.Restore(r.Context(), r.PathValue("class"), r.PathValue("name"), req)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
 // ParseSQLRequest decodes a /sql body into statements with SQL-typed
 // parameters.
 func ParseSQLRequest(body []byte) ([]Statement, error) {

@@ -219,6 +219,8 @@ func (s *Server) objectRoutes() {
 		return writeJSON(w, http.StatusOK, adv)
 	}))
 	s.handle("POST "+obj+"/explain", "explain", s.routed(s.explain))
+	s.handle("GET "+obj+"/bookmark", "bookmark", s.routed(s.bookmark))
+	s.handle("POST "+obj+"/restore", "restore", s.routed(s.restore))
 	s.handle("GET "+obj+"/export", "export", s.routed(s.export))
 	s.handle("PUT "+obj+"/import", "import", s.routed(func(w http.ResponseWriter, r *http.Request) error {
 		if err := b.Import(r.Context(), r.PathValue("class"), r.PathValue("name"), r.Body); err != nil {

@@ -194,6 +194,12 @@ type Backend interface {
 	// Explain plans one statement without running it.
 	Explain(ctx context.Context, class, name string, stmt Statement) (ExplainResponse, error)
 	DeleteObject(ctx context.Context, class, name string) error
+	// Bookmark names the object's latest commit, or with at (unix ms,
+	// not 0) its last commit at or before that time.
+	Bookmark(ctx context.Context, class, name string, at int64) (BookmarkResponse, error)
+	// Restore brings the object back to a bookmark or a time, as a new
+	// commit.
+	Restore(ctx context.Context, class, name string, req RestoreRequest) (RestoreResponse, error)
 	Export(ctx context.Context, class, name string, w io.Writer) error
 	Import(ctx context.Context, class, name string, r io.Reader) error
 	ListObjects(ctx context.Context, class, cursor string, limit int) (ObjectList, error)
@@ -259,6 +265,29 @@ type Finding struct {
 // AdviceResponse is the answer of GET .../advice.
 type AdviceResponse struct {
 	Findings []Finding `json:"findings"`
+}
+
+// BookmarkResponse is the answer of GET .../bookmark: an opaque name of
+// one commit of the object (an object's bookmarks sort in commit order as
+// strings) and the commit's time in unix ms.
+type BookmarkResponse struct {
+	Bookmark string `json:"bookmark"`
+	At       int64  `json:"at"`
+}
+
+// RestoreRequest is the body of POST .../restore: a bookmark or a time
+// (unix ms), not both.
+type RestoreRequest struct {
+	Bookmark string `json:"bookmark,omitempty"`
+	At       *int64 `json:"at,omitempty"`
+}
+
+// RestoreResponse is the answer of POST .../restore: the bookmark the
+// object was restored to and the one of its state just before (restoring
+// to it undoes the restore).
+type RestoreResponse struct {
+	RestoredTo   string `json:"restored_to"`
+	UndoBookmark string `json:"undo_bookmark"`
 }
 
 // PlanStep is one line of SQLite's EXPLAIN QUERY PLAN.

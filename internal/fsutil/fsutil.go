@@ -2,7 +2,10 @@
 // packages.
 package fsutil
 
-import "os"
+import (
+	"os"
+	"path/filepath"
+)
 
 // SyncDir fsyncs a directory, so the names created, renamed or removed in
 // it survive a crash.
@@ -13,4 +16,32 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// WriteFileAtomic replaces path with data for good: written to a
+// temporary file, synced, renamed over path, and the directory synced. A
+// crash leaves the old contents or the new, never a mix.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = SyncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }

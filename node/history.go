@@ -1,0 +1,286 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dura-dev/dura/internal/fsutil"
+	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/replication/history"
+	"github.com/dura-dev/dura/replication/nodelog"
+)
+
+// The history (Config.PITRRetention) keeps every object's past for
+// point-in-time restores: an archiver follows the node log, copying each
+// durable commit record, primaries' and replicas' alike, into the
+// object's history (replication/history), and the log keeps its segments
+// until they are archived. An object's history starts from a record
+// holding its whole database: its first commit, a copy it was seeded
+// with, or a whole record its primary logs the first time it writes an
+// object the history does not hold.
+
+// archiveEvery is how often the archiver copies new log records; a
+// bookmark or restore request archives at once.
+const archiveEvery = 2 * time.Second
+
+// trimHistoryEvery is how often generations older than the retention go.
+const trimHistoryEvery = 10 * time.Minute
+
+type archive struct {
+	store *history.Store
+	// mu serialises passes and rebases.
+	mu sync.Mutex
+	// cursor: every record before it is archived (and synced).
+	cursor     atomic.Pointer[nodelog.Pos]
+	cursorPath string
+	// needBase holds objects whose records the history refused (it does
+	// not hold them yet, or missed a record): their primary logs a whole
+	// record with its next commit.
+	needBase sync.Map
+	lastTrim time.Time
+}
+
+// openHistory opens the history and its cursor (before recovery, which
+// trims the log).
+func (rt *Runtime) openHistory() error {
+	if rt.cfg.PITRRetention <= 0 || rt.nlog == nil {
+		return nil
+	}
+	dir := filepath.Join(rt.cfg.DataDir, "history")
+	st, err := history.Open(history.Config{Dir: dir, Retention: rt.cfg.PITRRetention, Logger: rt.log})
+	if err != nil {
+		return err
+	}
+	a := &archive{store: st, cursorPath: filepath.Join(dir, "cursor")}
+	cur := rt.nlog.Oldest()
+	if b, err := os.ReadFile(a.cursorPath); err == nil && len(b) == 16 {
+		saved := nodelog.Pos{Segment: binary.LittleEndian.Uint64(b[:8]), Offset: int64(binary.LittleEndian.Uint64(b[8:]))}
+		if cur.Less(saved) {
+			cur = saved
+		}
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("history cursor: %w", err)
+	}
+	a.cursor.Store(&cur)
+	rt.hist = a
+	return nil
+}
+
+// archived is the log position before which every record is archived;
+// the log keeps what follows.
+func (rt *Runtime) archived() (nodelog.Pos, bool) {
+	if rt.hist == nil {
+		return nodelog.Pos{}, false
+	}
+	return *rt.hist.cursor.Load(), true
+}
+
+// archivePass copies every durable record past the cursor into the
+// history, syncs it and moves the cursor.
+func (rt *Runtime) archivePass() error {
+	a := rt.hist
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return rt.archivePassLocked()
+}
+
+func (rt *Runtime) archivePassLocked() error {
+	a := rt.hist
+	from, to := *a.cursor.Load(), rt.nlog.Durable()
+	if !from.Less(to) {
+		return nil
+	}
+	err := rt.nlog.Read(from, to, func(pos nodelog.Pos, b []byte) error {
+		if b[0] != entryCommit {
+			return nil
+		}
+		e, err := decodeEntry(b)
+		if err != nil {
+			return fmt.Errorf("history: log record at %+v: %w", pos, err)
+		}
+		return rt.archiveEntry(e)
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.store.Sync(); err != nil {
+		return err
+	}
+	var buf [16]byte
+	binary.LittleEndian.PutUint64(buf[:8], to.Segment)
+	binary.LittleEndian.PutUint64(buf[8:], uint64(to.Offset))
+	if err := fsutil.WriteFileAtomic(a.cursorPath, buf[:], 0o644); err != nil {
+		return fmt.Errorf("history cursor: %w", err)
+	}
+	a.cursor.Store(&to)
+	return nil
+}
+
+// archiveEntry archives one commit entry (hist.mu held).
+func (rt *Runtime) archiveEntry(e logEntry) error {
+	a := rt.hist
+	ok, err := a.store.Append(e.id, e.at, e.rec)
+	if err != nil {
+		return err
+	}
+	if ok {
+		a.needBase.Delete(e.id)
+	} else {
+		a.needBase.Store(e.id, true)
+	}
+	return nil
+}
+
+// historyLoop archives and trims until stop closes.
+func (rt *Runtime) historyLoop() {
+	t := time.NewTicker(archiveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-rt.stop:
+			return
+		case <-t.C:
+		}
+		if err := rt.archivePass(); err != nil {
+			rt.log.Warn("history: archiving failed; the log keeps the records", "err", err)
+			continue
+		}
+		rt.trimLog()
+		if a := rt.hist; rt.now().Sub(a.lastTrim) >= trimHistoryEvery {
+			a.lastTrim = rt.now()
+			if _, err := a.store.Trim(rt.now()); err != nil {
+				rt.log.Warn("history: trimming failed", "err", err)
+			}
+		}
+	}
+}
+
+// closeHistory archives what is left and closes the history.
+func (rt *Runtime) closeHistory() {
+	if rt.hist == nil {
+		return
+	}
+	if err := rt.archivePass(); err != nil {
+		rt.log.Warn("history: last archiving failed; the log keeps the records", "err", err)
+	}
+	rt.hist.store.Close()
+}
+
+// ensureHistoryBase logs a record of the object's whole database after
+// its commit when its history needs one to start from: the first commit
+// of an activation asks the history, later ones only the refusals.
+func (rt *Runtime) ensureHistoryBase(inst *instance, recs []objectstore.Record) error {
+	a := rt.hist
+	if a == nil || len(recs) == 0 {
+		return nil
+	}
+	_, refused := a.needBase.Load(inst.ref.id)
+	if inst.historyChecked && !refused {
+		return nil
+	}
+	inst.historyChecked = true
+	if !refused {
+		has, err := a.store.Has(inst.ref.id)
+		if err != nil || has {
+			return err
+		}
+		for _, r := range recs {
+			if wholeDatabase(r) {
+				return nil
+			}
+		}
+	}
+	if err := inst.store.Checkpoint(); err != nil {
+		return err
+	}
+	rec, err := objectstore.WholeRecord(inst.store.Path(), inst.store.TxNumber())
+	if err != nil {
+		return err
+	}
+	a.needBase.Delete(inst.ref.id)
+	if err := rt.logRecords(inst.ref, []objectstore.Record{rec}); err != nil {
+		return err
+	}
+	rt.logCheckpoint(inst.ref.id, inst.ref.partition, rec.Tx)
+	return nil
+}
+
+// rebaseHistory starts the history of each object in partition p's files
+// from the file: they were replaced whole (seeded, adopted). What the log
+// holds from before is archived first, so nothing older lands on top.
+func (rt *Runtime) rebaseHistory(p int) error {
+	a := rt.hist
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := rt.archivePassLocked(); err != nil {
+		return err
+	}
+	dir := rt.PartitionDir(p)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	for _, e := range entries {
+		id, ok := ObjectFileID(e.Name())
+		if !ok {
+			continue
+		}
+		if err := rt.rebaseObjectLocked(id, filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rebaseObjectLocked starts id's history from its file at path (closed,
+// checkpointed; hist.mu held).
+func (rt *Runtime) rebaseObjectLocked(id, path string) error {
+	tx, err := objectstore.ReadTxNumber(path)
+	if err != nil {
+		return err
+	}
+	if tx == 0 {
+		return nil // never committed: its first commit starts its history
+	}
+	if err := rt.hist.store.Rebase(id, tx, rt.now().UnixMilli(), path); err != nil {
+		return fmt.Errorf("history of %s: %w", id, err)
+	}
+	rt.hist.needBase.Delete(id)
+	return nil
+}
+
+// archiveHeld archives commits applied to partition p's copies without
+// being logged here (those shipped while its snapshot was taken).
+func (rt *Runtime) archiveHeld(p int, held [][]byte) error {
+	a := rt.hist
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, b := range held {
+		e, err := decodeEntry(b)
+		if err != nil {
+			return err
+		}
+		if e.kind != entryCommit || e.partition != p {
+			continue
+		}
+		if err := rt.archiveEntry(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
