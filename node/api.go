@@ -377,13 +377,20 @@ func (rt *Runtime) localObjects(ctx context.Context, class, after string, limit 
 
 // Cluster describes the cluster (a one-node one without Raft).
 func (rt *Runtime) Cluster(ctx context.Context) (rpc.ClusterInfo, error) {
+	var info rpc.ClusterInfo
 	if rt.cluster != nil {
-		return rt.cluster.Info(), nil
+		info = rt.cluster.Info()
+	} else {
+		info = rpc.ClusterInfo{
+			Node: rt.cfg.NodeName, Leader: rt.cfg.NodeName, Epoch: 1, Partitions: rt.cfg.Partitions, ReplicationFactor: 1,
+			Members: []rpc.Member{{Name: rt.cfg.NodeName, HTTP: rt.cfg.HTTPAddr, Status: "alive", Partitions: rt.cfg.Partitions, Primaries: rt.cfg.Partitions}},
+		}
 	}
-	return rpc.ClusterInfo{
-		Node: rt.cfg.NodeName, Leader: rt.cfg.NodeName, Epoch: 1, Partitions: rt.cfg.Partitions, ReplicationFactor: 1,
-		Members: []rpc.Member{{Name: rt.cfg.NodeName, HTTP: rt.cfg.HTTPAddr, Status: "alive", Partitions: rt.cfg.Partitions, Primaries: rt.cfg.Partitions}},
-	}, nil
+	if rt.hist != nil {
+		st := rt.hist.store.Stats()
+		info.History = &rpc.HistoryInfo{Retention: rt.cfg.PITRRetention.String(), Bytes: st.Bytes, OldestRestorable: st.Oldest}
+	}
+	return info, nil
 }
 
 // Ready reports whether the node takes events.

@@ -164,6 +164,14 @@ func (rt *Runtime) historyLoop() {
 	}
 }
 
+// historyStats are the history's figures (zero without one).
+func (rt *Runtime) historyStats() history.Stats {
+	if a := rt.hist; a != nil { // set in Start, before metrics are served
+		return a.store.Stats()
+	}
+	return history.Stats{}
+}
+
 // closeHistory archives what is left and closes the history.
 func (rt *Runtime) closeHistory() {
 	if rt.hist == nil {

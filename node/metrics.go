@@ -41,7 +41,11 @@ func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dura_node_log_appends_total", Help: "Records appended to the node log."},
 				func() float64 { return float64(rt.logStats().Appends) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dura_node_log_syncs_total", Help: "Group commits (fdatasync) of the node log."},
-				func() float64 { return float64(rt.logStats().Syncs) }))
+				func() float64 { return float64(rt.logStats().Syncs) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dura_history_bytes", Help: "Bytes of point-in-time recovery history (snapshots and records) this node keeps."},
+				func() float64 { return float64(rt.historyStats().Bytes) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dura_history_oldest_restorable_seconds", Help: "Unix time of the oldest commit this node can restore an object to (0 until the first trim)."},
+				func() float64 { return float64(rt.historyStats().Oldest) / 1000 }))
 	}
 	m.openFilesLimit.Set(float64(rt.cfg.MaxOpenFiles))
 	return m

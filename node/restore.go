@@ -41,7 +41,7 @@ func parseBookmark(id, b string) (uint64, error) {
 
 // errNoPITR answers history requests on a node that keeps none.
 func (rt *Runtime) errNoPITR() error {
-	return fmt.Errorf("%w: node %s keeps no history (point-in-time recovery is off: --pitr-retention 0)", apierr.ErrBadRequest, rt.cfg.NodeName)
+	return fmt.Errorf("%w: node %s keeps no history (point-in-time recovery is off: --pitr-retention 0, or --node-log=false)", apierr.ErrBadRequest, rt.cfg.NodeName)
 }
 
 // Bookmark names the object's latest commit, or with at (unix ms, not

@@ -130,6 +130,18 @@ type ClusterInfo struct {
 	// CatchingUp is set while this node replays the cluster's log after a
 	// restart: until then its view (epoch, partitions) is behind.
 	CatchingUp bool `json:"catching_up,omitempty"`
+	// History is the answering node's point-in-time recovery history;
+	// absent when it keeps none.
+	History *HistoryInfo `json:"history,omitempty"`
+}
+
+// HistoryInfo is one node's history: how long it keeps commits, the
+// bytes it holds and the commit time (unix ms) of the oldest point it can
+// restore (0 until its first trim, or with nothing kept).
+type HistoryInfo struct {
+	Retention        string `json:"retention"`
+	Bytes            int64  `json:"bytes"`
+	OldestRestorable int64  `json:"oldest_restorable"`
 }
 
 // ErrorBody is every error answer: {"error":{"code","message"}}, with

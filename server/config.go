@@ -81,6 +81,9 @@ type Config struct {
 	// every commit (node.Config.NodeLog); off, each commit fsyncs its own
 	// object's WAL.
 	NodeLog bool
+	// PITRRetention keeps every commit restorable this long
+	// (node.Config.PITRRetention); 0 turns it off.
+	PITRRetention time.Duration
 	// ReplicationFactor and MinInSync are a new cluster's replica count
 	// and the in-sync copies a write needs (0: 2 from a factor of 2).
 	ReplicationFactor int
@@ -119,6 +122,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   30 * time.Second,
 		RequestWait:       rpc.DefaultRequestWait,
 		NodeLog:           true,
+		PITRRetention:     720 * time.Hour,
 		ReplicationFactor: 3,
 		DeadMemberTimeout: time.Hour,
 		LogLevel:          "info",
@@ -161,6 +165,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.JSCPULimit, "js-cpu-limit", c.JSCPULimit, "time a JavaScript class may run in one event; past it the event fails (504 TIMEOUT), rolls back and the object is reset")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight events")
 	fs.BoolVar(&c.NodeLog, "node-log", c.NodeLog, "make one group-committed log in <data>/log the durability of every commit (one fsync for many events); false: each commit fsyncs its own object's WAL")
+	fs.DurationVar(&c.PITRRetention, "pitr-retention", c.PITRRetention, "keep every commit of every object restorable this long (bookmarks, restore); 0 turns it off, and so does --node-log=false (the history is archived from the log)")
 	fs.DurationVar(&c.RequestWait, "request-wait", c.RequestWait, "how long a request waits for its object's owner while the cluster forms, catches up, elects or hands off, before 503 (never past the request's deadline; 0: answer at once)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
@@ -266,6 +271,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		return usageErr("--bootstrap-expect must be 0 or more")
+	}
+	if c.PITRRetention < 0 {
+		return usageErr("--pitr-retention must be 0 (off) or positive")
 	}
 	if c.DeadMemberTimeout <= 0 {
 		return usageErr("--dead-member-timeout must be positive")

@@ -189,6 +189,7 @@ func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg
 	ncfg.MaxObjectBytes = c.MaxObjectBytes
 	ncfg.StatementTimeout = c.StatementTimeout
 	ncfg.NodeLog = c.NodeLog
+	ncfg.PITRRetention = c.PITRRetention
 	ncfg.Logger = log
 	ncfg.Registerer = reg
 	rt, err := node.New(ncfg)

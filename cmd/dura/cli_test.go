@@ -814,3 +814,47 @@ func (w *readWatcher) Read(p []byte) (int, error) {
 	w.reading.Store(true)
 	return w.r.Read(p)
 }
+
+func TestBookmarkAndRestore(t *testing.T) {
+	n := startNode(t, "")
+	must(t, n.cli(t, "sql", "db/o", "CREATE TABLE t (x); INSERT INTO t VALUES ('first')"))
+	r := must(t, n.cli(t, "bookmark", "db/o"))
+	first := strings.Fields(r.stdout)[0]
+	must(t, n.cli(t, "sql", "db/o", "UPDATE t SET x = 'second'"))
+	r = must(t, n.cli(t, "bookmark", "--json", "db/o"))
+	var latest rpc.BookmarkResponse
+	if err := json.Unmarshal([]byte(r.stdout), &latest); err != nil || !(first < latest.Bookmark) {
+		t.Fatalf("bookmark --json: %v %+v (first %s)", err, latest, first)
+	}
+
+	r = must(t, n.cli(t, "restore", "db/o", "--bookmark", first))
+	if !strings.Contains(r.stdout, "restored db/o to "+first) || !strings.Contains(r.stdout, "--bookmark "+latest.Bookmark) {
+		t.Fatalf("restore:\n%s", r.stdout)
+	}
+	r = must(t, n.cli(t, "sql", "db/o", "SELECT x FROM t"))
+	if !strings.Contains(r.stdout, "first") {
+		t.Fatalf("after restore:\n%s", r.stdout)
+	}
+	must(t, n.cli(t, "restore", "db/o", "--bookmark", latest.Bookmark))
+	r = must(t, n.cli(t, "sql", "db/o", "SELECT x FROM t"))
+	if !strings.Contains(r.stdout, "second") {
+		t.Fatalf("after undo:\n%s", r.stdout)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"restore", "db/o"}, 2, "give one of --at TIME and --bookmark B"},
+		{[]string{"restore", "db/o", "--at", "yesterday"}, 2, "--at:"},
+		{[]string{"restore", "db/o", "--at", "1000"}, 1, "before the retention window"},
+		{[]string{"bookmark", "db/o", "--at", "1000h"}, 1, "BAD_REQUEST (400)"},
+		{[]string{"restore", "db/o", "--bookmark", "nonsense"}, 1, "is not a bookmark"},
+	} {
+		r := n.cli(t, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: %v, want exit %d and %q", tc.args, r, tc.code, tc.want)
+		}
+	}
+}

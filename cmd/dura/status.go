@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/dura-dev/dura/rpc"
 )
@@ -51,6 +52,13 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(tw, "partitions:\t%d\n", info.Partitions)
 	fmt.Fprintf(tw, "replication factor:\t%d\n", info.ReplicationFactor)
 	fmt.Fprintf(tw, "under-replicated:\t%d\n", info.UnderReplicated)
+	if h := info.History; h != nil {
+		oldest := "-"
+		if h.OldestRestorable > 0 {
+			oldest = time.UnixMilli(h.OldestRestorable).UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "history (this node):\t%s kept, %s, oldest restorable %s\n", h.Retention, humanBytes(h.Bytes), oldest)
+	}
 	if info.CatchingUp {
 		fmt.Fprintf(tw, "state:\tcatching up with the cluster (epoch and partitions above are behind until then)\n")
 	}
