@@ -94,9 +94,64 @@ func fmtMillis(ms int64) string {
 	return strconv.FormatInt(ms, 10) + " (" + time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) + ")"
 }
 
+// CurrentBookmark names the object's last commit (not the writes of the
+// event running).
+func (s *Storage) CurrentBookmark() (string, error) {
+	st, err := s.st.store()
+	if err != nil {
+		return "", err
+	}
+	if s.st.rt.hist == nil {
+		return "", s.st.rt.errNoPITR()
+	}
+	if st.TxNumber() == 0 {
+		return "", fmt.Errorf("%w: object %s/%s has no commit yet", apierr.ErrBadRequest, s.st.inst.ref.class, s.st.inst.ref.name)
+	}
+	return bookmarkOf(s.st.inst.ref.id, st.TxNumber()), nil
+}
+
+// BookmarkForTime names the object's last commit at or before t.
+func (s *Storage) BookmarkForTime(t time.Time) (string, error) {
+	if _, err := s.st.store(); err != nil {
+		return "", err
+	}
+	rt := s.st.rt
+	if rt.hist == nil {
+		return "", rt.errNoPITR()
+	}
+	c, err := rt.commitAt(s.st.inst, t.UnixMilli())
+	if err != nil {
+		return "", err
+	}
+	return bookmarkOf(s.st.inst.ref.id, c.Tx), nil
+}
+
+// RestoreBookmark brings the object back to bookmark b when the event
+// commits: what the event wrote (and its alarm change) is discarded, and
+// the object's tables, KV and alarm become what they were at b, as a new
+// commit. The object restarts with its next event. It answers the
+// bookmark that undoes the restore.
+func (s *Storage) RestoreBookmark(b string) (string, error) {
+	st, err := s.st.store()
+	if err != nil {
+		return "", err
+	}
+	rt, inst := s.st.rt, s.st.inst
+	if rt.hist == nil {
+		return "", rt.errNoPITR()
+	}
+	tx, err := rt.restoreTarget(inst, rpc.RestoreRequest{Bookmark: b})
+	if err != nil {
+		return "", err
+	}
+	inst.ev.restore = &tx
+	return bookmarkOf(inst.ref.id, st.TxNumber()), nil
+}
+
 // objectHistory archives what the log holds and lists the object's
 // restorable commits; an object with storage but no history yet gets one
-// from its current database (object held).
+// from its current database, unless an event is open on it (object
+// held).
 func (rt *Runtime) objectHistory(inst *instance) ([]history.Commit, error) {
 	path := rt.path(inst.ref)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -109,7 +164,7 @@ func (rt *Runtime) objectHistory(inst *instance) ([]history.Commit, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, refused := rt.hist.needBase.Load(inst.ref.id); len(commits) == 0 || refused {
+	if _, refused := rt.hist.needBase.Load(inst.ref.id); (len(commits) == 0 || refused) && inst.ev == nil {
 		if err := rt.logWholeDatabase(inst); err != nil {
 			return nil, err
 		}

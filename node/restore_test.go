@@ -3,6 +3,9 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,5 +194,94 @@ func TestObjectFromBeforeHistoryGetsABase(t *testing.T) {
 	restore(t, rt, "old", rpc.RestoreRequest{Bookmark: b.Bookmark})
 	if v := execSQL(t, rt, "old", "SELECT v FROM t")[0][0]; v != "before" {
 		t.Fatalf("restored to %v", v)
+	}
+}
+
+// TestSDKRestoreBookmark drives the Go SDK's bookmark calls from inside
+// events: a restore takes effect when the event commits and discards
+// what the event wrote.
+func TestSDKRestoreBookmark(t *testing.T) {
+	clock := &testClock{}
+	clock.ms.Store(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	ctors := 0
+	rt := newTestRuntime(t, t.TempDir(), func(c *Config) { c.Now = clock.now }, map[string]Constructor{
+		"notes": func(st *State) (Object, error) {
+			ctors++
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				s := st.Storage()
+				q := r.URL.Query()
+				switch r.URL.Path {
+				case "/write":
+					_, err := s.Exec("CREATE TABLE IF NOT EXISTS n (v); DELETE FROM n; INSERT INTO n VALUES (?)", q.Get("v"))
+					return err
+				case "/read":
+					c, err := s.Exec("SELECT v FROM n")
+					if err != nil {
+						return err
+					}
+					rows := c.Raw()
+					if len(rows) != 1 {
+						return fmt.Errorf("%d rows", len(rows))
+					}
+					fmt.Fprint(w, rows[0][0])
+				case "/bookmark":
+					b, err := s.CurrentBookmark()
+					if q.Get("at") != "" {
+						ms, _ := strconv.ParseInt(q.Get("at"), 10, 64)
+						b, err = s.BookmarkForTime(time.UnixMilli(ms))
+					}
+					if err != nil {
+						return err
+					}
+					fmt.Fprint(w, b)
+				case "/restore":
+					undo, err := s.RestoreBookmark(q.Get("b"))
+					if err != nil {
+						return err
+					}
+					// Discarded by the restore.
+					if _, err := s.Exec("INSERT INTO n VALUES ('lost')"); err != nil {
+						return err
+					}
+					fmt.Fprint(w, undo)
+				}
+				return nil
+			}}, nil
+		},
+	})
+	get := func(path string) string {
+		t.Helper()
+		code, body, err := call(t, rt, "notes", "x", "POST", path, "")
+		if err != nil || code != 200 {
+			t.Fatalf("%s: %d %s %v", path, code, body, err)
+		}
+		return body
+	}
+	get("/write?v=one")
+	one := get("/bookmark")
+	t1 := clock.now().UnixMilli()
+	clock.advance(time.Minute)
+	get("/write?v=two")
+	two := get("/bookmark")
+	if at := get("/bookmark?at=" + strconv.FormatInt(t1+1000, 10)); at != one {
+		t.Fatalf("bookmark for a time after the first write: %s, want %s", at, one)
+	}
+	before := ctors
+	undo := get("/restore?b=" + one)
+	if undo != two {
+		t.Fatalf("undo bookmark %s, want %s", undo, two)
+	}
+	if v := get("/read"); v != "one" {
+		t.Fatalf("after RestoreBookmark: %q, want one (and the event's own insert discarded)", v)
+	}
+	if ctors != before+1 {
+		t.Fatalf("object constructed %d more times after the restore, want 1 (it restarts)", ctors-before)
+	}
+	get("/restore?b=" + undo)
+	if v := get("/read"); v != "two" {
+		t.Fatalf("after undo: %q", v)
+	}
+	if _, _, err := call(t, rt, "notes", "x", "POST", "/restore?b=bogus", ""); !errors.Is(err, apierr.ErrBadRequest) {
+		t.Fatalf("bogus bookmark: %v", err)
 	}
 }

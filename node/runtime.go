@@ -362,6 +362,9 @@ type event struct {
 	ctx       context.Context
 	alarm     *alarmChange
 	waitUntil []func(context.Context) error
+	// restore, when set, is the transaction the object is brought back
+	// to instead of committing the event (Storage.RestoreBookmark).
+	restore *uint64
 }
 
 type alarmChange struct {
@@ -502,6 +505,12 @@ func (rt *Runtime) event(ctx context.Context, inst *instance, fn func(inst *inst
 // deletion only after it, so a crash in between leaves the alarm to fire
 // again (at least once) rather than losing it with the writes undone.
 func (rt *Runtime) commit(inst *instance, ev *event) error {
+	if ev.restore != nil {
+		// The restore replaces whatever the event wrote.
+		inst.store.Rollback()
+		_, err := rt.restoreLocked(inst, *ev.restore)
+		return err
+	}
 	if c := ev.alarm; c != nil && rt.hist != nil {
 		// The object's history keeps its alarm with its data.
 		if err := inst.store.MirrorAlarm(c.a.Scheduled, !c.del); err != nil {
