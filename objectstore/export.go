@@ -48,7 +48,7 @@ func Export(path string, w io.Writer) (int64, error) {
 var sqliteHeader = []byte("SQLite format 3\x00")
 
 // allowedReserved are the internal tables an imported file may carry.
-var allowedReserved = map[string]bool{"_dura_kv": true, "_dura_schema_version": true, "_dura_object": true, "_dura_tx": true}
+var allowedReserved = map[string]bool{"_dura_kv": true, "_dura_schema_version": true, "_dura_object": true, "_dura_tx": true, "_dura_alarm": true}
 
 // ValidateImport checks that the file at path is a sound SQLite database an
 // object may adopt: right header, integrity_check ok, no bigger than
