@@ -98,6 +98,7 @@ func (c *Cluster) ListObjects(ctx context.Context, class, after string, limit in
 	}
 	key := func(o rpc.ObjectInfo) string { return o.Class + "\x00" + o.Name }
 	sort.Slice(all, func(i, j int) bool { return key(all[i]) < key(all[j]) })
+	all = dedupeObjects(all, key, st.Partitions)
 	out := rpc.ObjectList{Objects: all, Unavailable: unavailable}
 	if len(all) > limit {
 		out.Objects, more = all[:limit], true
@@ -109,6 +110,24 @@ func (c *Cluster) ListObjects(ctx context.Context, class, after string, limit in
 		out.Cursor = base64.RawURLEncoding.EncodeToString([]byte(key(out.Objects[len(out.Objects)-1])))
 	}
 	return out, nil
+}
+
+// dedupeObjects keeps one entry per object of a sorted list: replicas
+// catalog the objects of the partitions they hold a copy of, so an object
+// may be listed by several members; the entry of its partition's owner
+// wins.
+func dedupeObjects(all []rpc.ObjectInfo, key func(rpc.ObjectInfo) string, parts []replication.Partition) []rpc.ObjectInfo {
+	out := all[:0]
+	for _, o := range all {
+		if n := len(out); n > 0 && key(out[n-1]) == key(o) {
+			if o.Partition < len(parts) && parts[o.Partition].Owner == o.Owner {
+				out[n-1] = o
+			}
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 // State is this node's copy of the committed cluster state.
