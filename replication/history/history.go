@@ -15,10 +15,8 @@
 package history
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -460,124 +458,14 @@ func (s *Store) Commits(id string) ([]Commit, error) {
 		if g.base {
 			add(Commit{Tx: g.start, At: g.at})
 		}
-		if err := s.eachRecord(o, g, func(h frameHead, _ []byte) error {
+		if err := s.eachRecord(o, g, func(h frameHead, _ int64) error {
 			add(Commit{Tx: h.tx, At: h.at})
 			return nil
-		}, false); err != nil {
+		}); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
-}
-
-// Materialize writes object id's database as of transaction tx to dst
-// (created or replaced; not synced): the snapshot of the generation that
-// holds tx, with its records up to tx applied.
-func (s *Store) Materialize(id string, tx uint64, dst string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, err := s.load(id)
-	if err != nil {
-		return err
-	}
-	_, err = s.buildFile(o, tx, dst, false)
-	return err
-}
-
-// buildFile writes o as of tx to dst (s.mu held), synced and renamed into
-// place when durable.
-func (s *Store) buildFile(o *object, tx uint64, dst string, durable bool) (int64, error) {
-	var g *generation
-	for i := len(o.gens) - 1; i >= 0; i-- {
-		c := o.gens[i]
-		if c.start <= tx && tx <= c.lastTx && (c.base || tx > c.start) {
-			g = c
-			break
-		}
-	}
-	if g == nil {
-		return 0, fmt.Errorf("%w: transaction %d", ErrNoHistory, tx)
-	}
-	tmp := dst + ".tmp"
-	var f *os.File
-	var err error
-	if g.base {
-		_, err = copyFileSynced(g.basePath(o.dir), tmp)
-		if err == nil {
-			f, err = os.OpenFile(tmp, os.O_RDWR, 0)
-		}
-	} else {
-		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(tmp)
-	defer f.Close()
-	found := g.base && tx == g.start
-	err = s.eachRecord(o, g, func(h frameHead, payload []byte) error {
-		if h.tx > tx {
-			return errStopScan
-		}
-		rec, err := decodeRecord(h, payload)
-		if err != nil {
-			return err
-		}
-		found = found || h.tx == tx
-		return rec.Apply(f)
-	}, true)
-	if err != nil && !errors.Is(err, errStopScan) {
-		return 0, err
-	}
-	if !found {
-		return 0, fmt.Errorf("%w: transaction %d", ErrNoHistory, tx)
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			return 0, err
-		}
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return 0, err
-	}
-	return st.Size(), nil
-}
-
-// eachRecord calls fn for each record of g in order (s.mu held); with
-// pages, fn gets each record's payload.
-func (s *Store) eachRecord(o *object, g *generation, fn func(frameHead, []byte) error, pages bool) error {
-	if g.records == 0 {
-		return nil
-	}
-	f, err := os.Open(g.logPath(o.dir))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r := io.NewSectionReader(f, 0, g.logBytes)
-	var hb [frameHeadSize]byte
-	for off := int64(0); off < g.logBytes; {
-		if _, err := r.ReadAt(hb[:], off); err != nil {
-			return fmt.Errorf("history: %s: %w", f.Name(), err)
-		}
-		h := parseHead(hb[:])
-		var payload []byte
-		if pages {
-			payload = make([]byte, h.n)
-			if _, err := r.ReadAt(payload, off+8); err != nil {
-				return fmt.Errorf("history: %s: %w", f.Name(), err)
-			}
-		}
-		if err := fn(h, payload); err != nil {
-			return err
-		}
-		off += 8 + int64(h.n)
-	}
-	return nil
 }
 
 // Stats are a history's figures.
@@ -658,114 +546,6 @@ func (s *Store) Stats() Stats {
 
 // Close syncs and closes what is open.
 func (s *Store) Close() error { return s.Sync() }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// A frame is length (4 bytes) and CRC32C (4 bytes) of its payload; the
-// payload is tx, at, page size, database pages, page count, then each
-// page number and image.
-const frameHeadSize = 8 + 28
-
-type frameHead struct {
-	n        uint32
-	crc      uint32
-	tx       uint64
-	at       int64
-	pageSize uint32
-	dbPages  uint32
-	count    uint32
-}
-
-func parseHead(b []byte) frameHead {
-	return frameHead{
-		n:        binary.LittleEndian.Uint32(b[0:4]),
-		crc:      binary.LittleEndian.Uint32(b[4:8]),
-		tx:       binary.LittleEndian.Uint64(b[8:16]),
-		at:       int64(binary.LittleEndian.Uint64(b[16:24])),
-		pageSize: binary.LittleEndian.Uint32(b[24:28]),
-		dbPages:  binary.LittleEndian.Uint32(b[28:32]),
-		count:    binary.LittleEndian.Uint32(b[32:36]),
-	}
-}
-
-func encodeFrame(at int64, rec objectstore.Record) []byte {
-	n := 28 + len(rec.Pages)*(4+rec.PageSize)
-	b := make([]byte, 8, 8+n)
-	b = binary.LittleEndian.AppendUint64(b, rec.Tx)
-	b = binary.LittleEndian.AppendUint64(b, uint64(at))
-	b = binary.LittleEndian.AppendUint32(b, uint32(rec.PageSize))
-	b = binary.LittleEndian.AppendUint32(b, rec.DBPages)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(rec.Pages)))
-	for _, p := range rec.SortedPages() {
-		b = binary.LittleEndian.AppendUint32(b, p)
-		b = append(b, rec.Pages[p]...)
-	}
-	binary.LittleEndian.PutUint32(b[0:4], uint32(n))
-	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], castagnoli))
-	return b
-}
-
-var errBadFrame = errors.New("history: malformed record")
-
-// decodeRecord reads a frame's payload (tx, at and counts included).
-func decodeRecord(h frameHead, payload []byte) (objectstore.Record, error) {
-	rec := objectstore.Record{Tx: h.tx, PageSize: int(h.pageSize), DBPages: h.dbPages}
-	b := payload[28:]
-	if rec.PageSize < 512 || len(b) != int(h.count)*(4+rec.PageSize) {
-		return rec, errBadFrame
-	}
-	rec.Pages = make(map[uint32][]byte, h.count)
-	for range h.count {
-		rec.Pages[binary.LittleEndian.Uint32(b[0:4])] = b[4 : 4+rec.PageSize]
-		b = b[4+rec.PageSize:]
-	}
-	return rec, nil
-}
-
-var errStopScan = errors.New("stop")
-
-// scanFrames walks a log's frames, calling fn with each one's head and
-// offset, and returns the offset past the last whole one; with check it
-// reads each payload and stops at the first whose checksum fails.
-func scanFrames(f *os.File, check bool, fn func(frameHead, int64) error) (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	size := st.Size()
-	var hb [frameHeadSize]byte
-	off := int64(0)
-	for off+frameHeadSize <= size {
-		if _, err := f.ReadAt(hb[:], off); err != nil {
-			return off, nil
-		}
-		h := parseHead(hb[:])
-		if h.n < 28 || off+8+int64(h.n) > size {
-			return off, nil
-		}
-		if check {
-			payload := make([]byte, h.n)
-			if _, err := f.ReadAt(payload, off+8); err != nil || crc32.Checksum(payload, castagnoli) != h.crc {
-				return off, nil
-			}
-		}
-		if err := fn(h, off); err != nil {
-			return off, err
-		}
-		off += 8 + int64(h.n)
-	}
-	return off, nil
-}
-
-// wholeDatabase reports whether a record holds every page of its database.
-func wholeDatabase(r objectstore.Record) bool {
-	for pg := uint32(1); pg <= r.DBPages; pg++ {
-		if _, ok := r.Pages[pg]; !ok {
-			return false
-		}
-	}
-	return r.DBPages > 0
-}
 
 // copyFileSynced copies src to dst through a synced temporary file
 // renamed into place, and returns its size.

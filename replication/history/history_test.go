@@ -39,7 +39,11 @@ func (m *model) commit(tx uint64, whole bool) objectstore.Record {
 	for range 1 + m.rng.IntN(3) {
 		p := m.rng.IntN(len(m.pages))
 		img := make([]byte, pageSize)
-		for i := range img {
+		used := pageSize
+		if m.rng.IntN(2) == 0 {
+			used = 40 // a mostly empty page, as SQLite's often are
+		}
+		for i := range used {
 			img[i] = byte(m.rng.Uint32())
 		}
 		m.pages[p] = img
@@ -274,4 +278,44 @@ func TestTornTailCut(t *testing.T) {
 	}
 	checkState(t, s, "obj", 6, m.states[6])
 	checkState(t, s, "obj", 5, m.states[5])
+}
+
+func TestFramesRoundTrip(t *testing.T) {
+	sparse := objectstore.Record{Tx: 9, PageSize: pageSize, DBPages: 3, Pages: map[uint32][]byte{1: make([]byte, pageSize), 3: make([]byte, pageSize)}}
+	sparse.Pages[3][7] = 42
+	dense := objectstore.Record{Tx: 10, PageSize: pageSize, DBPages: 1, Pages: map[uint32][]byte{1: make([]byte, pageSize)}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range dense.Pages[1] {
+		dense.Pages[1][i] = byte(rng.Uint32())
+	}
+	for _, tc := range []struct {
+		name       string
+		rec        objectstore.Record
+		compressed bool
+	}{{"sparse pages compressed", sparse, true}, {"random pages as they are", dense, false}} {
+		b := encodeFrame(1234, tc.rec)
+		h := parseHead(b)
+		if h.compressed != tc.compressed || h.tx != tc.rec.Tx || h.at != 1234 || int(h.n) != len(b)-8 {
+			t.Fatalf("%s: head %+v", tc.name, h)
+		}
+		got, err := decodeRecord(h, b[8:])
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(got.Pages) != len(tc.rec.Pages) || got.DBPages != tc.rec.DBPages {
+			t.Fatalf("%s: decoded %d pages of %d", tc.name, len(got.Pages), got.DBPages)
+		}
+		for p, img := range tc.rec.Pages {
+			if !bytes.Equal(got.Pages[p], img) {
+				t.Fatalf("%s: page %d differs", tc.name, p)
+			}
+		}
+		// A damaged compressed stream is an error, never other pages.
+		if tc.compressed {
+			b[len(b)-3] ^= 0xff
+			if _, err := decodeRecord(h, b[8:]); err == nil {
+				t.Fatalf("%s: a damaged frame decoded", tc.name)
+			}
+		}
+	}
 }

@@ -1,0 +1,183 @@
+package history
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/dura-dev/dura/objectstore"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// A frame is length (4 bytes) and CRC32C (4 bytes) of its payload; the
+// payload is tx, at, page size, database pages, page count (its top bit
+// set when the images are compressed), the page numbers, then the page
+// images in that order: as they are, or one DEFLATE stream of them.
+// Pages of small objects are mostly empty, and an object's history keeps
+// every commit: compressed, a counter's commit takes a few hundred bytes
+// instead of two pages.
+const frameHeadSize = 8 + 28
+
+const compressedFlag = 1 << 31
+
+type frameHead struct {
+	n          uint32
+	crc        uint32
+	tx         uint64
+	at         int64
+	pageSize   uint32
+	dbPages    uint32
+	count      uint32
+	compressed bool
+}
+
+// numbersEnd is where the page numbers end in the payload.
+func (h frameHead) numbersEnd() int64 { return 28 + 4*int64(h.count) }
+
+func parseHead(b []byte) frameHead {
+	h := frameHead{
+		n:        binary.LittleEndian.Uint32(b[0:4]),
+		crc:      binary.LittleEndian.Uint32(b[4:8]),
+		tx:       binary.LittleEndian.Uint64(b[8:16]),
+		at:       int64(binary.LittleEndian.Uint64(b[16:24])),
+		pageSize: binary.LittleEndian.Uint32(b[24:28]),
+		dbPages:  binary.LittleEndian.Uint32(b[28:32]),
+		count:    binary.LittleEndian.Uint32(b[32:36]),
+	}
+	h.compressed = h.count&compressedFlag != 0
+	h.count &^= compressedFlag
+	return h
+}
+
+var flaters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+func encodeFrame(at int64, rec objectstore.Record) []byte {
+	pages := rec.SortedPages()
+	raw := make([]byte, 0, len(pages)*rec.PageSize)
+	for _, p := range pages {
+		raw = append(raw, rec.Pages[p]...)
+	}
+	images, count := raw, uint32(len(pages))
+	var z bytes.Buffer
+	w := flaters.Get().(*flate.Writer)
+	w.Reset(&z)
+	if _, err := w.Write(raw); err == nil && w.Close() == nil && z.Len() < len(raw)-len(raw)/8 {
+		images, count = z.Bytes(), count|compressedFlag
+	}
+	flaters.Put(w)
+	n := 28 + 4*len(pages) + len(images)
+	b := make([]byte, 8, 8+n)
+	b = binary.LittleEndian.AppendUint64(b, rec.Tx)
+	b = binary.LittleEndian.AppendUint64(b, uint64(at))
+	b = binary.LittleEndian.AppendUint32(b, uint32(rec.PageSize))
+	b = binary.LittleEndian.AppendUint32(b, rec.DBPages)
+	b = binary.LittleEndian.AppendUint32(b, count)
+	for _, p := range pages {
+		b = binary.LittleEndian.AppendUint32(b, p)
+	}
+	b = append(b, images...)
+	binary.LittleEndian.PutUint32(b[0:4], uint32(n))
+	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], castagnoli))
+	return b
+}
+
+var errBadFrame = errors.New("history: malformed record")
+
+// pageNumbers reads the page numbers of a payload (at least numbersEnd
+// bytes of it).
+func pageNumbers(h frameHead, payload []byte) ([]uint32, error) {
+	if int64(len(payload)) < h.numbersEnd() {
+		return nil, errBadFrame
+	}
+	out := make([]uint32, h.count)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint32(payload[28+4*i:])
+	}
+	return out, nil
+}
+
+// decodeRecord reads a frame's whole payload, checked against its CRC.
+func decodeRecord(h frameHead, payload []byte) (objectstore.Record, error) {
+	rec := objectstore.Record{Tx: h.tx, PageSize: int(h.pageSize), DBPages: h.dbPages}
+	if crc32.Checksum(payload, castagnoli) != h.crc {
+		return rec, fmt.Errorf("%w: checksum of transaction %d fails", errBadFrame, h.tx)
+	}
+	nums, err := pageNumbers(h, payload)
+	if err != nil || rec.PageSize < 512 {
+		return rec, errBadFrame
+	}
+	images := payload[h.numbersEnd():]
+	want := int(h.count) * rec.PageSize
+	if h.compressed {
+		r := flate.NewReader(bytes.NewReader(images))
+		images = make([]byte, want)
+		_, err := io.ReadFull(r, images)
+		r.Close()
+		if err != nil {
+			return rec, fmt.Errorf("%w: %v", errBadFrame, err)
+		}
+	}
+	if len(images) != want {
+		return rec, errBadFrame
+	}
+	rec.Pages = make(map[uint32][]byte, h.count)
+	for i, p := range nums {
+		rec.Pages[p] = images[i*rec.PageSize : (i+1)*rec.PageSize]
+	}
+	return rec, nil
+}
+
+var errStopScan = errors.New("stop")
+
+// scanFrames walks a log's frames, calling fn with each one's head and
+// offset, and returns the offset past the last whole one; with check it
+// reads each payload and stops at the first whose checksum fails.
+func scanFrames(f *os.File, check bool, fn func(frameHead, int64) error) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	var hb [frameHeadSize]byte
+	off := int64(0)
+	for off+frameHeadSize <= size {
+		if _, err := f.ReadAt(hb[:], off); err != nil {
+			return off, nil
+		}
+		h := parseHead(hb[:])
+		if int64(h.n) < h.numbersEnd() || off+8+int64(h.n) > size {
+			return off, nil
+		}
+		if check {
+			payload := make([]byte, h.n)
+			if _, err := f.ReadAt(payload, off+8); err != nil || crc32.Checksum(payload, castagnoli) != h.crc {
+				return off, nil
+			}
+		}
+		if err := fn(h, off); err != nil {
+			return off, err
+		}
+		off += 8 + int64(h.n)
+	}
+	return off, nil
+}
+
+// wholeDatabase reports whether a record holds every page of its database.
+func wholeDatabase(r objectstore.Record) bool {
+	for pg := uint32(1); pg <= r.DBPages; pg++ {
+		if _, ok := r.Pages[pg]; !ok {
+			return false
+		}
+	}
+	return r.DBPages > 0
+}
