@@ -440,3 +440,51 @@ export class Leaky extends DurableObject {
 		t.Fatalf("another object's storage: %s", r)
 	}
 }
+
+// TestBookmarks drives point-in-time recovery from a class the way
+// Cloudflare's storage API reads: getCurrentBookmark, getBookmarkForTime
+// and onNextSessionRestoreBookmark (here taking effect when the event
+// commits).
+func TestBookmarks(t *testing.T) {
+	n := startJS(t, nodeOpts{})
+	want(t, n.deploy("pitr", `
+import { DurableObject } from "cloudflare:workers";
+export class Notes extends DurableObject {
+  write(v: string) {
+    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS n (v TEXT)");
+    this.ctx.storage.sql.exec("DELETE FROM n");
+    this.ctx.storage.sql.exec("INSERT INTO n VALUES (?)", v);
+  }
+  read() { return this.ctx.storage.sql.exec("SELECT v FROM n").one().v; }
+  async bookmark() { return await this.ctx.storage.getCurrentBookmark(); }
+  async bookmarkAt(ms: number) { return await this.ctx.storage.getBookmarkForTime(new Date(ms)); }
+  async restore(b: string) {
+    const undo = await this.ctx.storage.onNextSessionRestoreBookmark(b);
+    this.ctx.storage.sql.exec("INSERT INTO n VALUES ('discarded')");
+    return undo;
+  }
+}`), 200, "")
+	want(t, n.call("Notes", "x", "write", "one"), 200, "")
+	one := n.call("Notes", "x", "bookmark").String()
+	at := time.Now().UnixMilli()
+	time.Sleep(5 * time.Millisecond)
+	want(t, n.call("Notes", "x", "write", "two"), 200, "")
+	two := n.call("Notes", "x", "bookmark").String()
+	if !(one < two) {
+		t.Fatalf("bookmarks %s then %s", one, two)
+	}
+	if got := n.call("Notes", "x", "bookmarkAt", at).String(); got != one {
+		t.Fatalf("bookmark for a time between the writes: %s, want %s", got, one)
+	}
+	var b1 string
+	json.Unmarshal([]byte(one), &b1)
+	undo := n.call("Notes", "x", "restore", b1)
+	want(t, undo, 200, "")
+	if undo.String() != two {
+		t.Fatalf("undo bookmark %s, want %s", undo, two)
+	}
+	if got := n.call("Notes", "x", "read").String(); got != `"one"` {
+		t.Fatalf("after the restore: %s", got)
+	}
+	want(t, n.call("Notes", "x", "restore", "nonsense"), 400, "BAD_REQUEST")
+}

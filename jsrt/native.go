@@ -51,6 +51,7 @@ func natives(rt *goja.Runtime, sh *shared) *goja.Object {
 		"exec": n.exec, "databaseSize": n.databaseSize,
 		"kvGet": n.kvGet, "kvPut": n.kvPut, "kvDelete": n.kvDelete, "kvList": n.kvList, "deleteAll": n.deleteAll,
 		"setAlarm": n.setAlarm, "getAlarm": n.getAlarm, "deleteAlarm": n.deleteAlarm,
+		"currentBookmark": n.currentBookmark, "bookmarkForTime": n.bookmarkForTime, "restoreBookmark": n.restoreBookmark,
 		"stubFetch": n.stubFetch, "stubCall": n.stubCall, "idFromName": n.idFromName, "classes": n.classes,
 		"noMethod": n.noMethod, "handle": n.handle, "log": n.log, "parseURL": n.parseURL,
 		"encode": n.encode, "decode": n.decode, "atob": n.atob, "btoa": n.btoa,
@@ -332,6 +333,34 @@ func (n *native) deleteAlarm(c goja.FunctionCall) goja.Value {
 		n.throw(err)
 	}
 	return goja.Undefined()
+}
+
+func (n *native) currentBookmark(c goja.FunctionCall) goja.Value {
+	b, err := n.storage(c.Argument(0)).CurrentBookmark()
+	if err != nil {
+		n.throw(err)
+	}
+	return n.rt.ToValue(b)
+}
+
+func (n *native) bookmarkForTime(c goja.FunctionCall) goja.Value {
+	f := c.Argument(1).ToFloat()
+	if f != f {
+		n.typeError("getBookmarkForTime takes a Date or unix milliseconds")
+	}
+	b, err := n.storage(c.Argument(0)).BookmarkForTime(time.UnixMilli(int64(f)))
+	if err != nil {
+		n.throw(err)
+	}
+	return n.rt.ToValue(b)
+}
+
+func (n *native) restoreBookmark(c goja.FunctionCall) goja.Value {
+	undo, err := n.storage(c.Argument(0)).RestoreBookmark(c.Argument(1).String())
+	if err != nil {
+		n.throw(err)
+	}
+	return n.rt.ToValue(undo)
 }
 
 // stub is the stub of another object, for calls from the event of the

@@ -329,6 +329,11 @@
     }
     async setAlarm(t) { native.setAlarm(this._h, t instanceof Date ? t.getTime() : Number(t)); }
     async getAlarm() { return native.getAlarm(this._h); }
+    async getCurrentBookmark() { return native.currentBookmark(this._h); }
+    async getBookmarkForTime(t) { return native.bookmarkForTime(this._h, t instanceof Date ? t.getTime() : Number(t)); }
+    // Takes effect when the event commits (Cloudflare's: when the object
+    // restarts); the event's own writes are discarded.
+    async onNextSessionRestoreBookmark(b) { return native.restoreBookmark(this._h, String(b)); }
     async deleteAlarm() { native.deleteAlarm(this._h); }
     async sync() { }
   }

@@ -52,6 +52,9 @@ interface DurableObjectStorage {
   transaction<T>(closure: (txn: DurableObjectTransaction) => Promise<T>): Promise<T>;
   transactionSync<T>(closure: () => T): T;
   getAlarm(): Promise<number | null>;
+  getCurrentBookmark(): Promise<string>;
+  getBookmarkForTime(timestamp: number | Date): Promise<string>;
+  onNextSessionRestoreBookmark(bookmark: string): Promise<string>;
   setAlarm(scheduledTime: number | Date): Promise<void>;
   deleteAlarm(): Promise<void>;
   sync(): Promise<void>;
