@@ -46,10 +46,16 @@ func (s *Store) buildFile(o *object, tx uint64, dst string, durable bool) (int64
 	var g *generation
 	for i := len(o.gens) - 1; i >= 0; i-- {
 		c := o.gens[i]
-		if c.start <= tx && tx <= c.lastTx && (c.base || tx > c.start) {
-			g = c
-			break
+		if c.start > tx {
+			continue
 		}
+		if err := s.scanned(o, c); err != nil {
+			return 0, err
+		}
+		if tx <= c.lastTx && (c.base || tx > c.start) {
+			g = c
+		}
+		break
 	}
 	if g == nil {
 		return 0, fmt.Errorf("%w: transaction %d", ErrNoHistory, tx)
@@ -72,7 +78,7 @@ func (s *Store) buildFile(o *object, tx uint64, dst string, durable bool) (int64
 	}
 	defer f.Close()
 	plan := buildPlan{last: map[uint32]pageLoc{}, found: g.base && tx == g.start}
-	if g.records > 0 {
+	if g.logBytes > 0 {
 		lf, err := os.Open(g.logPath(o.dir))
 		if err != nil {
 			return 0, err
@@ -193,7 +199,7 @@ func (p *buildPlan) apply(lf, f *os.File) error {
 // eachRecord calls fn with the head and offset of each record of g in
 // order (s.mu held).
 func (s *Store) eachRecord(o *object, g *generation, fn func(frameHead, int64) error) error {
-	if g.records == 0 {
+	if g.logBytes == 0 {
 		return nil
 	}
 	f, err := os.Open(g.logPath(o.dir))

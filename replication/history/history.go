@@ -70,6 +70,7 @@ type Store struct {
 type object struct {
 	dir  string
 	gens []*generation // by start
+	used bool          // since the last trim
 }
 
 type generation struct {
@@ -82,6 +83,7 @@ type generation struct {
 	lastAt    int64
 	firstAt   int64 // of its first record
 	records   int
+	scanned   bool // the fields above were read from the log
 }
 
 // oldest is the commit time of the generation's first restorable point.
@@ -124,14 +126,33 @@ func (s *Store) objectDir(id string) string {
 	return filepath.Join(s.cfg.Dir, prefix, id)
 }
 
-// load reads an object's generations (s.mu held). An object without
-// history has none. The last generation's log is checked frame by frame
-// and cut after its last whole frame: a crash may leave a torn tail,
-// whose records the node log still holds.
+// load reads an object's generations (s.mu held) and keeps them until
+// the object goes unused for a trim period. An object without history
+// has none. The last generation's log is checked frame by frame and cut
+// after its last whole frame: a crash may leave a torn tail, whose
+// records the node log still holds. Earlier generations are read when
+// needed (scanned).
 func (s *Store) load(id string) (*object, error) {
 	if o, ok := s.objs[id]; ok {
+		o.used = true
 		return o, nil
 	}
+	o, err := s.list(id)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(o.gens); n > 0 {
+		if err := s.scanGeneration(o, o.gens[n-1], true); err != nil {
+			return nil, fmt.Errorf("history of %s: %w", id, err)
+		}
+	}
+	o.used = true
+	s.objs[id] = o
+	return o, nil
+}
+
+// list reads an object's generations from their file names and sizes.
+func (s *Store) list(id string) (*object, error) {
 	o := &object{dir: s.objectDir(id)}
 	entries, err := os.ReadDir(o.dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -154,7 +175,10 @@ func (s *Store) load(id string) (*object, error) {
 			if err != nil {
 				continue
 			}
-			gen(start)
+			g := gen(start)
+			if info, err := e.Info(); err == nil {
+				g.logBytes = info.Size()
+			}
 		case strings.HasSuffix(name, ".base"):
 			a, b, ok := strings.Cut(strings.TrimSuffix(name, ".base"), "-")
 			start, err1 := strconv.ParseUint(a, 16, 64)
@@ -173,14 +197,15 @@ func (s *Store) load(id string) (*object, error) {
 		o.gens = append(o.gens, g)
 	}
 	sort.Slice(o.gens, func(i, j int) bool { return o.gens[i].start < o.gens[j].start })
-	for i, g := range o.gens {
-		last := i == len(o.gens)-1
-		if err := s.scanGeneration(o, g, last); err != nil {
-			return nil, fmt.Errorf("history of %s: %w", id, err)
-		}
-	}
-	s.objs[id] = o
 	return o, nil
+}
+
+// scanned reads a generation's record heads if not done yet (s.mu held).
+func (s *Store) scanned(o *object, g *generation) error {
+	if g.scanned {
+		return nil
+	}
+	return s.scanGeneration(o, g, false)
 }
 
 // scanGeneration reads a generation's record headers for its counters;
@@ -189,12 +214,14 @@ func (s *Store) load(id string) (*object, error) {
 func (s *Store) scanGeneration(o *object, g *generation, check bool) error {
 	f, err := os.OpenFile(g.logPath(o.dir), os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
+		g.scanned = true
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	g.records, g.lastTx, g.lastAt = 0, g.start, g.at
 	end, err := scanFrames(f, check, func(h frameHead, _ int64) error {
 		if g.records == 0 {
 			g.firstAt = h.at
@@ -206,10 +233,15 @@ func (s *Store) scanGeneration(o *object, g *generation, check bool) error {
 	if err != nil {
 		return err
 	}
-	g.logBytes = end
-	if st, err := f.Stat(); err == nil && st.Size() > end {
-		return f.Truncate(end)
+	g.scanned = true
+	if check {
+		s.bytes -= g.logBytes - end
+		if st, err := f.Stat(); err == nil && st.Size() > end {
+			g.logBytes = end
+			return f.Truncate(end)
+		}
 	}
+	g.logBytes = end
 	return nil
 }
 
@@ -347,7 +379,7 @@ func (s *Store) Rebase(id string, tx uint64, at int64, path string) error {
 func (s *Store) dropFrom(o *object, tx uint64) error {
 	for len(o.gens) > 0 {
 		g := o.gens[len(o.gens)-1]
-		if g.start < tx || g.start == tx && !g.base && g.records == 0 {
+		if g.start < tx || g.start == tx && !g.base && g.logBytes == 0 {
 			break
 		}
 		if err := s.removeGeneration(o, g); err != nil {
@@ -359,6 +391,9 @@ func (s *Store) dropFrom(o *object, tx uint64) error {
 		return nil
 	}
 	g := o.gens[len(o.gens)-1]
+	if err := s.scanned(o, g); err != nil {
+		return err
+	}
 	if g.lastTx < tx {
 		return nil
 	}
@@ -517,12 +552,21 @@ func (s *Store) Trim(now time.Time) (Stats, error) {
 
 // trimObject drops one object's unneeded generations and returns its
 // oldest restorable point's time.
+// An object not used since the previous trim is forgotten (it is read
+// again from disk when needed), so memory follows the objects in use.
 func (s *Store) trimObject(id string, window int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o, err := s.load(id)
-	if err != nil {
-		return 0, err
+	o, cached := s.objs[id]
+	if cached && !o.used {
+		delete(s.objs, id)
+	} else if cached {
+		o.used = false
+	} else {
+		var err error
+		if o, err = s.list(id); err != nil {
+			return 0, err
+		}
 	}
 	for len(o.gens) > 1 && o.gens[1].base && o.gens[1].at <= window {
 		if err := s.removeGeneration(o, o.gens[0]); err != nil {
@@ -533,7 +577,13 @@ func (s *Store) trimObject(id string, window int64) (int64, error) {
 	if len(o.gens) == 0 {
 		return 0, nil
 	}
-	return o.gens[0].oldest(), nil
+	g := o.gens[0]
+	if !g.base {
+		if err := s.scanned(o, g); err != nil {
+			return 0, err
+		}
+	}
+	return g.oldest(), nil
 }
 
 // Stats reports the retained bytes and the oldest point as of the last

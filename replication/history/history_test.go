@@ -208,6 +208,23 @@ func TestTrimKeepsTheWindow(t *testing.T) {
 	if err := s.Materialize("obj", 2, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrNoHistory) {
 		t.Fatalf("a trimmed commit: %v", err)
 	}
+	// Unused through a trim period, the object is forgotten and read
+	// again from disk when needed; a fresh store trims from file names.
+	for range 2 {
+		if _, err := s.Trim(now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.objs) != 0 {
+		t.Fatalf("%d objects still held after an unused trim period", len(s.objs))
+	}
+	checkState(t, s, "obj", 250, m.states[250])
+	fresh := openStore(t, dir, 100*time.Second, 4*pageSize)
+	again, err := fresh.Trim(now)
+	if err != nil || again.Oldest != st.Oldest || again.Bytes != st.Bytes {
+		t.Fatalf("a fresh store's trim: %+v %v, want %+v", again, err, st)
+	}
+	checkState(t, fresh, "obj", 201, m.states[201])
 }
 
 func TestRebaseReplacesLaterRecords(t *testing.T) {
