@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,6 +130,13 @@ func TestRestoreToATimeAndUndo(t *testing.T) {
 	execSQL(t, rt, "o", "UPDATE t SET v = 4") // the object goes on from there
 	if v, _, _ := objectState(t, rt, "o"); v != 4 {
 		t.Fatalf("write after restore reads %d", v)
+	}
+	ref, _ := rt.ref("db", "o")
+	entries, _ := os.ReadDir(filepath.Dir(rt.path(ref)))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Fatalf("restores left %s behind", e.Name())
+		}
 	}
 }
 
