@@ -57,7 +57,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 		if h.OldestRestorable > 0 {
 			oldest = time.UnixMilli(h.OldestRestorable).UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "history (this node):\t%s kept, %s, oldest restorable %s\n", h.Retention, humanBytes(h.Bytes), oldest)
+		fmt.Fprintf(tw, "history:\t%s kept here, %s, oldest restorable %s\n", h.Retention, humanBytes(h.Bytes), oldest)
 	}
 	if info.CatchingUp {
 		fmt.Fprintf(tw, "state:\tcatching up with the cluster (epoch and partitions above are behind until then)\n")

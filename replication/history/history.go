@@ -59,12 +59,15 @@ var ErrNoHistory = errors.New("no history")
 type Store struct {
 	cfg Config
 
-	mu     sync.Mutex
-	objs   map[string]*object
-	open   map[string]*os.File // generation logs written since the last Sync
-	dirs   map[string]bool     // directories with entries added since then
-	bytes  int64               // retained
-	oldest int64               // as of the last Trim
+	mu   sync.Mutex
+	objs map[string]*object
+	// files holds a few generation logs open for appending; dirty names
+	// those written since the last Sync, which syncs and closes them.
+	files  map[string]*os.File
+	dirty  map[string]bool
+	dirs   map[string]bool // directories with entries added since then
+	bytes  int64           // retained
+	oldest int64           // as of the last Trim
 }
 
 type object struct {
@@ -113,7 +116,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open history: %w", err)
 	}
-	s := &Store{cfg: cfg, objs: map[string]*object{}, open: map[string]*os.File{}, dirs: map[string]bool{}}
+	s := &Store{cfg: cfg, objs: map[string]*object{}, files: map[string]*os.File{}, dirty: map[string]bool{}, dirs: map[string]bool{}}
 	s.bytes = dirBytes(cfg.Dir)
 	return s, nil
 }
@@ -309,12 +312,24 @@ func (s *Store) Append(id string, at int64, rec objectstore.Record) (ok bool, er
 	return true, nil
 }
 
-// logFile opens a generation's log for appending (s.mu held); it stays
-// open until Sync.
+// maxOpenLogs bounds the generation logs held open between syncs: an
+// archive pass may touch thousands of objects.
+const maxOpenLogs = 8
+
+// logFile opens a generation's log for appending (s.mu held); it is
+// synced by the next Sync.
 func (s *Store) logFile(o *object, g *generation) (*os.File, error) {
 	path := g.logPath(o.dir)
-	if f, ok := s.open[path]; ok {
+	s.dirty[path] = true
+	if f, ok := s.files[path]; ok {
 		return f, nil
+	}
+	if len(s.files) >= maxOpenLogs {
+		for p, f := range s.files {
+			f.Close() // written, not synced: Sync opens it again
+			delete(s.files, p)
+			break
+		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
@@ -323,8 +338,18 @@ func (s *Store) logFile(o *object, g *generation) (*os.File, error) {
 	if g.records == 0 {
 		s.dirs[o.dir] = true
 	}
-	s.open[path] = f
+	s.files[path] = f
 	return f, nil
+}
+
+// forgetLog drops a generation log from the open and dirty sets (s.mu
+// held): it is being cut or removed.
+func (s *Store) forgetLog(path string) {
+	if f, ok := s.files[path]; ok {
+		f.Close()
+		delete(s.files, path)
+	}
+	delete(s.dirty, path)
 }
 
 // fold starts a new generation whose snapshot is the object as of its
@@ -399,10 +424,7 @@ func (s *Store) dropFrom(o *object, tx uint64) error {
 	}
 	// Cut the generation's log before its first record from tx on.
 	path := g.logPath(o.dir)
-	if f, ok := s.open[path]; ok {
-		f.Close()
-		delete(s.open, path)
-	}
+	s.forgetLog(path)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -437,10 +459,7 @@ func (s *Store) dropFrom(o *object, tx uint64) error {
 
 func (s *Store) removeGeneration(o *object, g *generation) error {
 	path := g.logPath(o.dir)
-	if f, ok := s.open[path]; ok {
-		f.Close()
-		delete(s.open, path)
-	}
+	s.forgetLog(path)
 	for _, p := range []string{path, g.basePath(o.dir)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -455,12 +474,21 @@ func (s *Store) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var first error
-	for path, f := range s.open {
-		if err := f.Sync(); err != nil && first == nil {
+	for path := range s.dirty {
+		f, ok := s.files[path]
+		var err error
+		if !ok {
+			f, err = os.OpenFile(path, os.O_WRONLY, 0)
+		}
+		if err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+		if err != nil && first == nil {
 			first = fmt.Errorf("history: sync %s: %w", path, err)
 		}
-		f.Close()
-		delete(s.open, path)
+		delete(s.files, path)
+		delete(s.dirty, path)
 	}
 	for dir := range s.dirs {
 		if err := fsutil.SyncDir(dir); err != nil && first == nil {
