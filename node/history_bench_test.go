@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/fsutil"
+
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -36,7 +38,7 @@ func TestPITRDiskCost(t *testing.T) {
 		if err := rt.archivePass(); err != nil {
 			t.Fatal(err)
 		}
-		before := dirBytes(filepath.Join(dir, "history"))
+		before := fsutil.DirBytes(filepath.Join(dir, "history"))
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		start := time.Now()
@@ -61,20 +63,9 @@ func TestPITRDiskCost(t *testing.T) {
 		if err := rt.archivePass(); err != nil {
 			t.Fatal(err)
 		}
-		perEvent := float64(dirBytes(filepath.Join(dir, "history"))-before) / events
+		perEvent := float64(fsutil.DirBytes(filepath.Join(dir, "history"))-before) / events
 		t.Logf("history %-9s %6.0f events/s; history %.0f bytes per event = %.1f GB per day at 1 000 events/s",
 			retention, events/took.Seconds(), perEvent, perEvent*86_400_000/1e9)
 		rt.Close(ctx)
 	}
-}
-
-func dirBytes(dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			n += info.Size()
-		}
-		return nil
-	})
-	return n
 }

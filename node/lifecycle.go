@@ -3,9 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/dura-dev/dura/internal/fsutil"
 
 	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/objectstore"
@@ -168,7 +169,7 @@ func (rt *Runtime) janitor() {
 		rt.trimLog()
 		if time.Since(lastWalk) > time.Minute {
 			lastWalk = time.Now()
-			rt.metrics.storageBytes.Set(float64(diskUsage(filepath.Join(rt.cfg.DataDir, "partitions"))))
+			rt.metrics.storageBytes.Set(float64(fsutil.DirBytes(filepath.Join(rt.cfg.DataDir, "partitions"))))
 		}
 	}
 }
@@ -192,17 +193,4 @@ func (rt *Runtime) evictIdle() {
 	for _, s := range victims {
 		rt.closeStore(s)
 	}
-}
-
-func diskUsage(dir string) int64 {
-	var total int64
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				total += info.Size()
-			}
-		}
-		return nil
-	})
-	return total
 }

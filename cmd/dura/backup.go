@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dura-dev/dura/internal/fsutil"
+
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -126,7 +128,7 @@ func writeBackup(ctx context.Context, env *cliEnv, co *clientOpts, dir string) e
 	if err != nil {
 		return err
 	}
-	if err := writeSynced(filepath.Join(dir, manifestName), b); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, manifestName), b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "backed up %d objects and %d alarms to %s\n", len(m.Objects), len(m.Alarms), dir)
@@ -218,20 +220,4 @@ func checkBackupFile(dir string, o backupObject) error {
 		return fmt.Errorf("%s (%s/%s) does not match its manifest: %d bytes, checksum differs or size does (want %d bytes)", o.File, o.Class, o.Name, n, o.Bytes)
 	}
 	return nil
-}
-
-// writeSynced writes a file and syncs it.
-func writeSynced(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -45,3 +45,17 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return err
 }
+
+// DirBytes is the total size of the files under dir (0 if it is missing).
+func DirBytes(dir string) int64 {
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}

@@ -117,7 +117,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open history: %w", err)
 	}
 	s := &Store{cfg: cfg, objs: map[string]*object{}, files: map[string]*os.File{}, dirty: map[string]bool{}, dirs: map[string]bool{}}
-	s.bytes = dirBytes(cfg.Dir)
+	s.bytes = fsutil.DirBytes(cfg.Dir)
 	return s, nil
 }
 
@@ -653,17 +653,4 @@ func copyFileSynced(src, dst string) (int64, error) {
 		return 0, err
 	}
 	return n, nil
-}
-
-func dirBytes(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/fsutil"
+
 	"github.com/dura-dev/dura/objectstore"
 )
 
@@ -189,8 +191,8 @@ func TestTrimKeepsTheWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Bytes >= before || st.Bytes != dirBytes(dir) {
-		t.Fatalf("retained %d bytes (before %d, on disk %d)", st.Bytes, before, dirBytes(dir))
+	if st.Bytes >= before || st.Bytes != fsutil.DirBytes(dir) {
+		t.Fatalf("retained %d bytes (before %d, on disk %d)", st.Bytes, before, fsutil.DirBytes(dir))
 	}
 	if st.Oldest > 200*1000 || st.Oldest < 100*1000 {
 		t.Fatalf("oldest restorable point at %d ms, want within a generation before 200 000", st.Oldest)
