@@ -29,6 +29,11 @@ import (
 // bookmark or restore request archives at once.
 const archiveEvery = 2 * time.Second
 
+// syncHistoryEvery is how often the history is synced and the log
+// released up to what it holds: a sync is an fsync per object written,
+// and until then the log keeps the records (a crash archives them again).
+const syncHistoryEvery = 30 * time.Second
+
 // trimHistoryEvery is how often generations older than the retention go.
 const trimHistoryEvery = 10 * time.Minute
 
@@ -36,9 +41,12 @@ type archive struct {
 	store *history.Store
 	// mu serialises passes and rebases.
 	mu sync.Mutex
-	// cursor: every record before it is archived (and synced).
+	// read: every record before it is in the history (mu held);
+	// cursor: and synced there, so the log may drop it.
+	read       nodelog.Pos
 	cursor     atomic.Pointer[nodelog.Pos]
 	cursorPath string
+	lastSync   time.Time
 	// needBase holds objects whose records the history refused (it does
 	// not hold them yet, or missed a record): their primary logs a whole
 	// record with its next commit.
@@ -68,6 +76,7 @@ func (rt *Runtime) openHistory() error {
 		return fmt.Errorf("history cursor: %w", err)
 	}
 	a.cursor.Store(&cur)
+	a.read, a.lastSync = cur, rt.now()
 	rt.hist = a
 	return nil
 }
@@ -81,47 +90,67 @@ func (rt *Runtime) archived() (nodelog.Pos, bool) {
 	return *rt.hist.cursor.Load(), true
 }
 
-// archivePass copies every durable record past the cursor into the
-// history, syncs it and moves the cursor.
-func (rt *Runtime) archivePass() error {
+// archivePass copies every durable record past what the history holds
+// into it; with sync, or once syncHistoryEvery has passed, it syncs the
+// history and moves the cursor the log is trimmed by.
+func (rt *Runtime) archivePass(sync bool) error {
 	a := rt.hist
 	if a == nil {
 		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return rt.archivePassLocked()
+	return rt.archivePassLocked(sync)
 }
 
-func (rt *Runtime) archivePassLocked() error {
+func (rt *Runtime) archivePassLocked(sync bool) error {
 	a := rt.hist
-	from, to := *a.cursor.Load(), rt.nlog.Durable()
-	if !from.Less(to) {
-		return nil
-	}
-	err := rt.nlog.Read(from, to, func(pos nodelog.Pos, b []byte) error {
-		if b[0] != entryCommit {
+	if to := rt.nlog.Durable(); a.read.Less(to) {
+		// An object's records are appended together: its history file
+		// is opened once per pass, not once per record.
+		byObject := map[string][]logEntry{}
+		var order []string
+		err := rt.nlog.Read(a.read, to, func(pos nodelog.Pos, b []byte) error {
+			if b[0] != entryCommit {
+				return nil
+			}
+			e, err := decodeEntry(b)
+			if err != nil {
+				return fmt.Errorf("history: log record at %+v: %w", pos, err)
+			}
+			if _, ok := byObject[e.id]; !ok {
+				order = append(order, e.id)
+			}
+			byObject[e.id] = append(byObject[e.id], e)
 			return nil
-		}
-		e, err := decodeEntry(b)
+		})
 		if err != nil {
-			return fmt.Errorf("history: log record at %+v: %w", pos, err)
+			return err
 		}
-		return rt.archiveEntry(e)
-	})
-	if err != nil {
-		return err
+		for _, id := range order {
+			for _, e := range byObject[id] {
+				if err := rt.archiveEntry(e); err != nil {
+					return err
+				}
+			}
+		}
+		a.read = to
+	}
+	if !sync && rt.now().Sub(a.lastSync) < syncHistoryEvery {
+		return nil
 	}
 	if err := a.store.Sync(); err != nil {
 		return err
 	}
 	var buf [16]byte
-	binary.LittleEndian.PutUint64(buf[:8], to.Segment)
-	binary.LittleEndian.PutUint64(buf[8:], uint64(to.Offset))
+	binary.LittleEndian.PutUint64(buf[:8], a.read.Segment)
+	binary.LittleEndian.PutUint64(buf[8:], uint64(a.read.Offset))
 	if err := fsutil.WriteFileAtomic(a.cursorPath, buf[:], 0o644); err != nil {
 		return fmt.Errorf("history cursor: %w", err)
 	}
-	a.cursor.Store(&to)
+	synced := a.read
+	a.cursor.Store(&synced)
+	a.lastSync = rt.now()
 	return nil
 }
 
@@ -150,7 +179,7 @@ func (rt *Runtime) historyLoop() {
 			return
 		case <-t.C:
 		}
-		if err := rt.archivePass(); err != nil {
+		if err := rt.archivePass(false); err != nil {
 			rt.log.Warn("history: archiving failed; the log keeps the records", "err", err)
 			continue
 		}
@@ -177,7 +206,7 @@ func (rt *Runtime) closeHistory() {
 	if rt.hist == nil {
 		return
 	}
-	if err := rt.archivePass(); err != nil {
+	if err := rt.archivePass(true); err != nil {
 		rt.log.Warn("history: last archiving failed; the log keeps the records", "err", err)
 	}
 	rt.hist.store.Close()
@@ -232,7 +261,7 @@ func (rt *Runtime) rebaseHistory(p int) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := rt.archivePassLocked(); err != nil {
+	if err := rt.archivePassLocked(false); err != nil {
 		return err
 	}
 	dir := rt.PartitionDir(p)

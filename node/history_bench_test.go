@@ -35,7 +35,7 @@ func TestPITRDiskCost(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := rt.archivePass(); err != nil {
+		if err := rt.archivePass(true); err != nil {
 			t.Fatal(err)
 		}
 		before := fsutil.DirBytes(filepath.Join(dir, "history"))
@@ -60,7 +60,7 @@ func TestPITRDiskCost(t *testing.T) {
 		}
 		wg.Wait()
 		took := time.Since(start)
-		if err := rt.archivePass(); err != nil {
+		if err := rt.archivePass(true); err != nil {
 			t.Fatal(err)
 		}
 		perEvent := float64(fsutil.DirBytes(filepath.Join(dir, "history"))-before) / events

@@ -157,7 +157,7 @@ func (rt *Runtime) objectHistory(inst *instance) ([]history.Commit, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: object %s/%s has no storage yet", apierr.ErrNotFound, inst.ref.class, inst.ref.name)
 	}
-	if err := rt.archivePass(); err != nil {
+	if err := rt.archivePass(false); err != nil {
 		return nil, err
 	}
 	commits, err := rt.hist.store.Commits(inst.ref.id)
@@ -168,7 +168,7 @@ func (rt *Runtime) objectHistory(inst *instance) ([]history.Commit, error) {
 		if err := rt.logWholeDatabase(inst); err != nil {
 			return nil, err
 		}
-		if err := rt.archivePass(); err != nil {
+		if err := rt.archivePass(false); err != nil {
 			return nil, err
 		}
 		if commits, err = rt.hist.store.Commits(inst.ref.id); err != nil {

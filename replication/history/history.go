@@ -342,6 +342,30 @@ func (s *Store) logFile(o *object, g *generation) (*os.File, error) {
 	return f, nil
 }
 
+// syncLog syncs one generation log if it was written since the last
+// Sync (s.mu held): a generation that stops being the last one is whole
+// on disk, since only the last one's tail is checked when read.
+func (s *Store) syncLog(path string) error {
+	if !s.dirty[path] {
+		return nil
+	}
+	f, ok := s.files[path]
+	var err error
+	if !ok {
+		f, err = os.OpenFile(path, os.O_WRONLY, 0)
+	}
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	delete(s.files, path)
+	if err != nil {
+		return fmt.Errorf("history: sync %s: %w", path, err)
+	}
+	delete(s.dirty, path)
+	return nil
+}
+
 // forgetLog drops a generation log from the open and dirty sets (s.mu
 // held): it is being cut or removed.
 func (s *Store) forgetLog(path string) {
@@ -356,6 +380,9 @@ func (s *Store) forgetLog(path string) {
 // last record (s.mu held).
 func (s *Store) fold(id string, o *object) error {
 	g := o.gens[len(o.gens)-1]
+	if err := s.syncLog(g.logPath(o.dir)); err != nil {
+		return err
+	}
 	next := &generation{start: g.lastTx, at: g.lastAt, base: true, lastTx: g.lastTx}
 	n, err := s.buildFile(o, g.lastTx, next.basePath(o.dir), true)
 	if err != nil {
@@ -382,6 +409,11 @@ func (s *Store) Rebase(id string, tx uint64, at int64, path string) error {
 	}
 	if err := s.dropFrom(o, tx); err != nil {
 		return err
+	}
+	if n := len(o.gens); n > 0 {
+		if err := s.syncLog(o.gens[n-1].logPath(o.dir)); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(o.dir, 0o755); err != nil {
 		return err
@@ -475,20 +507,11 @@ func (s *Store) Sync() error {
 	defer s.mu.Unlock()
 	var first error
 	for path := range s.dirty {
-		f, ok := s.files[path]
-		var err error
-		if !ok {
-			f, err = os.OpenFile(path, os.O_WRONLY, 0)
+		// A log that failed stays dirty: the cursor does not move past
+		// its records until a sync succeeds.
+		if err := s.syncLog(path); err != nil && first == nil {
+			first = err
 		}
-		if err == nil {
-			err = f.Sync()
-			f.Close()
-		}
-		if err != nil && first == nil {
-			first = fmt.Errorf("history: sync %s: %w", path, err)
-		}
-		delete(s.files, path)
-		delete(s.dirty, path)
 	}
 	for dir := range s.dirs {
 		if err := fsutil.SyncDir(dir); err != nil && first == nil {
