@@ -45,6 +45,11 @@ type Config struct {
 	StatementTimeout time.Duration
 	// Partitions is the partition count. Default 271.
 	Partitions int
+	// StatementStatsBytes bounds the memory of the advisor's statement
+	// statistics across every open object; an object over it keeps
+	// statistics by replacing its own least recently run statements.
+	// Default 64 MiB.
+	StatementStatsBytes int64
 	// AlarmConcurrency bounds alarms running at once. Default 64.
 	AlarmConcurrency int
 	// Schedule stores alarms; nil opens a LocalSchedule in DataDir.
@@ -64,16 +69,17 @@ const FilesPerObject = 3
 // DefaultConfig returns the defaults for a node whose data is in dataDir.
 func DefaultConfig(dataDir string) Config {
 	return Config{
-		NodeName:         "dura-1",
-		DataDir:          dataDir,
-		IdleTimeout:      5 * time.Minute,
-		MaxOpenFiles:     3072,
-		MaxObjectBytes:   1 << 30,
-		StatementTimeout: 5 * time.Second,
-		Partitions:       placement.DefaultPartitions,
-		AlarmConcurrency: 64,
-		NodeLog:          true,
-		PITRRetention:    720 * time.Hour,
+		NodeName:            "dura-1",
+		DataDir:             dataDir,
+		IdleTimeout:         5 * time.Minute,
+		MaxOpenFiles:        3072,
+		MaxObjectBytes:      1 << 30,
+		StatementTimeout:    5 * time.Second,
+		Partitions:          placement.DefaultPartitions,
+		AlarmConcurrency:    64,
+		StatementStatsBytes: 64 << 20,
+		NodeLog:             true,
+		PITRRetention:       720 * time.Hour,
 	}
 }
 

@@ -30,6 +30,7 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 		MaxBytes:         rt.cfg.MaxObjectBytes,
 		StatementTimeout: rt.cfg.StatementTimeout,
 		Capture:          rt.nlog != nil,
+		StatsBudget:      rt.statsBudget,
 	})
 	if err != nil {
 		rt.releaseOpenSlot()

@@ -42,6 +42,13 @@ func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
 				func() float64 { return float64(rt.logStats().Appends) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dura_node_log_syncs_total", Help: "Group commits (fdatasync) of the node log."},
 				func() float64 { return float64(rt.logStats().Syncs) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dura_statement_stats_bytes", Help: "Memory charged to the advisor's statement statistics of the open objects (bounded by the runtime's budget)."},
+				func() float64 {
+					if rt.statsBudget == nil {
+						return 0
+					}
+					return float64(rt.statsBudget.Used())
+				}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dura_history_bytes", Help: "Bytes of point-in-time recovery history (snapshots and records) this node keeps."},
 				func() float64 { return float64(rt.historyStats().Bytes) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dura_history_oldest_restorable_seconds", Help: "Unix time of the oldest commit this node can restore an object to (0 until the first trim)."},

@@ -84,6 +84,8 @@ type Runtime struct {
 	logPins   map[string]logPin
 	// hist is the history (Config.PITRRetention): nil when off.
 	hist *archive
+	// statsBudget bounds the statement statistics of every open object.
+	statsBudget *objectstore.StatsBudget
 	// replicator ships commits to replicas (nil: none); replica holds
 	// this node's copies of partitions it does not serve (replica.go).
 	replicator Replicator
@@ -130,6 +132,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if rt.now == nil {
 		rt.now = time.Now
+	}
+	if cfg.StatementStatsBytes > 0 {
+		rt.statsBudget = objectstore.NewStatsBudget(cfg.StatementStatsBytes)
 	}
 	rt.metrics = newMetrics(cfg.Registerer, rt)
 	rt.timers = newTimers(rt.now)

@@ -2,6 +2,7 @@ package objectstore
 
 import (
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,10 +51,81 @@ type stmtStats struct {
 	byText map[string]*ShapeStats // by statement text, a cache of normalize
 	tick   uint64
 	event  uint64
+
+	budget    *StatsBudget // shared by a runtime's stores; nil: none
+	shapeCost int64        // charged to budget for shapes
+	textCost  int64        // and for byText's keys
 }
 
-func newStmtStats(max int) *stmtStats {
-	return &stmtStats{max: max, shapes: make(map[string]*ShapeStats, max), byText: make(map[string]*ShapeStats, max)}
+func newStmtStats(max int, budget *StatsBudget) *stmtStats {
+	return &stmtStats{max: max, shapes: make(map[string]*ShapeStats, max), byText: make(map[string]*ShapeStats, max), budget: budget}
+}
+
+// StatsBudget bounds the memory the statement statistics of many stores
+// take together (a runtime's open objects, each up to StatementShapes
+// shapes): a store that would go over it replaces its own least recently
+// run shapes, down to a floor of storeFloor bytes each store may keep.
+// Safe for concurrent use.
+type StatsBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewStatsBudget is a budget of maxBytes.
+func NewStatsBudget(maxBytes int64) *StatsBudget { return &StatsBudget{max: maxBytes} }
+
+// Used is the bytes charged now.
+func (b *StatsBudget) Used() int64 { return b.used.Load() }
+
+// take charges n bytes if they fit.
+func (b *StatsBudget) take(n int64) bool {
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+// storeFloor is what each store may keep whatever the budget, so a store
+// opened after others filled it still has statistics: the budget can be
+// exceeded by at most this much per open store.
+const storeFloor = 4 << 10
+
+// shapeOverhead estimates a shape's memory besides its texts: the struct,
+// two map entries and their keys' headers.
+const shapeOverhead = 256
+
+func shapeCost(sh *ShapeStats) int64 {
+	return shapeOverhead + int64(len(sh.Shape)+len(sh.sample))
+}
+
+// release gives back everything charged (the store closes or resets).
+func (st *stmtStats) release() {
+	if st.budget != nil {
+		st.budget.used.Add(-(st.shapeCost + st.textCost))
+	}
+	st.shapeCost, st.textCost = 0, 0
+}
+
+// evictOldest drops the least recently run shape; false if none is left.
+func (st *stmtStats) evictOldest() bool {
+	var oldest *ShapeStats
+	for _, s := range st.shapes {
+		if oldest == nil || s.lastUse < oldest.lastUse {
+			oldest = s
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	oldest.evicted = true
+	delete(st.shapes, oldest.Shape)
+	if st.budget != nil {
+		c := shapeCost(oldest)
+		st.budget.used.Add(-c)
+		st.shapeCost -= c
+	}
+	return true
 }
 
 // beginEvent starts counting runs per event afresh.
@@ -63,7 +135,9 @@ func (st *stmtStats) beginEvent() { st.event++ }
 func (st *stmtStats) record(stmt string, rows, written int64, d time.Duration) {
 	sh := st.byText[stmt]
 	if sh == nil || sh.evicted {
-		sh = st.lookup(stmt)
+		if sh = st.lookup(stmt); sh == nil {
+			return // over the runtime's budget, with no shape of its own to give up
+		}
 	}
 	st.tick++
 	sh.lastUse = st.tick
@@ -84,24 +158,31 @@ func (st *stmtStats) record(stmt string, rows, written int64, d time.Duration) {
 }
 
 // lookup finds or makes the shape of stmt, evicting the least recently
-// run shape when full.
+// run shape when full or over the budget; nil when the budget leaves no
+// room even then.
 func (st *stmtStats) lookup(stmt string) *ShapeStats {
 	shape := normalize(stmt)
 	sh := st.shapes[shape]
 	if sh == nil {
 		if len(st.shapes) >= st.max {
-			var oldest *ShapeStats
-			for _, s := range st.shapes {
-				if oldest == nil || s.lastUse < oldest.lastUse {
-					oldest = s
-				}
-			}
-			oldest.evicted = true
-			delete(st.shapes, oldest.Shape)
+			st.evictOldest()
 		}
 		sh = &ShapeStats{Shape: shape}
 		if len(stmt) <= maxSampleBytes {
 			sh.sample = stmt
+		}
+		if st.budget != nil {
+			c := shapeCost(sh)
+			for !st.budget.take(c) {
+				if st.shapeCost+c <= storeFloor {
+					st.budget.used.Add(c) // every store keeps a few
+					break
+				}
+				if !st.evictOldest() {
+					return nil
+				}
+			}
+			st.shapeCost += c
 		}
 		st.shapes[shape] = sh
 	}
@@ -110,6 +191,17 @@ func (st *stmtStats) lookup(stmt string) *ShapeStats {
 			// Statements with literals in them make a new text every
 			// run: start the cache afresh rather than let it grow.
 			clear(st.byText)
+			if st.budget != nil {
+				st.budget.used.Add(-st.textCost)
+				st.textCost = 0
+			}
+		}
+		if _, ok := st.byText[stmt]; !ok && st.budget != nil {
+			if c := int64(len(stmt)); st.budget.take(c) {
+				st.textCost += c
+			} else {
+				return sh // counted, but its text is not cached
+			}
 		}
 		st.byText[stmt] = sh
 	}
@@ -138,6 +230,7 @@ func (s *Store) StatementStats() []ShapeStats {
 // ResetStatementStats forgets the statistics gathered so far.
 func (s *Store) ResetStatementStats() {
 	if s.stats != nil {
-		s.stats = newStmtStats(s.stats.max)
+		s.stats.release()
+		s.stats = newStmtStats(s.stats.max, s.stats.budget)
 	}
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// the statement's text. 0 means DefaultStatementShapes; -1 turns
 	// statistics off (Advice then has only the schema to go on).
 	StatementShapes int
+	// StatsBudget, if set, bounds the memory of the statistics of every
+	// store sharing it (a runtime's open objects).
+	StatsBudget *StatsBudget
 }
 
 const (
@@ -143,7 +146,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, conn: c, tag: "/* dura " + randomHex() + " */ "}
 	if cfg.StatementShapes > 0 {
-		s.stats = newStmtStats(cfg.StatementShapes)
+		s.stats = newStmtStats(cfg.StatementShapes, cfg.StatsBudget)
 	}
 	c.RegisterAuthorizer(s.authorize)
 	if err := registerMath(c); err != nil {
@@ -202,6 +205,9 @@ func (s *Store) Close() error {
 		_ = s.Rollback()
 	}
 	s.closed = true
+	if s.stats != nil {
+		s.stats.release()
+	}
 	return s.conn.Close()
 }
 
