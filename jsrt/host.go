@@ -72,6 +72,11 @@ type Host struct {
 	cache   map[string]*program   // compiled at deploy, by source hash
 	changed chan struct{}         // closed and replaced on every Sync
 	handles atomic.Int64          // the last object handle given out
+
+	// SyncLater's ordering: syncing holds syncMu; latest is the newest
+	// list handed over (an older one still waiting is skipped).
+	syncMu sync.Mutex
+	latest atomic.Uint64
 }
 
 type installed struct {
@@ -241,6 +246,23 @@ func (h *Host) Delete(ctx context.Context, module string) error {
 			return fmt.Errorf("%w: module %s was deleted but this node still runs it", apierr.ErrTimeout, module)
 		}
 	}
+}
+
+// SyncLater is Sync off the caller's goroutine, for the Raft state's
+// apply loop: compiling a new version runs the module's top level (up
+// to the CPU limit), which must not hold up the cluster's log. Lists are
+// applied in the order handed over; one superseded before its turn is
+// skipped. Deploy and Delete wait for the result as they do for Sync.
+func (h *Host) SyncLater(recs []Record) {
+	gen := h.latest.Add(1)
+	go func() {
+		h.syncMu.Lock()
+		defer h.syncMu.Unlock()
+		if h.latest.Load() != gen {
+			return // a newer list follows
+		}
+		h.Sync(recs)
+	}()
 }
 
 // Sync makes this node run exactly the modules in recs (the committed

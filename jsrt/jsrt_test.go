@@ -1,6 +1,7 @@
 package jsrt_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/testutil"
+	"github.com/dura-dev/dura/jsrt"
 )
 
 func features(t *testing.T) string {
@@ -487,4 +489,30 @@ export class Notes extends DurableObject {
 		t.Fatalf("after the restore: %s", got)
 	}
 	want(t, n.call("Notes", "x", "restore", "nonsense"), 400, "BAD_REQUEST")
+}
+
+// TestSyncLaterAppliesTheNewestList: lists handed to SyncLater (the Raft
+// state's apply loop does, so a module's top level cannot hold it up)
+// end with the newest installed, whatever order their goroutines run in.
+func TestSyncLaterAppliesTheNewestList(t *testing.T) {
+	n := startJS(t, nodeOpts{})
+	src := func(class string) string {
+		return `import { DurableObject } from "cloudflare:workers";
+export class ` + class + ` extends DurableObject { hello() { return "` + class + `"; } }`
+	}
+	for v, class := range []string{"First", "Second", "Third"} {
+		n.host.SyncLater([]jsrt.Record{{Name: "m", Version: v + 1, Source: src(class), Classes: []string{class}}})
+	}
+	testutil.Poll(t, 30*time.Second, "version 3 installed", func() string {
+		list, _ := n.host.List(context.Background())
+		if len(list) != 1 || list[0].Version != 3 {
+			return fmt.Sprintf("modules %+v", list)
+		}
+		return ""
+	})
+	if r := n.call("Third", "x", "hello"); r.String() != `"Third"` {
+		t.Fatalf("Third: %s", r)
+	}
+	want(t, n.call("First", "x", "hello"), 404, "UNKNOWN_CLASS")
+	want(t, n.call("Second", "x", "hello"), 404, "UNKNOWN_CLASS")
 }

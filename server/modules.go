@@ -10,7 +10,7 @@ import (
 
 // clusterModules keeps deployed modules in the control-plane Raft state:
 // a deploy commits through the leader, and every node installs it when
-// its copy of the state applies it (Cluster's OnModules → Host.Sync).
+// its copy of the state applies it (Cluster's OnModules → Host.SyncLater).
 type clusterModules struct{ cl *cluster.Cluster }
 
 func (s *clusterModules) PutModule(ctx context.Context, r jsrt.Record) error {

@@ -223,7 +223,7 @@ func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg
 		Dir: filepath.Join(c.Data, "raft"), Join: join, BootstrapExpect: c.BootstrapExpect, Ring: ring,
 		Replication: replication.Replication{Factor: c.ReplicationFactor, MinInSync: c.minInSync()}, Registerer: reg, DeadMemberTimeout: c.DeadMemberTimeout,
 		TLS: peerTLS, GossipKeys: gossipKeys, AdminToken: c.AdminToken, Logger: log,
-		OnModules: func(ms []replication.Module) { js.Sync(records(ms)) },
+		OnModules: func(ms []replication.Module) { js.SyncLater(records(ms)) },
 	})
 	if err != nil {
 		return nil, nil, nil, err
