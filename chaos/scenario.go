@@ -123,6 +123,24 @@ var Scenarios = map[string]Scenario{
 				}
 			}
 		}},
+	"replica-cut": {Name: "replica-cut", About: "cut the link between two of three nodes (both still reach the third) for 10 s, so each is a replica cut off from a primary that keeps writing; repeat", Nodes: 3, NeedsNet: true,
+		Fault: func(ctx context.Context, e *Env) error {
+			for {
+				perm := e.Rand.Perm(len(e.C.Nodes))
+				i, j := perm[0], perm[1]
+				e.Log("cut %s <-> %s", e.C.Nodes[i].Name, e.C.Nodes[j].Name)
+				if err := e.Net.Cut(i, j); err != nil {
+					return err
+				}
+				wait(context.Background(), 10*time.Second)
+				if err := e.Net.HealAll(len(e.C.Nodes)); err != nil {
+					return err
+				}
+				if !wait(ctx, 6*time.Second) {
+					return nil
+				}
+			}
+		}},
 	"split": {Name: "split", About: "split five nodes into a minority of 2 and a majority of 3 for 12 s; repeat", Nodes: 5, NeedsNet: true,
 		Fault: func(ctx context.Context, e *Env) error {
 			for {
@@ -258,7 +276,7 @@ var Scenarios = map[string]Scenario{
 var Short = []string{"kill", "pause", "isolate", "leader"}
 
 // Full is every scenario, in the order a full run takes them.
-var Full = []string{"kill", "pause", "isolate", "split", "leader", "degrade", "membership", "rolling", "disk", "disklost", "gone"}
+var Full = []string{"kill", "pause", "isolate", "replica-cut", "split", "leader", "degrade", "membership", "rolling", "disk", "disklost", "gone"}
 
 // RunOptions configure one scenario run.
 type RunOptions struct {
