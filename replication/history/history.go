@@ -278,6 +278,19 @@ func (s *Store) Append(id string, at int64, rec objectstore.Record) (ok bool, er
 		if rec.Tx <= g.lastTx {
 			return true, nil
 		}
+		if rec.Tx > g.lastTx+1 {
+			// A record is missing in between: the history can only go on
+			// from one that holds the whole database.
+			if !wholeDatabase(rec) {
+				s.cfg.Logger.Warn("history: a record is missing; the object's history resumes at its next whole record", "object", id, "have", g.lastTx, "got", rec.Tx)
+				return false, nil
+			}
+			if err := s.syncLog(g.logPath(o.dir)); err != nil {
+				return false, err
+			}
+			g = &generation{start: rec.Tx - 1, lastTx: rec.Tx - 1}
+			o.gens = append(o.gens, g)
+		}
 	} else {
 		if !wholeDatabase(rec) || rec.Tx == 0 {
 			return false, nil
@@ -619,7 +632,16 @@ func (s *Store) trimObject(id string, window int64) (int64, error) {
 			return 0, err
 		}
 	}
-	for len(o.gens) > 1 && o.gens[1].base && o.gens[1].at <= window {
+	for len(o.gens) > 1 {
+		next := o.gens[1]
+		if !next.base {
+			if err := s.scanned(o, next); err != nil {
+				return 0, err
+			}
+		}
+		if next.oldest() == 0 || next.oldest() > window {
+			break
+		}
 		if err := s.removeGeneration(o, o.gens[0]); err != nil {
 			return 0, fmt.Errorf("history trim: %w", err)
 		}

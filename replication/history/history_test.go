@@ -338,3 +338,34 @@ func TestFramesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestMissingRecordStopsTheHistoryUntilAWholeOne(t *testing.T) {
+	s := openStore(t, t.TempDir(), time.Hour, 1<<30)
+	m := newModel(21)
+	for tx := uint64(1); tx <= 5; tx++ {
+		s.Append("obj", int64(tx), m.commit(tx, tx == 1))
+	}
+	m.commit(6, false) // never reaches the history
+	if ok, err := s.Append("obj", 7, m.commit(7, false)); err != nil || ok {
+		t.Fatalf("a record after a gap: ok=%v err=%v, want refused", ok, err)
+	}
+	if ok, err := s.Append("obj", 8, m.commit(8, true)); err != nil || !ok {
+		t.Fatalf("a whole record after the gap: ok=%v err=%v", ok, err)
+	}
+	s.Append("obj", 9, m.commit(9, false))
+	for _, tx := range []uint64{5, 8, 9} {
+		checkState(t, s, "obj", tx, m.states[tx])
+	}
+	for _, tx := range []uint64{6, 7} {
+		if err := s.Materialize("obj", tx, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrNoHistory) {
+			t.Fatalf("transaction %d, never archived: %v", tx, err)
+		}
+	}
+	// Past the window, the generation before the gap goes.
+	if _, err := s.Trim(time.UnixMilli(8).Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if commits, _ := s.Commits("obj"); len(commits) != 2 || commits[0].Tx != 8 {
+		t.Fatalf("after the trim: %+v", commits)
+	}
+}
