@@ -24,7 +24,7 @@ func watchContact(r *raft.Raft) *contactTracker {
 	t := &contactTracker{ch: make(chan raft.Observation, 256), done: make(chan struct{}), failing: map[string]time.Time{}}
 	t.obs = raft.NewObserver(t.ch, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation, raft.PeerObservation:
 			return true
 		}
 		return false
@@ -49,6 +49,12 @@ func (t *contactTracker) run() {
 			case raft.LeaderObservation:
 				// A new term: the new leader's heartbeats say anew.
 				clear(t.failing)
+			case raft.PeerObservation:
+				// Removed, or added again (a member back as a new
+				// incarnation): replication to it starts afresh, and a
+				// new replicator reports no resumption of the old one's
+				// failures.
+				delete(t.failing, string(d.Peer.ID))
 			}
 			t.mu.Unlock()
 		}
