@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dura-dev/dura/internal/fsutil"
@@ -127,12 +128,27 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 		if err != nil {
 			return err
 		}
+		dropped := 0
 		for _, id := range order {
-			for _, e := range byObject[id] {
-				if err := rt.archiveEntry(e); err != nil {
+			for i, e := range byObject[id] {
+				err := rt.archiveEntry(e)
+				if errors.Is(err, syscall.ENOSPC) {
+					// The disk is full: the history gives way to live
+					// data, or the log could never drop these records
+					// and writes would stay refused. The object's
+					// history resumes at its next whole record.
+					dropped += len(byObject[id]) - i
+					a.needBase.Store(id, true)
+					break
+				}
+				if err != nil {
 					return err
 				}
 			}
+		}
+		if dropped > 0 {
+			rt.log.Warn("history: no room on the disk; records left out of the history", "records", dropped)
+			sync = true // let the log drop them now
 		}
 		a.read = to
 	}
