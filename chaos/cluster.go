@@ -302,8 +302,16 @@ func (c *Cluster) Stop(i int, timeout time.Duration) error {
 		}
 		return nil
 	case <-time.After(timeout):
+		// SIGQUIT first: the Go runtime writes every goroutine's stack
+		// to the node's log, which says where the shutdown hangs.
+		if c.signal(i, syscall.SIGQUIT) == nil {
+			select {
+			case <-nd.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		c.Kill(i)
-		return fmt.Errorf("%s did not exit within %s of SIGTERM", nd.Name, timeout)
+		return fmt.Errorf("%s did not exit within %s of SIGTERM (its goroutines are in its log)", nd.Name, timeout)
 	}
 }
 
