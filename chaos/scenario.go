@@ -102,7 +102,7 @@ var Scenarios = map[string]Scenario{
 		}},
 	"isolate": {Name: "isolate", About: "cut one node from the others (clients still reach it) for 10 s; repeat", Nodes: 3, NeedsNet: true,
 		Fault: func(ctx context.Context, e *Env) error {
-			for {
+			return repeatNetFault(ctx, e, 10*time.Second, func() error {
 				i := e.Rand.IntN(len(e.C.Nodes))
 				var others []int
 				for j := range e.C.Nodes {
@@ -111,53 +111,25 @@ var Scenarios = map[string]Scenario{
 					}
 				}
 				e.Log("isolate %s", e.C.Nodes[i].Name)
-				if err := e.Net.Split([]int{i}, others); err != nil {
-					return err
-				}
-				wait(context.Background(), 10*time.Second)
-				if err := e.Net.HealAll(len(e.C.Nodes)); err != nil {
-					return err
-				}
-				if !wait(ctx, 6*time.Second) {
-					return nil
-				}
-			}
+				return e.Net.Split([]int{i}, others)
+			})
 		}},
 	"replica-cut": {Name: "replica-cut", About: "cut the link between two of three nodes (both still reach the third) for 10 s, so each is a replica cut off from a primary that keeps writing; repeat", Nodes: 3, NeedsNet: true,
 		Fault: func(ctx context.Context, e *Env) error {
-			for {
+			return repeatNetFault(ctx, e, 10*time.Second, func() error {
 				perm := e.Rand.Perm(len(e.C.Nodes))
-				i, j := perm[0], perm[1]
-				e.Log("cut %s <-> %s", e.C.Nodes[i].Name, e.C.Nodes[j].Name)
-				if err := e.Net.Cut(i, j); err != nil {
-					return err
-				}
-				wait(context.Background(), 10*time.Second)
-				if err := e.Net.HealAll(len(e.C.Nodes)); err != nil {
-					return err
-				}
-				if !wait(ctx, 6*time.Second) {
-					return nil
-				}
-			}
+				e.Log("cut %s <-> %s", e.C.Nodes[perm[0]].Name, e.C.Nodes[perm[1]].Name)
+				return e.Net.Cut(perm[0], perm[1])
+			})
 		}},
 	"split": {Name: "split", About: "split five nodes into a minority of 2 and a majority of 3 for 12 s; repeat", Nodes: 5, NeedsNet: true,
 		Fault: func(ctx context.Context, e *Env) error {
-			for {
+			return repeatNetFault(ctx, e, 12*time.Second, func() error {
 				perm := e.Rand.Perm(len(e.C.Nodes))
 				minority, majority := perm[:2], perm[2:]
 				e.Log("split %v | %v", minority, majority)
-				if err := e.Net.Split(minority, majority); err != nil {
-					return err
-				}
-				wait(context.Background(), 12*time.Second)
-				if err := e.Net.HealAll(len(e.C.Nodes)); err != nil {
-					return err
-				}
-				if !wait(ctx, 6*time.Second) {
-					return nil
-				}
-			}
+				return e.Net.Split(minority, majority)
+			})
 		}},
 	"leader": {Name: "leader", About: "kill -9 the Raft leader, restart it 3 s later; repeat", Nodes: 3,
 		Fault: func(ctx context.Context, e *Env) error {
@@ -270,6 +242,23 @@ var Scenarios = map[string]Scenario{
 		// The bank's one object and the reminders would be lost whole
 		// if the wiped node owned them; their checkers do not split.
 		Workloads: []string{Counters, Registers, Sharded}},
+}
+
+// repeatNetFault applies a network fault, holds it, heals every link,
+// lets the cluster run 6 s, and goes again until ctx ends.
+func repeatNetFault(ctx context.Context, e *Env, hold time.Duration, apply func() error) error {
+	for {
+		if err := apply(); err != nil {
+			return err
+		}
+		wait(context.Background(), hold)
+		if err := e.Net.HealAll(len(e.C.Nodes)); err != nil {
+			return err
+		}
+		if !wait(ctx, 6*time.Second) {
+			return nil
+		}
+	}
 }
 
 // Short is the representative set `go test -short ./chaos` runs.
