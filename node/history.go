@@ -291,6 +291,7 @@ func (rt *Runtime) rebaseHistory(p int) error {
 			continue
 		}
 		if err := rt.rebaseObjectLocked(id, filepath.Join(dir, e.Name())); err != nil {
+			rt.hist.needBase.Store(id, true)
 			return err
 		}
 	}

@@ -107,7 +107,8 @@ func (rt *Runtime) adoptPartition(p int, dir, why string) error {
 		return err
 	}
 	if err := rt.rebaseHistory(p); err != nil {
-		return fmt.Errorf("partition %d's history: %w", p, err)
+		// The files are the partition; its history resumes later.
+		rt.log.Warn("history: cannot start the adopted partition's history", "partition", p, "err", err)
 	}
 	return rt.catalogPartition(p)
 }
