@@ -252,18 +252,34 @@ func (rt *Runtime) ensureHistoryBase(inst *instance, recs []objectstore.Record) 
 			}
 		}
 	}
-	if err := inst.store.Checkpoint(); err != nil {
+	return rt.logWholeDatabase(inst)
+}
+
+// logWholeDatabase logs the object's database as it is as one record of
+// its last transaction, for its history to start from (object held).
+func (rt *Runtime) logWholeDatabase(inst *instance) error {
+	path := rt.path(inst.ref)
+	if inst.store != nil {
+		if err := inst.store.Checkpoint(); err != nil {
+			return err
+		}
+	} else if err := objectstore.CheckpointFile(path); err != nil {
 		return err
 	}
-	rec, err := objectstore.WholeRecord(inst.store.Path(), inst.store.TxNumber())
+	tx, err := objectstore.ReadTxNumber(path)
+	if err != nil || tx == 0 {
+		return err // never committed: nothing to start from
+	}
+	rec, err := objectstore.WholeRecord(path, tx)
 	if err != nil {
 		return err
 	}
-	a.needBase.Delete(inst.ref.id)
-	if err := rt.logRecords(inst.ref, []objectstore.Record{rec}); err != nil {
+	rt.hist.needBase.Delete(inst.ref.id)
+	var logErr *logFailure
+	if err := rt.logRecords(inst.ref, []objectstore.Record{rec}); errors.As(err, &logErr) {
 		return err
 	}
-	rt.logCheckpoint(inst.ref.id, inst.ref.partition, rec.Tx)
+	rt.logCheckpoint(inst.ref.id, inst.ref.partition, tx)
 	return nil
 }
 

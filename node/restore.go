@@ -181,34 +181,6 @@ func (rt *Runtime) objectHistory(inst *instance) ([]history.Commit, error) {
 	return commits, nil
 }
 
-// logWholeDatabase logs the object's database as it is as one record of
-// its last transaction, for its history to start from (object held).
-func (rt *Runtime) logWholeDatabase(inst *instance) error {
-	path := rt.path(inst.ref)
-	if inst.store != nil {
-		if err := inst.store.Checkpoint(); err != nil {
-			return err
-		}
-	} else if err := objectstore.CheckpointFile(path); err != nil {
-		return err
-	}
-	tx, err := objectstore.ReadTxNumber(path)
-	if err != nil || tx == 0 {
-		return err // never committed: nothing to start from
-	}
-	rec, err := objectstore.WholeRecord(path, tx)
-	if err != nil {
-		return err
-	}
-	rt.hist.needBase.Delete(inst.ref.id)
-	var logErr *logFailure
-	if err := rt.logRecords(inst.ref, []objectstore.Record{rec}); errors.As(err, &logErr) {
-		return err
-	}
-	rt.logCheckpoint(inst.ref.id, inst.ref.partition, tx)
-	return nil
-}
-
 // Restore brings the object back to a bookmark or a time as a new
 // commit: its SQL tables, KV and alarm become what they were then. Its
 // own event; the object restarts with its next one.
