@@ -37,10 +37,7 @@ func runAdvise(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("want CLASS/NAME, got %d arguments", len(pos))
-	}
-	class, name, err := splitObject(pos[0])
+	class, name, err := oneObject(pos)
 	if err != nil {
 		return err
 	}

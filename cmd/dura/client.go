@@ -137,6 +137,14 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ", ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
+// oneObject reads the one CLASS/NAME argument of a command.
+func oneObject(pos []string) (class, name string, err error) {
+	if len(pos) != 1 {
+		return "", "", usageErr("want CLASS/NAME, got %d arguments", len(pos))
+	}
+	return splitObject(pos[0])
+}
+
 // splitObject reads CLASS/NAME for the commands that take no handler
 // path (sql, alarm, kv, export, import); see parseTarget.
 func splitObject(arg string) (class, name string, err error) {

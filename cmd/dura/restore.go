@@ -52,10 +52,7 @@ func runBookmark(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("want CLASS/NAME, got %d arguments", len(pos))
-	}
-	class, name, err := splitObject(pos[0])
+	class, name, err := oneObject(pos)
 	if err != nil {
 		return err
 	}
@@ -88,15 +85,12 @@ func runRestore(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("want CLASS/NAME, got %d arguments", len(pos))
+	class, name, err := oneObject(pos)
+	if err != nil {
+		return err
 	}
 	if (*at == "") == (*bookmark == "") {
 		return usageErr("give one of --at TIME and --bookmark B")
-	}
-	class, name, err := splitObject(pos[0])
-	if err != nil {
-		return err
 	}
 	req := rpc.RestoreRequest{Bookmark: *bookmark}
 	if *at != "" {
