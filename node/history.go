@@ -23,8 +23,8 @@ import (
 // object's history (replication/history), and the log keeps its segments
 // until they are archived. An object's history starts from a record
 // holding its whole database: its first commit, a copy it was seeded
-// with, or a whole record its primary logs the first time it writes an
-// object the history does not hold.
+// with, or a whole record its primary logs with its next write once the
+// archiver has refused its records (it held none, or missed one).
 
 // archiveEvery is how often the archiver copies new log records; a
 // bookmark or restore request archives at once.
@@ -229,27 +229,21 @@ func (rt *Runtime) closeHistory() {
 }
 
 // ensureHistoryBase logs a record of the object's whole database after
-// its commit when its history needs one to start from: the first commit
-// of an activation asks the history, later ones only the refusals.
+// its commit when the archiver refused the object's records (it held no
+// history of it, or missed a record): the history resumes from it. No
+// I/O otherwise: the event path only reads a map.
 func (rt *Runtime) ensureHistoryBase(inst *instance, recs []objectstore.Record) error {
 	a := rt.hist
 	if a == nil || len(recs) == 0 {
 		return nil
 	}
-	_, refused := a.needBase.Load(inst.ref.id)
-	if inst.historyChecked && !refused {
+	if _, refused := a.needBase.Load(inst.ref.id); !refused {
 		return nil
 	}
-	inst.historyChecked = true
-	if !refused {
-		has, err := a.store.Has(inst.ref.id)
-		if err != nil || has {
-			return err
-		}
-		for _, r := range recs {
-			if wholeDatabase(r) {
-				return nil
-			}
+	for _, r := range recs {
+		if wholeDatabase(r) {
+			a.needBase.Delete(inst.ref.id) // the archiver starts from it
+			return nil
 		}
 	}
 	return rt.logWholeDatabase(inst)

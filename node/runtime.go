@@ -352,9 +352,6 @@ type instance struct {
 	obj   Object
 	state *State
 	ev    *event
-	// historyChecked: this activation asked whether the history holds
-	// the object (ensureHistoryBase).
-	historyChecked bool
 
 	// Guarded by Runtime.mu.
 	refs     int
