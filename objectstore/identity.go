@@ -2,7 +2,6 @@ package objectstore
 
 import (
 	"fmt"
-	"strings"
 )
 
 // The object's own class and name are kept inside its file, so a node can
@@ -26,7 +25,7 @@ func ReadIdentity(path string) (class, name string, err error) {
 	defer c.Close()
 	rows, err := c.Query("SELECT k, v FROM _dura_object", nil)
 	if err != nil {
-		if strings.Contains(err.Error(), "no such table") {
+		if isNoSuchTable(err) {
 			return "", "", fmt.Errorf("%w: %s", ErrNoIdentity, path)
 		}
 		return "", "", fmt.Errorf("read identity of %s: %w", path, classify(err))
@@ -65,7 +64,7 @@ func ReadTxNumber(path string) (uint64, error) {
 	defer c.Close()
 	rows, err := c.Query("SELECT n FROM _dura_tx WHERE id = 1 AND EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_dura_tx')", nil)
 	if err != nil {
-		if strings.Contains(err.Error(), "no such table") {
+		if isNoSuchTable(err) {
 			return 0, nil
 		}
 		return 0, fmt.Errorf("read transaction number of %s: %w", path, classify(err))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -39,7 +40,7 @@ func (s *Store) MirrorAlarm(at time.Time, set bool) error {
 }
 
 func isNoSuchTable(err error) bool {
-	return err != nil && bytes.Contains([]byte(err.Error()), []byte("no such table"))
+	return err != nil && strings.Contains(err.Error(), "no such table")
 }
 
 // PrepareRestore readies the database file at path (a copy rebuilt as of
