@@ -146,11 +146,18 @@ func (c *Cluster) takeOver(ctx context.Context, p int, from rpc.Peer, since uint
 	if cur.Owner != from.Name || cur.Target != c.cfg.Name || cur.Since != since {
 		return fmt.Errorf("partition %d changed while %s drained it", p, from.Name)
 	}
+	// The old owner may have taken this node out of the in-sync set while
+	// it drained (a write this copy missed, acknowledged without it): then
+	// the next try pulls the old owner's files instead. The state machine
+	// checks it again when the handoff commits (FromCopy).
+	if !slices.Contains(cur.InSync, c.cfg.Name) {
+		return fmt.Errorf("partition %d: this node left the in-sync set while %s drained it", p, from.Name)
+	}
 	c.recv.Stop(p)
 	if err := c.rt.PromoteReplica(p); err != nil {
 		return err
 	}
-	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since}); err != nil {
+	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since, FromCopy: true}); err != nil {
 		return err
 	}
 	c.replicaCopy[p].Store(false)

@@ -145,6 +145,11 @@ type Command struct {
 	// Epoch, on handoff_done, is the epoch the handoff was started at; a
 	// report from an older epoch is ignored.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// FromCopy, on handoff_done, says the new owner serves its own
+	// replica copy (the old owner only drained): the handoff holds only
+	// while that copy is still in sync, since the old owner may have
+	// acknowledged writes without it meanwhile.
+	FromCopy bool `json:"from_copy,omitempty"`
 	// Alarm is the alarm of put_alarm.
 	Alarm *Alarm `json:"alarm,omitempty"`
 	// ObjectID names the object whose alarm delete_alarm removes. Entries
@@ -228,6 +233,9 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		}
 		if c.Epoch != p.Since {
 			return fmt.Errorf("handoff_done: partition %d: the move of epoch %d was replaced by the one of epoch %d", c.Partition, c.Epoch, p.Since)
+		}
+		if c.FromCopy && !slices.Contains(p.InSync, c.Name) {
+			return fmt.Errorf("handoff_done: partition %d: %s left the in-sync set during the move, its copy may lack acknowledged writes", c.Partition, c.Name)
 		}
 		// The new owner's copy is the old owner's files, which the old
 		// owner drops; the other replicas followed the old owner's stream

@@ -226,6 +226,35 @@ func TestMoveToInSyncReplica(t *testing.T) {
 	}
 }
 
+// A move to an in-sync replica that serves its own copy completes only
+// while that copy is still in sync: the old owner may have taken it out
+// (and acknowledged writes without it) while it drained.
+func TestMoveFromCopyNeedsTheTargetInSync(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	syncAll(t, s)
+	p := s.Partitions[0]
+	to := p.InSync[1]
+	apply(t, s, Command{Kind: CmdMove, Moves: []Move{{Partition: 0, Version: p.Version, Target: to}}})
+	since := s.Partitions[0].Since
+	cur := s.Partitions[0]
+	apply(t, s, Command{Kind: CmdInSync, InSync: []InSyncChange{{Partition: 0, Version: cur.Version, Remove: []string{to}}}})
+	if slices.Contains(s.Partitions[0].InSync, to) {
+		t.Fatalf("%s still in sync: %+v", to, s.Partitions[0])
+	}
+	if err := s.Apply(Command{Kind: CmdHandoffDone, Partition: 0, Name: to, Epoch: since, FromCopy: true}, roundRobin); err == nil {
+		t.Fatalf("a handoff from a copy that left the in-sync set completed: %+v", s.Partitions[0])
+	}
+	if got := s.Partitions[0]; got.Owner != p.Owner || got.Target != to {
+		t.Fatalf("the refused handoff changed the partition: %+v", got)
+	}
+	// The same move completes from the old owner's files.
+	apply(t, s, Command{Kind: CmdHandoffDone, Partition: 0, Name: to, Epoch: since})
+	if s.Partitions[0].Owner != to || !s.Partitions[0].Ready() {
+		t.Fatalf("after the handoff of the files: %+v", s.Partitions[0])
+	}
+}
+
 // A member back without its data cannot enter an in-sync set before it
 // takes its new directory, and moves to it are called off.
 func TestDataLostMemberEntersNoSet(t *testing.T) {
