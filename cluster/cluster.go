@@ -131,6 +131,9 @@ type Cluster struct {
 	leaving    atomic.Bool // Leave was called: never rejoin
 	caughtUp   atomic.Bool // applied what the leader had committed after start
 	catchUp    uint64      // leader's commit index to reach (loop only)
+	catchUpGen uint64      // contact lapses the catch-up under way covers (loop only)
+	contact    contactGuard
+	leaseCtx   atomic.Pointer[leaseCtx] // events' context, cancelled when the lease runs out
 	lastRejoin time.Time   // loop only
 
 	mu     sync.Mutex
@@ -206,6 +209,7 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	c.peers = rpc.NewPeerClient(c.hc, cfg.AdminToken)
 	ch := make(chan struct{})
 	c.changed.Store(&ch)
+	c.leaseCtx.Store(newLeaseCtx())
 	rt.AttachCluster(c, raftSchedule{c})
 	c.inSync.c = c
 	c.streams = make([]stream, rt.Partitions())
@@ -286,9 +290,10 @@ func (c *Cluster) Start(ctx context.Context) error {
 		ml.Close()
 		return fail(err)
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() { defer c.wg.Done(); c.loop(!has) }()
 	go func() { defer c.wg.Done(); c.clearFiredLoop() }()
+	go func() { defer c.wg.Done(); c.watchContact() }()
 	return nil
 }
 
@@ -356,6 +361,11 @@ func (c *Cluster) loop(fresh bool) {
 			fresh = !c.tryBootstrapExpect()
 		}
 		st := c.state.Load() // kept current by stateChanged
+		if c.caughtUp.Load() && c.contact.observe(c.raft.LastContact(), c.lease()) {
+			c.log.Warn("no contact with the Raft leader for longer than the lease: serving nothing until caught up with the cluster", "silence", c.contact.lastGap().Round(time.Millisecond))
+			c.caughtUp.Store(false)
+			c.catchUp = 0
+		}
 		c.checkCaughtUp(st)
 		c.logChanges(st)
 		if c.caughtUp.Load() {

@@ -24,12 +24,14 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		// A new leader holds every committed entry but knows them
 		// committed, and applies them, only after committing one of its
 		// own term: the barrier waits for that.
+		gen := c.contact.pending()
 		if c.raft.Barrier(2*time.Second) == nil {
-			c.setCaughtUp()
+			c.setCaughtUp(gen)
 		}
 		return
 	}
 	if c.catchUp == 0 {
+		c.catchUpGen = c.contact.pending()
 		leader, ok := c.leader()
 		if !ok {
 			return
@@ -44,12 +46,14 @@ func (c *Cluster) checkCaughtUp(st *replication.ClusterState) {
 		c.catchUp = resp.Index
 	}
 	if c.raft.AppliedIndex() >= c.catchUp {
-		c.setCaughtUp()
+		c.setCaughtUp(c.catchUpGen)
 	}
 }
 
-// setCaughtUp lets this node serve (loop only).
-func (c *Cluster) setCaughtUp() {
+// setCaughtUp lets this node serve (loop only); gen is the count of
+// contact lapses the catch-up covers.
+func (c *Cluster) setCaughtUp(gen uint64) {
+	c.contact.caughtUp(gen)
 	c.log.Info("caught up with the cluster", "applied_index", c.raft.AppliedIndex())
 	c.caughtUp.Store(true)
 	c.timed = nil // arm every alarm of this node from now on
@@ -82,8 +86,8 @@ func (c *Cluster) Fence(p int) error {
 }
 
 func (c *Cluster) fenceErr(p int) error {
-	if since := time.Since(c.raft.LastContact()); since > c.lease() {
-		return fmt.Errorf("%w: node %s has had no contact with the Raft leader for %s", apierr.ErrOwnerUnavailable, c.cfg.Name, since.Round(time.Millisecond))
+	if err := c.inTouch(); err != nil {
+		return err
 	}
 	if !c.caughtUp.Load() {
 		return fmt.Errorf("%w: node %s is catching up with the cluster", apierr.ErrOwnerUnavailable, c.cfg.Name)

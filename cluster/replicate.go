@@ -109,11 +109,13 @@ func (c *Cluster) Writable(p int) error {
 func (c *Cluster) writableErr(st *replication.ClusterState, p int) error {
 	part := st.Partitions[p]
 	need := st.WriteQuorum()
-	switch {
-	case part.Owner != c.cfg.Name:
+	if part.Owner != c.cfg.Name {
 		return fmt.Errorf("%w: partition %d is served by %s now", apierr.ErrOwnerUnavailable, p, part.Owner)
-	case time.Since(c.raft.LastContact()) > c.lease():
-		return fmt.Errorf("%w: node %s lost touch with the Raft leader", apierr.ErrOwnerUnavailable, c.cfg.Name)
+	}
+	if err := c.inTouch(); err != nil {
+		return err
+	}
+	switch {
 	case len(part.InSync) < need:
 		return fmt.Errorf("%w: partition %d has %d in-sync replicas and writes need %d (--min-insync)", apierr.ErrOwnerUnavailable, p, len(part.InSync), need)
 	}

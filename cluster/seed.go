@@ -244,18 +244,19 @@ func (c *Cluster) failover(st *replication.ClusterState, alive map[string]bool, 
 }
 
 // primaryGone reports whether owner can no longer be serving (leader
-// only): it came back without its data, or twice its lease has passed
-// since the last heartbeat it answered (or, failing that, since it was
-// seen dead in gossip), and since this node began to lead. Twice: the
-// old primary may have heard from the leader a little after the leader
-// last heard from it, and an event it began just before its lease ran
-// out (an alarm calling out, say) runs on; promoting at once would let
-// it overlap its successor's first events.
+// only): it came back without its data, or its lease and a quarter more
+// have passed since the last heartbeat it answered (or, failing that,
+// since it was seen dead in gossip), and since this node began to lead.
+// The quarter: the old primary may have heard from the leader a little
+// after the leader last heard from it, and its events still running when
+// its lease ran out are cancelled only within an eighth of the lease
+// (watchContact); promoting at once would let an alarm calling out
+// overlap its successor's first events.
 func (c *Cluster) primaryGone(st *replication.ClusterState, owner string, now time.Time) bool {
 	if m := st.Members[owner]; m != nil && m.DataLost {
 		return true // it serves nothing: no need to wait
 	}
-	wait := 2 * c.lease()
+	wait := c.lease() + c.lease()/4
 	if now.Sub(c.leaderSince) < wait {
 		return false
 	}

@@ -14,6 +14,10 @@ type Coordinator interface {
 	// Fence lets an event of partition p run now, or says why not
 	// (OWNER_UNAVAILABLE). It is checked while the object is held.
 	Fence(p int) error
+	// Lease is done once this node has lost touch with the cluster for
+	// longer than its lease: another node may serve its objects soon, so
+	// events still running then are cancelled (their calls out stop).
+	Lease() context.Context
 	// Owns reports whether the committed state gives partition p to this
 	// node, ready (lease aside).
 	Owns(p int) bool

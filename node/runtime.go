@@ -3,6 +3,7 @@ package node
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -438,6 +439,9 @@ func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *i
 	select {
 	case inst.sem <- struct{}{}:
 	case <-ctx.Done():
+		if cause := context.Cause(ctx); errors.Is(cause, apierr.ErrOwnerUnavailable) {
+			return apierr.NotExecuted(cause) // the lease ran out
+		}
 		return apierr.NotExecuted(fmt.Errorf("%w: waiting for object %s/%s: %v", apierr.ErrTimeout, ref.class, ref.name, ctx.Err()))
 	}
 	defer func() { <-inst.sem }()
@@ -455,6 +459,15 @@ func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *i
 // transaction that commits (with its alarm change) only if fn succeeds.
 // after, if given, runs with fn's result while the object is still held.
 func (rt *Runtime) run(ctx context.Context, ref objectRef, fn func(inst *instance) error, after func(inst *instance, err error)) error {
+	if rt.cluster != nil {
+		// An event outliving this node's lease is cancelled.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		lease := rt.cluster.Lease()
+		stop := context.AfterFunc(lease, func() { cancel(context.Cause(lease)) })
+		defer stop()
+		defer cancel(nil)
+	}
 	return rt.exclusive(ctx, ref, func(inst *instance) error {
 		var err error
 		if inst.store == nil {

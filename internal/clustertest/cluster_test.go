@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/internal/testutil"
+	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -442,4 +445,52 @@ func forceRemove(t *testing.T, cli *rpc.Client, name string) {
 		}
 		return err.Error()
 	})
+}
+
+// holder's Fetch blocks until its event is cancelled and reports why.
+type holder struct {
+	started chan<- struct{}
+	cause   chan<- error
+}
+
+func (h *holder) Fetch(w http.ResponseWriter, r *http.Request) error {
+	h.started <- struct{}{}
+	<-r.Context().Done()
+	h.cause <- context.Cause(r.Context())
+	return r.Context().Err()
+}
+
+// TestEventsStopWhenTheLeaseRunsOut: an event still running on a node
+// cut off from the cluster past its lease is cancelled (its calls out
+// stop), since the leader may promote another primary soon after.
+func TestEventsStopWhenTheLeaseRunsOut(t *testing.T) {
+	started, cause := make(chan struct{}, 1), make(chan error, 1)
+	c := New(t, 3, func(rt *node.Runtime) error {
+		return rt.Register("hold", func(*node.State) (node.Object, error) { return &holder{started, cause}, nil })
+	})
+	c.WaitConverged(30 * time.Second)
+	name := ""
+	for i := 0; name == ""; i++ {
+		if n := fmt.Sprint("h", i); owner(t, c, "hold", n) == "n3" {
+			name = n
+		}
+	}
+	iso := c.Nodes[2]
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if resp, err := iso.Client.Call(ctx, "POST", "hold", name, "/", nil); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	iso.Cluster.Isolate()
+	select {
+	case err := <-cause:
+		if !errors.Is(err, apierr.ErrOwnerUnavailable) {
+			t.Fatalf("the event was cancelled by %v, not by the lease", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the event still runs a minute after its node was cut off")
+	}
 }
