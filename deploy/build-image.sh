@@ -28,7 +28,7 @@ chmod 1777 "$ctx/rootfs/tmp"
 
 echo "build-image: static binary (the first build compiles SQLite, about a minute)" >&2
 (cd "$repo" && CGO_ENABLED=1 go build \
-  -tags 'netgo osusergo sqlite_omit_load_extension' \
+  -tags 'netgo osusergo sqlite_omit_load_extension sqlite_fts5' \
   -ldflags '-s -w -linkmode external -extldflags "-static"' \
   -o "$ctx/dura" ./cmd/dura)
 

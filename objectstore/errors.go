@@ -82,7 +82,7 @@ func classify(err error) error {
 		isSchemaTableRefusal(msg):
 		return fmt.Errorf("%w: %s", ErrNotAuthorized, msg)
 	}
-	return fmt.Errorf("%w: %s", ErrSQL, msg)
+	return fmt.Errorf("%w: %s", ErrSQL, withFTS5Hint(msg))
 }
 
 // isSchemaTableRefusal recognises SQLite refusing to let a statement write,

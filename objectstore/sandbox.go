@@ -83,6 +83,11 @@ func (s *Store) authorize(op int, arg1, arg2, arg3 string) int {
 			// disables that form, and the one-argument form has no use here.
 			return deny("fts3_tokenizer is not allowed")
 		}
+		if strings.EqualFold(arg2, "fts5") {
+			// fts5(?1) hands C code the module's API through a pointer
+			// binding; nothing in SQL text or JSON can use it.
+			return deny("fts5() is not allowed")
+		}
 		return sqlite3.SQLITE_OK
 	case sqlite3.SQLITE_PRAGMA:
 		name := strings.ToLower(arg1)
