@@ -58,7 +58,9 @@ type stmtStats struct {
 }
 
 func newStmtStats(max int, budget *StatsBudget) *stmtStats {
-	return &stmtStats{max: max, shapes: make(map[string]*ShapeStats, max), byText: make(map[string]*ShapeStats, max), budget: budget}
+	// Not sized for max: most objects run a handful of shapes, and a map
+	// sized for 64 is a few KiB per open object.
+	return &stmtStats{max: max, shapes: map[string]*ShapeStats{}, byText: map[string]*ShapeStats{}, budget: budget}
 }
 
 // StatsBudget bounds the memory the statement statistics of many stores
