@@ -337,27 +337,35 @@ func (c *Cluster) SetDeadMemberTimeout(d time.Duration) {
 // maxMovesPerRound bounds the primaries moved back at once.
 const maxMovesPerRound = 64
 
-// moveBack hands partitions back to the primaries the ring gives them
-// once those are in-sync replicas again (a node that returned after a
-// failover), a few seconds apart (leader only). Each is a handoff whose
-// target has the data already: only a drain and a switch.
+// moveBack hands partitions to the primaries the ring gives them once
+// those are in-sync replicas (a node that joined, or returned after a
+// failover), a few seconds apart (leader only); a leaving member's
+// partitions go at once, all of them. Each is a handoff whose target has
+// the data already: only a drain and a switch.
 func (c *Cluster) moveBack(st *replication.ClusterState, alive map[string]bool, now time.Time) {
-	if st.Replication.Copies() < 2 || now.Sub(c.lastBalance) < 5*time.Second {
+	if st.Replication.Copies() < 2 {
 		return
 	}
-	c.lastBalance = now
+	paced := now.Sub(c.lastBalance) < 5*time.Second
+	leaving := func(name string) bool { m := st.Members[name]; return m != nil && m.Status == replication.Leaving }
+	if paced && !slices.ContainsFunc(st.Partitions, func(p replication.Partition) bool { return leaving(p.Owner) }) {
+		return
+	}
 	want, err := assignPartitions(st.ActiveMembers(), st.Ring)
 	if err != nil || len(want) != len(st.Partitions) {
 		return
 	}
 	var moves []replication.Move
 	for p, part := range st.Partitions {
+		if paced && !leaving(part.Owner) || !paced && len(moves) >= maxMovesPerRound && !leaving(part.Owner) {
+			continue
+		}
 		if w := want[p]; part.Ready() && w != part.Owner && alive[w] && slices.Contains(part.InSync, w) {
 			moves = append(moves, replication.Move{Partition: p, Version: part.Version, Target: w})
-			if len(moves) == maxMovesPerRound {
-				break
-			}
 		}
+	}
+	if !paced {
+		c.lastBalance = now
 	}
 	if len(moves) == 0 {
 		return

@@ -80,6 +80,10 @@ type Partition struct {
 	Replicas []string `json:"replicas,omitempty"`
 	InSync   []string `json:"in_sync,omitempty"`
 	Version  uint64   `json:"version,omitempty"`
+	// Home is the member the ring gave the partition at the last member
+	// change. With copies, a partition whose owner is not its home has
+	// its home among its replicas until the primary moves there.
+	Home string `json:"home,omitempty"`
 }
 
 // Ready reports whether the partition may be served by its owner.
@@ -331,8 +335,12 @@ func (s *ClusterState) ActiveMembers() []string {
 }
 
 // rebalance bumps the epoch and points every partition at the owner the
-// ring now gives it: unowned partitions are taken at once, owned ones
-// start a handoff (or cancel one that is no longer wanted). If the ring
+// ring now gives it (its Home): unowned partitions are taken at once. An
+// owned one, with one copy, starts a handoff (or cancels one that is no
+// longer wanted): the partition is unavailable while its files move.
+// With copies, the new home first joins the replica set and is seeded
+// while the owner keeps serving (placeReplicas), and the leader moves the
+// primary once it is in sync: only a drain and a switch. If the ring
 // cannot place the active members it returns why, and the caller's
 // command is refused (ClusterState.Apply runs on a copy).
 func (s *ClusterState) rebalance(assign Assigner) error {
@@ -347,13 +355,19 @@ func (s *ClusterState) rebalance(assign Assigner) error {
 	if len(want) != len(s.Partitions) {
 		return fmt.Errorf("placement of %d partitions for a ring of %d", len(want), len(s.Partitions))
 	}
+	copies := s.Replication.Copies() >= 2
 	for i := range s.Partitions {
 		p := &s.Partitions[i]
+		p.Home = want[i]
 		switch {
 		case p.Owner == "":
 			p.Owner, p.Target, p.Since = want[i], "", 0
 		case p.Owner == want[i]:
 			p.Target, p.Since = "", 0
+		case copies:
+			if p.Target != want[i] {
+				p.Target, p.Since = "", 0 // a move elsewhere is no longer wanted
+			}
 		case p.Target != want[i]:
 			p.Target, p.Since = want[i], s.Epoch
 		}

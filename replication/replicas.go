@@ -60,9 +60,11 @@ func (s *ClusterState) checkPartitions(kind string, n int, partition func(i int)
 
 // placeReplicas gives every owned partition its replica set: the owner,
 // the member it moves to if it moves, then the ring's closest members
-// after the one it belongs on. The in-sync set keeps the owner and the
-// in-sync members still in the set; a new replica enters it only by an
-// in_sync command, once it holds a copy.
+// after the one it belongs on (where it moves, else its home, else its
+// owner): an owner away from home keeps its copy beside them until the
+// primary has moved. The in-sync set keeps the owner and the in-sync
+// members still in the set; a new replica enters it only by an in_sync
+// command, once it holds a copy.
 func (s *ClusterState) placeReplicas() {
 	n := s.Replication.Copies()
 	succ := placement.NewSuccessors(s.ActiveMembers())
@@ -71,6 +73,9 @@ func (s *ClusterState) placeReplicas() {
 		var reps, insync []string
 		if p.Owner != "" {
 			head := p.Owner
+			if m := s.Members[p.Home]; m != nil && m.Status == Active && n >= 2 {
+				head = p.Home
+			}
 			reps = []string{p.Owner}
 			if p.Target != "" {
 				head = p.Target

@@ -17,12 +17,25 @@ func replicatedState(t *testing.T, factor int, members ...string) *ClusterState 
 	return s
 }
 
-// finishMoves completes every handoff, as the targets would report.
+// finishMoves completes every handoff, as the targets would report; with
+// copies, a partition away from its home moves there as the cluster
+// moves it: the home, a replica, is seeded and enters the in-sync set,
+// the leader moves the primary, the home reports the handoff.
 func finishMoves(t *testing.T, s *ClusterState) {
 	t.Helper()
 	for i, p := range s.Partitions {
-		if p.Target != "" {
+		switch {
+		case p.Target != "":
 			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: p.Target, Epoch: p.Since})
+		case p.Home != "" && p.Home != p.Owner && s.Replication.Copies() >= 2:
+			if !slices.Contains(p.Replicas, p.Home) {
+				t.Fatalf("partition %d: its home %s is not among its replicas: %+v", i, p.Home, p)
+			}
+			apply(t, s, Command{Kind: CmdInSync, InSync: []InSyncChange{{Partition: i, Version: p.Version, Add: []string{p.Home}}}})
+			p = s.Partitions[i]
+			apply(t, s, Command{Kind: CmdMove, Moves: []Move{{Partition: i, Version: p.Version, Target: p.Home}}})
+			p = s.Partitions[i]
+			apply(t, s, Command{Kind: CmdHandoffDone, Partition: i, Name: p.Target, Epoch: p.Since, FromCopy: true})
 		}
 	}
 }
@@ -285,6 +298,61 @@ func TestDataLostMemberEntersNoSet(t *testing.T) {
 			if slices.Contains(s.Partitions[i].InSync, "c") {
 				t.Fatalf("partition %d took the member that lost its data in sync", i)
 			}
+		}
+	}
+}
+
+// With copies, a join or a graceful leave never makes a partition
+// unavailable while data moves: the new home joins the replica set and is
+// seeded while the owner serves; only then does the primary move (a drain
+// and a switch), and the copy no longer needed leaves the set.
+func TestMembershipChangesWithCopiesMoveNoFiles(t *testing.T) {
+	s := replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	syncAll(t, s)
+	before := slices.Clone(s.Partitions)
+	apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: "d", HTTP: "d:8080"}})
+	homed := 0
+	for i, p := range s.Partitions {
+		if p.Target != "" || p.Owner != before[i].Owner {
+			t.Fatalf("partition %d: the join moved it at once: %+v (was %+v)", i, p, before[i])
+		}
+		if p.Home == "d" {
+			homed++
+			if !slices.Contains(p.Replicas, "d") || slices.Contains(p.InSync, "d") {
+				t.Fatalf("partition %d: its new home d is not a replica being seeded: %+v", i, p)
+			}
+			if len(p.InSync) < 2 {
+				t.Fatalf("partition %d: the join took in-sync copies away: %+v", i, p)
+			}
+		}
+	}
+	if homed == 0 {
+		t.Fatal("the ring gave d no partition")
+	}
+	finishMoves(t, s)
+	for i, p := range s.Partitions {
+		if p.Owner != p.Home || len(p.Replicas) != 3 || p.Replicas[0] != p.Owner {
+			t.Fatalf("partition %d after the moves: %+v", i, p)
+		}
+	}
+	syncAll(t, s)
+	apply(t, s, Command{Kind: CmdLeave, Name: "b"})
+	for i, p := range s.Partitions {
+		if p.Target != "" {
+			t.Fatalf("partition %d: the leave moved it at once: %+v", i, p)
+		}
+	}
+	if s.Members["b"].Status != Leaving {
+		t.Fatalf("b: %+v", s.Members["b"])
+	}
+	finishMoves(t, s)
+	if s.Members["b"].Status != Left {
+		t.Fatalf("b after its partitions moved: %+v", s.Members["b"])
+	}
+	for i, p := range s.Partitions {
+		if slices.Contains(p.Replicas, "b") {
+			t.Fatalf("partition %d still keeps a copy on b: %+v", i, p)
 		}
 	}
 }
