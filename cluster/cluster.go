@@ -134,7 +134,7 @@ type Cluster struct {
 	catchUpGen uint64      // contact lapses the catch-up under way covers (loop only)
 	contact    contactGuard
 	leaseCtx   atomic.Pointer[leaseCtx] // events' context, cancelled when the lease runs out
-	lastRejoin time.Time   // loop only
+	lastRejoin time.Time                // loop only
 
 	mu     sync.Mutex
 	fired  chan replication.FiredAlarm // alarms that ran, to clear (clearFiredLoop)
