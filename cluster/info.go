@@ -51,6 +51,7 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 		}
 		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n], Primaries: primaries[n], Replicas: replicas[n], DataMissing: m.DataLost})
 	}
+	copies := st.Replication.Copies() >= 2
 	for _, p := range st.Partitions {
 		m := st.Members[p.Owner]
 		switch {
@@ -58,6 +59,9 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 			info.UnavailablePartitions++
 		case !p.Ready():
 			info.MovingPartitions++
+		}
+		if h := st.Members[p.Home]; copies && h != nil && h.Status == replication.Active && p.Owner != p.Home && p.Owner != "" {
+			info.MovesPending++
 		}
 	}
 	return info

@@ -334,19 +334,22 @@ func (c *Cluster) SetDeadMemberTimeout(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// maxMovesPerRound bounds the primaries moved back at once.
-const maxMovesPerRound = 64
+// maxMovesPerRound bounds the primaries moved at once, movePace apart.
+const (
+	maxMovesPerRound = 64
+	movePace         = time.Second
+)
 
 // moveBack hands partitions to the primaries the ring gives them once
 // those are in-sync replicas (a node that joined, or returned after a
-// failover), a few seconds apart (leader only); a leaving member's
+// failover), movePace apart (leader only); a leaving member's
 // partitions go at once, all of them. Each is a handoff whose target has
 // the data already: only a drain and a switch.
 func (c *Cluster) moveBack(st *replication.ClusterState, alive map[string]bool, now time.Time) {
 	if st.Replication.Copies() < 2 {
 		return
 	}
-	paced := now.Sub(c.lastBalance) < 5*time.Second
+	paced := now.Sub(c.lastBalance) < movePace
 	leaving := func(name string) bool { m := st.Members[name]; return m != nil && m.Status == replication.Leaving }
 	if paced && !slices.ContainsFunc(st.Partitions, func(p replication.Partition) bool { return leaving(p.Owner) }) {
 		return
@@ -356,12 +359,17 @@ func (c *Cluster) moveBack(st *replication.ClusterState, alive map[string]bool, 
 		return
 	}
 	var moves []replication.Move
+	counted := 0 // moves that are not a leaver's, bounded per round
 	for p, part := range st.Partitions {
-		if paced && !leaving(part.Owner) || !paced && len(moves) >= maxMovesPerRound && !leaving(part.Owner) {
+		urgent := leaving(part.Owner)
+		if !urgent && (paced || counted >= maxMovesPerRound) {
 			continue
 		}
 		if w := want[p]; part.Ready() && w != part.Owner && alive[w] && slices.Contains(part.InSync, w) {
 			moves = append(moves, replication.Move{Partition: p, Version: part.Version, Target: w})
+			if !urgent {
+				counted++
+			}
 		}
 	}
 	if !paced {

@@ -127,6 +127,11 @@ type ClusterInfo struct {
 	// MovingPartitions counts the partitions being handed off now;
 	// requests for them wait until the move completes.
 	MovingPartitions int `json:"moving_partitions"`
+	// MovesPending counts the partitions (with copies) whose primary is
+	// not on the member the ring gives them: that member's copy is being
+	// seeded, then the primary moves there, and the partition's other
+	// replicas are seeded again (under_replicated counts them meanwhile).
+	MovesPending int `json:"moves_pending"`
 	// CatchingUp is set while this node replays the cluster's log after a
 	// restart: until then its view (epoch, partitions) is behind.
 	CatchingUp bool `json:"catching_up,omitempty"`

@@ -584,7 +584,7 @@ func TestStatusAndHealth(t *testing.T) {
 	n := startNode(t, "")
 	r := must(t, n.cli(t, "status"))
 	for _, want := range []string{"node:                test\n", "leader:              test\n", "epoch:               1\n", "partitions:          271\n",
-		"replication factor:  1\n", "under-replicated:    0\n", "history:             720h0m0s kept here, ",
+		"replication factor:  1\n", "under-replicated:    0\n", "moves pending:       0\n", "history:             720h0m0s kept here, ",
 		"NAME  HTTP  STATUS  PRIMARIES  REPLICAS\ntest  -     alive   271        0\n", "ready: yes\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)

@@ -571,10 +571,19 @@ func TestE2EReplicatedWipedNode(t *testing.T) {
 	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every object through the two others", all7(nodes[0], nodes[1]))
 	t.Logf("every object answered through the others %s after the wiped node restarted", time.Since(start).Round(time.Millisecond))
 	admin := nodes[0].client().WithToken(token)
-	testutil.Poll(t, 90*time.Second, "the wiped node seeded: nothing under-replicated", func() string {
+	// Settled: the wiped node seeded, its primaries moved back to it (a
+	// move seeds the partition's other replicas again), nothing
+	// under-replicated, as every node sees it.
+	testutil.Poll(t, 90*time.Second, "the wiped node seeded: nothing under-replicated, no primary move pending", func() string {
+		for _, n := range nodes {
+			info, err := n.client().WithToken(token).Cluster(ctx)
+			if err != nil || info.UnderReplicated != 0 || info.MovesPending != 0 || info.ReplicationFactor != 3 {
+				return fmt.Sprintf("%s: %+v %v", n.Addr, info, err)
+			}
+		}
 		info, err := admin.Cluster(ctx)
-		if err != nil || info.UnderReplicated != 0 || info.ReplicationFactor != 3 {
-			return fmt.Sprintf("%+v %v", info, err)
+		if err != nil {
+			return err.Error()
 		}
 		for _, m := range info.Members {
 			if m.DataMissing {

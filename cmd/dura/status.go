@@ -52,6 +52,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(tw, "partitions:\t%d\n", info.Partitions)
 	fmt.Fprintf(tw, "replication factor:\t%d\n", info.ReplicationFactor)
 	fmt.Fprintf(tw, "under-replicated:\t%d\n", info.UnderReplicated)
+	fmt.Fprintf(tw, "moves pending:\t%d\n", info.MovesPending)
 	if h := info.History; h != nil {
 		oldest := "-"
 		if h.OldestRestorable > 0 {
