@@ -77,6 +77,8 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	ctx, stall := withStallGuard(ctx)
+	defer stall.stop()
 	if slices.Contains(st.Partitions[p].InSync, c.cfg.Name) && c.replicaCopy[p].Load() {
 		return c.takeOver(ctx, p, rpc.Peer{Name: m.Name, Addr: m.Raft}, since)
 	}
@@ -87,7 +89,7 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	}
 	resp, err := c.peers.Do(rpc.Peer{Name: m.Name, Addr: m.Raft}, req)
 	if err != nil {
-		return err
+		return stalled(ctx, err)
 	}
 	defer resp.Body.Close()
 	dir, err := os.MkdirTemp(filepath.Join(c.rt.DataDir()), ".incoming-")
@@ -95,14 +97,14 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	err = receiveFiles(resp.Body, dir, c.rt.MaxObjectBytes(), func(path string) error {
+	err = receiveFiles(stall.wrap(resp.Body), dir, c.rt.MaxObjectBytes(), func(path string) error {
 		return objectstore.ValidateImport(path, c.rt.MaxObjectBytes())
 	})
 	if errors.Is(err, errEndedEarly) {
 		return fmt.Errorf("archive of partition %d ended early", p)
 	}
 	if err != nil {
-		return err
+		return stalled(ctx, err)
 	}
 	// Install only for the move this pull was for: never over a copy this
 	// node serves, never for a move that was cancelled or replaced.

@@ -163,6 +163,8 @@ func (c *Cluster) seed(p int, owner string) error {
 func (c *Cluster) fetchSnapshot(p int, from rpc.Peer) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	ctx, stall := withStallGuard(ctx)
+	defer stall.stop()
 	path := "http://" + from.Addr + "/v1/internal/partitions/" + strconv.Itoa(p) + "/snapshot?to=" + url.QueryEscape(c.cfg.Name)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
 	if err != nil {
@@ -170,18 +172,18 @@ func (c *Cluster) fetchSnapshot(p int, from rpc.Peer) (string, error) {
 	}
 	resp, err := c.peers.Do(from, req)
 	if err != nil {
-		return "", err
+		return "", stalled(ctx, err)
 	}
 	defer resp.Body.Close()
 	dir, err := os.MkdirTemp(c.rt.DataDir(), ".seed-")
 	if err != nil {
 		return "", err
 	}
-	err = receiveFiles(resp.Body, dir, c.rt.MaxObjectBytes(), objectstore.QuickCheck)
+	err = receiveFiles(stall.wrap(resp.Body), dir, c.rt.MaxObjectBytes(), objectstore.QuickCheck)
 	if errors.Is(err, errEndedEarly) {
 		return dir, fmt.Errorf("snapshot of partition %d ended early", p)
 	}
-	return dir, err
+	return dir, stalled(ctx, err)
 }
 
 // tendReplicas is the leader's share of replication, each loop: fail
