@@ -224,8 +224,17 @@ func (c *Cluster) tendReplicas(st *replication.ClusterState) {
 // promotion defeats). All promotions go in one command.
 func (c *Cluster) failover(st *replication.ClusterState, alive map[string]bool, now time.Time) {
 	var promos []replication.Promotion
+	gone := map[string]string{} // dead primary -> since when, as known
 	for p, part := range st.Partitions {
-		if part.Owner == "" || part.Owner == c.cfg.Name || !c.primaryGone(st, part.Owner, now) {
+		if part.Owner == "" || part.Owner == c.cfg.Name {
+			continue
+		}
+		why, ok := gone[part.Owner]
+		if !ok {
+			why = c.primaryGone(st, part.Owner, now)
+			gone[part.Owner] = why
+		}
+		if why == "" {
 			continue
 		}
 		for _, m := range part.InSync {
@@ -242,10 +251,17 @@ func (c *Cluster) failover(st *replication.ClusterState, alive map[string]bool, 
 		c.log.Warn("failover refused", "partitions", len(promos), "err", err)
 		return
 	}
-	c.log.Warn("failover: in-sync replicas promoted in place of dead primaries", "partitions", len(promos))
+	var dead []string
+	for m, why := range gone {
+		if why != "" {
+			dead = append(dead, m+" ("+why+")")
+		}
+	}
+	slices.Sort(dead)
+	c.log.Warn("failover: in-sync replicas promoted in place of dead primaries", "partitions", len(promos), "primaries", dead)
 }
 
-// primaryGone reports whether owner can no longer be serving (leader
+// primaryGone says why owner can no longer be serving, or "" (leader
 // only): it came back without its data, or its lease and a quarter more
 // have passed since the last heartbeat it answered (or, failing that,
 // since it was seen dead in gossip), and since this node began to lead.
@@ -254,19 +270,24 @@ func (c *Cluster) failover(st *replication.ClusterState, alive map[string]bool, 
 // its lease ran out are cancelled only within an eighth of the lease
 // (watchContact); promoting at once would let an alarm calling out
 // overlap its successor's first events.
-func (c *Cluster) primaryGone(st *replication.ClusterState, owner string, now time.Time) bool {
+func (c *Cluster) primaryGone(st *replication.ClusterState, owner string, now time.Time) string {
 	if m := st.Members[owner]; m != nil && m.DataLost {
-		return true // it serves nothing: no need to wait
+		return "lost its data" // it serves nothing: no need to wait
 	}
 	wait := c.lease() + c.lease()/4
 	if now.Sub(c.leaderSince) < wait {
-		return false
+		return ""
 	}
 	if last, failing := c.raft.FollowerSilentSince(owner); failing {
-		return now.Sub(last) > wait
+		if d := now.Sub(last); d > wait {
+			return "no Raft heartbeat answered for " + d.Round(time.Millisecond).String()
+		}
+		return ""
 	}
-	since, dead := c.deadSince[owner]
-	return dead && now.Sub(since) > wait
+	if since, dead := c.deadSince[owner]; dead && now.Sub(since) > wait {
+		return "dead in gossip for " + now.Sub(since).Round(time.Millisecond).String()
+	}
+	return ""
 }
 
 // reincarnate lets members that came back without their data take the
