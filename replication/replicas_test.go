@@ -51,6 +51,16 @@ func syncAll(t *testing.T, s *ClusterState) {
 	apply(t, s, Command{Kind: CmdInSync, InSync: changes})
 }
 
+// syncedState is three members a, b, c with three copies of every
+// partition, every move done and every replica in sync.
+func syncedState(t *testing.T) *ClusterState {
+	t.Helper()
+	s := replicatedState(t, 3, "a", "b", "c")
+	finishMoves(t, s)
+	syncAll(t, s)
+	return s
+}
+
 func TestReplicaSets(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -119,9 +129,7 @@ func TestInSyncCompareAndSet(t *testing.T) {
 // A forced removal of a primary hands its partitions to an in-sync
 // replica, with their data; without one they go empty to the new owner.
 func TestRemovePromotesInSyncReplica(t *testing.T) {
-	s := replicatedState(t, 3, "a", "b", "c")
-	finishMoves(t, s)
-	syncAll(t, s)
+	s := syncedState(t)
 	before := slices.Clone(s.Partitions)
 	apply(t, s, Command{Kind: CmdRemove, Name: "a"})
 	for i, p := range s.Partitions {
@@ -159,9 +167,7 @@ func TestReplicationValidate(t *testing.T) {
 }
 
 func TestPromote(t *testing.T) {
-	s := replicatedState(t, 3, "a", "b", "c")
-	finishMoves(t, s)
-	syncAll(t, s)
+	s := syncedState(t)
 	p := s.Partitions[0]
 	next := p.InSync[1]
 	stale := p.Version
@@ -219,9 +225,7 @@ func TestDataLostMemberReincarnates(t *testing.T) {
 }
 
 func TestMoveToInSyncReplica(t *testing.T) {
-	s := replicatedState(t, 3, "a", "b", "c")
-	finishMoves(t, s)
-	syncAll(t, s)
+	s := syncedState(t)
 	p := s.Partitions[0]
 	to := p.InSync[1]
 	notInSync := Move{Partition: 1, Version: s.Partitions[1].Version, Target: "nobody"}
@@ -243,9 +247,7 @@ func TestMoveToInSyncReplica(t *testing.T) {
 // while that copy is still in sync: the old owner may have taken it out
 // (and acknowledged writes without it) while it drained.
 func TestMoveFromCopyNeedsTheTargetInSync(t *testing.T) {
-	s := replicatedState(t, 3, "a", "b", "c")
-	finishMoves(t, s)
-	syncAll(t, s)
+	s := syncedState(t)
 	p := s.Partitions[0]
 	to := p.InSync[1]
 	apply(t, s, Command{Kind: CmdMove, Moves: []Move{{Partition: 0, Version: p.Version, Target: to}}})
@@ -307,9 +309,7 @@ func TestDataLostMemberEntersNoSet(t *testing.T) {
 // seeded while the owner serves; only then does the primary move (a drain
 // and a switch), and the copy no longer needed leaves the set.
 func TestMembershipChangesWithCopiesMoveNoFiles(t *testing.T) {
-	s := replicatedState(t, 3, "a", "b", "c")
-	finishMoves(t, s)
-	syncAll(t, s)
+	s := syncedState(t)
 	before := slices.Clone(s.Partitions)
 	apply(t, s, Command{Kind: CmdJoin, Member: Member{Name: "d", HTTP: "d:8080"}})
 	homed := 0
