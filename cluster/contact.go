@@ -91,8 +91,19 @@ func newLeaseCtx() *leaseCtx {
 }
 
 // Lease implements node.Coordinator: done (with an OWNER_UNAVAILABLE
-// cause) within an eighth of the lease once it ran out.
-func (c *Cluster) Lease() context.Context { return c.leaseCtx.Load().ctx }
+// cause) within an eighth of the lease once it ran out. An event starting
+// once the node is in touch again gets a new one, even before the
+// watcher has made it.
+func (c *Cluster) Lease() context.Context {
+	l := c.leaseCtx.Load()
+	if l.ctx.Err() != nil && c.inTouch() == nil {
+		if n := newLeaseCtx(); c.leaseCtx.CompareAndSwap(l, n) {
+			return n.ctx
+		}
+		l = c.leaseCtx.Load()
+	}
+	return l.ctx
+}
 
 // watchContact samples the last contact often enough that a node in
 // steady touch never shows a gap longer than the lease between two
@@ -113,8 +124,8 @@ func (c *Cluster) watchContact() {
 			if l := c.leaseCtx.Load(); l.ctx.Err() == nil {
 				l.cancel(fmt.Errorf("%w: node %s lost touch with the Raft leader %s ago, past its lease: its events stop", apierr.ErrOwnerUnavailable, c.cfg.Name, since.Round(time.Millisecond)))
 			}
-		} else if c.leaseCtx.Load().ctx.Err() != nil {
-			c.leaseCtx.Store(newLeaseCtx())
+		} else if l := c.leaseCtx.Load(); l.ctx.Err() != nil {
+			c.leaseCtx.CompareAndSwap(l, newLeaseCtx())
 		}
 		if c.contact.observe(lc, c.lease()) && c.caughtUp.Load() {
 			c.poke()

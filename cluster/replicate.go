@@ -115,8 +115,7 @@ func (c *Cluster) writableErr(st *replication.ClusterState, p int) error {
 	if err := c.inTouch(); err != nil {
 		return err
 	}
-	switch {
-	case len(part.InSync) < need:
+	if len(part.InSync) < need {
 		return fmt.Errorf("%w: partition %d has %d in-sync replicas and writes need %d (--min-insync)", apierr.ErrOwnerUnavailable, p, len(part.InSync), need)
 	}
 	return nil
