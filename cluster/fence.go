@@ -106,6 +106,11 @@ func (c *Cluster) fenceErr(p int) error {
 	if c.installing[p].Load() {
 		return fmt.Errorf("%w: partition %d is being installed on node %s", apierr.ErrOwnerUnavailable, p, c.cfg.Name)
 	}
+	if c.replicaCopy[p].Load() {
+		// Promoted, not yet readied (startPromotion): the replica side may
+		// still be writing records into the files.
+		return fmt.Errorf("%w: partition %d is being promoted on node %s", apierr.ErrOwnerUnavailable, p, c.cfg.Name)
+	}
 	return nil
 }
 
