@@ -170,12 +170,11 @@ func (c *Cluster) Ready() error {
 		return err
 	}
 	need := st.WriteQuorum()
-	copies := st.Replication.Copies() >= 2
 	for p, part := range st.Partitions {
 		if part.Target == c.cfg.Name || part.Owner == c.cfg.Name && part.Target != "" {
 			return fmt.Errorf("%w: partition %d is moving", apierr.ErrOwnerUnavailable, p)
 		}
-		if copies && part.Home == c.cfg.Name && part.Owner != c.cfg.Name {
+		if st.PendingHome(part) == c.cfg.Name {
 			return fmt.Errorf("%w: partition %d is on its way here (its primary moves once this node's copy is in sync)", apierr.ErrOwnerUnavailable, p)
 		}
 		if part.Owner == c.cfg.Name && len(part.InSync) < need {

@@ -51,7 +51,6 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 		}
 		info.Members = append(info.Members, rpc.Member{Name: n, HTTP: m.HTTP, Status: status, Partitions: counts[n], Primaries: primaries[n], Replicas: replicas[n], DataMissing: m.DataLost})
 	}
-	copies := st.Replication.Copies() >= 2
 	for _, p := range st.Partitions {
 		m := st.Members[p.Owner]
 		switch {
@@ -60,7 +59,7 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 		case !p.Ready():
 			info.MovingPartitions++
 		}
-		if h := st.Members[p.Home]; copies && h != nil && h.Status == replication.Active && p.Owner != p.Home && p.Owner != "" {
+		if st.PendingHome(p) != "" {
 			info.MovesPending++
 		}
 	}

@@ -224,7 +224,7 @@ func (c *Cluster) tendReplicas(st *replication.ClusterState) {
 // promotion defeats). All promotions go in one command.
 func (c *Cluster) failover(st *replication.ClusterState, alive map[string]bool, now time.Time) {
 	var promos []replication.Promotion
-	gone := map[string]string{} // dead primary -> since when, as known
+	gone := map[string]string{} // primary -> why it is gone ("" if it is not), asked once each
 	for p, part := range st.Partitions {
 		if part.Owner == "" || part.Owner == c.cfg.Name {
 			continue
@@ -374,13 +374,17 @@ func (c *Cluster) moveBack(st *replication.ClusterState, alive map[string]bool, 
 	}
 	paced := now.Sub(c.lastBalance) < movePace
 	leaving := func(name string) bool { m := st.Members[name]; return m != nil && m.Status == replication.Leaving }
-	if paced && !slices.ContainsFunc(st.Partitions, func(p replication.Partition) bool { return leaving(p.Owner) }) {
-		return
+	if paced {
+		// Between rounds only a leaver's partitions move.
+		someLeaving := false
+		for name := range st.Members {
+			someLeaving = someLeaving || leaving(name)
+		}
+		if !someLeaving {
+			return
+		}
 	}
-	want, err := assignPartitions(st.ActiveMembers(), st.Ring)
-	if err != nil || len(want) != len(st.Partitions) {
-		return
-	}
+	var ring []string // the ring's placement, for partitions recorded before homes
 	var moves []replication.Move
 	counted := 0 // moves that are not a leaver's, bounded per round
 	for p, part := range st.Partitions {
@@ -388,7 +392,17 @@ func (c *Cluster) moveBack(st *replication.ClusterState, alive map[string]bool, 
 		if !urgent && (paced || counted >= maxMovesPerRound) {
 			continue
 		}
-		if w := want[p]; part.Ready() && w != part.Owner && alive[w] && slices.Contains(part.InSync, w) {
+		w := st.PendingHome(part)
+		if part.Home == "" && part.Owner != "" {
+			if ring == nil {
+				var err error
+				if ring, err = assignPartitions(st.ActiveMembers(), st.Ring); err != nil || len(ring) != len(st.Partitions) {
+					return
+				}
+			}
+			w = ring[p]
+		}
+		if w != "" && w != part.Owner && part.Ready() && alive[w] && slices.Contains(part.InSync, w) {
 			moves = append(moves, replication.Move{Partition: p, Version: part.Version, Target: w})
 			if !urgent {
 				counted++

@@ -58,6 +58,20 @@ func (s *ClusterState) checkPartitions(kind string, n int, partition func(i int)
 	return nil
 }
 
+// PendingHome is the member partition p's primary is to move to: with
+// copies, its home, when that is an active member other than its owner.
+// "" when there is none (it is home, it has one copy, or no home was
+// recorded yet: a state from before homes, until its next member change).
+func (s *ClusterState) PendingHome(p Partition) string {
+	if s.Replication.Copies() < 2 || p.Owner == "" || p.Home == p.Owner {
+		return ""
+	}
+	if m := s.Members[p.Home]; m == nil || m.Status != Active {
+		return ""
+	}
+	return p.Home
+}
+
 // placeReplicas gives every owned partition its replica set: the owner,
 // the member it moves to if it moves, then the ring's closest members
 // after the one it belongs on (where it moves, else its home, else its
@@ -73,8 +87,8 @@ func (s *ClusterState) placeReplicas() {
 		var reps, insync []string
 		if p.Owner != "" {
 			head := p.Owner
-			if m := s.Members[p.Home]; m != nil && m.Status == Active && n >= 2 {
-				head = p.Home
+			if h := s.PendingHome(*p); h != "" {
+				head = h
 			}
 			reps = []string{p.Owner}
 			if p.Target != "" {
