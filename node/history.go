@@ -109,7 +109,7 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 	if to := rt.nlog.Durable(); a.read.Less(to) {
 		// An object's records are appended together: its history file
 		// is opened once per pass, not once per record.
-		byObject := map[string][]logEntry{}
+		byObject := map[string][]history.Timed{}
 		var order []string
 		err := rt.nlog.Read(a.read, to, func(pos nodelog.Pos, b []byte) error {
 			if b[0] != entryCommit {
@@ -122,7 +122,7 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 			if _, ok := byObject[e.id]; !ok {
 				order = append(order, e.id)
 			}
-			byObject[e.id] = append(byObject[e.id], e)
+			byObject[e.id] = append(byObject[e.id], history.Timed{At: e.at, Rec: e.rec})
 			return nil
 		})
 		if err != nil {
@@ -130,20 +130,18 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 		}
 		dropped := 0
 		for _, id := range order {
-			for i, e := range byObject[id] {
-				err := rt.archiveEntry(e)
-				if errors.Is(err, syscall.ENOSPC) {
-					// The disk is full: the history gives way to live
-					// data, or the log could never drop these records
-					// and writes would stay refused. The object's
-					// history resumes at its next whole record.
-					dropped += len(byObject[id]) - i
-					a.needBase.Store(id, true)
-					break
-				}
-				if err != nil {
-					return err
-				}
+			err := rt.archiveEntries(id, byObject[id])
+			if errors.Is(err, syscall.ENOSPC) {
+				// The disk is full: the history gives way to live data,
+				// or the log could never drop these records and writes
+				// would stay refused. The object's history resumes at
+				// its next whole record.
+				dropped += len(byObject[id])
+				a.needBase.Store(id, true)
+				continue
+			}
+			if err != nil {
+				return err
 			}
 		}
 		if dropped > 0 {
@@ -170,17 +168,18 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 	return nil
 }
 
-// archiveEntry archives one commit entry (hist.mu held).
-func (rt *Runtime) archiveEntry(e logEntry) error {
+// archiveEntries archives an object's commit records, in order, in one
+// write (hist.mu held).
+func (rt *Runtime) archiveEntries(id string, recs []history.Timed) error {
 	a := rt.hist
-	ok, err := a.store.Append(e.id, e.at, e.rec)
+	ok, err := a.store.AppendAll(id, recs)
 	if err != nil {
 		return err
 	}
 	if ok {
-		a.needBase.Delete(e.id)
+		a.needBase.Delete(id)
 	} else {
-		a.needBase.Store(e.id, true)
+		a.needBase.Store(id, true)
 	}
 	return nil
 }
@@ -342,7 +341,7 @@ func (rt *Runtime) archiveHeld(p int, held [][]byte) error {
 		if e.kind != entryCommit || e.partition != p {
 			continue
 		}
-		if err := rt.archiveEntry(e); err != nil {
+		if err := rt.archiveEntries(e.id, []history.Timed{{At: e.at, Rec: e.rec}}); err != nil {
 			return err
 		}
 	}

@@ -4,14 +4,18 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/objectstore"
 	"github.com/dura-dev/dura/placement"
 	"github.com/dura-dev/dura/rpc"
@@ -195,5 +199,67 @@ func TestReplicaRefusesACommitWithoutItsBase(t *testing.T) {
 	// The object's first commits make a whole database: they apply.
 	if err := replica.ApplyReplicated(p, append(first, later...)); err != nil {
 		t.Fatalf("the object's commits from its first: %v", err)
+	}
+}
+
+// gate is a Replicator whose partitions can be made unwritable (too few
+// in-sync replicas).
+type gate struct{ refuse atomic.Bool }
+
+func (g *gate) Replicate(int, []byte) func() error { return func() error { return nil } }
+
+func (g *gate) Writable(p int) error {
+	if g.refuse.Load() {
+		return fmt.Errorf("%w: partition %d has 1 in-sync replicas and writes need 2", apierr.ErrOwnerUnavailable, p)
+	}
+	return nil
+}
+
+// Reads go on while a partition cannot take writes, including reads that
+// activate an object whose constructor creates its tables "IF NOT
+// EXISTS" (the failover found every object of a promoted partition
+// unavailable until its other replica was seeded again).
+func TestReadsGoOnWhenWritesCannotBeAcknowledged(t *testing.T) {
+	rt := newTestRuntime(t, t.TempDir(), func(c *Config) { c.MaxOpenFiles = FilesPerObject }, map[string]Constructor{
+		"tally": func(st *State) (Object, error) {
+			if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS n (v INTEGER)"); err != nil {
+				return nil, err
+			}
+			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+				if r.Method == http.MethodPost {
+					if _, err := st.Storage().Exec("INSERT INTO n VALUES (1)"); err != nil {
+						return err
+					}
+				}
+				c, err := st.Storage().Exec("SELECT count(*) FROM n")
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(w, c.Raw()[0][0])
+				return nil
+			}}, nil
+		},
+	})
+	g := &gate{}
+	if err := rt.SetReplicator(g); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, _, err := call(t, rt, "tally", name, "POST", "/", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// With room for one open object, "a" was closed when "b" opened.
+	g.refuse.Store(true)
+	if _, body, err := call(t, rt, "tally", "a", "GET", "/", ""); err != nil || body != "1" {
+		t.Fatalf("read through a fresh activation: %q %v", body, err)
+	}
+	_, _, err := call(t, rt, "tally", "a", "POST", "/", "")
+	if !errors.Is(err, apierr.ErrOwnerUnavailable) || !apierr.IsNotExecuted(err) {
+		t.Fatalf("a write: %v, want OWNER_UNAVAILABLE, not executed", err)
+	}
+	g.refuse.Store(false)
+	if _, body, err := call(t, rt, "tally", "a", "GET", "/", ""); err != nil || body != "1" {
+		t.Fatalf("after the refused write: %q %v", body, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -296,9 +297,11 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 			return nil, err
 		}
 	}
-	if !readOnly(stmt) {
+	noOp := s.mayBeNoOp(stmt)
+	if !readOnly(stmt) && noOp < 0 {
 		s.dirty = true
 	}
+	defer s.settleNoOp(noOp)
 	var start time.Time
 	if s.stats != nil {
 		start = time.Now()
@@ -394,6 +397,66 @@ func (s *Store) userErr(ctx context.Context, err error) error {
 	return classify(err)
 }
 
+// mayBeNoOp returns the schema version before a statement that changes
+// nothing when what it creates exists already or what it drops does not
+// (CREATE ... IF NOT EXISTS, DROP ... IF EXISTS), so that an event whose
+// only such statements did nothing does not count as a write: an object's
+// constructor typically creates its tables that way on every activation,
+// and a write needs what a read does not (room in the log, enough in-sync
+// replicas). -1: the statement is not one of those, or the event counts
+// as a write already.
+func (s *Store) mayBeNoOp(stmt string) int64 {
+	if s.dirty || !s.inEvent {
+		return -1
+	}
+	switch strings.ToUpper(firstWord(strings.TrimLeft(stmt, " \t\n\r\f"))) {
+	case "CREATE", "DROP":
+	default:
+		return -1
+	}
+	words := strings.Fields(strings.ToUpper(stmt[:min(len(stmt), 80)]))
+	if len(words) < 4 ||
+		!slices.Contains(words[1:min(len(words), 6)], "IF") ||
+		strings.Contains(strings.TrimRight(stmt, "; \t\n\r\f"), ";") {
+		return -1
+	}
+	v, err := s.schemaVersion()
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// settleNoOp marks the event as a write unless the schema version is
+// still before (see mayBeNoOp).
+func (s *Store) settleNoOp(before int64) {
+	if before < 0 {
+		return
+	}
+	if v, err := s.schemaVersion(); err != nil || v != before {
+		s.dirty = true
+	}
+}
+
+// schemaVersion reads the schema cookie, which every change of the
+// schema in the open transaction moves on.
+func (s *Store) schemaVersion() (int64, error) {
+	internal := s.internal
+	s.internal = true
+	defer func() { s.internal = internal }()
+	rows, err := s.conn.QueryContext(context.Background(), s.tag+"PRAGMA schema_version", nil)
+	if err != nil {
+		return 0, classify(err)
+	}
+	defer rows.Close()
+	var v [1]driver.Value
+	if err := rows.Next(v[:]); err != nil {
+		return 0, classify(err)
+	}
+	n, _ := v[0].(int64)
+	return n, nil
+}
+
 // refreshChanges reads the connection's change counters after a statement.
 func (s *Store) refreshChanges() error {
 	s.internal = true
@@ -435,9 +498,11 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 	defer func() { s.internal = false }()
 	if !isTxControl(q) {
 		s.countersStale = true
-		if !readOnly(q) {
+		noOp := s.mayBeNoOp(q)
+		if !readOnly(q) && noOp < 0 {
 			s.dirty = true
 		}
+		defer s.settleNoOp(noOp)
 	}
 	stmts := []string{q}
 	if strings.IndexByte(q, ';') >= 0 {

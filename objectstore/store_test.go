@@ -649,3 +649,38 @@ func TestDeleteAllKeepsIdentity(t *testing.T) {
 		t.Fatalf("identity after DeleteAll: %q %q %v", class, name, err)
 	}
 }
+
+// An event whose CREATE ... IF NOT EXISTS or DROP ... IF EXISTS changed
+// nothing is not a write: an object's constructor runs them on every
+// activation, and a read must not need what a write does.
+func TestNoOpSchemaStatementsAreNotWrites(t *testing.T) {
+	s := openTest(t, Config{})
+	mustExec(t, s, "CREATE TABLE kept (k TEXT PRIMARY KEY, v INTEGER)")
+	mustExec(t, s, "CREATE INDEX kept_v ON kept (v)")
+	for _, tc := range []struct {
+		name  string
+		stmts []string
+		dirty bool
+	}{
+		{"table exists", []string{"CREATE TABLE IF NOT EXISTS kept (k TEXT PRIMARY KEY, v INTEGER);"}, false},
+		{"multi-line, index exists", []string{"create index\n  if not exists kept_v on kept (v)"}, false},
+		{"drop of nothing", []string{"DROP TABLE IF EXISTS never_made"}, false},
+		{"then a read", []string{"CREATE TABLE IF NOT EXISTS kept (k TEXT)", "SELECT * FROM kept"}, false},
+		{"table made", []string{"CREATE TABLE IF NOT EXISTS fresh (x)"}, true},
+		{"a write after", []string{"CREATE TABLE IF NOT EXISTS kept (k TEXT)", "INSERT INTO kept VALUES ('a', 1)"}, true},
+		{"drop of something", []string{"DROP INDEX IF EXISTS kept_v"}, true},
+		{"plain create", []string{"CREATE TABLE other (x)"}, true},
+		{"two statements in one", []string{"CREATE TABLE IF NOT EXISTS kept (k TEXT); CREATE TABLE IF NOT EXISTS fresh2 (x)"}, true},
+	} {
+		if err := s.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range tc.stmts {
+			mustExec(t, s, q)
+		}
+		if got := s.Dirty(); got != tc.dirty {
+			t.Errorf("%s: Dirty() = %v, want %v", tc.name, got, tc.dirty)
+		}
+		s.Rollback()
+	}
+}

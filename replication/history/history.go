@@ -260,69 +260,131 @@ func (s *Store) Has(id string) (bool, error) {
 	return len(o.gens) > 0, nil
 }
 
-// Append archives one committed record of object id, committed at at
-// (unix ms). A record the history already holds (its transaction number
-// is not past the last one's) is skipped. An object's first record must
-// hold its whole database; otherwise the record is not archived and ok
-// is false: the object needs a base (Rebase, or a whole record).
+// Timed is a record to archive and its commit time (unix ms).
+type Timed struct {
+	At  int64
+	Rec objectstore.Record
+}
+
+// Append adds one record to an object's history; see AppendAll.
 func (s *Store) Append(id string, at int64, rec objectstore.Record) (ok bool, err error) {
+	return s.AppendAll(id, []Timed{{At: at, Rec: rec}})
+}
+
+// AppendAll adds an object's records, in commit order, to its history;
+// records it already holds are skipped. ok is false when the last record
+// could not be kept: one before it is missing (or the history is empty)
+// and it does not hold the whole database, so the history resumes at the
+// object's next whole record. The records of one generation go to its
+// log in one write; on an error the history is as it was before the
+// write that failed.
+func (s *Store) AppendAll(id string, recs []Timed) (ok bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, err := s.load(id)
 	if err != nil {
 		return false, err
 	}
-	var g *generation
-	if len(o.gens) > 0 {
-		g = o.gens[len(o.gens)-1]
-		if rec.Tx <= g.lastTx {
-			return true, nil
+	var w pendingFrames
+	for _, t := range recs {
+		g, keep, err := s.generationFor(o, id, t.Rec, &w)
+		if err != nil {
+			return false, err
 		}
-		if rec.Tx > g.lastTx+1 {
-			// A record is missing in between: the history can only go on
-			// from one that holds the whole database.
-			if !wholeDatabase(rec) {
-				s.cfg.Logger.Warn("history: a record is missing; the object's history resumes at its next whole record", "object", id, "have", g.lastTx, "got", rec.Tx)
-				return false, nil
-			}
-			if err := s.syncLog(g.logPath(o.dir)); err != nil {
+		if ok = keep; !keep || t.Rec.Tx <= g.lastTx {
+			continue
+		}
+		if w.g != g {
+			w.g, w.saved, w.savedBytes = g, *g, s.bytes
+		}
+		frame := encodeFrame(t.At, t.Rec)
+		w.buf = append(w.buf, frame...)
+		if g.records == 0 {
+			g.firstAt = t.At
+		}
+		g.lastTx, g.lastAt = t.Rec.Tx, t.At
+		g.records++
+		s.bytes += int64(len(frame))
+		if g.logBytes+int64(len(w.buf)) > max(g.baseBytes, s.cfg.MinSnapshotBytes) {
+			if err := s.flush(o, id, &w); err != nil {
 				return false, err
 			}
-			g = &generation{start: rec.Tx - 1, lastTx: rec.Tx - 1}
-			o.gens = append(o.gens, g)
+			if err := s.fold(id, o); err != nil {
+				s.cfg.Logger.Warn("history: cannot fold records into a snapshot", "object", id, "err", err)
+			}
+		}
+	}
+	if err := s.flush(o, id, &w); err != nil {
+		return false, err
+	}
+	return ok, nil
+}
+
+// pendingFrames are frames of one generation not yet written, and the
+// generation as it was before them.
+type pendingFrames struct {
+	g          *generation
+	buf        []byte
+	saved      generation
+	savedBytes int64
+}
+
+// flush writes w's frames at the end of their generation's log (s.mu
+// held); if the write fails the generation is put back as it was.
+func (s *Store) flush(o *object, id string, w *pendingFrames) error {
+	if w.g == nil || len(w.buf) == 0 {
+		w.g = nil
+		return nil
+	}
+	g := w.g
+	w.g = nil
+	f, err := s.logFile(o, g, w.saved.records == 0)
+	if err == nil {
+		_, err = f.WriteAt(w.buf, g.logBytes)
+	}
+	if err != nil {
+		*g, s.bytes = w.saved, w.savedBytes
+		w.buf = w.buf[:0]
+		return fmt.Errorf("history of %s: %w", id, err)
+	}
+	g.logBytes += int64(len(w.buf))
+	w.buf = w.buf[:0]
+	return nil
+}
+
+// generationFor is the generation rec goes to (s.mu held), started if
+// needed; keep is false when rec cannot be kept (see AppendAll). Frames
+// pending for the generation it ends are written first.
+func (s *Store) generationFor(o *object, id string, rec objectstore.Record, w *pendingFrames) (g *generation, keep bool, err error) {
+	if len(o.gens) > 0 {
+		g = o.gens[len(o.gens)-1]
+		if rec.Tx <= g.lastTx+1 {
+			return g, true, nil
+		}
+		// A record is missing in between: the history can only go on
+		// from one that holds the whole database.
+		if !wholeDatabase(rec) {
+			s.cfg.Logger.Warn("history: a record is missing; the object's history resumes at its next whole record", "object", id, "have", g.lastTx, "got", rec.Tx)
+			return nil, false, nil
+		}
+		if err := s.flush(o, id, w); err != nil {
+			return nil, false, err
+		}
+		if err := s.syncLog(g.logPath(o.dir)); err != nil {
+			return nil, false, err
 		}
 	} else {
 		if !wholeDatabase(rec) || rec.Tx == 0 {
-			return false, nil
+			return nil, false, nil
 		}
 		if err := os.MkdirAll(o.dir, 0o755); err != nil {
-			return false, err
+			return nil, false, err
 		}
 		s.dirs[filepath.Dir(o.dir)] = true
-		g = &generation{start: rec.Tx - 1, lastTx: rec.Tx - 1}
-		o.gens = append(o.gens, g)
 	}
-	frame := encodeFrame(at, rec)
-	f, err := s.logFile(o, g)
-	if err != nil {
-		return false, err
-	}
-	if _, err := f.WriteAt(frame, g.logBytes); err != nil {
-		return false, fmt.Errorf("history of %s: %w", id, err)
-	}
-	g.logBytes += int64(len(frame))
-	if g.records == 0 {
-		g.firstAt = at
-	}
-	g.lastTx, g.lastAt = rec.Tx, at
-	g.records++
-	s.bytes += int64(len(frame))
-	if g.logBytes > max(g.baseBytes, s.cfg.MinSnapshotBytes) {
-		if err := s.fold(id, o); err != nil {
-			s.cfg.Logger.Warn("history: cannot fold records into a snapshot", "object", id, "err", err)
-		}
-	}
-	return true, nil
+	g = &generation{start: rec.Tx - 1, lastTx: rec.Tx - 1}
+	o.gens = append(o.gens, g)
+	return g, true, nil
 }
 
 // maxOpenLogs bounds the generation logs held open between syncs: an
@@ -330,8 +392,9 @@ func (s *Store) Append(id string, at int64, rec objectstore.Record) (ok bool, er
 const maxOpenLogs = 8
 
 // logFile opens a generation's log for appending (s.mu held); it is
-// synced by the next Sync.
-func (s *Store) logFile(o *object, g *generation) (*os.File, error) {
+// synced by the next Sync, with its directory when fresh (the log holds
+// no record yet).
+func (s *Store) logFile(o *object, g *generation, fresh bool) (*os.File, error) {
 	path := g.logPath(o.dir)
 	s.dirty[path] = true
 	if f, ok := s.files[path]; ok {
@@ -348,7 +411,7 @@ func (s *Store) logFile(o *object, g *generation) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.records == 0 {
+	if fresh {
 		s.dirs[o.dir] = true
 	}
 	s.files[path] = f

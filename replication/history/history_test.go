@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -367,5 +368,89 @@ func TestMissingRecordStopsTheHistoryUntilAWholeOne(t *testing.T) {
 	}
 	if commits, _ := s.Commits("obj"); len(commits) != 2 || commits[0].Tx != 8 {
 		t.Fatalf("after the trim: %+v", commits)
+	}
+}
+
+// AppendAll writes an object's records of an archive pass together; a
+// batch may skip records held already, cross a gap and fold.
+func TestAppendAllBatches(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, time.Hour, 8*pageSize)
+	m := newModel(31)
+	batch := func(from, to uint64, whole ...uint64) []Timed {
+		var recs []Timed
+		for tx := from; tx <= to; tx++ {
+			recs = append(recs, Timed{At: int64(tx), Rec: m.commit(tx, slices.Contains(whole, tx))})
+		}
+		return recs
+	}
+	first := batch(1, 20, 1)
+	if ok, err := s.AppendAll("obj", first); err != nil || !ok {
+		t.Fatalf("first batch: ok=%v err=%v", ok, err)
+	}
+	// Records held already, then a gap (22 never arrives) closed by a
+	// whole record.
+	second := append(first[15:], batch(21, 21)...)
+	m.commit(22, false)
+	second = append(second, batch(23, 23)...)
+	second = append(second, batch(24, 30, 24)...)
+	if ok, err := s.AppendAll("obj", second); err != nil || !ok {
+		t.Fatalf("second batch: ok=%v err=%v", ok, err)
+	}
+	if ok, err := s.AppendAll("obj", batch(31, 31)); err != nil || !ok {
+		t.Fatalf("one more: ok=%v err=%v", ok, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, time.Hour, 8*pageSize)
+	for _, tx := range []uint64{1, 7, 20, 21, 24, 29, 31} {
+		checkState(t, s, "obj", tx, m.states[tx])
+	}
+	for _, tx := range []uint64{22, 23} {
+		if err := s.Materialize("obj", tx, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrNoHistory) {
+			t.Fatalf("transaction %d, after the gap: %v", tx, err)
+		}
+	}
+	if o := s.objs["obj"]; len(o.gens) < 3 {
+		t.Fatalf("%d generations: the batches should have folded", len(o.gens))
+	}
+}
+
+// A batch whose write fails leaves the history as it was, so the same
+// batch archived again is kept whole.
+func TestAppendAllFailedWriteKeepsNothing(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, time.Hour, 1<<30)
+	m := newModel(32)
+	var recs []Timed
+	for tx := uint64(1); tx <= 6; tx++ {
+		recs = append(recs, Timed{At: int64(tx), Rec: m.commit(tx, tx == 1)})
+	}
+	if _, err := s.AppendAll("obj", recs[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil { // closes the log: the next write opens it
+		t.Fatal(err)
+	}
+	odir := s.objectDir("obj")
+	if err := os.Rename(odir, odir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(odir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAll("obj", recs[3:]); err == nil {
+		t.Fatal("a write into a missing directory succeeded")
+	}
+	os.Remove(odir)
+	if err := os.Rename(odir+".away", odir); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.AppendAll("obj", recs[3:]); err != nil || !ok {
+		t.Fatalf("again: ok=%v err=%v", ok, err)
+	}
+	for tx := uint64(1); tx <= 6; tx++ {
+		checkState(t, s, "obj", tx, m.states[tx])
 	}
 }
