@@ -514,7 +514,25 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, fmt.Errorf("%w: request body of %d bytes, the limit is %d", apierr.ErrTooLarge, r.ContentLength, limit)
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	var b []byte
+	if r.ContentLength > 0 {
+		// Read into a buffer of the announced size, not one grown step
+		// by step: peers ship every replicated batch this way. A body
+		// that goes on past it (a request made in process) is read on.
+		b = make([]byte, r.ContentLength)
+		n, err := io.ReadFull(r.Body, b)
+		if err != nil && err != io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("%w: reading body: %v", apierr.ErrBadRequest, err)
+		}
+		b = b[:n]
+		var probe [1]byte
+		if m, _ := io.ReadFull(r.Body, probe[:]); m == 0 {
+			return b, nil
+		}
+		b = append(b, probe[0])
+	}
+	rest, err := io.ReadAll(io.LimitReader(r.Body, limit+1-int64(len(b))))
+	b = append(b, rest...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading body: %v", apierr.ErrBadRequest, err)
 	}

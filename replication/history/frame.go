@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/dura-dev/dura/objectstore"
@@ -56,39 +57,72 @@ func parseHead(b []byte) frameHead {
 	return h
 }
 
-var flaters = sync.Pool{New: func() any {
+// frameScratch is what encoding a frame needs besides the frame.
+type frameScratch struct {
+	z bytes.Buffer
+	w *flate.Writer
+}
+
+var scratches = sync.Pool{New: func() any {
 	w, _ := flate.NewWriter(nil, flate.BestSpeed)
-	return w
+	return &frameScratch{w: w}
 }}
 
-func encodeFrame(at int64, rec objectstore.Record) []byte {
+// maxKeptScratch bounds the compressed images a pooled scratch keeps room
+// for: a large import is not held in memory after it.
+const maxKeptScratch = 1 << 20
+
+func encodeFrame(at int64, rec objectstore.Record) []byte { return appendFrame(nil, at, rec) }
+
+// appendFrame appends rec's frame to dst.
+func appendFrame(dst []byte, at int64, rec objectstore.Record) []byte {
 	pages := rec.SortedPages()
-	raw := make([]byte, 0, len(pages)*rec.PageSize)
+	rawLen := 0
 	for _, p := range pages {
-		raw = append(raw, rec.Pages[p]...)
+		rawLen += len(rec.Pages[p])
 	}
-	images, count := raw, uint32(len(pages))
-	var z bytes.Buffer
-	w := flaters.Get().(*flate.Writer)
-	w.Reset(&z)
-	if _, err := w.Write(raw); err == nil && w.Close() == nil && z.Len() < len(raw)-len(raw)/8 {
-		images, count = z.Bytes(), count|compressedFlag
-	}
-	flaters.Put(w)
-	n := 28 + 4*len(pages) + len(images)
-	b := make([]byte, 8, 8+n)
-	b = binary.LittleEndian.AppendUint64(b, rec.Tx)
-	b = binary.LittleEndian.AppendUint64(b, uint64(at))
-	b = binary.LittleEndian.AppendUint32(b, uint32(rec.PageSize))
-	b = binary.LittleEndian.AppendUint32(b, rec.DBPages)
-	b = binary.LittleEndian.AppendUint32(b, count)
+	sc := scratches.Get().(*frameScratch)
+	defer func() {
+		if sc.z.Cap() <= maxKeptScratch {
+			scratches.Put(sc)
+		}
+	}()
+	sc.z.Reset()
+	sc.w.Reset(&sc.z)
+	compressed := true
 	for _, p := range pages {
-		b = binary.LittleEndian.AppendUint32(b, p)
+		if _, err := sc.w.Write(rec.Pages[p]); err != nil {
+			compressed = false
+			break
+		}
 	}
-	b = append(b, images...)
-	binary.LittleEndian.PutUint32(b[0:4], uint32(n))
-	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], castagnoli))
-	return b
+	compressed = compressed && sc.w.Close() == nil && sc.z.Len() < rawLen-rawLen/8
+	count, images := uint32(len(pages)), rawLen
+	if compressed {
+		count, images = count|compressedFlag, sc.z.Len()
+	}
+	n := 28 + 4*len(pages) + images
+	start := len(dst)
+	dst = slices.Grow(dst, 8+n)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // length and CRC, below
+	dst = binary.LittleEndian.AppendUint64(dst, rec.Tx)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(at))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(rec.PageSize))
+	dst = binary.LittleEndian.AppendUint32(dst, rec.DBPages)
+	dst = binary.LittleEndian.AppendUint32(dst, count)
+	for _, p := range pages {
+		dst = binary.LittleEndian.AppendUint32(dst, p)
+	}
+	if compressed {
+		dst = append(dst, sc.z.Bytes()...)
+	} else {
+		for _, p := range pages {
+			dst = append(dst, rec.Pages[p]...)
+		}
+	}
+	binary.LittleEndian.PutUint32(dst[start:], uint32(n))
+	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+8:], castagnoli))
+	return dst
 }
 
 var errBadFrame = errors.New("history: malformed record")

@@ -297,14 +297,15 @@ func (s *Store) AppendAll(id string, recs []Timed) (ok bool, err error) {
 		if w.g != g {
 			w.g, w.saved, w.savedBytes = g, *g, s.bytes
 		}
-		frame := encodeFrame(t.At, t.Rec)
-		w.buf = append(w.buf, frame...)
+		before := len(w.buf)
+		w.buf = appendFrame(w.buf, t.At, t.Rec)
+		frameLen := len(w.buf) - before
 		if g.records == 0 {
 			g.firstAt = t.At
 		}
 		g.lastTx, g.lastAt = t.Rec.Tx, t.At
 		g.records++
-		s.bytes += int64(len(frame))
+		s.bytes += int64(frameLen)
 		if g.logBytes+int64(len(w.buf)) > max(g.baseBytes, s.cfg.MinSnapshotBytes) {
 			if err := s.flush(o, id, &w); err != nil {
 				return false, err

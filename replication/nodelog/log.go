@@ -88,7 +88,8 @@ var (
 // Log is a node log. Append is safe for concurrent use; the other methods
 // too unless they say otherwise.
 type Log struct {
-	cfg Config
+	cfg  Config
+	wbuf []byte // the writer's batch buffer, kept between batches
 
 	mu      sync.Mutex
 	seg     *segment // being appended to
@@ -266,17 +267,18 @@ func scanSegmentFrom(f *os.File, seq uint64, off int64, fn func(Pos, []byte) err
 		return 0, err
 	}
 	off = max(off, segmentHeaderSize)
-	var fh [frameHeader]byte
+	r := chunkReader{f: f, size: st.Size()}
 	for {
-		if _, err := f.ReadAt(fh[:], off); err != nil {
+		fh, ok := r.read(off, frameHeader)
+		if !ok {
 			return off, nil
 		}
 		n := binary.LittleEndian.Uint32(fh[0:4])
 		if n == 0 || int64(n) > st.Size()-off-frameHeader {
 			return off, nil // the end, or a length no frame here can have
 		}
-		payload := make([]byte, n)
-		if _, err := f.ReadAt(payload, off+frameHeader); err != nil {
+		payload, ok := r.read(off+frameHeader, int(n))
+		if !ok {
 			return off, nil // torn
 		}
 		if frameCRC(seq, payload) != binary.LittleEndian.Uint32(fh[4:8]) {
@@ -289,6 +291,43 @@ func scanSegmentFrom(f *os.File, seq uint64, off int64, fn func(Pos, []byte) err
 		}
 		off += frameHeader + int64(n)
 	}
+}
+
+// scanChunk is how much of a segment a scan reads at once: frames are
+// small, and reading each with two calls of its own made the archiver's
+// passes over the log one of a busy node's larger costs.
+const scanChunk = 256 << 10
+
+// maxKeptWriteBuffer bounds the buffer the writer keeps between batches.
+const maxKeptWriteBuffer = 1 << 20
+
+// chunkReader reads a segment in chunks. A chunk is never reused: the
+// slices it hands out stay valid (callers keep records past the scan),
+// each capped at its own end.
+type chunkReader struct {
+	f     *os.File
+	size  int64 // of the file, when the scan began
+	chunk []byte
+	at    int64 // file offset of chunk[0]
+}
+
+// read returns the n bytes at off, or false if the file ends before.
+func (r *chunkReader) read(off int64, n int) ([]byte, bool) {
+	if off >= r.at && off+int64(n) <= r.at+int64(len(r.chunk)) {
+		i := int(off - r.at)
+		return r.chunk[i : i+n : i+n], true
+	}
+	size := min(max(int64(scanChunk), int64(n)), r.size-off)
+	if size < int64(n) {
+		return nil, false
+	}
+	buf := make([]byte, size)
+	m, _ := r.f.ReadAt(buf, off)
+	if m < n {
+		return nil, false
+	}
+	r.chunk, r.at = buf[:m], off
+	return r.chunk[:n:n], true
 }
 
 func frameCRC(seq uint64, payload []byte) uint32 {
@@ -383,7 +422,12 @@ func (l *Log) writer() {
 
 // write writes a batch and syncs it (writer only).
 func (l *Log) write(batch []*pendingAppend) error {
-	var buf []byte
+	buf := l.wbuf[:0]
+	defer func() {
+		if cap(buf) <= maxKeptWriteBuffer {
+			l.wbuf = buf[:0]
+		}
+	}()
 	for i, a := range batch {
 		need := int64(frameHeader + len(a.payload))
 		if l.end.Offset+int64(len(buf))+need > l.seg.size || len(buf) > l.cfg.MaxBatchBytes {
