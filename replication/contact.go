@@ -14,14 +14,18 @@ type contactTracker struct {
 	obs      *raft.Observer
 	ch       chan raft.Observation
 	done     chan struct{}
+	kick     chan struct{} // a new term: confirm at once
 	stopOnce sync.Once
 
-	mu      sync.Mutex
-	failing map[string]time.Time
+	mu       sync.Mutex
+	failing  map[string]time.Time
+	verified time.Time // when the latest round that confirmed this node leads began
 }
 
-func watchContact(r *raft.Raft) *contactTracker {
-	t := &contactTracker{ch: make(chan raft.Observation, 256), done: make(chan struct{}), failing: map[string]time.Time{}}
+// watchContact follows r's heartbeats and, while r leads, confirms every
+// verifyEvery that a quorum still follows it.
+func watchContact(r *raft.Raft, verifyEvery time.Duration) *contactTracker {
+	t := &contactTracker{ch: make(chan raft.Observation, 256), done: make(chan struct{}), kick: make(chan struct{}, 1), failing: map[string]time.Time{}}
 	t.obs = raft.NewObserver(t.ch, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation, raft.PeerObservation:
@@ -31,7 +35,44 @@ func watchContact(r *raft.Raft) *contactTracker {
 	})
 	r.RegisterObserver(t.obs)
 	go t.run()
+	go t.confirm(r, verifyEvery)
 	return t
+}
+
+// confirm asks a quorum, while r leads, whether it still does. The
+// leader's contact is when the latest round it won began, not "now":
+// a leader stopped for a while (a pause, a stalled disk) that resumes
+// still believing it leads must not count as in touch, while a new
+// leader elected meanwhile may have given its partitions away.
+func (t *contactTracker) confirm(r *raft.Raft, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-tick.C:
+		case <-t.kick:
+		}
+		if r.State() != raft.Leader {
+			continue
+		}
+		start := time.Now()
+		if r.VerifyLeader().Error() == nil {
+			t.mu.Lock()
+			if start.After(t.verified) {
+				t.verified = start
+			}
+			t.mu.Unlock()
+		}
+	}
+}
+
+// verifiedAt is when the latest round confirming this node leads began.
+func (t *contactTracker) verifiedAt() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.verified
 }
 
 func (t *contactTracker) run() {
@@ -49,6 +90,10 @@ func (t *contactTracker) run() {
 			case raft.LeaderObservation:
 				// A new term: the new leader's heartbeats say anew.
 				clear(t.failing)
+				select {
+				case t.kick <- struct{}{}:
+				default:
+				}
 			case raft.PeerObservation:
 				// Removed, or added again (a member back as a new
 				// incarnation): replication to it starts afresh, and a

@@ -140,7 +140,7 @@ func (n *RaftNode) Open() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft, n.transport, n.store = r, tr, store
-	n.contact = watchContact(r)
+	n.contact = watchContact(r, max(t.LeaderLease/5, 10*time.Millisecond))
 	return nil
 }
 
@@ -247,13 +247,18 @@ func (n *RaftNode) Leader() (id, addr string) {
 // LeadershipTransfer hands leadership to another voter.
 func (n *RaftNode) LeadershipTransfer() error { return n.raft.LeadershipTransfer().Error() }
 
-// LastContact is when this node last heard from a leader (now, on the
-// leader itself).
+// LastContact is when this node last heard from a leader; on the leader
+// itself, when a quorum last confirmed it leads (checked every fifth of
+// the leader lease), or, before the first confirmation, when it last
+// heard from the leader before it.
 func (n *RaftNode) LastContact() time.Time {
+	lc := n.raft.LastContact()
 	if n.raft.State() == raft.Leader {
-		return time.Now()
+		if v := n.contact.verifiedAt(); v.After(lc) {
+			return v
+		}
 	}
-	return n.raft.LastContact()
+	return lc
 }
 
 // Barrier waits until the leader has applied every entry committed
