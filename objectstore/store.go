@@ -297,11 +297,7 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 			return nil, err
 		}
 	}
-	noOp := s.mayBeNoOp(stmt)
-	if !readOnly(stmt) && noOp < 0 {
-		s.dirty = true
-	}
-	defer s.settleNoOp(noOp)
+	defer s.settleNoOp(s.noteWrite(stmt))
 	var start time.Time
 	if s.stats != nil {
 		start = time.Now()
@@ -397,38 +393,43 @@ func (s *Store) userErr(ctx context.Context, err error) error {
 	return classify(err)
 }
 
-// mayBeNoOp returns the schema version before a statement that changes
-// nothing when what it creates exists already or what it drops does not
-// (CREATE ... IF NOT EXISTS, DROP ... IF EXISTS), so that an event whose
-// only such statements did nothing does not count as a write: an object's
-// constructor typically creates its tables that way on every activation,
-// and a write needs what a read does not (room in the log, enough in-sync
-// replicas). -1: the statement is not one of those, or the event counts
-// as a write already.
-func (s *Store) mayBeNoOp(stmt string) int64 {
-	if s.dirty || !s.inEvent {
+// noteWrite marks the event as a write if stmt may write, before it
+// runs. A CREATE ... IF NOT EXISTS or DROP ... IF EXISTS is decided after
+// it ran instead (settleNoOp with the schema version returned here; -1
+// for every other statement): it changes nothing when what it creates
+// exists already or what it drops does not, and an object's constructor
+// typically creates its tables that way on every activation, while a
+// write needs what a read does not (room in the log, enough in-sync
+// replicas). SQLite knows whether the transaction wrote
+// (sqlite3_txn_state), but go-sqlite3 does not expose it.
+func (s *Store) noteWrite(stmt string) int64 {
+	if readOnly(stmt) || s.dirty {
 		return -1
 	}
+	if s.inEvent && maybeNoOpSchema(stmt) {
+		if v, err := s.schemaVersion(); err == nil {
+			return v
+		}
+	}
+	s.dirty = true
+	return -1
+}
+
+// maybeNoOpSchema reports whether stmt is one CREATE or DROP statement
+// with IF [NOT] EXISTS.
+func maybeNoOpSchema(stmt string) bool {
 	switch strings.ToUpper(firstWord(strings.TrimLeft(stmt, " \t\n\r\f"))) {
 	case "CREATE", "DROP":
 	default:
-		return -1
+		return false
 	}
 	words := strings.Fields(strings.ToUpper(stmt[:min(len(stmt), 80)]))
-	if len(words) < 4 ||
-		!slices.Contains(words[1:min(len(words), 6)], "IF") ||
-		strings.Contains(strings.TrimRight(stmt, "; \t\n\r\f"), ";") {
-		return -1
-	}
-	v, err := s.schemaVersion()
-	if err != nil {
-		return -1
-	}
-	return v
+	return len(words) >= 4 && slices.Contains(words[1:min(len(words), 6)], "IF") &&
+		!strings.Contains(strings.TrimRight(stmt, "; \t\n\r\f"), ";")
 }
 
 // settleNoOp marks the event as a write unless the schema version is
-// still before (see mayBeNoOp).
+// still before (see noteWrite).
 func (s *Store) settleNoOp(before int64) {
 	if before < 0 {
 		return
@@ -441,34 +442,36 @@ func (s *Store) settleNoOp(before int64) {
 // schemaVersion reads the schema cookie, which every change of the
 // schema in the open transaction moves on.
 func (s *Store) schemaVersion() (int64, error) {
-	internal := s.internal
-	s.internal = true
-	defer func() { s.internal = internal }()
-	rows, err := s.conn.QueryContext(context.Background(), s.tag+"PRAGMA schema_version", nil)
-	if err != nil {
-		return 0, classify(err)
-	}
-	defer rows.Close()
 	var v [1]driver.Value
-	if err := rows.Next(v[:]); err != nil {
-		return 0, classify(err)
+	if err := s.internalRow("PRAGMA schema_version", v[:]); err != nil {
+		return 0, err
 	}
 	n, _ := v[0].(int64)
 	return n, nil
 }
 
-// refreshChanges reads the connection's change counters after a statement.
-func (s *Store) refreshChanges() error {
+// internalRow reads the one row of an internal query, with neither the
+// counters nor the event's write mark touched.
+func (s *Store) internalRow(q string, dest []driver.Value) error {
+	internal := s.internal
 	s.internal = true
-	defer func() { s.internal = false }()
-	rows, err := s.conn.QueryContext(context.Background(), s.tag+"SELECT changes(), last_insert_rowid(), total_changes()", nil)
+	defer func() { s.internal = internal }()
+	rows, err := s.conn.QueryContext(context.Background(), s.tag+q, nil)
 	if err != nil {
 		return classify(err)
 	}
 	defer rows.Close()
-	var v [3]driver.Value
-	if err := rows.Next(v[:]); err != nil {
+	if err := rows.Next(dest); err != nil {
 		return classify(err)
+	}
+	return nil
+}
+
+// refreshChanges reads the connection's change counters after a statement.
+func (s *Store) refreshChanges() error {
+	var v [3]driver.Value
+	if err := s.internalRow("SELECT changes(), last_insert_rowid(), total_changes()", v[:]); err != nil {
+		return err
 	}
 	s.lastChanges, s.lastInsertID, s.totalChanges = v[0].(int64), v[1].(int64), v[2].(int64)
 	s.countersStale = false
@@ -498,11 +501,7 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 	defer func() { s.internal = false }()
 	if !isTxControl(q) {
 		s.countersStale = true
-		noOp := s.mayBeNoOp(q)
-		if !readOnly(q) && noOp < 0 {
-			s.dirty = true
-		}
-		defer s.settleNoOp(noOp)
+		defer s.settleNoOp(s.noteWrite(q))
 	}
 	stmts := []string{q}
 	if strings.IndexByte(q, ';') >= 0 {

@@ -72,8 +72,6 @@ var scratches = sync.Pool{New: func() any {
 // for: a large import is not held in memory after it.
 const maxKeptScratch = 1 << 20
 
-func encodeFrame(at int64, rec objectstore.Record) []byte { return appendFrame(nil, at, rec) }
-
 // appendFrame appends rec's frame to dst.
 func appendFrame(dst []byte, at int64, rec objectstore.Record) []byte {
 	pages := rec.SortedPages()

@@ -279,7 +279,7 @@ func TestTornTailCut(t *testing.T) {
 	// A crash while the sixth record was written: half of it, garbled.
 	log := filepath.Join(s.objectDir("obj"), "0000000000000000.log")
 	rec6 := m.commit(6, false)
-	frame := encodeFrame(6, rec6)
+	frame := appendFrame(nil, 6, rec6)
 	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +313,7 @@ func TestFramesRoundTrip(t *testing.T) {
 		rec        objectstore.Record
 		compressed bool
 	}{{"sparse pages compressed", sparse, true}, {"random pages as they are", dense, false}} {
-		b := encodeFrame(1234, tc.rec)
+		b := appendFrame(nil, 1234, tc.rec)
 		h := parseHead(b)
 		if h.compressed != tc.compressed || h.tx != tc.rec.Tx || h.at != 1234 || int(h.n) != len(b)-8 {
 			t.Fatalf("%s: head %+v", tc.name, h)

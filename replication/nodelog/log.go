@@ -274,7 +274,7 @@ func scanSegmentFrom(f *os.File, seq uint64, off int64, fn func(Pos, []byte) err
 			return off, nil
 		}
 		n := binary.LittleEndian.Uint32(fh[0:4])
-		if n == 0 || int64(n) > st.Size()-off-frameHeader {
+		if n == 0 || int64(n) > r.size-off-frameHeader {
 			return off, nil // the end, or a length no frame here can have
 		}
 		payload, ok := r.read(off+frameHeader, int(n))
