@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/jsrt"
 	"github.com/dura-dev/dura/node"
 )
@@ -29,6 +30,8 @@ import (
 // DURA_JS_BENCH_OBJECTS sets how many objects the memory figure keeps
 // active (default 2000; 0 skips it). Each open object holds 3 files, so
 // 10 000 need an open-file limit above 30 000; the figure is per object.
+// DURA_JS_BENCH_RELEASE_AFTER sets the node's --release-after (default
+// 10s; 0 turns releases off, and the figure after them is skipped).
 func TestJSFigures(t *testing.T) {
 	if os.Getenv("DURA_JS_BENCH") == "" {
 		t.Skip("set DURA_JS_BENCH=1 to measure")
@@ -37,7 +40,18 @@ func TestJSFigures(t *testing.T) {
 	if v := os.Getenv("DURA_JS_BENCH_OBJECTS"); v != "" {
 		active, _ = strconv.Atoi(v)
 	}
-	n := startJS(t, nodeOpts{config: func(c *node.Config) { c.MaxOpenFiles = 6*active + 600 }})
+	releaseAfter := node.DefaultConfig("").ReleaseAfter
+	if v := os.Getenv("DURA_JS_BENCH_RELEASE_AFTER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releaseAfter = d
+	}
+	n := startJS(t, nodeOpts{config: func(c *node.Config) {
+		c.MaxOpenFiles = 6*active + 600
+		c.ReleaseAfter = releaseAfter
+	}})
 	src, err := os.ReadFile("../examples/ts/counter.ts")
 	if err != nil {
 		t.Fatal(err)
@@ -68,12 +82,16 @@ func TestJSFigures(t *testing.T) {
 	jsCold := cold(t, hc, n.url+"/objects/Counter/cold-j%d/increment", 300)
 	t.Logf("cold start, median of 300: Go %v, JavaScript %v", goCold, jsCold)
 
-	// Memory of many active objects, Go then JavaScript.
+	// Memory of many active objects, JavaScript first (the target's
+	// figure), then Go: each just after its activations, and again once
+	// every one of them has been idle past --release-after and given back
+	// its SQLite caches (they stay active: in memory, open, state kept).
 	if active == 0 {
 		return
 	}
-	for _, class := range []string{"counter", "Counter"} {
+	for _, class := range []string{"Counter", "counter"} {
 		before, rssBefore := heapMB(), rssMB()
+		releasedBefore := metric(t, hc, n.url, "dura_idle_releases_total")
 		for i := range active {
 			resp, err := hc.Post(fmt.Sprintf("%s/objects/%s/mem%d/increment", n.url, class, i), "", nil)
 			if err != nil {
@@ -85,11 +103,40 @@ func TestJSFigures(t *testing.T) {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
 		}
-		after, rssAfter := heapMB(), rssMB()
-		t.Logf("%d more active %s objects: Go heap +%.0f MiB (%.1f KiB each), process RSS +%.0f MiB (%.1f KiB each; 10 000 would take ~%.0f MiB)",
-			active, class, after-before, (after-before)*1024/float64(active), rssAfter-rssBefore, (rssAfter-rssBefore)*1024/float64(active),
-			(rssAfter-rssBefore)*10000/float64(active))
+		report := func(when string) {
+			after, rssAfter := heapMB(), rssMB()
+			t.Logf("%d more active %s objects, %s: Go heap +%.0f MiB (%.1f KiB each), process RSS +%.0f MiB (%.1f KiB each; 10 000 would take ~%.0f MiB)",
+				active, class, when, after-before, (after-before)*1024/float64(active), rssAfter-rssBefore, (rssAfter-rssBefore)*1024/float64(active),
+				(rssAfter-rssBefore)*10000/float64(active))
+		}
+		report("just activated")
+		if releaseAfter == 0 {
+			continue
+		}
+		testutil.PollTrue(t, 2*time.Minute, "every object released", func() bool {
+			return metric(t, hc, n.url, "dura_idle_releases_total")-releasedBefore >= float64(active)
+		})
+		report("all idle past --release-after")
 	}
+}
+
+// metric reads one unlabelled metric of the node's /metrics.
+func metric(t *testing.T, hc *http.Client, url, name string) float64 {
+	t.Helper()
+	resp, err := hc.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // load sends POSTs to format (with %d an object number) from clients

@@ -516,3 +516,40 @@ export class ` + class + ` extends DurableObject { hello() { return "` + class +
 	want(t, n.call("First", "x", "hello"), 404, "UNKNOWN_CLASS")
 	want(t, n.call("Second", "x", "hello"), 404, "UNKNOWN_CLASS")
 }
+
+// TestEnvBindings: env has a binding per registered class, Go or
+// JavaScript, made when first read but seen as a plain object of them.
+func TestEnvBindings(t *testing.T) {
+	n := startJS(t, nodeOpts{})
+	n.deploy("envprobe", `
+import { DurableObject } from "cloudflare:workers";
+export class EnvProbe extends DurableObject {
+  probe() {
+    const env = this.env;
+    const keys = Object.keys(env);
+    return {
+      keys: keys.includes("counter") && keys.includes("EnvProbe"),
+      has: "counter" in env && !("nope" in env),
+      same: env.counter === env.counter,
+      missing: env.nope === undefined,
+      name: env.counter.idFromName("x").name,
+      spread: Object.keys({ ...env }).length === keys.length,
+      hidden: Object.getOwnPropertySymbols(env).length,
+      own: Object.getOwnPropertyDescriptor(env, "EnvProbe") !== undefined,
+      other: this.ctx.id.name,
+    };
+  }
+  async ping(name) {
+    return await this.env.EnvProbe.getByName(name).probe();
+  }
+}
+`)
+	want := `{"keys":true,"has":true,"same":true,"missing":true,"name":"x","spread":true,"hidden":0,"own":true,"other":"a"}`
+	if r := n.call("EnvProbe", "a", "probe"); r.String() != want {
+		t.Fatalf("probe: %d %s\nwant %s", r.status, r, want)
+	}
+	// Another object's env is its own: its stubs call as it.
+	if r := n.call("EnvProbe", "b", "ping", "a"); r.String() != want {
+		t.Fatalf("ping: %d %s\nwant %s", r.status, r, want)
+	}
+}

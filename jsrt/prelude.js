@@ -380,22 +380,50 @@
     getByName(name) { return this.get(this.idFromName(name)); }
     jurisdiction() { return this; }
   }
+  // env has a binding per registered class, made when first read: an
+  // object holds one proxy rather than a namespace per class of the
+  // cluster (a node keeps thousands of objects in memory). The handler is
+  // shared; the target holds the object's handle and the bindings made.
+  const envHandle = Symbol("handle");
+  const hasOwn = (o, p) => Object.prototype.hasOwnProperty.call(o, p);
+  const isClassName = (p) => typeof p === "string" && native.classes().includes(p);
+  const envHandler = {
+    get(t, p) {
+      if (p !== envHandle && !hasOwn(t, p) && isClassName(p)) {
+        Object.defineProperty(t, p, { value: new DurableObjectNamespace(p, t[envHandle]), enumerable: true, configurable: true, writable: true });
+      }
+      return p === envHandle ? undefined : t[p];
+    },
+    has(t, p) { return p !== envHandle && (p in t || isClassName(p)); },
+    ownKeys(t) {
+      const keys = new Set(native.classes());
+      for (const k of Reflect.ownKeys(t)) if (k !== envHandle) keys.add(k);
+      return [...keys];
+    },
+    getOwnPropertyDescriptor(t, p) {
+      if (p === envHandle) return undefined;
+      envHandler.get(t, p);
+      return Reflect.getOwnPropertyDescriptor(t, p);
+    },
+  };
   function makeEnv(h) {
-    const env = {};
-    for (const cls of native.classes()) env[cls] = new DurableObjectNamespace(cls, h);
-    return env;
+    const t = {};
+    Object.defineProperty(t, envHandle, { value: h, configurable: true });
+    return new Proxy(t, envHandler);
   }
 
   // ---- the class and its events ----
   class DurableObjectState {
+    // _blocking and _waiting stay null until used: most objects never
+    // use them, and a node keeps thousands of objects in memory.
     constructor(cls, name, h) {
       this.id = new DurableObjectId(cls, name);
       this.storage = new DurableObjectStorage(h);
-      this._blocking = [];
-      this._waiting = [];
+      this._blocking = null;
+      this._waiting = null;
     }
-    blockConcurrencyWhile(fn) { const p = (async () => fn())(); this._blocking.push(p); return p; }
-    waitUntil(p) { this._waiting.push(Promise.resolve(p)); }
+    blockConcurrencyWhile(fn) { const p = (async () => fn())(); (this._blocking ||= []).push(p); return p; }
+    waitUntil(p) { (this._waiting ||= []).push(Promise.resolve(p)); }
     abort(reason) { throw reason instanceof Error ? reason : new Error(String(reason || "aborted")); }
     acceptWebSocket() { throw new TypeError("WebSockets are not supported"); }
     getWebSockets() { return []; }
@@ -413,8 +441,8 @@
     // lasts until both settled.
     const done = (v, failed) => {
       const waits = ctx._waiting;
-      if (waits.length === 0) { if (failed) throw v; return v; }
-      ctx._waiting = [];
+      if (waits === null || waits.length === 0) { if (failed) throw v; return v; }
+      ctx._waiting = null;
       return Promise.allSettled(waits).then((rs) => { logRejected(rs); if (failed) throw v; return v; });
     };
     return Promise.resolve(p).then((v) => done(v, false), (e) => done(e, true));
@@ -430,7 +458,9 @@
       const h = native.handle();
       const ctx = new DurableObjectState(cls, name, h);
       const inst = { obj: new exports[exportName](ctx, makeEnv(h)), ctx };
-      return Promise.all(ctx._blocking).then(() => inst);
+      const blocking = ctx._blocking;
+      ctx._blocking = null;
+      return blocking === null ? Promise.resolve(inst) : Promise.all(blocking).then(() => inst);
     },
     fetch(inst, method, url, headers, body) {
       const req = new Request(url, { method, headers, body: method === "GET" || method === "HEAD" ? null : body });

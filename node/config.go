@@ -35,6 +35,11 @@ type Config struct {
 	// IdleTimeout closes an object's database after this long without an
 	// event. Default 5 minutes.
 	IdleTimeout time.Duration
+	// ReleaseAfter makes an object idle this long give back its SQLite
+	// connection's prepared statements and cached pages; it stays open
+	// and active (its in-memory state kept) and its next event prepares
+	// and reads them again. 0 turns it off. Default 10 s.
+	ReleaseAfter time.Duration
 	// MaxOpenFiles caps the files held by open object databases (each holds
 	// up to FilesPerObject); the least recently used idle objects are
 	// closed to stay under it. Default 3072.
@@ -72,6 +77,7 @@ func DefaultConfig(dataDir string) Config {
 		NodeName:            "dura-1",
 		DataDir:             dataDir,
 		IdleTimeout:         5 * time.Minute,
+		ReleaseAfter:        10 * time.Second,
 		MaxOpenFiles:        3072,
 		MaxObjectBytes:      1 << 30,
 		StatementTimeout:    5 * time.Second,
@@ -91,6 +97,9 @@ func (c Config) Validate() error {
 	}
 	if c.IdleTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("idle timeout %s must be positive", c.IdleTimeout))
+	}
+	if c.ReleaseAfter < 0 {
+		errs = append(errs, fmt.Errorf("release after %s must not be negative", c.ReleaseAfter))
 	}
 	if c.MaxOpenFiles < FilesPerObject {
 		errs = append(errs, fmt.Errorf("max open files %d must be at least %d", c.MaxOpenFiles, FilesPerObject))

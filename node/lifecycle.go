@@ -158,11 +158,20 @@ func (rt *Runtime) janitor() {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var quiet <-chan time.Time // ticks of releaseIdle; nil when off
+	if rt.cfg.ReleaseAfter > 0 {
+		t := time.NewTicker(max(rt.cfg.ReleaseAfter/2, 10*time.Millisecond))
+		defer t.Stop()
+		quiet = t.C
+	}
 	lastWalk := time.Time{}
 	for {
 		select {
 		case <-rt.stop:
 			return
+		case <-quiet:
+			rt.releaseIdle()
+			continue
 		case <-tick.C:
 		}
 		rt.evictIdle()
@@ -172,6 +181,58 @@ func (rt *Runtime) janitor() {
 			lastWalk = time.Now()
 			rt.metrics.storageBytes.Set(float64(fsutil.DirBytes(filepath.Join(rt.cfg.DataDir, "partitions"))))
 		}
+	}
+}
+
+// releaseIdle has the objects idle past ReleaseAfter give back their SQLite
+// caches (objectstore.Store.Release). Each is pinned meanwhile so it is not
+// evicted, and skipped if an event holds it.
+func (rt *Runtime) releaseIdle() {
+	cutoff := rt.now().Add(-rt.cfg.ReleaseAfter)
+	type candidate struct {
+		inst     *instance
+		lastUsed time.Time
+	}
+	var quiet []candidate
+	rt.mu.Lock()
+	for e := rt.lru.Back(); e != nil; e = e.Prev() {
+		inst := e.Value.(*instance)
+		if inst.lastUsed.After(cutoff) {
+			break // the rest were used more recently
+		}
+		if inst.refs == 0 && inst.store != nil && !inst.released {
+			inst.refs++
+			quiet = append(quiet, candidate{inst, inst.lastUsed})
+		}
+	}
+	rt.mu.Unlock()
+	n := 0
+	for _, c := range quiet {
+		released := false
+		select {
+		case c.inst.sem <- struct{}{}:
+			if c.inst.store != nil {
+				if err := c.inst.store.Release(); err != nil {
+					rt.log.Warn("idle object kept its caches", "class", c.inst.ref.class, "object", c.inst.ref.name, "err", err)
+				} else {
+					released = true
+				}
+			}
+			<-c.inst.sem
+		default: // an event has it: not idle after all
+		}
+		rt.mu.Lock()
+		c.inst.refs--
+		// Used since it was picked: its caches may be back.
+		c.inst.released = released && c.inst.lastUsed.Equal(c.lastUsed)
+		rt.mu.Unlock()
+		if released {
+			n++
+		}
+	}
+	rt.metrics.releases.Add(float64(n))
+	if n > 0 {
+		objectstore.Trim()
 	}
 }
 

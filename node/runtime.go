@@ -358,6 +358,7 @@ type instance struct {
 	refs     int
 	elem     *list.Element
 	lastUsed time.Time
+	released bool // its store gave back its caches since it was last used
 }
 
 // event is the state of the event running on an instance.
@@ -404,6 +405,7 @@ func (rt *Runtime) release(inst *instance) {
 	defer rt.mu.Unlock()
 	inst.refs--
 	inst.lastUsed = rt.now()
+	inst.released = false
 	if inst.elem != nil {
 		rt.lru.MoveToFront(inst.elem)
 	}

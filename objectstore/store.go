@@ -123,6 +123,7 @@ type Store struct {
 	records []Record
 	kvReady bool // _dura_kv is known to exist
 	closed  bool
+	stmts   []cachedStmt // prepared statements, most recently used last (prepared.go)
 
 	stats *stmtStats // nil when statement statistics are off
 }
@@ -141,7 +142,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Capture {
 		sync = "NORMAL"
 	}
-	c, err := openConn(cfg.Path, "_journal_mode=WAL&_synchronous="+sync+"&_foreign_keys=1&_busy_timeout=5000&_stmt_cache_size="+strconv.Itoa(cfg.StatementCache))
+	c, err := openConn(cfg.Path, "_journal_mode=WAL&_synchronous="+sync+"&_foreign_keys=1&_busy_timeout=5000&_stmt_cache_size=0")
 	if err != nil {
 		return nil, fmt.Errorf("open object db: %w", classify(err))
 	}
@@ -150,9 +151,9 @@ func Open(cfg Config) (*Store, error) {
 		s.stats = newStmtStats(cfg.StatementShapes, cfg.StatsBudget)
 	}
 	c.RegisterAuthorizer(s.authorize)
-	if err := registerMath(c); err != nil {
+	if mathErr != nil {
 		c.Close()
-		return nil, fmt.Errorf("open object db: %w", err)
+		return nil, fmt.Errorf("open object db: %w", mathErr)
 	}
 	applyLimits(c)
 	if err := s.applyMaxBytes(); err != nil {
@@ -209,6 +210,7 @@ func (s *Store) Close() error {
 	if s.stats != nil {
 		s.stats.release()
 	}
+	s.finalizeAll()
 	return s.conn.Close()
 }
 
@@ -302,7 +304,7 @@ func (s *Store) execOne(ctx context.Context, stmt string, args []driver.NamedVal
 	if s.stats != nil {
 		start = time.Now()
 	}
-	rows, err := s.conn.QueryContext(ctx, stmt, args)
+	rows, err := s.query(ctx, stmt, args)
 	if err != nil {
 		return nil, s.noteAbort(s.userErr(ctx, err))
 	}
@@ -456,7 +458,7 @@ func (s *Store) internalRow(q string, dest []driver.Value) error {
 	internal := s.internal
 	s.internal = true
 	defer func() { s.internal = internal }()
-	rows, err := s.conn.QueryContext(context.Background(), s.tag+q, nil)
+	rows, err := s.query(context.Background(), s.tag+q, nil)
 	if err != nil {
 		return classify(err)
 	}
@@ -515,7 +517,7 @@ func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
 		if i == len(stmts)-1 {
 			a = named
 		}
-		rows, err := s.conn.QueryContext(context.Background(), s.tag+stmt, a)
+		rows, err := s.query(context.Background(), s.tag+stmt, a)
 		if err != nil {
 			return nil, s.noteAbort(classify(err))
 		}

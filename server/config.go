@@ -70,6 +70,7 @@ type Config struct {
 	MaxOpenFiles     int           // files open object databases may hold (3 per object)
 	AlarmConcurrency int           // alarm runs at once on this node
 	IdleTimeout      time.Duration // close an object's database after this long idle
+	ReleaseAfter     time.Duration // an idle object gives back its SQLite caches after this long
 	StatementTimeout time.Duration // time limit of one SQL call
 	JSCPULimit       time.Duration // JavaScript run time of one event; past it TIMEOUT and a reset
 	ShutdownTimeout  time.Duration // how long a stop waits for in-flight events
@@ -117,6 +118,7 @@ func DefaultConfig() Config {
 		MaxOpenFiles:      3072,
 		AlarmConcurrency:  node.DefaultConfig("").AlarmConcurrency,
 		IdleTimeout:       5 * time.Minute,
+		ReleaseAfter:      node.DefaultConfig("").ReleaseAfter,
 		StatementTimeout:  5 * time.Second,
 		JSCPULimit:        jsrt.DefaultCPULimit,
 		ShutdownTimeout:   30 * time.Second,
@@ -161,6 +163,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxOpenFiles, "max-open-files", c.MaxOpenFiles, "files open object databases may hold (3 per open object); LRU objects are closed past it")
 	fs.IntVar(&c.AlarmConcurrency, "alarm-concurrency", c.AlarmConcurrency, "alarm runs at once on this node")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close an object's database after this long without events")
+	fs.DurationVar(&c.ReleaseAfter, "release-after", c.ReleaseAfter, "an object this long without events gives back its SQLite statements and page cache, staying open and active (0: never)")
 	fs.DurationVar(&c.StatementTimeout, "statement-timeout", c.StatementTimeout, "time limit of one SQL call")
 	fs.DurationVar(&c.JSCPULimit, "js-cpu-limit", c.JSCPULimit, "time a JavaScript class may run in one event; past it the event fails (504 TIMEOUT), rolls back and the object is reset")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight events")

@@ -184,6 +184,7 @@ func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg
 	ncfg.Partitions = partitions
 	ncfg.HTTPAddr = advertise
 	ncfg.IdleTimeout = c.IdleTimeout
+	ncfg.ReleaseAfter = c.ReleaseAfter
 	ncfg.MaxOpenFiles = c.MaxOpenFiles
 	ncfg.AlarmConcurrency = c.AlarmConcurrency
 	ncfg.MaxObjectBytes = c.MaxObjectBytes
