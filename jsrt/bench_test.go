@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,7 +90,15 @@ func TestJSFigures(t *testing.T) {
 	if active == 0 {
 		return
 	}
-	for _, class := range []string{"Counter", "counter"} {
+	classes := []string{"Counter", "counter"}
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(2*node.FilesPerObject*active+600) {
+		// Both classes' objects stay open: with too few files for them,
+		// only the JavaScript figure (the target's) is taken.
+		t.Logf("open-file limit %d is too low for %d objects of each class: JavaScript only", lim.Cur, active)
+		classes = classes[:1]
+	}
+	for _, class := range classes {
 		before, rssBefore := heapMB(), rssMB()
 		releasedBefore := metric(t, hc, n.url, "dura_idle_releases_total")
 		for i := range active {
