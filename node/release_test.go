@@ -2,7 +2,6 @@ package node
 
 import (
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -17,21 +16,7 @@ func TestIdleObjectsReleaseTheirCaches(t *testing.T) {
 	rt := newTestRuntime(t, t.TempDir(), func(c *Config) {
 		c.ReleaseAfter = 20 * time.Millisecond
 	}, map[string]Constructor{
-		"mem": func(st *State) (Object, error) {
-			hits := 0 // in memory: lost if the object were evicted
-			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
-				hits++
-				if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS n (v); INSERT INTO n VALUES (1)"); err != nil {
-					return err
-				}
-				c, err := st.Storage().Exec("SELECT count(*) FROM n")
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(w, "%d/%v", hits, c.Raw()[0][0])
-				return nil
-			}}, nil
-		},
+		"mem": hitCounter,
 	})
 	released := func(name string) bool {
 		rt.mu.Lock()

@@ -252,27 +252,31 @@ func TestStubCallsAndCycles(t *testing.T) {
 	}
 }
 
+// hitCounter answers "hits/rows": its requests since activation (kept in
+// memory, lost on eviction) and the rows it has written (one per request).
+func hitCounter(st *State) (Object, error) {
+	hits := 0
+	return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+		hits++
+		if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS n (v); INSERT INTO n VALUES (1)"); err != nil {
+			return err
+		}
+		c, err := st.Storage().Exec("SELECT count(*) FROM n")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%d/%v", hits, c.Raw()[0][0])
+		return nil
+	}}, nil
+}
+
 func TestEvictionKeepsStorageAndCapsOpenFiles(t *testing.T) {
 	const cap = 4
 	rt := newTestRuntime(t, t.TempDir(), func(c *Config) {
 		c.MaxOpenFiles = cap * FilesPerObject
 		c.IdleTimeout = 50 * time.Millisecond
 	}, map[string]Constructor{
-		"mem": func(st *State) (Object, error) {
-			hits := 0 // in-memory, lost on eviction
-			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
-				hits++
-				if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS n (v); INSERT INTO n VALUES (1)"); err != nil {
-					return err
-				}
-				c, err := st.Storage().Exec("SELECT count(*) FROM n")
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(w, "%d/%v", hits, c.Raw()[0][0])
-				return nil
-			}}, nil
-		},
+		"mem": hitCounter,
 	})
 	for i := 0; i < 20; i++ {
 		if _, _, err := call(t, rt, "mem", fmt.Sprint("o", i), "POST", "/", ""); err != nil {
