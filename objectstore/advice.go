@@ -378,6 +378,9 @@ func readPlan(plan []PlanStep) (scans []planScan, tempSort bool) {
 func (a *advisor) statement(sh ShapeStats, plan []PlanStep, explain bool) {
 	in := analyze(sh.sample)
 	scans, tempSort := readPlan(plan)
+	for i := range scans {
+		scans[i].table = in.table(scans[i].table)
+	}
 	var main *tableInfo
 	for _, sc := range scans {
 		if t := a.table(sc.table); t != nil {

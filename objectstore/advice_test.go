@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -431,5 +432,51 @@ func TestGuideAntiPatterns(t *testing.T) {
 	})
 	if fs := advise(t, s); len(fs) != 0 {
 		t.Errorf("after the fixes: %+v", fs)
+	}
+}
+
+// TestAliasedTables: query plans name an aliased table by its alias; the
+// rules still find the table.
+func TestAliasedTables(t *testing.T) {
+	s := openTest(t, Config{})
+	seedMessages(t, s, 2000)
+	inEvent(t, s, func() { mustExec(t, s, "CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT)") })
+	for i := 0; i < 11; i++ {
+		inEvent(t, s, func() { mustExec(t, s, "SELECT m.id, m.body FROM messages AS m WHERE m.user_id = ?", fmt.Sprint("u", i)) })
+	}
+	inEvent(t, s, func() {
+		mustExec(t, s, "SELECT u.name, m.id FROM users u LEFT JOIN messages m ON m.user_id = u.id UNION ALL SELECT NULL, m.id FROM messages m")
+	})
+	fs := advise(t, s)
+	if got := only(fs, RuleMissingIndex); len(got) != 1 || got[0].Table != "messages" || got[0].Evidence["executions"] != 11 {
+		t.Fatalf("missing-index findings %+v", got)
+	} else if want := "CREATE INDEX idx_messages_user_id_body ON messages (user_id, body)"; !strings.HasPrefix(got[0].Suggestion, want) {
+		t.Fatalf("suggestion %q, want %q", got[0].Suggestion, want)
+	}
+	if got := only(fs, RuleUnbounded); len(got) != 1 || got[0].Table != "users" && got[0].Table != "messages" {
+		t.Fatalf("unbounded-query findings %+v", got)
+	}
+}
+
+func TestTableAliases(t *testing.T) {
+	cases := []struct {
+		stmt string
+		want map[string]string
+	}{
+		{"SELECT * FROM t", nil},
+		{"SELECT * FROM t WHERE x = 1", nil},
+		{"SELECT * FROM t a", map[string]string{"a": "t"}},
+		{"SELECT * FROM t AS A JOIN u b ON b.x = A.x", map[string]string{"a": "t", "b": "u"}},
+		{"SELECT * FROM t a, u AS b, v WHERE 1", map[string]string{"a": "t", "b": "u"}},
+		{"SELECT * FROM users u LEFT JOIN messages m ON u.id = m.user_id", map[string]string{"u": "users", "m": "messages"}},
+		{"SELECT * FROM t INNER JOIN u ON t.x = u.x", nil},
+		{"SELECT * FROM (SELECT x FROM t q) s", map[string]string{"q": "t"}},
+		{`SELECT * FROM "my table" "m t"`, map[string]string{"m t": "my table"}},
+		{"UPDATE t SET x = 1 WHERE y IN (SELECT y FROM u w)", map[string]string{"w": "u"}},
+	}
+	for _, c := range cases {
+		if got := tableAliases(lex(c.stmt)); !maps.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.stmt, got, c.want)
+		}
 	}
 }

@@ -17,7 +17,60 @@ type stmtInfo struct {
 	orderAt  int    // index of the outer ORDER, -1 if none
 	limitAt  int    // index of the outer LIMIT, -1 if none
 	selected []string
-	order    []orderTerm // outer ORDER BY, nil if not plain columns
+	order    []orderTerm       // outer ORDER BY, nil if not plain columns
+	aliases  map[string]string // lower-cased alias -> table (FROM t a, JOIN t AS a)
+}
+
+// table is the table a query plan's name stands for: plans name an
+// aliased table by its alias.
+func (in stmtInfo) table(name string) string {
+	if t, ok := in.aliases[strings.ToLower(name)]; ok {
+		return t
+	}
+	return name
+}
+
+// notAlias holds the words that can follow a table name in FROM or JOIN
+// without being its alias.
+var notAlias = map[string]bool{
+	"ON": true, "USING": true, "WHERE": true, "JOIN": true, "LEFT": true, "RIGHT": true, "FULL": true,
+	"INNER": true, "CROSS": true, "NATURAL": true, "OUTER": true, "GROUP": true, "ORDER": true,
+	"LIMIT": true, "HAVING": true, "WINDOW": true, "UNION": true, "EXCEPT": true, "INTERSECT": true,
+	"INDEXED": true, "NOT": true, "SET": true, "VALUES": true, "RETURNING": true, "AS": true,
+}
+
+// tableAliases finds "FROM t a", "FROM t AS a, u b" and "JOIN t a" at any
+// depth.
+func tableAliases(toks []token) map[string]string {
+	var out map[string]string
+	for i, t := range toks {
+		word := t.upper()
+		if word != "FROM" && word != "JOIN" {
+			continue
+		}
+		for j := i + 1; j < len(toks); {
+			name := toks[j].ident()
+			if name == "" || notAlias[toks[j].upper()] {
+				break // a subquery, or nothing this reads
+			}
+			j++
+			if j < len(toks) && toks[j].upper() == "AS" {
+				j++
+			}
+			if j < len(toks) && toks[j].ident() != "" && !notAlias[toks[j].upper()] {
+				if out == nil {
+					out = map[string]string{}
+				}
+				out[strings.ToLower(toks[j].ident())] = name
+				j++
+			}
+			if word != "FROM" || j >= len(toks) || toks[j].text != "," {
+				break
+			}
+			j++
+		}
+	}
+	return out
 }
 
 type orderTerm struct {
@@ -73,6 +126,7 @@ func analyze(stmt string) stmtInfo {
 			in.grouped = true
 		}
 	}
+	in.aliases = tableAliases(toks)
 	if selectAt >= 0 && fromAt > selectAt {
 		in.selected = plainColumns(toks[selectAt+1 : fromAt])
 	}

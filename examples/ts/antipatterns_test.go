@@ -105,8 +105,12 @@ func TestAntiPatterns(t *testing.T) {
 			t.Errorf("good: the LIMIT query flagged unbounded: %+v", f)
 		default:
 			// What the advisor still says about the guide's GOOD code:
-			// LIMIT 100 still sorts every row (no index on timestamp).
+			// LIMIT 100 still sorts every row (no index on timestamp),
+			// and the JOIN has no LIMIT either (checked below).
 			t.Logf("good (%s): %s on %s: %s", f.Severity, f.Rule, f.Table, f.Statement)
 		}
+	}
+	if finding(good, "unbounded-query", "LEFT JOIN messages m") == nil {
+		t.Errorf("good: the JOIN returned 1 200 rows without a LIMIT and was not flagged; findings %+v", good)
 	}
 }
