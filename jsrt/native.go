@@ -204,13 +204,9 @@ func (n *native) exec(c goja.FunctionCall) goja.Value {
 	for i, c := range cur.ColumnNames() {
 		cols[i] = c
 	}
-	res := n.rt.NewObject()
-	res.Set("columns", n.rt.NewArray(cols...))
-	res.Set("rows", n.rt.NewArray(jsRows...))
-	res.Set("rowsRead", cur.RowsRead())
-	res.Set("rowsWritten", cur.RowsWritten())
-	res.Set("changes", cur.Changes())
-	return res
+	// [columns, rows, rowsRead, rowsWritten, changes]: an array costs the
+	// runtime less than an object's properties (SqlStorageCursor reads it).
+	return n.rt.NewArray(n.rt.NewArray(cols...), n.rt.NewArray(jsRows...), cur.RowsRead(), cur.RowsWritten(), cur.Changes())
 }
 
 func (n *native) databaseSize(c goja.FunctionCall) goja.Value {
@@ -510,14 +506,7 @@ func (n *native) parseURL(c goja.FunctionCall) goja.Value {
 	if path == "" && u.Host != "" {
 		path = "/"
 	}
-	out := n.rt.NewObject()
-	out.Set("protocol", u.Scheme+":")
-	out.Set("username", u.User.Username())
 	pw, _ := u.User.Password()
-	out.Set("password", pw)
-	out.Set("hostname", u.Hostname())
-	out.Set("port", u.Port())
-	out.Set("pathname", path)
 	search, hash := "", ""
 	if u.RawQuery != "" {
 		search = "?" + u.RawQuery
@@ -525,8 +514,9 @@ func (n *native) parseURL(c goja.FunctionCall) goja.Value {
 	if u.Fragment != "" {
 		hash = "#" + u.EscapedFragment()
 	}
-	out.Set("search", search)
-	out.Set("hash", hash)
+	// In the order the prelude's URL reads them; an array costs the
+	// runtime less than an object's eight properties.
+	out := n.rt.NewArray(u.Scheme+":", u.User.Username(), pw, u.Hostname(), u.Port(), path, search, hash)
 	return out
 }
 

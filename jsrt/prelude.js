@@ -79,11 +79,10 @@
   class URL {
     constructor(url, base) {
       const p = native.parseURL(String(url), base === undefined ? "" : String(base));
-      this._protocol = p.protocol; this._username = p.username; this._password = p.password;
-      this._hostname = p.hostname; this._port = p.port; this._pathname = p.pathname;
-      this._search = p.search; this._hash = p.hash;
-      this._params = new URLSearchParams(p.search);
-      this._params._url = this;
+      this._protocol = p[0]; this._username = p[1]; this._password = p[2];
+      this._hostname = p[3]; this._port = p[4]; this._pathname = p[5];
+      this._search = p[6]; this._hash = p[7];
+      this._params = null; // made when first asked for
     }
     static canParse(url, base) { try { new URL(url, base); return true; } catch (e) { return false; } }
     get protocol() { return this._protocol; }
@@ -98,8 +97,11 @@
     get pathname() { return this._pathname; }
     set pathname(v) { v = String(v); this._pathname = v.startsWith("/") ? v : "/" + v; }
     get search() { return this._search; }
-    set search(v) { v = String(v); this._search = v === "" || v === "?" ? "" : v.startsWith("?") ? v : "?" + v; this._params._parse(this._search); }
-    get searchParams() { return this._params; }
+    set search(v) { v = String(v); this._search = v === "" || v === "?" ? "" : v.startsWith("?") ? v : "?" + v; if (this._params) this._params._parse(this._search); }
+    get searchParams() {
+      if (!this._params) { this._params = new URLSearchParams(this._search); this._params._url = this; }
+      return this._params;
+    }
     get hash() { return this._hash; }
     set hash(v) { v = String(v); this._hash = v === "" || v === "#" ? "" : v.startsWith("#") ? v : "#" + v; }
     get href() {
@@ -111,11 +113,13 @@
   }
 
   // ---- HTTP ----
+  // A Headers a Response may keep rather than copy: one made for it.
+  const ownHeaders = Symbol("ownHeaders");
   class Headers {
     constructor(init) {
+      if (init instanceof Headers) { this._m = new Map(init._m); return; }
       this._m = new Map();
-      if (init instanceof Headers) init.forEach((v, k) => this.append(k, v));
-      else if (Array.isArray(init)) for (const [k, v] of init) this.append(k, v);
+      if (Array.isArray(init)) for (let i = 0; i < init.length; i++) this.append(init[i][0], init[i][1]);
       else if (init && typeof init === "object") for (const k of Object.keys(init)) this.append(k, init[k]);
     }
     append(k, v) { k = String(k).toLowerCase(); v = String(v); const o = this._m.get(k); this._m.set(k, o === undefined ? v : o + ", " + v); }
@@ -179,7 +183,7 @@
       this.status = init.status === undefined ? 200 : init.status | 0;
       if (this.status < 200 || this.status > 599) throw new RangeError("Response status " + this.status + " is outside 200..599");
       this.statusText = init.statusText || "";
-      this._init(body, new Headers(init.headers));
+      this._init(body, init[ownHeaders] || new Headers(init.headers));
       this.webSocket = null;
     }
     get ok() { return this.status >= 200 && this.status < 300; }
@@ -189,7 +193,7 @@
     static json(data, init = {}) {
       const headers = new Headers(init.headers);
       if (!headers.has("content-type")) headers.set("content-type", "application/json");
-      return new Response(JSON.stringify(data), Object.assign({}, init, { headers }));
+      return new Response(JSON.stringify(data), { status: init.status, statusText: init.statusText, [ownHeaders]: headers });
     }
     static redirect(url, status = 302) { return new Response(null, { status, headers: { location: String(url) } }); }
     static error() { return new Response(null, { status: 500 }); }
@@ -242,12 +246,13 @@
     return x;
   }
   class SqlStorageCursor {
+    // r is native.exec's [columns, rows, rowsRead, rowsWritten, changes].
     constructor(r) {
-      this._cols = r.columns; this._rows = r.rows; this._i = 0;
-      this.rowsRead = r.rowsRead; this.rowsWritten = r.rowsWritten;
+      this._cols = r[0]; this._rows = r[1]; this._i = 0;
+      this.rowsRead = r[2]; this.rowsWritten = r[3];
       // Not Cloudflare's: rows the last statement changed (the guide's
       // code reads it).
-      this.changes = r.changes;
+      this.changes = r[4];
     }
     get columnNames() { return this._cols.slice(); }
     _obj(row) { const o = {}; for (let j = 0; j < this._cols.length; j++) o[this._cols[j]] = row[j]; return o; }
@@ -255,12 +260,13 @@
       if (this._i < this._rows.length) return { done: false, value: this._obj(this._rows[this._i++]) };
       return { done: true, value: undefined };
     }
-    toArray() { const out = []; for (let r = this.next(); !r.done; r = this.next()) out.push(r.value); return out; }
+    toArray() { const out = []; while (this._i < this._rows.length) out.push(this._obj(this._rows[this._i++])); return out; }
     one() {
-      const all = this.toArray();
-      if (all.length === 0) throw new Error("Expected exactly one result from SQL query, but got no results.");
-      if (all.length > 1) throw new Error("Expected exactly one result from SQL query, but got multiple results.");
-      return all[0];
+      const left = this._rows.length - this._i;
+      this._i = this._rows.length;
+      if (left === 0) throw new Error("Expected exactly one result from SQL query, but got no results.");
+      if (left > 1) throw new Error("Expected exactly one result from SQL query, but got multiple results.");
+      return this._obj(this._rows[this._rows.length - 1]);
     }
     raw() {
       const self = this;
@@ -436,17 +442,31 @@
   }
   class RpcTarget { }
   const isClass = (v) => typeof v === "function" && v.prototype instanceof DurableObject;
-  function settle(ctx, p) {
-    // The event's promise together with its waitUntil work: the event
-    // lasts until both settled.
-    const done = (v, failed) => {
-      const waits = ctx._waiting;
-      if (waits === null || waits.length === 0) { if (failed) throw v; return v; }
-      ctx._waiting = null;
-      return Promise.allSettled(waits).then((rs) => { logRejected(rs); if (failed) throw v; return v; });
-    };
-    return Promise.resolve(p).then((v) => done(v, false), (e) => done(e, true));
+  // finish ends an event with v (thrown when failed) once its waitUntil
+  // work has settled: the event lasts until both have.
+  function finish(ctx, v, failed) {
+    const waits = ctx._waiting;
+    if (waits === null || waits.length === 0) { if (failed) throw v; return v; }
+    ctx._waiting = null;
+    return Promise.allSettled(waits).then((rs) => { logRejected(rs); if (failed) throw v; return v; });
   }
+  // handle runs an event's handler and convert on what it returns, with
+  // no promise of its own when the handler answers at once (the Go side
+  // takes a plain value or a promise).
+  function handle(ctx, run, convert) {
+    const ok = (v) => {
+      let out;
+      try { out = convert(v); } catch (e) { return finish(ctx, e, true); }
+      return finish(ctx, out, false);
+    };
+    let r;
+    try { r = run(); } catch (e) { return finish(ctx, e, true); }
+    if (r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function") {
+      return Promise.resolve(r).then(ok, (e) => finish(ctx, e, true));
+    }
+    return ok(r);
+  }
+  const nothing = () => undefined;
   function logRejected(rs) {
     for (const r of rs) if (r.status === "rejected") native.log("warn", "waitUntil promise rejected: " + show(r.reason));
   }
@@ -464,27 +484,29 @@
     },
     fetch(inst, method, url, headers, body) {
       const req = new Request(url, { method, headers, body: method === "GET" || method === "HEAD" ? null : body });
-      return settle(inst.ctx, (async () => {
+      return handle(inst.ctx, () => {
         if (typeof inst.obj.fetch !== "function") throw new TypeError("class has no fetch handler");
-        const res = await inst.obj.fetch(req, inst.obj.env, inst.ctx);
+        return inst.obj.fetch(req, inst.obj.env, inst.ctx);
+      }, (res) => {
         if (!(res instanceof Response)) throw new TypeError("fetch() must return a Response");
         return { status: res.status, headers: res.headers._sorted(), body: bufferOf(res._body) };
-      })());
+      });
     },
     alarm(inst, retryCount) {
-      return settle(inst.ctx, (async () => {
-        if (typeof inst.obj.alarm === "function") await inst.obj.alarm({ retryCount, isRetry: retryCount > 0 });
-      })());
+      return handle(inst.ctx, () => {
+        if (typeof inst.obj.alarm === "function") return inst.obj.alarm({ retryCount, isRetry: retryCount > 0 });
+      }, nothing);
     },
     hasAlarm(exports, name) { return typeof exports[name].prototype.alarm === "function"; },
     noop() { },
     call(inst, method, args) {
-      return settle(inst.ctx, (async () => {
+      return handle(inst.ctx, () => {
         if (reserved(method) || typeof inst.obj[method] !== "function" || method in Object.prototype) native.noMethod(method);
-        const v = await inst.obj[method](...JSON.parse(args));
+        return inst.obj[method](...JSON.parse(args));
+      }, (v) => {
         const out = JSON.stringify(v);
         return out === undefined ? "null" : out;
-      })());
+      });
     },
   };
 })(__native);
