@@ -553,3 +553,50 @@ export class EnvProbe extends DurableObject {
 		t.Fatalf("ping: %d %s\nwant %s", r.status, r, want)
 	}
 }
+
+// TestHandlersThatAnswerAtOnce: handlers that are not async (a plain
+// Response, a plain value, a synchronous throw) answer as async ones do,
+// and their waitUntil work still ends with the event.
+func TestHandlersThatAnswerAtOnce(t *testing.T) {
+	n := startJS(t, nodeOpts{})
+	n.deploy("plain", `
+import { DurableObject } from "cloudflare:workers";
+export class Plain extends DurableObject {
+  fetch(request) {
+    const url = new URL(request.url);
+    if (url.pathname === "/throw") throw new RangeError("sync " + url.searchParams.get("why"));
+    if (url.pathname === "/notresponse") return "text";
+    this.ctx.waitUntil(Promise.resolve().then(() => this.ctx.storage.sql.exec("INSERT INTO log VALUES (?)", url.pathname)));
+    return new Response("plain " + url.pathname, { status: 202, headers: { "X-Sync": "yes" } });
+  }
+  constructor(ctx, env) {
+    super(ctx, env);
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS log (path TEXT)");
+  }
+  count() { return this.ctx.storage.sql.exec("SELECT count(*) AS n FROM log").one().n; }
+  boom() { throw new TypeError("sync method"); }
+  nothing() { }
+  sql() { this.ctx.storage.sql.exec("INSERT INTO nope VALUES (1)"); }
+}
+`)
+	r := n.do("GET", "/objects/Plain/p/a", "", "")
+	want(t, r, 202, "")
+	if r.String() != "plain /a" || r.header.Get("X-Sync") != "yes" {
+		t.Fatalf("plain: %s %v", r, r.header)
+	}
+	if r := n.call("Plain", "p", "count"); r.String() != "1" {
+		t.Fatalf("the waitUntil write: count %s", r)
+	}
+	r = n.do("GET", "/objects/Plain/p/throw?why=x", "", "")
+	want(t, r, 500, "EXCEPTION")
+	if r.message() != "RangeError: sync x" {
+		t.Fatalf("sync throw: %s", r)
+	}
+	want(t, n.do("GET", "/objects/Plain/p/notresponse", "", ""), 500, "EXCEPTION")
+	want(t, n.call("Plain", "p", "boom"), 500, "EXCEPTION")
+	if r := n.call("Plain", "p", "nothing"); r.status != 200 || r.String() != "null" {
+		t.Fatalf("nothing: %d %s", r.status, r)
+	}
+	// A storage error thrown at once keeps its code.
+	want(t, n.call("Plain", "p", "sql"), 400, "SQL_ERROR")
+}
