@@ -26,8 +26,13 @@ func TestParseFlags(t *testing.T) {
 		{name: "defaults", check: func(c Config) bool {
 			d := DefaultConfig()
 			return c.Data == "./dura-data" && c.HTTP == "127.0.0.1:8080" && c.Gossip == "127.0.0.1:7946" &&
-				c.Raft == "127.0.0.1:7947" && c.Name == d.Name && c.MaxObjectBytes == 1<<30 && c.IdleTimeout == 5*time.Minute
+				c.Raft == "127.0.0.1:7947" && c.Name == d.Name && c.MaxObjectBytes == 1<<30 && c.IdleTimeout == 5*time.Minute &&
+				c.ReleaseAfter == 10*time.Second
 		}},
+		{name: "release after", args: []string{"--release-after", "0"}, env: map[string]string{"DURA_RELEASE_AFTER": "1m"},
+			check: func(c Config) bool { return c.ReleaseAfter == 0 }},
+		{name: "release after from env", env: map[string]string{"DURA_RELEASE_AFTER": "1m"},
+			check: func(c Config) bool { return c.ReleaseAfter == time.Minute }},
 		{name: "env", env: map[string]string{"DURA_DATA": "/x", "DURA_BOOTSTRAP_EXPECT": "3", "DURA_IDLE_TIMEOUT": "1m"},
 			check: func(c Config) bool { return c.Data == "/x" && c.BootstrapExpect == 3 && c.IdleTimeout == time.Minute }},
 		{name: "args win over env", args: []string{"--data", "/y"}, env: map[string]string{"DURA_DATA": "/x"},
