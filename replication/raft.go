@@ -103,19 +103,10 @@ func (n *RaftNode) Open() error {
 		adv = a
 	}
 	var tr *raft.NetworkTransport
-	// MaxRPCsInFlight 1 turns off Raft's pipelined replication. With it on,
-	// a pipeline whose response reader stopped (a follower's stale term or
-	// refusal) blocks the replicating goroutine for good, and Shutdown
-	// waits for that goroutine: a node's Close hung for minutes in CI with
-	// exactly that stack (pipelineSend -> netPipeline.AppendEntries).
-	// HashiCorp measured little gain from pipelining outside high-latency
-	// links; here Raft carries only the control plane.
-	tcfg := &raft.NetworkTransportConfig{MaxPool: 4, Timeout: 10 * time.Second, Logger: hl, MaxRPCsInFlight: 1}
 	if n.cfg.Listener != nil {
-		tcfg.Stream = streamLayer{n.cfg.Listener, n.cfg.Dial}
-		tr = raft.NewNetworkTransportWithConfig(tcfg)
+		tr = raft.NewNetworkTransportWithLogger(streamLayer{n.cfg.Listener, n.cfg.Dial}, 4, 10*time.Second, hl)
 	} else {
-		t, err := raft.NewTCPTransportWithConfig(n.cfg.Bind, adv, tcfg)
+		t, err := raft.NewTCPTransportWithLogger(n.cfg.Bind, adv, 4, 10*time.Second, hl)
 		if err != nil {
 			return fmt.Errorf("open raft transport: %w", err)
 		}
