@@ -442,7 +442,9 @@ func TestAliasedTables(t *testing.T) {
 	seedMessages(t, s, 2000)
 	inEvent(t, s, func() { mustExec(t, s, "CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT)") })
 	for i := 0; i < 11; i++ {
-		inEvent(t, s, func() { mustExec(t, s, "SELECT m.id, m.body FROM messages AS m WHERE m.user_id = ?", fmt.Sprint("u", i)) })
+		inEvent(t, s, func() {
+			mustExec(t, s, "SELECT m.id, m.body FROM messages AS m WHERE m.user_id = ?", fmt.Sprint("u", i))
+		})
 	}
 	inEvent(t, s, func() {
 		mustExec(t, s, "SELECT u.name, m.id FROM users u LEFT JOIN messages m ON m.user_id = u.id UNION ALL SELECT NULL, m.id FROM messages m")
