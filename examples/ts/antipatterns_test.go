@@ -8,19 +8,6 @@ import (
 	"github.com/dura-dev/dura/rpc"
 )
 
-// rpc calls a method with JSON arguments and returns its JSON result.
-func (n *tsNode) rpc(class, name, method string, args ...any) json.RawMessage {
-	n.t.Helper()
-	if args == nil {
-		args = []any{}
-	}
-	r := n.do("POST", "/rpc/"+class+"/"+name+"/"+method, args)
-	if r.status != 200 {
-		n.t.Fatalf("%s/%s %s: %d %s", class, name, method, r.status, r.body)
-	}
-	return json.RawMessage(strings.TrimSpace(string(r.body)))
-}
-
 // advice is the advisor's findings for an object.
 func (n *tsNode) advice(class, name string) []rpc.Finding {
 	n.t.Helper()

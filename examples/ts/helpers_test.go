@@ -181,3 +181,26 @@ func (n *tsNode) SQLStrings(class, name, query string, params ...any) []string {
 	n.t.Helper()
 	return n.sqlStrings(class, name, query, params...)
 }
+
+// rpc calls a method with JSON arguments and returns its JSON result.
+func (n *tsNode) rpc(class, name, method string, args ...any) json.RawMessage {
+	n.t.Helper()
+	if args == nil {
+		args = []any{}
+	}
+	r := n.do("POST", "/rpc/"+class+"/"+name+"/"+method, args)
+	if r.status != 200 {
+		n.t.Fatalf("%s/%s %s: %d %s", class, name, method, r.status, r.body)
+	}
+	return json.RawMessage(strings.TrimSpace(string(r.body)))
+}
+
+// plan is SQLite's plan for query, its steps joined by "; ".
+func (n *tsNode) plan(class, name, query string, params ...any) string {
+	n.t.Helper()
+	var steps []string
+	for _, row := range n.sql(class, name, "EXPLAIN QUERY PLAN "+query, params...) {
+		steps = append(steps, fmt.Sprint(row[len(row)-1]))
+	}
+	return strings.Join(steps, "; ")
+}

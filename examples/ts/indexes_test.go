@@ -51,13 +51,3 @@ func TestPartialIndexes(t *testing.T) {
 		}
 	}
 }
-
-// plan is SQLite's plan for query, its steps joined by "; ".
-func (n *tsNode) plan(class, name, query string, params ...any) string {
-	n.t.Helper()
-	var steps []string
-	for _, row := range n.sql(class, name, "EXPLAIN QUERY PLAN "+query, params...) {
-		steps = append(steps, fmt.Sprint(row[len(row)-1]))
-	}
-	return strings.Join(steps, "; ")
-}
