@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"iter"
 	"path/filepath"
 	"time"
 
@@ -195,11 +196,7 @@ func (rt *Runtime) releaseIdle() {
 	}
 	var quiet []candidate
 	rt.mu.Lock()
-	for e := rt.lru.Back(); e != nil; e = e.Prev() {
-		inst := e.Value.(*instance)
-		if inst.lastUsed.After(cutoff) {
-			break // the rest were used more recently
-		}
+	for inst := range rt.idleLocked(cutoff) {
 		if inst.refs == 0 && inst.store != nil && !inst.released {
 			inst.refs++
 			quiet = append(quiet, candidate{inst, inst.lastUsed})
@@ -236,20 +233,33 @@ func (rt *Runtime) releaseIdle() {
 	}
 }
 
+// idleLocked yields the instances last used at or before cutoff, least
+// recently used first; the loop body may evict the one it is given.
+// rt.mu held.
+func (rt *Runtime) idleLocked(cutoff time.Time) iter.Seq[*instance] {
+	return func(yield func(*instance) bool) {
+		for e := rt.lru.Back(); e != nil; {
+			prev := e.Prev()
+			inst := e.Value.(*instance)
+			if inst.lastUsed.After(cutoff) {
+				return // the rest were used more recently
+			}
+			if !yield(inst) {
+				return
+			}
+			e = prev
+		}
+	}
+}
+
 func (rt *Runtime) evictIdle() {
 	cutoff := rt.now().Add(-rt.cfg.IdleTimeout)
 	rt.mu.Lock()
 	var victims []*objectstore.Store
-	for e := rt.lru.Back(); e != nil; {
-		prev := e.Prev()
-		inst := e.Value.(*instance)
-		if inst.lastUsed.After(cutoff) {
-			break // the rest were used more recently
-		}
+	for inst := range rt.idleLocked(cutoff) {
 		if inst.refs == 0 && inst.store != nil {
 			victims = append(victims, rt.evictLocked(inst))
 		}
-		e = prev
 	}
 	rt.mu.Unlock()
 	for _, s := range victims {

@@ -75,13 +75,12 @@ func (s *Store) forget(q string) {
 	}
 }
 
-// finalizeAll finalizes every kept statement.
+// finalizeAll finalizes every kept statement and lets their list go.
 func (s *Store) finalizeAll() {
-	for i, c := range s.stmts {
+	for _, c := range s.stmts {
 		c.st.Close()
-		s.stmts[i] = cachedStmt{}
 	}
-	s.stmts = s.stmts[:0]
+	s.stmts = nil
 }
 
 // Release gives back the memory an idle store can do without: its
@@ -96,7 +95,6 @@ func (s *Store) Release() error {
 		return fmt.Errorf("%w: release during an event", ErrBadRequest)
 	}
 	s.finalizeAll()
-	s.stmts = nil
 	s.internal = true
 	defer func() { s.internal = false }()
 	st, err := s.conn.Prepare("PRAGMA shrink_memory")
