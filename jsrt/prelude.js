@@ -177,24 +177,6 @@
     }
     clone() { return new Request(this); }
   }
-  // incoming is the Request a class's fetch receives, made from what the
-  // node hands over (an absolute URL, the method, header pairs,
-  // the body's bytes): the same object the constructor makes, without
-  // its checks and conversions.
-  function incoming(method, url, pairs, body) {
-    const h = Object.create(Headers.prototype);
-    h._m = new Map();
-    for (let i = 0; i < pairs.length; i++) h.append(pairs[i][0], pairs[i][1]);
-    const req = Object.create(Request.prototype);
-    req.url = url;
-    req.method = method.toUpperCase();
-    req.headers = h;
-    req._body = body === null ? null : new Uint8Array(body);
-    req.bodyUsed = false;
-    req.signal = null;
-    req.cf = undefined;
-    return req;
-  }
   class Response extends Body {
     constructor(body = null, init = {}) {
       super();
@@ -501,7 +483,7 @@
       return blocking === null ? Promise.resolve(inst) : Promise.all(blocking).then(() => inst);
     },
     fetch(inst, method, url, headers, body) {
-      const req = incoming(method, url, headers, method === "GET" || method === "HEAD" ? null : body);
+      const req = new Request(url, { method, headers, body: method === "GET" || method === "HEAD" ? null : body });
       return handle(inst.ctx, () => {
         if (typeof inst.obj.fetch !== "function") throw new TypeError("class has no fetch handler");
         return inst.obj.fetch(req, inst.obj.env, inst.ctx);
