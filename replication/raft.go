@@ -133,7 +133,7 @@ func (n *RaftNode) Open() error {
 	}
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = t.Heartbeat, t.Election, t.LeaderLease
 	rc.CommitTimeout, rc.SnapshotInterval = t.Commit, t.SnapshotInterval
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, tr)
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, pipelinedTransport{tr})
 	if err != nil {
 		tr.Close()
 		store.Close()

@@ -1,0 +1,83 @@
+package replication
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// TestPipelineSendsWhenResponsesAreNotRead reproduces the state Raft
+// leaves a pipeline in once its decoder has stopped: nobody reads the
+// responses. Sends must go on (and the pipeline close) instead of
+// blocking for good, as they do on the bare transport.
+func TestPipelineSendsWhenResponsesAreNotRead(t *testing.T) {
+	leader, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	follower, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follower.Close()
+	go func() {
+		for rpc := range follower.Consumer() {
+			req := rpc.Command.(*raft.AppendEntriesRequest)
+			rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry + 1, Success: true}, nil)
+		}
+	}()
+
+	p, err := pipelinedTransport{leader}.AppendEntriesPipeline("f", follower.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sends = 20
+	sent := make(chan error, 1)
+	go func() {
+		for i := range sends {
+			if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, PrevLogEntry: uint64(i)}, new(raft.AppendEntriesResponse)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("sends blocked while nobody read the responses")
+	}
+	// The responses come out in the order sent.
+	for i := range sends {
+		select {
+		case f := <-p.Consumer():
+			if got := f.Request().PrevLogEntry; got != uint64(i) {
+				t.Fatalf("response %d is for request %d", i, got)
+			}
+			if err := f.Error(); err != nil || !f.Response().Success {
+				t.Fatalf("response %d: %v %+v", i, err, f.Response())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("response %d never came", i)
+		}
+	}
+	// Once more unread, then Close must not hang.
+	if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, PrevLogEntry: sends}, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung")
+	}
+}
