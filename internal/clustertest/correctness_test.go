@@ -185,9 +185,18 @@ func TestWipedNodeServesNothingEmpty(t *testing.T) {
 		}
 		return ""
 	})
-	if err := victim.RT.Ready(ctx); err == nil || !strings.Contains(err.Error(), "data directory") {
-		t.Fatalf("the wiped node says ready: %v", err)
-	}
+	// It may still be catching up with the cluster (not ready either);
+	// once caught up, the reason it is not ready is the missing data.
+	testutil.Poll(t, 30*time.Second, "the wiped node says its data directory is missing", func() string {
+		err := victim.RT.Ready(ctx)
+		if err == nil {
+			t.Fatal("the wiped node says ready")
+		}
+		if !strings.Contains(err.Error(), "data directory") {
+			return err.Error()
+		}
+		return ""
+	})
 	for _, i := range lost {
 		name := fmt.Sprint("obj", i)
 		for _, nd := range c.Nodes {
