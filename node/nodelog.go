@@ -48,13 +48,18 @@ type logEntry struct {
 	rec       objectstore.Record
 }
 
+// packedPages marks, in a commit entry's page count, pages packed
+// (pagepack.go); entries logged before packing have it clear.
+const packedPages = 1 << 31
+
 // encode lays an entry out: kind, partition, at, id (64 bytes or none),
 // then for a checkpoint its tx, for a commit tx, page size, database
-// pages, page count and each page number with its image.
+// pages, page count (with packedPages) and each page number with its
+// packed image.
 func (e *logEntry) encode() []byte {
 	n := 1 + 4 + 8 + 1 + len(e.id)
 	if e.kind == entryCommit {
-		n += 8 + 4 + 4 + 4 + len(e.rec.Pages)*(4+e.rec.PageSize)
+		n += 8 + 4 + 4 + 4 + len(e.rec.Pages)*(4+256)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, e.kind)
@@ -71,10 +76,10 @@ func (e *logEntry) encode() []byte {
 	b = binary.LittleEndian.AppendUint64(b, e.rec.Tx)
 	b = binary.LittleEndian.AppendUint32(b, uint32(e.rec.PageSize))
 	b = binary.LittleEndian.AppendUint32(b, e.rec.DBPages)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.rec.Pages)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.rec.Pages))|packedPages)
 	for _, p := range e.rec.SortedPages() {
 		b = binary.LittleEndian.AppendUint32(b, p)
-		b = append(b, e.rec.Pages[p]...)
+		b = appendPackedPage(b, e.rec.Pages[p])
 	}
 	return b
 }
@@ -124,9 +129,12 @@ func decodeEntry(b []byte) (logEntry, error) {
 	e.rec.Tx = binary.LittleEndian.Uint64(b[0:8])
 	e.rec.PageSize = int(binary.LittleEndian.Uint32(b[8:12]))
 	e.rec.DBPages = binary.LittleEndian.Uint32(b[12:16])
-	count := int(binary.LittleEndian.Uint32(b[16:20]))
+	count := binary.LittleEndian.Uint32(b[16:20])
 	b = b[20:]
-	if e.rec.PageSize < 512 || len(b) != count*(4+e.rec.PageSize) {
+	if count&packedPages != 0 {
+		return e, e.decodePacked(b, int(count&^packedPages))
+	}
+	if e.rec.PageSize < 512 || len(b) != int(count)*(4+e.rec.PageSize) {
 		return e, errBadEntry
 	}
 	e.rec.Pages = make(map[uint32][]byte, count)
@@ -135,6 +143,30 @@ func decodeEntry(b []byte) (logEntry, error) {
 		b = b[4+e.rec.PageSize:]
 	}
 	return e, nil
+}
+
+// decodePacked reads count packed pages from b, which must hold exactly
+// them.
+func (e *logEntry) decodePacked(b []byte, count int) error {
+	if e.rec.PageSize < 512 || e.rec.PageSize > 65536 || count > len(b)/5 {
+		return errBadEntry
+	}
+	e.rec.Pages = make(map[uint32][]byte, count)
+	for range count {
+		if len(b) < 4 {
+			return errBadEntry
+		}
+		no := binary.LittleEndian.Uint32(b[0:4])
+		page, rest, err := unpackPage(b[4:], e.rec.PageSize)
+		if err != nil {
+			return err
+		}
+		e.rec.Pages[no], b = page, rest
+	}
+	if len(b) != 0 {
+		return errBadEntry
+	}
+	return nil
 }
 
 // logAppend writes an entry and waits until it is durable.

@@ -1,0 +1,92 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// A commit's page images are mostly zeros: an object's database is small,
+// and SQLite leaves a page's free space zeroed (a counter's commit is
+// three 4 KiB pages holding under 200 bytes of data). Log entries carry
+// each page packed: its zero runs as lengths, the rest as is, so a log
+// record, a shipment to a replica and what the archiver reads back are a
+// few hundred bytes instead of a few pages.
+//
+// A packed page is a sequence of (uvarint zeros, uvarint literal length,
+// literal bytes) that together cover exactly the page size.
+
+// minZeroRun is the shortest zero run worth eliding (a pair's two varints
+// cost at least two bytes).
+const minZeroRun = 8
+
+// appendPackedPage appends page packed to b.
+func appendPackedPage(b, page []byte) []byte {
+	i := 0
+	for i < len(page) {
+		zeros := zeroRun(page[i:])
+		lit := literalRun(page[i+zeros:])
+		b = binary.AppendUvarint(b, uint64(zeros))
+		b = binary.AppendUvarint(b, uint64(lit))
+		b = append(b, page[i+zeros:i+zeros+lit]...)
+		i += zeros + lit
+	}
+	return b
+}
+
+// zeroRun is the length of the zero bytes p starts with.
+func zeroRun(p []byte) int {
+	n := 0
+	for n+8 <= len(p) && binary.LittleEndian.Uint64(p[n:]) == 0 {
+		n += 8
+	}
+	for n < len(p) && p[n] == 0 {
+		n++
+	}
+	return n
+}
+
+// literalRun is the length of p's prefix up to its first zero run of
+// minZeroRun bytes or more (or its end).
+func literalRun(p []byte) int {
+	i := 0
+	for i < len(p) {
+		if p[i] != 0 {
+			i++
+			continue
+		}
+		z := zeroRun(p[i:])
+		if z >= minZeroRun || i+z == len(p) {
+			return i
+		}
+		i += z
+	}
+	return i
+}
+
+var errBadPage = errors.New("node log: malformed packed page")
+
+// unpackPage reads one packed page of size bytes from b and returns it
+// and what follows it.
+func unpackPage(b []byte, size int) (page, rest []byte, err error) {
+	page = make([]byte, size)
+	i := 0
+	for i < size {
+		zeros, n := binary.Uvarint(b)
+		if n <= 0 || zeros > uint64(size-i) {
+			return nil, nil, errBadPage
+		}
+		b = b[n:]
+		i += int(zeros)
+		lit, n := binary.Uvarint(b)
+		if n <= 0 || lit > uint64(size-i) || lit > uint64(len(b)-n) {
+			return nil, nil, errBadPage
+		}
+		b = b[n:]
+		if zeros == 0 && lit == 0 {
+			return nil, nil, errBadPage // no progress
+		}
+		i += copy(page[i:], b[:lit])
+		b = b[lit:]
+	}
+	return page, b, nil
+}
