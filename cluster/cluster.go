@@ -149,6 +149,8 @@ type Cluster struct {
 	// Replication (replicate.go, seed.go); ship is nil without the node
 	// log, which replication ships.
 	ship        *shipping.Shipper
+	shipStream  *shipping.StreamTransport
+	shipConns   connSet // shipping streams this node serves
 	recv        *shipping.Receiver
 	streams     []stream      // per partition, as its primary
 	inSync      inSyncBatcher // in-sync changes, many partitions a command
@@ -220,7 +222,8 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	c.metrics = newMetrics(cfg.Registerer, c)
 	c.run = rand.Uint64()
 	if err := rt.SetReplicator(c); err == nil {
-		c.ship = shipping.NewShipper(shipping.Config{Transport: peerShipper{c}, Logger: log})
+		c.shipStream = &shipping.StreamTransport{Dial: c.dialShip, Hello: shipHello(cfg.Name, cfg.AdminToken), Fallback: peerShipper{c}}
+		c.ship = shipping.NewShipper(shipping.Config{Transport: c.shipStream, Logger: log})
 		c.recv = shipping.NewReceiver(shipping.ReceiverConfig{Log: rt.LogReplicated, Apply: c.applyReceived, Check: c.checkSender})
 	}
 	return c, nil
@@ -263,6 +266,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.peerSrv = &http.Server{Handler: http.HandlerFunc(c.servePeer), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
 	go c.peerSrv.Serve(port.HTTPListener())
+	go c.serveShipping(port.ShipListener())
 	c.state.CompareAndSwap(nil, r.State()) // stateChanged may have stored a newer one
 	fail := func(err error) error {
 		c.peerSrv.Close()
@@ -408,6 +412,7 @@ func (c *Cluster) Close(graceful bool) error {
 	c.wg.Wait()
 	if c.ship != nil {
 		c.ship.Close()
+		c.shipStream.Close()
 	}
 	var err error
 	if c.ml != nil {
@@ -422,6 +427,7 @@ func (c *Cluster) Close(graceful bool) error {
 	}
 	if c.port != nil {
 		c.peerSrv.Close()
+		c.shipConns.closeAll()
 		err = errors.Join(err, c.port.Close())
 	}
 	return err

@@ -3,7 +3,9 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/apierr"
+	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/replication"
 	"github.com/dura-dev/dura/replication/shipping"
 	"github.com/dura-dev/dura/rpc"
@@ -210,7 +213,97 @@ func (b *inSyncBatcher) flush() {
 	}
 }
 
-// peerShipper delivers batches to peers' /v1/internal/replicate.
+// dialShip opens a shipping stream to member name's peer port.
+func (c *Cluster) dialShip(ctx context.Context, name string) (net.Conn, error) {
+	m := c.state.Load().Members[name]
+	if m == nil || m.Raft == "" {
+		return nil, fmt.Errorf("member %q unknown", name)
+	}
+	return peer.Dialer{TLS: c.cfg.TLS}.Dial(ctx, m.Raft, peer.KindShip)
+}
+
+// shipHello is what a shipping stream starts with: the sender's name
+// (length byte, name) and the admin token a plain peer port checks.
+func shipHello(name, adminToken string) []byte {
+	token, _, _ := strings.Cut(adminToken, ",")
+	b := append([]byte{byte(len(name))}, name...)
+	return append(b, token...)
+}
+
+// checkShipHello says who opened a shipping stream, or why it may not: on
+// a plain peer port with admin tokens, the hello must carry one of them,
+// as a node-to-node HTTP call must (a TLS port admits only nodes).
+func (c *Cluster) checkShipHello(b []byte) (string, error) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) || b[0] == 0 {
+		return "", errors.New("malformed hello")
+	}
+	if c.recv == nil {
+		return "", errors.New("this node keeps no replicas (it has no node log)")
+	}
+	name, token := string(b[1:1+int(b[0])]), string(b[1+int(b[0]):])
+	if c.cfg.TLS == nil && c.cfg.AdminToken != "" && !rpc.HasToken(c.cfg.AdminToken, token) {
+		return "", fmt.Errorf("%w: the shipping stream's token is not valid here", apierr.ErrUnauthenticated)
+	}
+	return name, nil
+}
+
+// serveShipping takes the shipping streams other nodes open to this one.
+func (c *Cluster) serveShipping(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if !c.shipConns.add(conn) {
+			conn.Close()
+			return
+		}
+		go func() {
+			defer c.shipConns.remove(conn)
+			if err := shipping.ServeStream(conn, c.checkShipHello, c.recv.Receive); err != nil {
+				c.log.Debug("shipping stream ended", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+		}()
+	}
+}
+
+// connSet is the connections a listener's loop serves, closed together.
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+	closed bool
+}
+
+func (s *connSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[net.Conn]bool{}
+	}
+	s.conns[c] = true
+	return true
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+// peerShipper delivers batches to peers' /v1/internal/replicate: the
+// shipping streams' fallback for a node that takes none.
 type peerShipper struct{ c *Cluster }
 
 func (t peerShipper) Send(ctx context.Context, name string, batch []byte) ([]shipping.Ack, error) {

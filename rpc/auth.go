@@ -113,6 +113,10 @@ func parseTokens(list string) tokens {
 	return out
 }
 
+// HasToken reports whether token is one of list's comma-separated
+// tokens (for node-to-node streams outside HTTP).
+func HasToken(list, token string) bool { return parseTokens(list).has(token) }
+
 // has reports, in constant time per candidate, whether token is one of them.
 func (ts tokens) has(token string) bool {
 	found := 0

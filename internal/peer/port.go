@@ -1,13 +1,13 @@
 // Package peer carries node-to-node traffic on one TCP port: the Raft
-// transport and the internal HTTP API (forwarding, handoff streams,
-// commands passed to the leader). With a cluster secret or certificates
+// transport, the internal HTTP API (forwarding, handoff streams,
+// commands passed to the leader) and the streams of shipped records. With a cluster secret or certificates
 // every connection is TLS 1.3 with both ends authenticated; without, it
 // is plain TCP, which the command line allows only on loopback or with
 // --insecure.
 //
 // A dialer opens a connection, completes the TLS handshake and sends one
-// byte naming what the connection carries; the port hands it to the Raft
-// or the HTTP listener accordingly.
+// byte naming what the connection carries; the port hands it to the Raft,
+// HTTP or shipping listener accordingly.
 package peer
 
 import (
@@ -25,6 +25,9 @@ import (
 const (
 	KindRaft byte = 'R'
 	KindHTTP byte = 'H'
+	// KindShip carries a primary's records to a replica (one connection
+	// per pair of nodes, replication/shipping's stream).
+	KindShip byte = 'S'
 )
 
 // handshakeTimeout bounds a new connection's TLS handshake and kind byte.
@@ -75,6 +78,7 @@ type Port struct {
 	log       *slog.Logger
 	raft      *subListener
 	http      *subListener
+	ship      *subListener
 	closed    chan struct{}
 	wg        sync.WaitGroup
 }
@@ -102,6 +106,7 @@ func Listen(bind, advertise string, tlsConf *tls.Config, log *slog.Logger) (*Por
 	p := &Port{ln: ln, tls: tlsConf, advertise: adv, log: log, closed: make(chan struct{})}
 	p.raft = newSubListener(adv)
 	p.http = newSubListener(adv)
+	p.ship = newSubListener(adv)
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -119,6 +124,9 @@ func (p *Port) RaftListener() net.Listener { return p.raft }
 // HTTPListener yields the connections carrying the internal HTTP API.
 func (p *Port) HTTPListener() net.Listener { return p.http }
 
+// ShipListener yields the connections carrying shipped records.
+func (p *Port) ShipListener() net.Listener { return p.ship }
+
 // Close stops accepting and closes both listeners.
 func (p *Port) Close() error {
 	select {
@@ -131,6 +139,7 @@ func (p *Port) Close() error {
 	p.wg.Wait()
 	p.raft.Close()
 	p.http.Close()
+	p.ship.Close()
 	return err
 }
 
@@ -181,6 +190,8 @@ func (p *Port) admit(raw net.Conn) {
 		to = p.raft
 	case KindHTTP:
 		to = p.http
+	case KindShip:
+		to = p.ship
 	default:
 		p.log.Warn("peer connection refused: unknown kind", "remote", raw.RemoteAddr().String(), "kind", kind[0])
 		conn.Close()
