@@ -49,7 +49,7 @@ type logEntry struct {
 }
 
 // packedPages marks, in a commit entry's page count, pages packed
-// (pagepack.go); entries logged before packing have it clear.
+// (objectstore.AppendPackedPage); entries logged before packing have it clear.
 const packedPages = 1 << 31
 
 // encode lays an entry out: kind, partition, at, id (64 bytes or none),
@@ -79,7 +79,7 @@ func (e *logEntry) encode() []byte {
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.rec.Pages))|packedPages)
 	for _, p := range e.rec.SortedPages() {
 		b = binary.LittleEndian.AppendUint32(b, p)
-		b = appendPackedPage(b, e.rec.Pages[p])
+		b = objectstore.AppendPackedPage(b, e.rec.Pages[p])
 	}
 	return b
 }
@@ -157,7 +157,7 @@ func (e *logEntry) decodePacked(b []byte, count int) error {
 			return errBadEntry
 		}
 		no := binary.LittleEndian.Uint32(b[0:4])
-		page, rest, err := unpackPage(b[4:], e.rec.PageSize)
+		page, rest, err := objectstore.UnpackPage(b[4:], e.rec.PageSize)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -100,5 +102,53 @@ func TestPeekCommit(t *testing.T) {
 	}
 	if _, _, ok := peekCommit([]byte{entryCommit}); ok {
 		t.Fatal("a short entry read as a commit")
+	}
+}
+
+// A commit entry logged before pages were packed still decodes, and a
+// packed one decodes to the same record.
+func TestCommitEntriesPackedAndNot(t *testing.T) {
+	page1, page2 := make([]byte, 512), make([]byte, 512)
+	copy(page1[20:], "first page")
+	for i := range page2 {
+		page2[i] = byte(i)
+	}
+	rec := objectstore.Record{Tx: 7, PageSize: 512, DBPages: 2, Pages: map[uint32][]byte{1: page1, 2: page2}}
+	e := logEntry{kind: entryCommit, id: "obj", partition: 5, at: 1234, rec: rec}
+	packed := e.encode()
+
+	// The layout before packing: the count without packedPages, whole images.
+	var old []byte
+	old = append(old, entryCommit)
+	old = binary.LittleEndian.AppendUint32(old, 5)
+	old = binary.LittleEndian.AppendUint64(old, 1234)
+	old = append(old, 3)
+	old = append(old, "obj"...)
+	old = binary.LittleEndian.AppendUint64(old, 7)
+	old = binary.LittleEndian.AppendUint32(old, 512)
+	old = binary.LittleEndian.AppendUint32(old, 2)
+	old = binary.LittleEndian.AppendUint32(old, 2)
+	old = binary.LittleEndian.AppendUint32(old, 1)
+	old = append(old, page1...)
+	old = binary.LittleEndian.AppendUint32(old, 2)
+	old = append(old, page2...)
+
+	if len(packed) >= len(old) {
+		t.Errorf("packed entry %d bytes, unpacked %d", len(packed), len(old))
+	}
+	for name, b := range map[string][]byte{"packed": packed, "unpacked": old} {
+		got, err := decodeEntry(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.id != "obj" || got.partition != 5 || got.at != 1234 || got.rec.Tx != 7 || got.rec.DBPages != 2 || len(got.rec.Pages) != 2 ||
+			!bytes.Equal(got.rec.Pages[1], page1) || !bytes.Equal(got.rec.Pages[2], page2) {
+			t.Fatalf("%s: decoded %+v", name, got)
+		}
+	}
+	for _, bad := range [][]byte{packed[:len(packed)-1], append(packed, 0)} {
+		if _, err := decodeEntry(bad); err == nil {
+			t.Fatal("a packed entry cut short or with trailing bytes decoded")
+		}
 	}
 }

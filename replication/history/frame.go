@@ -9,8 +9,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"slices"
-	"sync"
 
 	"github.com/dura-dev/dura/objectstore"
 )
@@ -18,15 +16,19 @@ import (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // A frame is length (4 bytes) and CRC32C (4 bytes) of its payload; the
-// payload is tx, at, page size, database pages, page count (its top bit
-// set when the images are compressed), the page numbers, then the page
-// images in that order: as they are, or one DEFLATE stream of them.
-// Pages of small objects are mostly empty, and an object's history keeps
-// every commit: compressed, a counter's commit takes a few hundred bytes
-// instead of two pages.
+// payload is tx, at, page size, database pages, page count (its top bits
+// flag the images' form), the page numbers, then the page images in that
+// order: each packed (objectstore.AppendPackedPage), as they are, or, in
+// frames written before packing, one DEFLATE stream of them. Pages of
+// small objects are mostly empty, and an object's history keeps every
+// commit: packed, a counter's commit takes a few hundred bytes instead of
+// three pages.
 const frameHeadSize = 8 + 28
 
-const compressedFlag = 1 << 31
+const (
+	compressedFlag = 1 << 31 // one DEFLATE stream (read, no longer written)
+	packedFlag     = 1 << 30 // each page packed
+)
 
 type frameHead struct {
 	n          uint32
@@ -37,6 +39,7 @@ type frameHead struct {
 	dbPages    uint32
 	count      uint32
 	compressed bool
+	packed     bool
 }
 
 // numbersEnd is where the page numbers end in the payload.
@@ -53,72 +56,39 @@ func parseHead(b []byte) frameHead {
 		count:    binary.LittleEndian.Uint32(b[32:36]),
 	}
 	h.compressed = h.count&compressedFlag != 0
-	h.count &^= compressedFlag
+	h.packed = h.count&packedFlag != 0
+	h.count &^= compressedFlag | packedFlag
 	return h
 }
 
-// frameScratch is what encoding a frame needs besides the frame.
-type frameScratch struct {
-	z bytes.Buffer
-	w *flate.Writer
-}
-
-var scratches = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestSpeed)
-	return &frameScratch{w: w}
-}}
-
-// maxKeptScratch bounds the compressed images a pooled scratch keeps room
-// for: a large import is not held in memory after it.
-const maxKeptScratch = 1 << 20
-
-// appendFrame appends rec's frame to dst.
+// appendFrame appends rec's frame to dst: pages packed, or as they are
+// when packing gains nothing.
 func appendFrame(dst []byte, at int64, rec objectstore.Record) []byte {
 	pages := rec.SortedPages()
-	rawLen := 0
-	for _, p := range pages {
-		rawLen += len(rec.Pages[p])
-	}
-	sc := scratches.Get().(*frameScratch)
-	defer func() {
-		if sc.z.Cap() <= maxKeptScratch {
-			scratches.Put(sc)
-		}
-	}()
-	sc.z.Reset()
-	sc.w.Reset(&sc.z)
-	compressed := true
-	for _, p := range pages {
-		if _, err := sc.w.Write(rec.Pages[p]); err != nil {
-			compressed = false
-			break
-		}
-	}
-	compressed = compressed && sc.w.Close() == nil && sc.z.Len() < rawLen-rawLen/8
-	count, images := uint32(len(pages)), rawLen
-	if compressed {
-		count, images = count|compressedFlag, sc.z.Len()
-	}
-	n := 28 + 4*len(pages) + images
 	start := len(dst)
-	dst = slices.Grow(dst, 8+n)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // length and CRC, below
 	dst = binary.LittleEndian.AppendUint64(dst, rec.Tx)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(at))
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(rec.PageSize))
 	dst = binary.LittleEndian.AppendUint32(dst, rec.DBPages)
-	dst = binary.LittleEndian.AppendUint32(dst, count)
+	countAt := len(dst)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(pages))|packedFlag)
 	for _, p := range pages {
 		dst = binary.LittleEndian.AppendUint32(dst, p)
 	}
-	if compressed {
-		dst = append(dst, sc.z.Bytes()...)
-	} else {
+	imagesAt, rawLen := len(dst), 0
+	for _, p := range pages {
+		dst = objectstore.AppendPackedPage(dst, rec.Pages[p])
+		rawLen += len(rec.Pages[p])
+	}
+	if len(dst)-imagesAt >= rawLen {
+		dst = dst[:imagesAt]
 		for _, p := range pages {
 			dst = append(dst, rec.Pages[p]...)
 		}
+		binary.LittleEndian.PutUint32(dst[countAt:], uint32(len(pages)))
 	}
-	binary.LittleEndian.PutUint32(dst[start:], uint32(n))
+	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start-8))
 	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+8:], castagnoli))
 	return dst
 }
@@ -149,6 +119,20 @@ func decodeRecord(h frameHead, payload []byte) (objectstore.Record, error) {
 		return rec, errBadFrame
 	}
 	images := payload[h.numbersEnd():]
+	if h.packed {
+		rec.Pages = make(map[uint32][]byte, h.count)
+		for _, p := range nums {
+			page, rest, err := objectstore.UnpackPage(images, rec.PageSize)
+			if err != nil {
+				return rec, fmt.Errorf("%w: %v", errBadFrame, err)
+			}
+			rec.Pages[p], images = page, rest
+		}
+		if len(images) != 0 {
+			return rec, errBadFrame
+		}
+		return rec, nil
+	}
 	want := int(h.count) * rec.PageSize
 	if h.compressed {
 		r := flate.NewReader(bytes.NewReader(images))

@@ -2,7 +2,10 @@ package history
 
 import (
 	"bytes"
+	"compress/flate"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -311,12 +314,21 @@ func TestFramesRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		rec        objectstore.Record
-		compressed bool
-	}{{"sparse pages compressed", sparse, true}, {"random pages as they are", dense, false}} {
-		b := appendFrame(nil, 1234, tc.rec)
+		frame      []byte
+		compressed bool // DEFLATE, as frames were written before packing
+		packed     bool
+	}{
+		{name: "sparse pages packed", rec: sparse, frame: appendFrame(nil, 1234, sparse), packed: true},
+		{name: "random pages as they are", rec: dense, frame: appendFrame(nil, 1234, dense)},
+		{name: "an older DEFLATE frame", rec: sparse, frame: deflateFrame(t, 1234, sparse), compressed: true},
+	} {
+		b := tc.frame
 		h := parseHead(b)
-		if h.compressed != tc.compressed || h.tx != tc.rec.Tx || h.at != 1234 || int(h.n) != len(b)-8 {
+		if h.compressed != tc.compressed || h.packed != tc.packed || h.tx != tc.rec.Tx || h.at != 1234 || int(h.n) != len(b)-8 {
 			t.Fatalf("%s: head %+v", tc.name, h)
+		}
+		if tc.packed && len(b) > 100 {
+			t.Errorf("%s: %d bytes for two mostly empty pages", tc.name, len(b))
 		}
 		got, err := decodeRecord(h, b[8:])
 		if err != nil {
@@ -330,14 +342,39 @@ func TestFramesRoundTrip(t *testing.T) {
 				t.Fatalf("%s: page %d differs", tc.name, p)
 			}
 		}
-		// A damaged compressed stream is an error, never other pages.
-		if tc.compressed {
-			b[len(b)-3] ^= 0xff
-			if _, err := decodeRecord(h, b[8:]); err == nil {
-				t.Fatalf("%s: a damaged frame decoded", tc.name)
-			}
+		// A damaged frame is an error, never other pages.
+		b[len(b)-3] ^= 0xff
+		if _, err := decodeRecord(h, b[8:]); err == nil {
+			t.Fatalf("%s: a damaged frame decoded", tc.name)
 		}
 	}
+}
+
+// deflateFrame writes rec's frame as frames were before packing: the
+// images as one DEFLATE stream.
+func deflateFrame(t *testing.T, at int64, rec objectstore.Record) []byte {
+	var z bytes.Buffer
+	w, _ := flate.NewWriter(&z, flate.BestSpeed)
+	pages := rec.SortedPages()
+	for _, p := range pages {
+		w.Write(rec.Pages[p])
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 8, 64)
+	b = binary.LittleEndian.AppendUint64(b, rec.Tx)
+	b = binary.LittleEndian.AppendUint64(b, uint64(at))
+	b = binary.LittleEndian.AppendUint32(b, uint32(rec.PageSize))
+	b = binary.LittleEndian.AppendUint32(b, rec.DBPages)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(pages))|compressedFlag)
+	for _, p := range pages {
+		b = binary.LittleEndian.AppendUint32(b, p)
+	}
+	b = append(b, z.Bytes()...)
+	binary.LittleEndian.PutUint32(b, uint32(len(b)-8))
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
+	return b
 }
 
 func TestMissingRecordStopsTheHistoryUntilAWholeOne(t *testing.T) {
