@@ -49,6 +49,7 @@ type replicaState struct {
 type replicaFile struct {
 	f         *os.File
 	partition int
+	size      int64 // the file's size as written here (-1: not known)
 }
 
 // maxReplicaFiles bounds the copies held open between syncs.
@@ -115,7 +116,7 @@ func (rt *Runtime) ApplyReplicated(p int, entries [][]byte) error {
 				return fmt.Errorf("replica copy of %s is missing (transaction %d needs its earlier pages): it needs a snapshot", e.id, e.rec.Tx)
 			}
 		}
-		if err := e.rec.Apply(rf.f); err != nil {
+		if rf.size, err = e.rec.ApplyAt(rf.f, rf.size); err != nil {
 			return fmt.Errorf("apply replicated record of %s: %w", e.id, err)
 		}
 		rs.tx[e.id] = e.rec.Tx
@@ -154,7 +155,10 @@ func (rt *Runtime) replicaFileLocked(id string, p int) (*replicaFile, uint64, er
 	if err != nil {
 		return nil, 0, err
 	}
-	rf := &replicaFile{f: f, partition: p}
+	rf := &replicaFile{f: f, partition: p, size: -1}
+	if st, err := f.Stat(); err == nil {
+		rf.size = st.Size()
+	}
 	rs.files[id] = rf
 	return rf, tx, nil
 }

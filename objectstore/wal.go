@@ -39,15 +39,41 @@ func (r *Record) SortedPages() []uint32 {
 // (pgno-1)*PageSize and truncates it to DBPages pages. Applying a record
 // twice, or records already reflected in f, is harmless.
 func (r *Record) Apply(f *os.File) error {
-	for _, p := range r.SortedPages() {
-		if _, err := f.WriteAt(r.Pages[p], int64(p-1)*int64(r.PageSize)); err != nil {
-			return fmt.Errorf("apply record page %d: %w", p, err)
+	_, err := r.ApplyAt(f, -1)
+	return err
+}
+
+// ApplyAt is Apply to a file of size bytes (-1: not known): pages with
+// consecutive numbers go in one write, and the file is truncated only if
+// its size changes. It returns the file's new size.
+func (r *Record) ApplyAt(f *os.File, size int64) (int64, error) {
+	pages := r.SortedPages()
+	var run []byte
+	for i := 0; i < len(pages); {
+		j := i + 1
+		for j < len(pages) && pages[j] == pages[j-1]+1 {
+			j++
+		}
+		img := r.Pages[pages[i]]
+		if j-i > 1 {
+			run = run[:0]
+			for _, p := range pages[i:j] {
+				run = append(run, r.Pages[p]...)
+			}
+			img = run
+		}
+		if _, err := f.WriteAt(img, int64(pages[i]-1)*int64(r.PageSize)); err != nil {
+			return -1, fmt.Errorf("apply record page %d: %w", pages[i], err)
+		}
+		i = j
+	}
+	want := int64(r.DBPages) * int64(r.PageSize)
+	if size != want {
+		if err := f.Truncate(want); err != nil {
+			return -1, fmt.Errorf("apply record: truncate: %w", err)
 		}
 	}
-	if err := f.Truncate(int64(r.DBPages) * int64(r.PageSize)); err != nil {
-		return fmt.Errorf("apply record: truncate: %w", err)
-	}
-	return nil
+	return want, nil
 }
 
 // WAL file layout (sqlite.org/fileformat2.html#walformat).
