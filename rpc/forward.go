@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -183,6 +184,31 @@ func (b *replayBody) Read(p []byte) (int, error) {
 // Close leaves the request's body to the server, which closes it.
 func (b *replayBody) Close() error { return nil }
 
+// buffered reads the rest of a body of n bytes (n at most maxReplay)
+// into the replay buffer and returns it as an in-memory reader, which
+// an HTTP client sends in one write with the request's headers (it sends
+// the headers of a streamed body first, on their own). ok is false, with
+// nothing read, when the body cannot be kept whole.
+func (b *replayBody) buffered(n int64) (r io.Reader, ok bool) {
+	if b.overflow || n < 0 || n > maxReplay || int64(len(b.buf)) > n {
+		return nil, false
+	}
+	start := b.pos
+	if int64(len(b.buf)) < n {
+		b.buf = slices.Grow(b.buf, int(n)-len(b.buf))
+		m, err := io.ReadFull(b.rc, b.buf[len(b.buf):n])
+		b.buf = b.buf[:len(b.buf)+m]
+		if err != nil {
+			// Short: what came is kept for the forward to send, which
+			// then fails on its length like the original.
+			b.pos = len(b.buf)
+			return bytes.NewReader(b.buf[start:]), true
+		}
+	}
+	b.pos = len(b.buf)
+	return bytes.NewReader(b.buf[start:]), true
+}
+
 // rewind starts the body over, if all that was read of it was kept.
 func (b *replayBody) rewind() bool {
 	if b.overflow {
@@ -201,7 +227,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, owner Peer) err
 	if n > MaxHops {
 		return fmt.Errorf("%w: request forwarded %d times without reaching the owner", apierr.ErrOwnerUnavailable, n-1)
 	}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+owner.Addr+r.URL.RequestURI(), r.Body)
+	body := io.Reader(r.Body)
+	if rb, ok := r.Body.(*replayBody); ok {
+		if b, ok := rb.buffered(r.ContentLength); ok {
+			body = b
+		}
+	}
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+owner.Addr+r.URL.RequestURI(), body)
 	if err != nil {
 		return fmt.Errorf("%w: %v", apierr.ErrInternal, err)
 	}
