@@ -225,9 +225,8 @@ func (c *Cluster) dialShip(ctx context.Context, name string) (net.Conn, error) {
 // shipHello is what a shipping stream starts with: the sender's name
 // (length byte, name) and the admin token a plain peer port checks.
 func shipHello(name, adminToken string) []byte {
-	token, _, _ := strings.Cut(adminToken, ",")
 	b := append([]byte{byte(len(name))}, name...)
-	return append(b, token...)
+	return append(b, rpc.PeerToken(adminToken)...)
 }
 
 // checkShipHello says who opened a shipping stream, or why it may not: on

@@ -89,8 +89,14 @@ type PeerClient struct {
 // sending the first of the comma-separated admin tokens: a plain peer port
 // checks it as the client port does.
 func NewPeerClient(hc *http.Client, adminToken string) *PeerClient {
+	return &PeerClient{hc: hc, token: PeerToken(adminToken)}
+}
+
+// PeerToken is the token a node presents to other nodes: the first of
+// its comma-separated admin tokens.
+func PeerToken(adminToken string) string {
 	token, _, _ := strings.Cut(adminToken, ",")
-	return &PeerClient{hc: hc, token: token}
+	return token
 }
 
 // Authorize adds this node's credentials to a node-to-node request.
