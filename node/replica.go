@@ -110,7 +110,7 @@ func (rt *Runtime) ApplyReplicated(p int, entries [][]byte) error {
 			continue
 		}
 		if tx == 0 && !wholeDatabase(e.rec) {
-			if st, err := rf.f.Stat(); err == nil && st.Size() == 0 {
+			if rf.size == 0 {
 				// A commit on top of a copy this node does not have: applied,
 				// it would make a file that is not a database.
 				return fmt.Errorf("replica copy of %s is missing (transaction %d needs its earlier pages): it needs a snapshot", e.id, e.rec.Tx)
