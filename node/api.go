@@ -360,6 +360,9 @@ func (rt *Runtime) localObjects(ctx context.Context, class, after string, limit 
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
+	if err := rt.syncCatalog(ctx); err != nil {
+		return rpc.ObjectList{}, err
+	}
 	recs, next, err := rt.catalog.ListObjects(class, after, limit)
 	if err != nil {
 		return rpc.ObjectList{}, err

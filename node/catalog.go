@@ -20,7 +20,9 @@ import (
 
 const catalogFlushEvery = 50 * time.Millisecond
 
-// recordNew queues a new object for the catalog.
+// recordNew queues a new object for the catalog. A listing first has the
+// writer write what is queued (syncCatalog), so an object answered before
+// a listing began is in it.
 func (rt *Runtime) recordNew(ref objectRef) {
 	rt.catalogCh <- recordOf(ref)
 }
@@ -49,6 +51,17 @@ func (rt *Runtime) catalogWriter(stop <-chan struct{}) {
 			}
 		case <-tick.C:
 			flush()
+		case done := <-rt.catalogSync:
+			for drained := false; !drained; {
+				select {
+				case r := <-rt.catalogCh:
+					batch = append(batch, r)
+				default:
+					drained = true
+				}
+			}
+			flush()
+			close(done)
 		case <-stop:
 			for {
 				select {
@@ -60,6 +73,26 @@ func (rt *Runtime) catalogWriter(stop <-chan struct{}) {
 				}
 			}
 		}
+	}
+}
+
+// syncCatalog waits until every record queued before it was called is
+// written. After the writer stopped (the node is closing) it returns at
+// once: the listing then may miss what the close still writes.
+func (rt *Runtime) syncCatalog(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case rt.catalogSync <- done:
+	case <-rt.stop:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -52,17 +52,18 @@ type Constructor func(st *State) (Object, error)
 // Runtime runs objects on this node. All exported methods are safe to
 // call concurrently.
 type Runtime struct {
-	cfg       Config
-	log       *slog.Logger
-	now       func() time.Time
-	schedule  AlarmSchedule
-	catalog   *nodedb.LocalSchedule // object index (see catalog.go)
-	catalogCh chan nodedb.ObjectRecord
-	closeQ    chan *objectstore.Store // evicted stores for the closer
-	closers   []io.Closer
-	metrics   *metrics
-	timers    *timers
-	alarmSem  chan struct{}
+	cfg         Config
+	log         *slog.Logger
+	now         func() time.Time
+	schedule    AlarmSchedule
+	catalog     *nodedb.LocalSchedule // object index (see catalog.go)
+	catalogCh   chan nodedb.ObjectRecord
+	catalogSync chan chan struct{}      // asks the catalog writer to write what is queued
+	closeQ      chan *objectstore.Store // evicted stores for the closer
+	closers     []io.Closer
+	metrics     *metrics
+	timers      *timers
+	alarmSem    chan struct{}
 
 	classMu sync.RWMutex
 	classes map[string]Constructor
@@ -116,17 +117,18 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
 	rt := &Runtime{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		now:       cfg.Now,
-		schedule:  cfg.Schedule,
-		classes:   map[string]Constructor{},
-		objects:   map[string]*instance{},
-		lru:       list.New(),
-		stop:      make(chan struct{}),
-		alarmSem:  make(chan struct{}, cfg.AlarmConcurrency),
-		catalogCh: make(chan nodedb.ObjectRecord, 4096),
-		closeQ:    make(chan *objectstore.Store, maxPendingCloses),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		schedule:    cfg.Schedule,
+		classes:     map[string]Constructor{},
+		objects:     map[string]*instance{},
+		lru:         list.New(),
+		stop:        make(chan struct{}),
+		alarmSem:    make(chan struct{}, cfg.AlarmConcurrency),
+		catalogCh:   make(chan nodedb.ObjectRecord, 4096),
+		catalogSync: make(chan chan struct{}),
+		closeQ:      make(chan *objectstore.Store, maxPendingCloses),
 	}
 	if rt.log == nil {
 		rt.log = slog.New(slog.DiscardHandler)
