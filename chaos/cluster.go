@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dura-dev/dura/internal/freeport"
 	"github.com/dura-dev/dura/rpc"
 )
 
@@ -145,13 +145,14 @@ func (c *Cluster) newNode() (*Node, error) {
 	return nd, nil
 }
 
+// freePort is a loopback address below the ephemeral range, so that a
+// node restarted on it finds it free (see internal/freeport).
 func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // start runs node i's process; founders form the cluster together, later

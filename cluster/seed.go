@@ -238,7 +238,7 @@ func (c *Cluster) failover(st *replication.ClusterState, alive map[string]bool, 
 			continue
 		}
 		for _, m := range part.InSync {
-			if mem := st.Members[m]; m != part.Owner && alive[m] && mem != nil && mem.Status == replication.Active && !mem.DataLost {
+			if m != part.Owner && c.canServe(st, m, alive, now) {
 				promos = append(promos, replication.Promotion{Partition: p, Version: part.Version, Owner: m})
 				break
 			}
@@ -259,6 +259,19 @@ func (c *Cluster) failover(st *replication.ClusterState, alive map[string]bool, 
 	}
 	slices.Sort(dead)
 	c.log.Warn("failover: in-sync replicas promoted in place of dead primaries", "partitions", len(promos), "primaries", dead)
+}
+
+// canServe says whether member m could take over as a primary now: alive
+// in gossip, active with its data, and not out of touch with this leader
+// (its heartbeats failing with no append accepted for half a lease: it
+// would find its own lease run out and serve nothing).
+func (c *Cluster) canServe(st *replication.ClusterState, m string, alive map[string]bool, now time.Time) bool {
+	mem := st.Members[m]
+	if !alive[m] || mem == nil || mem.Status != replication.Active || mem.DataLost {
+		return false
+	}
+	last, failing := c.raft.FollowerSilentSince(m)
+	return !failing || now.Sub(last) < c.lease()/2
 }
 
 // primaryGone says why owner can no longer be serving, or "" (leader

@@ -18,11 +18,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dura-dev/dura/internal/freeport"
 	"github.com/dura-dev/dura/internal/testutil"
 )
 
@@ -325,15 +327,17 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// freePort is a loopback TCP port free right now.
+// freePort is a loopback port free right now, below the ephemeral range
+// so that it is still free when a stopped container starts again.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // freeSubnet is the first three octets of a /24 in 172.28.0.0/16 that no

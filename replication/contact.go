@@ -111,6 +111,39 @@ func (t *contactTracker) stop(r *raft.Raft) {
 	})
 }
 
+// answers keeps when each follower last accepted an append from this
+// node (the transport notes them). Once a follower's heartbeats fail,
+// Raft reports nothing more until one succeeds, and a heartbeat can hang
+// in a connection broken by a network cut for the transport's whole
+// timeout after the cut healed, while the follower accepts appends on
+// another connection and so knows itself in touch: the silence then ends
+// at its latest accepted append, not at the failure Raft reported.
+type answers struct {
+	mu sync.Mutex
+	at map[raft.ServerID]time.Time
+}
+
+func newAnswers() *answers { return &answers{at: map[raft.ServerID]time.Time{}} }
+
+func (a *answers) heard(id raft.ServerID) {
+	if a == nil {
+		return
+	}
+	now := time.Now()
+	a.mu.Lock()
+	a.at[id] = now
+	a.mu.Unlock()
+}
+
+func (a *answers) last(id raft.ServerID) time.Time {
+	if a == nil {
+		return time.Time{}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.at[id]
+}
+
 // FollowerSilentSince reports, on the leader, whether the heartbeats to
 // member id are failing, and when it last answered one.
 func (n *RaftNode) FollowerSilentSince(id string) (time.Time, bool) {
@@ -118,7 +151,13 @@ func (n *RaftNode) FollowerSilentSince(id string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	n.contact.mu.Lock()
-	defer n.contact.mu.Unlock()
 	at, ok := n.contact.failing[id]
-	return at, ok
+	n.contact.mu.Unlock()
+	if !ok {
+		return time.Time{}, false
+	}
+	if heard := n.answers.last(raft.ServerID(id)); heard.After(at) {
+		at = heard
+	}
+	return at, true
 }

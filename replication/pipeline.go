@@ -17,8 +17,24 @@ import (
 // the sender returns: replication to that follower, and Raft's Shutdown,
 // hang for good. Here each pipeline's responses are drained into a queue
 // of their own, so the decoder never waits on Raft.
+//
+// The transport also notes every append a follower accepted (answers, if
+// set), whether sent by a heartbeat, a plain append or a pipeline: Raft
+// reports a follower's failing heartbeats, but not that its appends go
+// through meanwhile (see contactTracker).
 type pipelinedTransport struct {
 	*raft.NetworkTransport
+	answers *answers
+}
+
+// AppendEntries sends one append (a heartbeat, or entries outside a
+// pipeline).
+func (t pipelinedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil && resp.Success {
+		t.answers.heard(id)
+	}
+	return err
 }
 
 // AppendEntriesPipeline wraps the transport's pipeline.
@@ -27,7 +43,12 @@ func (t pipelinedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.
 	if err != nil {
 		return nil, err
 	}
-	return newDrainedPipeline(p), nil
+	d := newDrainedPipeline(p)
+	if t.answers != nil {
+		d.accepted = func() { t.answers.heard(id) }
+	}
+	d.start()
+	return d, nil
 }
 
 // drainedPipeline reads its inner pipeline's responses as they come and
@@ -36,17 +57,21 @@ func (t pipelinedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.
 // pipeline about to close.
 type drainedPipeline struct {
 	raft.AppendPipeline
-	out    chan raft.AppendFuture
-	closed chan struct{}
-	once   sync.Once
-	done   sync.WaitGroup
+	out      chan raft.AppendFuture
+	closed   chan struct{}
+	once     sync.Once
+	done     sync.WaitGroup
+	accepted func() // called for each append the follower accepted, if set
 }
 
+// newDrainedPipeline wraps inner; start begins the drain.
 func newDrainedPipeline(inner raft.AppendPipeline) *drainedPipeline {
-	p := &drainedPipeline{AppendPipeline: inner, out: make(chan raft.AppendFuture), closed: make(chan struct{})}
+	return &drainedPipeline{AppendPipeline: inner, out: make(chan raft.AppendFuture), closed: make(chan struct{})}
+}
+
+func (p *drainedPipeline) start() {
 	p.done.Add(1)
 	go p.drain()
-	return p
 }
 
 func (p *drainedPipeline) drain() {
@@ -61,6 +86,10 @@ func (p *drainedPipeline) drain() {
 		}
 		select {
 		case f := <-in:
+			// The decoder hands over a future once its response is in.
+			if p.accepted != nil && f.Error() == nil && f.Response().Success {
+				p.accepted()
+			}
 			queue = append(queue, f)
 		case out <- next:
 			queue[0] = nil

@@ -29,7 +29,7 @@ func TestPipelineSendsWhenResponsesAreNotRead(t *testing.T) {
 		}
 	}()
 
-	p, err := pipelinedTransport{leader}.AppendEntriesPipeline("f", follower.LocalAddr())
+	p, err := pipelinedTransport{NetworkTransport: leader}.AppendEntriesPipeline("f", follower.LocalAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,5 +79,77 @@ func TestPipelineSendsWhenResponsesAreNotRead(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close hung")
+	}
+}
+
+// TestTransportNotesAcceptedAppends: an append the follower accepts, sent
+// alone or through a pipeline, ends a silence that failing heartbeats
+// began; a refused one does not.
+func TestTransportNotesAcceptedAppends(t *testing.T) {
+	leader, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	follower, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follower.Close()
+	go func() {
+		for rpc := range follower.Consumer() {
+			req := rpc.Command.(*raft.AppendEntriesRequest)
+			// Term 2 stands for an append the follower refuses.
+			rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, Success: req.Term != 2}, nil)
+		}
+	}()
+	n := &RaftNode{contact: &contactTracker{failing: map[string]time.Time{}}, answers: newAnswers()}
+	tr := pipelinedTransport{NetworkTransport: leader, answers: n.answers}
+	cutAt := time.Now().Add(-time.Minute)
+	n.contact.failing["f"] = cutAt
+	silent := func() time.Time {
+		at, failing := n.FollowerSilentSince("f")
+		if !failing {
+			t.Fatal("f no longer failing")
+		}
+		return at
+	}
+
+	if err := tr.AppendEntries("f", follower.LocalAddr(), &raft.AppendEntriesRequest{Term: 2}, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	if got := silent(); !got.Equal(cutAt) {
+		t.Fatalf("a refused append moved the silence to %v", got)
+	}
+	before := time.Now()
+	if err := tr.AppendEntries("f", follower.LocalAddr(), &raft.AppendEntriesRequest{Term: 1}, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	if got := silent(); got.Before(before) {
+		t.Fatalf("an accepted append left the silence at %v", got)
+	}
+
+	n.contact.failing["f"] = cutAt
+	n.answers = newAnswers()
+	tr.answers = n.answers
+	p, err := tr.AppendEntriesPipeline("f", follower.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	before = time.Now()
+	if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1}, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Consumer():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no response through the pipeline")
+	}
+	if got := silent(); got.Before(before) {
+		t.Fatalf("an append accepted through the pipeline left the silence at %v", got)
+	}
+	if _, failing := n.FollowerSilentSince("g"); failing {
+		t.Fatal("a follower with no failed heartbeat reported failing")
 	}
 }

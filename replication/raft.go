@@ -70,6 +70,7 @@ type RaftNode struct {
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
 	contact   *contactTracker // heartbeat failures seen as leader
+	answers   *answers        // appends each follower accepted from this node
 
 	mu      sync.Mutex
 	refused map[string]time.Time // refusal message -> when last logged
@@ -133,7 +134,8 @@ func (n *RaftNode) Open() error {
 	}
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = t.Heartbeat, t.Election, t.LeaderLease
 	rc.CommitTimeout, rc.SnapshotInterval = t.Commit, t.SnapshotInterval
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, pipelinedTransport{tr})
+	n.answers = newAnswers()
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, pipelinedTransport{NetworkTransport: tr, answers: n.answers})
 	if err != nil {
 		tr.Close()
 		store.Close()

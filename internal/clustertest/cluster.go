@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/cluster"
+	"github.com/dura-dev/dura/internal/freeport"
 	"github.com/dura-dev/dura/internal/peer"
 	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/node"
@@ -122,14 +123,22 @@ func (c *Cluster) newNode(name string) *Node {
 func (c *Cluster) start(nd *Node, join []string, expect int) {
 	t := c.t
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if nd.HTTP != "" {
-		ln, err = net.Listen("tcp", nd.HTTP)
+	// First start: ports below the ephemeral range, so that no outgoing
+	// connection takes one while the node is down; a restart binds the
+	// same ones.
+	if nd.HTTP == "" {
+		for _, a := range []*string{&nd.HTTP, &nd.Raft, &nd.Gossip} {
+			addr, err := freeport.Addr()
+			if err != nil {
+				t.Fatal(err)
+			}
+			*a = addr
+		}
 	}
+	ln, err := net.Listen("tcp", nd.HTTP)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd.HTTP = ln.Addr().String()
 	log := slog.New(slog.NewTextHandler(testWriter{t, &c.done}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", nd.Name)
 	cfg := node.DefaultConfig(nd.Dir)
 	cfg.NodeName = nd.Name
@@ -147,11 +156,7 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 			t.Fatal(err)
 		}
 	}
-	// First start: the OS picks free ports; a restart binds the same ones.
 	raftBind, gossipBind := nd.Raft, nd.Gossip
-	if raftBind == "" {
-		raftBind, gossipBind = "127.0.0.1:0", "127.0.0.1:0"
-	}
 	peerTLS, err := peer.FromSecrets([]string{nd.Secret})
 	if err != nil {
 		t.Fatal(err)
