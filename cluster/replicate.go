@@ -33,6 +33,23 @@ type stream struct {
 	mu        sync.Mutex
 	seq       uint64
 	followers map[string]bool // replicas being seeded from here
+	// doubt: in-sync replicas that missed a write whose outcome is
+	// unknown, kept until Confirm has them out of the set.
+	doubt map[string]bool
+}
+
+// doubted records the in-sync replicas a write not acknowledged may be
+// missing on (none: it was refused for another reason, such as this node
+// being out of touch).
+func (s *stream) doubted(missing []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.doubt == nil {
+		s.doubt = map[string]bool{}
+	}
+	for _, m := range missing {
+		s.doubt[m] = true
+	}
 }
 
 // Replicate implements node.Replicator.
@@ -61,6 +78,7 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 	if len(to) == 0 {
 		s.mu.Unlock()
 		if err := c.writableErr(st, p); err != nil {
+			s.doubted(nil)
 			return func() error { return c.outcomeUnknown(err) }
 		}
 		return nil
@@ -82,14 +100,55 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 		}
 		if len(dropped) > 0 {
 			if err := c.leaveInSync(p, dropped); err != nil {
+				s.doubted(dropped)
 				return c.outcomeUnknown(err)
 			}
 		}
 		if err := c.writableErr(c.state.Load(), p); err != nil {
+			s.doubted(dropped)
 			return c.outcomeUnknown(err)
 		}
 		return nil
 	}
+}
+
+// Confirm implements node.Replicator. A write whose wait failed is on
+// every in-sync replica that did not miss it; the ones that did are
+// recorded (doubt) and stay in the set only while the compare-and-set
+// taking them out fails. Once it went through, and this node still
+// serves p in touch with the cluster, those writes are as durable as an
+// acknowledged one: a replica added to the set since was seeded from
+// this node's copy, which has them.
+func (c *Cluster) Confirm(p int) error {
+	st := c.state.Load()
+	if st == nil || p >= len(st.Partitions) {
+		return fmt.Errorf("%w: cluster not formed yet", apierr.ErrOwnerUnavailable)
+	}
+	s := &c.streams[p]
+	s.mu.Lock()
+	var missing []string
+	for m := range s.doubt {
+		if slices.Contains(st.Partitions[p].InSync, m) {
+			missing = append(missing, m)
+		} else {
+			delete(s.doubt, m) // out: it is seeded from here to come back
+		}
+	}
+	s.mu.Unlock()
+	if len(missing) > 0 {
+		if err := c.leaveInSync(p, missing); err != nil {
+			return err
+		}
+	}
+	if err := c.writableErr(c.state.Load(), p); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, m := range missing {
+		delete(s.doubt, m)
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // outcomeUnknown is why a committed write is not acknowledged.
@@ -383,6 +442,7 @@ func (c *Cluster) PartitionSnapshot(ctx context.Context, p int, to string, w htt
 		s.followers = map[string]bool{}
 	}
 	s.followers[to] = true
+	delete(s.doubt, to) // seeded from this copy: it gets what it missed
 	c.ship.Resume(to, p)
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/x-tar")

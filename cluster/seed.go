@@ -277,7 +277,8 @@ func (c *Cluster) canServe(st *replication.ClusterState, m string, alive map[str
 // primaryGone says why owner can no longer be serving, or "" (leader
 // only): it came back without its data, or its lease and a quarter more
 // have passed since the last heartbeat it answered (or, failing that,
-// since it was seen dead in gossip), and since this node began to lead.
+// since it was seen dead in gossip, unless it answered one within that
+// time), and since this node began to lead.
 // The quarter: the old primary may have heard from the leader a little
 // after the leader last heard from it, and its events still running when
 // its lease ran out are cancelled only within an eighth of the lease
@@ -295,6 +296,13 @@ func (c *Cluster) primaryGone(st *replication.ClusterState, owner string, now ti
 		if d := now.Sub(last); d > wait {
 			return "no Raft heartbeat answered for " + d.Round(time.Millisecond).String()
 		}
+		return ""
+	}
+	if heard := c.raft.FollowerHeardAt(owner); !heard.IsZero() && now.Sub(heard) <= wait {
+		// It accepts this leader's heartbeats, so its lease runs and it
+		// may be serving, whatever gossip says: after a network cut
+		// heals, gossip can call a member dead for seconds after Raft
+		// reached it again.
 		return ""
 	}
 	if since, dead := c.deadSince[owner]; dead && now.Sub(since) > wait {

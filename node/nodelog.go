@@ -251,6 +251,9 @@ func (rt *Runtime) logRecords(ref objectRef, recs []objectstore.Record) error {
 		rt.logPins[ref.id] = pin
 		rt.logMu.Unlock()
 	}
+	if shipErr != nil {
+		rt.unconfirmed.add(ref)
+	}
 	return shipErr
 }
 

@@ -174,6 +174,7 @@ func (rt *Runtime) DropReplica(ctx context.Context, p int) error {
 // the operator, never served) and forgets its catalog entries; with why
 // empty it removes the directory instead.
 func (rt *Runtime) setAside(p int, why string) error {
+	rt.unconfirmed.forgetPartition(p)
 	if err := rt.catalog.ForgetPartition(p); err != nil {
 		return err
 	}

@@ -24,6 +24,11 @@ type Replicator interface {
 	// Writable says why a write of partition p could not be acknowledged
 	// now (too few in-sync replicas), before it commits; nil if it could.
 	Writable(p int) error
+	// Confirm settles the writes of partition p whose wait failed: nil
+	// once every one of them is on all of p's in-sync replicas (those
+	// that missed one are out of the set) and this node still serves p,
+	// else why not yet.
+	Confirm(p int) error
 }
 
 // SetReplicator makes every commit's response wait for r as well as for

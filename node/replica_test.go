@@ -36,6 +36,8 @@ func (c *capture) Replicate(p int, entry []byte) func() error {
 
 func (c *capture) Writable(int) error { return nil }
 
+func (c *capture) Confirm(int) error { return nil }
+
 // take returns the entries captured since the last take.
 func (c *capture) take() [][]byte {
 	c.mu.Lock()
@@ -207,6 +209,8 @@ func TestReplicaRefusesACommitWithoutItsBase(t *testing.T) {
 type gate struct{ refuse atomic.Bool }
 
 func (g *gate) Replicate(int, []byte) func() error { return func() error { return nil } }
+
+func (g *gate) Confirm(p int) error { return g.Writable(p) }
 
 func (g *gate) Writable(p int) error {
 	if g.refuse.Load() {

@@ -92,6 +92,8 @@ type Runtime struct {
 	// this node's copies of partitions it does not serve (replica.go).
 	replicator Replicator
 	replica    replicaState
+	// unconfirmed: objects with a write of unknown outcome (unconfirmed.go)
+	unconfirmed unconfirmed
 
 	fence  atomic.Pointer[func(partition int) error] // nil: serve every partition
 	caller atomic.Pointer[ObjectCaller]              // nil: stubs call this node only
@@ -455,6 +457,9 @@ func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *i
 		if err := (*fence)(ref.partition); err != nil {
 			return err
 		}
+	}
+	if err := rt.confirmed(ref); err != nil {
+		return err
 	}
 	return fn(inst)
 }

@@ -144,6 +144,12 @@ func (a *answers) last(id raft.ServerID) time.Time {
 	return a.at[id]
 }
 
+// FollowerHeardAt is when member id last accepted an append (a heartbeat
+// among them) from this node; zero if never.
+func (n *RaftNode) FollowerHeardAt(id string) time.Time {
+	return n.answers.last(raft.ServerID(id))
+}
+
 // FollowerSilentSince reports, on the leader, whether the heartbeats to
 // member id are failing, and when it last answered one.
 func (n *RaftNode) FollowerSilentSince(id string) (time.Time, bool) {
