@@ -140,7 +140,10 @@ func (c *Cluster) Confirm(p int) error {
 			return err
 		}
 	}
-	if err := c.writableErr(c.state.Load(), p); err != nil {
+	// Not the --min-insync check: a write is refused below it, but one
+	// already made is as safe on fewer copies, since only an in-sync
+	// replica can be promoted.
+	if err := c.primaryErr(c.state.Load(), p); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -169,18 +172,24 @@ func (c *Cluster) Writable(p int) error {
 // now: this node is no longer its primary, or out of touch with Raft past
 // its lease, or the in-sync set is below --min-insync. nil: it can.
 func (c *Cluster) writableErr(st *replication.ClusterState, p int) error {
-	part := st.Partitions[p]
-	need := st.WriteQuorum()
-	if part.Owner != c.cfg.Name {
-		return fmt.Errorf("%w: partition %d is served by %s now", apierr.ErrOwnerUnavailable, p, part.Owner)
-	}
-	if err := c.inTouch(); err != nil {
+	if err := c.primaryErr(st, p); err != nil {
 		return err
 	}
+	part := st.Partitions[p]
+	need := st.WriteQuorum()
 	if len(part.InSync) < need {
 		return fmt.Errorf("%w: partition %d has %d in-sync replicas and writes need %d (--min-insync)", apierr.ErrOwnerUnavailable, p, len(part.InSync), need)
 	}
 	return nil
+}
+
+// primaryErr says why this node cannot act as partition p's primary now:
+// another node is, or this one is out of touch with Raft past its lease.
+func (c *Cluster) primaryErr(st *replication.ClusterState, p int) error {
+	if owner := st.Partitions[p].Owner; owner != c.cfg.Name {
+		return fmt.Errorf("%w: partition %d is served by %s now", apierr.ErrOwnerUnavailable, p, owner)
+	}
+	return c.inTouch()
 }
 
 // leaveInSync takes lagging replicas out of partition p's in-sync set and

@@ -458,9 +458,6 @@ func (rt *Runtime) exclusive(ctx context.Context, ref objectRef, fn func(inst *i
 			return err
 		}
 	}
-	if err := rt.confirmed(ref); err != nil {
-		return err
-	}
 	return fn(inst)
 }
 
@@ -478,6 +475,10 @@ func (rt *Runtime) run(ctx context.Context, ref objectRef, fn func(inst *instanc
 		defer cancel(nil)
 	}
 	return rt.exclusive(ctx, ref, func(inst *instance) error {
+		// Not in exclusive: seeding a replica copies such an object.
+		if err := rt.confirmed(ref); err != nil {
+			return err
+		}
 		var err error
 		if inst.store == nil {
 			// An object that cannot be opened or constructed ran nothing
