@@ -285,28 +285,49 @@ func (c *Cluster) canServe(st *replication.ClusterState, m string, alive map[str
 // (watchContact); promoting at once would let an alarm calling out
 // overlap its successor's first events.
 func (c *Cluster) primaryGone(st *replication.ClusterState, owner string, now time.Time) string {
-	if m := st.Members[owner]; m != nil && m.DataLost {
+	f := contactFacts{leaderSince: c.leaderSince, heard: c.raft.FollowerHeardAt(owner)}
+	if m := st.Members[owner]; m != nil {
+		f.dataLost = m.DataLost
+	}
+	f.silentSince, f.failing = c.raft.FollowerSilentSince(owner)
+	f.deadSince, f.dead = c.deadSince[owner]
+	return f.gone(now, c.lease()+c.lease()/4)
+}
+
+// contactFacts is what the leader knows of a primary's contact with it.
+type contactFacts struct {
+	dataLost    bool
+	leaderSince time.Time // when this node began to lead
+	failing     bool      // its Raft heartbeats fail...
+	silentSince time.Time // ...and it last answered one then
+	heard       time.Time // when it last accepted an append (zero: never)
+	dead        bool      // gossip calls it dead...
+	deadSince   time.Time // ...since then
+}
+
+// gone is primaryGone's rule, wait being the lease and a quarter.
+func (f contactFacts) gone(now time.Time, wait time.Duration) string {
+	if f.dataLost {
 		return "lost its data" // it serves nothing: no need to wait
 	}
-	wait := c.lease() + c.lease()/4
-	if now.Sub(c.leaderSince) < wait {
+	if now.Sub(f.leaderSince) < wait {
 		return ""
 	}
-	if last, failing := c.raft.FollowerSilentSince(owner); failing {
-		if d := now.Sub(last); d > wait {
+	if f.failing {
+		if d := now.Sub(f.silentSince); d > wait {
 			return "no Raft heartbeat answered for " + d.Round(time.Millisecond).String()
 		}
 		return ""
 	}
-	if heard := c.raft.FollowerHeardAt(owner); !heard.IsZero() && now.Sub(heard) <= wait {
+	if !f.heard.IsZero() && now.Sub(f.heard) <= wait {
 		// It accepts this leader's heartbeats, so its lease runs and it
 		// may be serving, whatever gossip says: after a network cut
 		// heals, gossip can call a member dead for seconds after Raft
 		// reached it again.
 		return ""
 	}
-	if since, dead := c.deadSince[owner]; dead && now.Sub(since) > wait {
-		return "dead in gossip for " + now.Sub(since).Round(time.Millisecond).String()
+	if f.dead && now.Sub(f.deadSince) > wait {
+		return "dead in gossip for " + now.Sub(f.deadSince).Round(time.Millisecond).String()
 	}
 	return ""
 }
