@@ -39,8 +39,7 @@ type stream struct {
 }
 
 // doubted records the in-sync replicas a write not acknowledged may be
-// missing on (none: it was refused for another reason, such as this node
-// being out of touch).
+// missing on.
 func (s *stream) doubted(missing []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -78,7 +77,6 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 	if len(to) == 0 {
 		s.mu.Unlock()
 		if err := c.writableErr(st, p); err != nil {
-			s.doubted(nil)
 			return func() error { return c.outcomeUnknown(err) }
 		}
 		return nil
