@@ -115,14 +115,14 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 			if b[0] != entryCommit {
 				return nil
 			}
-			e, err := decodeEntry(b)
+			id, t, err := archivedForm(b)
 			if err != nil {
 				return fmt.Errorf("history: log record at %+v: %w", pos, err)
 			}
-			if _, ok := byObject[e.id]; !ok {
-				order = append(order, e.id)
+			if _, ok := byObject[id]; !ok {
+				order = append(order, id)
 			}
-			byObject[e.id] = append(byObject[e.id], history.Timed{At: e.at, Rec: e.rec})
+			byObject[id] = append(byObject[id], t)
 			return nil
 		})
 		if err != nil {
@@ -166,6 +166,53 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 	a.cursor.Store(&synced)
 	a.lastSync = rt.now()
 	return nil
+}
+
+// archivedForm is a commit entry of the node log as the history takes
+// it: with its pages still packed when the entry has them packed (the
+// history keeps them so), only checked; else decoded.
+func archivedForm(b []byte) (id string, t history.Timed, err error) {
+	const head = 14 // kind, partition, at, id length
+	if len(b) < head || b[0] != entryCommit || len(b) < head+int(b[13])+20 {
+		return "", t, errBadEntry
+	}
+	rest := b[head+int(b[13]):]
+	if binary.LittleEndian.Uint32(rest[16:20])&packedPages == 0 {
+		e, err := decodeEntry(b)
+		return e.id, history.Timed{At: e.at, Rec: e.rec}, err
+	}
+	id = string(b[head : head+int(b[13])])
+	t.At = int64(binary.LittleEndian.Uint64(b[5:13]))
+	t.Rec = objectstore.Record{
+		Tx:       binary.LittleEndian.Uint64(rest[0:8]),
+		PageSize: int(binary.LittleEndian.Uint32(rest[8:12])),
+		DBPages:  binary.LittleEndian.Uint32(rest[12:16]),
+	}
+	count := int(binary.LittleEndian.Uint32(rest[16:20]) &^ packedPages)
+	rest = rest[20:]
+	if t.Rec.PageSize < 512 || t.Rec.PageSize > 65536 || count > len(rest)/5 {
+		return "", t, errBadEntry
+	}
+	t.Numbers, t.Packed = make([]uint32, count), make([][]byte, count)
+	for i := range count {
+		if len(rest) < 4 {
+			return "", t, errBadEntry
+		}
+		no := binary.LittleEndian.Uint32(rest[0:4])
+		if i > 0 && no <= t.Numbers[i-1] {
+			return "", t, errBadEntry // pages are logged in ascending order
+		}
+		n, err := objectstore.PackedPageLen(rest[4:], t.Rec.PageSize)
+		if err != nil {
+			return "", t, err
+		}
+		t.Numbers[i], t.Packed[i] = no, rest[4:4+n]
+		rest = rest[4+n:]
+	}
+	if len(rest) != 0 {
+		return "", t, errBadEntry
+	}
+	return id, t, nil
 }
 
 // archiveEntries archives an object's commit records, in order, in one

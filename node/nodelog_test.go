@@ -151,4 +151,41 @@ func TestCommitEntriesPackedAndNot(t *testing.T) {
 			t.Fatal("a packed entry cut short or with trailing bytes decoded")
 		}
 	}
+
+	// The archiver takes either form: packed pages stay packed.
+	for name, b := range map[string][]byte{"packed": packed, "unpacked": old} {
+		id, tm, err := archivedForm(b)
+		if err != nil || id != "obj" || tm.At != 1234 || tm.Rec.Tx != 7 || tm.Rec.DBPages != 2 || tm.Rec.PageSize != 512 {
+			t.Fatalf("%s: archived form %q %+v %v", name, id, tm.Rec, err)
+		}
+		pages := tm.Rec.Pages
+		if name == "packed" {
+			if tm.Rec.Pages != nil || len(tm.Numbers) != 2 || tm.Numbers[0] != 1 || tm.Numbers[1] != 2 {
+				t.Fatalf("packed: numbers %v", tm.Numbers)
+			}
+			pages = map[uint32][]byte{}
+			for i, img := range tm.Packed {
+				page, rest, err := objectstore.UnpackPage(img, 512)
+				if err != nil || len(rest) != 0 {
+					t.Fatalf("packed page %d: %v, %d bytes left", tm.Numbers[i], err, len(rest))
+				}
+				pages[tm.Numbers[i]] = page
+			}
+		}
+		if !bytes.Equal(pages[1], page1) || !bytes.Equal(pages[2], page2) {
+			t.Fatalf("%s: archived pages differ", name)
+		}
+	}
+	// Pages out of order (never logged so) and damaged entries are refused.
+	swapped := bytes.Clone(packed)
+	i := bytes.Index(swapped, objectstore.AppendPackedPage(binary.LittleEndian.AppendUint32(nil, 2), page2))
+	if i < 0 {
+		t.Fatal("page 2 not found in the entry")
+	}
+	binary.LittleEndian.PutUint32(swapped[i:], 1)
+	for name, bad := range map[string][]byte{"cut short": packed[:len(packed)-1], "trailing bytes": append(bytes.Clone(packed), 0), "page numbers not ascending": swapped} {
+		if _, _, err := archivedForm(bad); err == nil {
+			t.Fatalf("archived form of an entry with %s", name)
+		}
+	}
 }

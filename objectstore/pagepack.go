@@ -91,3 +91,30 @@ func UnpackPage(b []byte, size int) (page, rest []byte, err error) {
 	}
 	return page, b, nil
 }
+
+// PackedPageLen is the length of the packed page of size bytes that b
+// starts with, checked as UnpackPage checks it, without unpacking it:
+// what passes packed pages on as they are (the history archiving the
+// node log's records) needs only where each ends.
+func PackedPageLen(b []byte, size int) (int, error) {
+	i, off := 0, 0
+	for i < size {
+		zeros, n := binary.Uvarint(b[off:])
+		if n <= 0 || zeros > uint64(size-i) {
+			return 0, ErrBadPackedPage
+		}
+		off += n
+		i += int(zeros)
+		lit, n := binary.Uvarint(b[off:])
+		if n <= 0 || lit > uint64(size-i) || lit > uint64(len(b)-off-n) {
+			return 0, ErrBadPackedPage
+		}
+		off += n
+		if zeros == 0 && lit == 0 {
+			return 0, ErrBadPackedPage
+		}
+		i += int(lit)
+		off += int(lit)
+	}
+	return off, nil
+}

@@ -52,6 +52,9 @@ func TestPackedPagesRoundTrip(t *testing.T) {
 			if string(rest) != "next" {
 				t.Fatalf("rest %q, want what follows the page", rest)
 			}
+			if n, err := PackedPageLen(append(packed, "next"...), size); err != nil || n != len(packed) {
+				t.Fatalf("PackedPageLen = %d, %v; want %d", n, err, len(packed))
+			}
 		})
 	}
 }
@@ -81,6 +84,9 @@ func TestMalformedPackedPages(t *testing.T) {
 			if _, _, err := UnpackPage(tc.b, 512); err == nil {
 				t.Fatal("accepted")
 			}
+			if _, err := PackedPageLen(tc.b, 512); err == nil {
+				t.Fatal("PackedPageLen accepted it")
+			}
 		})
 	}
 }
@@ -91,7 +97,11 @@ func FuzzUnpackPage(f *testing.F) {
 	f.Add(AppendPackedPage(nil, page))
 	f.Add([]byte{0, 1, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, _, err := UnpackPage(b, 512)
+		got, rest, err := UnpackPage(b, 512)
+		n, lerr := PackedPageLen(b, 512)
+		if (err == nil) != (lerr == nil) || err == nil && n != len(b)-len(rest) {
+			t.Fatalf("UnpackPage: %v, %d bytes; PackedPageLen: %v, %d", err, len(b)-len(rest), lerr, n)
+		}
 		if err != nil {
 			return
 		}

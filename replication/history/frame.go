@@ -93,6 +93,27 @@ func appendFrame(dst []byte, at int64, rec objectstore.Record) []byte {
 	return dst
 }
 
+// appendPackedFrame appends the frame of t, whose pages are packed
+// already (Timed.Packed).
+func appendPackedFrame(dst []byte, t Timed) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // length and CRC, below
+	dst = binary.LittleEndian.AppendUint64(dst, t.Rec.Tx)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(t.At))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(t.Rec.PageSize))
+	dst = binary.LittleEndian.AppendUint32(dst, t.Rec.DBPages)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(t.Numbers))|packedFlag)
+	for _, p := range t.Numbers {
+		dst = binary.LittleEndian.AppendUint32(dst, p)
+	}
+	for _, img := range t.Packed {
+		dst = append(dst, img...)
+	}
+	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start-8))
+	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+8:], castagnoli))
+	return dst
+}
+
 var errBadFrame = errors.New("history: malformed record")
 
 // pageNumbers reads the page numbers of a payload (at least numbersEnd

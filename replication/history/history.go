@@ -260,10 +260,33 @@ func (s *Store) Has(id string) (bool, error) {
 	return len(o.gens) > 0, nil
 }
 
-// Timed is a record to archive and its commit time (unix ms).
+// Timed is a record to archive and its commit time (unix ms): Rec, or,
+// when Packed is set, Rec's Tx, PageSize and DBPages with its pages
+// already packed (objectstore.AppendPackedPage), Packed[i] being page
+// Numbers[i], in ascending page order, as the node log keeps them: they
+// are archived as they are, without unpacking and packing again.
 type Timed struct {
-	At  int64
-	Rec objectstore.Record
+	At      int64
+	Rec     objectstore.Record
+	Numbers []uint32
+	Packed  [][]byte
+}
+
+// whole says whether the record holds every page of its database.
+func (t Timed) whole() bool {
+	if t.Packed == nil {
+		return wholeDatabase(t.Rec)
+	}
+	n := t.Rec.DBPages
+	if n == 0 || uint32(len(t.Numbers)) < n {
+		return false
+	}
+	for i := range n {
+		if t.Numbers[i] != i+1 {
+			return false
+		}
+	}
+	return true
 }
 
 // Append adds one record to an object's history; see AppendAll.
@@ -287,7 +310,7 @@ func (s *Store) AppendAll(id string, recs []Timed) (ok bool, err error) {
 	}
 	var w pendingFrames
 	for _, t := range recs {
-		g, keep, err := s.generationFor(o, id, t.Rec, &w)
+		g, keep, err := s.generationFor(o, id, t, &w)
 		if err != nil {
 			return false, err
 		}
@@ -298,7 +321,11 @@ func (s *Store) AppendAll(id string, recs []Timed) (ok bool, err error) {
 			w.g, w.saved, w.savedBytes = g, *g, s.bytes
 		}
 		before := len(w.buf)
-		w.buf = appendFrame(w.buf, t.At, t.Rec)
+		if t.Packed != nil {
+			w.buf = appendPackedFrame(w.buf, t)
+		} else {
+			w.buf = appendFrame(w.buf, t.At, t.Rec)
+		}
 		frameLen := len(w.buf) - before
 		if g.records == 0 {
 			g.firstAt = t.At
@@ -356,7 +383,8 @@ func (s *Store) flush(o *object, id string, w *pendingFrames) error {
 // generationFor is the generation rec goes to (s.mu held), started if
 // needed; keep is false when rec cannot be kept (see AppendAll). Frames
 // pending for the generation it ends are written first.
-func (s *Store) generationFor(o *object, id string, rec objectstore.Record, w *pendingFrames) (g *generation, keep bool, err error) {
+func (s *Store) generationFor(o *object, id string, t Timed, w *pendingFrames) (g *generation, keep bool, err error) {
+	rec := t.Rec
 	if len(o.gens) > 0 {
 		g = o.gens[len(o.gens)-1]
 		if rec.Tx <= g.lastTx+1 {
@@ -364,7 +392,7 @@ func (s *Store) generationFor(o *object, id string, rec objectstore.Record, w *p
 		}
 		// A record is missing in between: the history can only go on
 		// from one that holds the whole database.
-		if !wholeDatabase(rec) {
+		if !t.whole() {
 			s.cfg.Logger.Warn("history: a record is missing; the object's history resumes at its next whole record", "object", id, "have", g.lastTx, "got", rec.Tx)
 			return nil, false, nil
 		}
@@ -375,7 +403,7 @@ func (s *Store) generationFor(o *object, id string, rec objectstore.Record, w *p
 			return nil, false, err
 		}
 	} else {
-		if !wholeDatabase(rec) || rec.Tx == 0 {
+		if !t.whole() || rec.Tx == 0 {
 			return nil, false, nil
 		}
 		if err := os.MkdirAll(o.dir, 0o755); err != nil {
