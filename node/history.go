@@ -115,7 +115,7 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 			if b[0] != entryCommit {
 				return nil
 			}
-			id, t, err := archivedForm(b)
+			id, t, err := commitForm(b)
 			if err != nil {
 				return fmt.Errorf("history: log record at %+v: %w", pos, err)
 			}
@@ -168,10 +168,11 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 	return nil
 }
 
-// archivedForm is a commit entry of the node log as the history takes
-// it: with its pages still packed when the entry has them packed (the
-// history keeps them so), only checked; else decoded.
-func archivedForm(b []byte) (id string, t history.Timed, err error) {
+// commitForm is a commit entry of the node log as the history and the
+// replicas take it: with its pages still packed when the entry has them
+// packed (the history keeps them so; a replica unpacks them straight into
+// its writes), only checked; else decoded.
+func commitForm(b []byte) (id string, t history.Timed, err error) {
 	const head = 14 // kind, partition, at, id length
 	if len(b) < head || b[0] != entryCommit || len(b) < head+int(b[13])+20 {
 		return "", t, errBadEntry

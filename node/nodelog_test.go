@@ -154,7 +154,7 @@ func TestCommitEntriesPackedAndNot(t *testing.T) {
 
 	// The archiver takes either form: packed pages stay packed.
 	for name, b := range map[string][]byte{"packed": packed, "unpacked": old} {
-		id, tm, err := archivedForm(b)
+		id, tm, err := commitForm(b)
 		if err != nil || id != "obj" || tm.At != 1234 || tm.Rec.Tx != 7 || tm.Rec.DBPages != 2 || tm.Rec.PageSize != 512 {
 			t.Fatalf("%s: archived form %q %+v %v", name, id, tm.Rec, err)
 		}
@@ -184,7 +184,7 @@ func TestCommitEntriesPackedAndNot(t *testing.T) {
 	}
 	binary.LittleEndian.PutUint32(swapped[i:], 1)
 	for name, bad := range map[string][]byte{"cut short": packed[:len(packed)-1], "trailing bytes": append(bytes.Clone(packed), 0), "page numbers not ascending": swapped} {
-		if _, _, err := archivedForm(bad); err == nil {
+		if _, _, err := commitForm(bad); err == nil {
 			t.Fatalf("archived form of an entry with %s", name)
 		}
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"archive/tar"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/objectstore"
+	"github.com/dura-dev/dura/replication/history"
 )
 
 // Replicator ships a partition's commits to its replicas; package
@@ -46,9 +48,10 @@ func (rt *Runtime) SetReplicator(r Replicator) error {
 // the copies in order, and the copies are synced (and the log told, so it
 // can let the records go) now and then.
 type replicaState struct {
-	mu    sync.Mutex
-	files map[string]*replicaFile // copies written since their last sync
-	tx    map[string]uint64       // last transaction in each copy, once known
+	mu      sync.Mutex
+	files   map[string]*replicaFile // copies written since their last sync
+	tx      map[string]uint64       // last transaction in each copy, once known
+	scratch []byte                  // pages unpacked for one write (applyPackedAt)
 }
 
 type replicaFile struct {
@@ -100,31 +103,36 @@ func (rt *Runtime) ApplyReplicated(p int, entries [][]byte) error {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	for _, b := range entries {
-		e, err := decodeEntry(b)
+		if len(b) < 5 || b[0] != entryCommit || int(binary.LittleEndian.Uint32(b[1:5])) != p {
+			continue
+		}
+		id, c, err := commitForm(b)
 		if err != nil {
 			return fmt.Errorf("apply replicated record: %w", err)
 		}
-		if e.kind != entryCommit || e.partition != p {
-			continue
-		}
-		rf, tx, err := rt.replicaFileLocked(e.id, p)
+		rf, tx, err := rt.replicaFileLocked(id, p)
 		if err != nil {
 			return err
 		}
-		if e.rec.Tx <= tx {
+		if c.Rec.Tx <= tx {
 			continue
 		}
-		if tx == 0 && !wholeDatabase(e.rec) {
+		if tx == 0 && !c.Whole() {
 			if rf.size == 0 {
 				// A commit on top of a copy this node does not have: applied,
 				// it would make a file that is not a database.
-				return fmt.Errorf("replica copy of %s is missing (transaction %d needs its earlier pages): it needs a snapshot", e.id, e.rec.Tx)
+				return fmt.Errorf("replica copy of %s is missing (transaction %d needs its earlier pages): it needs a snapshot", id, c.Rec.Tx)
 			}
 		}
-		if rf.size, err = e.rec.ApplyAt(rf.f, rf.size); err != nil {
-			return fmt.Errorf("apply replicated record of %s: %w", e.id, err)
+		if c.Packed != nil {
+			rf.size, err = applyPackedAt(rf.f, rf.size, c, &rs.scratch)
+		} else {
+			rf.size, err = c.Rec.ApplyAt(rf.f, rf.size)
 		}
-		rs.tx[e.id] = e.rec.Tx
+		if err != nil {
+			return fmt.Errorf("apply replicated record of %s: %w", id, err)
+		}
+		rs.tx[id] = c.Rec.Tx
 	}
 	if len(rs.files) > maxReplicaFiles {
 		rt.syncReplicasLocked(-1)
@@ -334,6 +342,40 @@ func copyIntoTar(tw *tar.Writer, path, name string) error {
 
 // wholeDatabase reports whether a record holds every page of its
 // database: the first commit of an object made after a snapshot.
+// applyPackedAt is objectstore.Record.ApplyAt for a commit whose pages
+// are packed (in ascending order): each run of consecutive pages is
+// unpacked into buf, reused from one commit to the next, and written at
+// once.
+func applyPackedAt(f *os.File, size int64, c history.Timed, buf *[]byte) (int64, error) {
+	ps := c.Rec.PageSize
+	for i := 0; i < len(c.Numbers); {
+		j := i + 1
+		for j < len(c.Numbers) && c.Numbers[j] == c.Numbers[j-1]+1 {
+			j++
+		}
+		if cap(*buf) < (j-i)*ps {
+			*buf = make([]byte, (j-i)*ps)
+		}
+		run := (*buf)[:(j-i)*ps]
+		for k := i; k < j; k++ {
+			if _, err := objectstore.UnpackPageInto(run[(k-i)*ps:(k-i+1)*ps], c.Packed[k]); err != nil {
+				return -1, fmt.Errorf("apply record page %d: %w", c.Numbers[k], err)
+			}
+		}
+		if _, err := f.WriteAt(run, int64(c.Numbers[i]-1)*int64(ps)); err != nil {
+			return -1, fmt.Errorf("apply record page %d: %w", c.Numbers[i], err)
+		}
+		i = j
+	}
+	want := int64(c.Rec.DBPages) * int64(ps)
+	if size != want {
+		if err := f.Truncate(want); err != nil {
+			return -1, fmt.Errorf("apply record: truncate: %w", err)
+		}
+	}
+	return want, nil
+}
+
 func wholeDatabase(r objectstore.Record) bool {
 	for pg := uint32(1); pg <= r.DBPages; pg++ {
 		if _, ok := r.Pages[pg]; !ok {

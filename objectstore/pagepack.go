@@ -70,26 +70,38 @@ var ErrBadPackedPage = errors.New("malformed packed page")
 // and what follows it.
 func UnpackPage(b []byte, size int) (page, rest []byte, err error) {
 	page = make([]byte, size)
+	rest, err = UnpackPageInto(page, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	return page, rest, nil
+}
+
+// UnpackPageInto reads one packed page of len(page) bytes from b into
+// page, whatever page held, and returns what follows it in b.
+func UnpackPageInto(page, b []byte) (rest []byte, err error) {
+	size := len(page)
 	i := 0
 	for i < size {
 		zeros, n := binary.Uvarint(b)
 		if n <= 0 || zeros > uint64(size-i) {
-			return nil, nil, ErrBadPackedPage
+			return nil, ErrBadPackedPage
 		}
 		b = b[n:]
+		clear(page[i : i+int(zeros)])
 		i += int(zeros)
 		lit, n := binary.Uvarint(b)
 		if n <= 0 || lit > uint64(size-i) || lit > uint64(len(b)-n) {
-			return nil, nil, ErrBadPackedPage
+			return nil, ErrBadPackedPage
 		}
 		b = b[n:]
 		if zeros == 0 && lit == 0 {
-			return nil, nil, ErrBadPackedPage // no progress
+			return nil, ErrBadPackedPage // no progress
 		}
 		i += copy(page[i:], b[:lit])
 		b = b[lit:]
 	}
-	return page, b, nil
+	return b, nil
 }
 
 // PackedPageLen is the length of the packed page of size bytes that b

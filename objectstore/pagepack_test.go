@@ -55,6 +55,10 @@ func TestPackedPagesRoundTrip(t *testing.T) {
 			if n, err := PackedPageLen(append(packed, "next"...), size); err != nil || n != len(packed) {
 				t.Fatalf("PackedPageLen = %d, %v; want %d", n, err, len(packed))
 			}
+			dirty := bytes.Repeat([]byte{0xee}, size)
+			if rest, err := UnpackPageInto(dirty, packed); err != nil || len(rest) != 0 || !bytes.Equal(dirty, tc.page) {
+				t.Fatalf("unpacked into a used buffer: %v, %d left, equal %v", err, len(rest), bytes.Equal(dirty, tc.page))
+			}
 		})
 	}
 }

@@ -272,8 +272,8 @@ type Timed struct {
 	Packed  [][]byte
 }
 
-// whole says whether the record holds every page of its database.
-func (t Timed) whole() bool {
+// Whole says whether the record holds every page of its database.
+func (t Timed) Whole() bool {
 	if t.Packed == nil {
 		return wholeDatabase(t.Rec)
 	}
@@ -392,7 +392,7 @@ func (s *Store) generationFor(o *object, id string, t Timed, w *pendingFrames) (
 		}
 		// A record is missing in between: the history can only go on
 		// from one that holds the whole database.
-		if !t.whole() {
+		if !t.Whole() {
 			s.cfg.Logger.Warn("history: a record is missing; the object's history resumes at its next whole record", "object", id, "have", g.lastTx, "got", rec.Tx)
 			return nil, false, nil
 		}
@@ -403,7 +403,7 @@ func (s *Store) generationFor(o *object, id string, t Timed, w *pendingFrames) (
 			return nil, false, err
 		}
 	} else {
-		if !t.whole() || rec.Tx == 0 {
+		if !t.Whole() || rec.Tx == 0 {
 			return nil, false, nil
 		}
 		if err := os.MkdirAll(o.dir, 0o755); err != nil {

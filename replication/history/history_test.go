@@ -338,7 +338,7 @@ func TestPackedTimedAsRecords(t *testing.T) {
 		for _, p := range tc.pages {
 			rec.Pages[p] = make([]byte, pageSize)
 		}
-		if got, want := packedTimed(1, rec).whole(), (Timed{Rec: rec}).whole(); got != tc.whole || want != tc.whole {
+		if got, want := packedTimed(1, rec).Whole(), (Timed{Rec: rec}).Whole(); got != tc.whole || want != tc.whole {
 			t.Errorf("pages %v of %d: packed whole %v, unpacked %v, want %v", tc.pages, tc.dbPages, got, want, tc.whole)
 		}
 	}
