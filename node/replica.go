@@ -340,17 +340,19 @@ func copyIntoTar(tw *tar.Writer, path, name string) error {
 	return nil
 }
 
-// wholeDatabase reports whether a record holds every page of its
-// database: the first commit of an object made after a snapshot.
+// maxApplyRun bounds the bytes applyPackedAt writes at once (and keeps
+// in its buffer): a whole large database comes in pieces.
+const maxApplyRun = 256 << 10
+
 // applyPackedAt is objectstore.Record.ApplyAt for a commit whose pages
-// are packed (in ascending order): each run of consecutive pages is
-// unpacked into buf, reused from one commit to the next, and written at
-// once.
+// are packed (in ascending order): each run of consecutive pages, up to
+// maxApplyRun, is unpacked into buf, reused from one commit to the next,
+// and written at once.
 func applyPackedAt(f *os.File, size int64, c history.Timed, buf *[]byte) (int64, error) {
 	ps := c.Rec.PageSize
 	for i := 0; i < len(c.Numbers); {
 		j := i + 1
-		for j < len(c.Numbers) && c.Numbers[j] == c.Numbers[j-1]+1 {
+		for j < len(c.Numbers) && c.Numbers[j] == c.Numbers[j-1]+1 && (j-i+1)*ps <= maxApplyRun {
 			j++
 		}
 		if cap(*buf) < (j-i)*ps {
@@ -376,6 +378,8 @@ func applyPackedAt(f *os.File, size int64, c history.Timed, buf *[]byte) (int64,
 	return want, nil
 }
 
+// wholeDatabase reports whether a record holds every page of its
+// database: the first commit of an object made after a snapshot.
 func wholeDatabase(r objectstore.Record) bool {
 	for pg := uint32(1); pg <= r.DBPages; pg++ {
 		if _, ok := r.Pages[pg]; !ok {

@@ -280,6 +280,10 @@ func TestApplyPackedAtAsApplyAt(t *testing.T) {
 		}
 		return b
 	}
+	long := map[uint32][]byte{}
+	for p := uint32(1); p <= 600; p++ { // past maxApplyRun
+		long[p] = page(byte(p), int(p%50))
+	}
 	for _, tc := range []struct {
 		name    string
 		pages   map[uint32][]byte
@@ -289,6 +293,7 @@ func TestApplyPackedAtAsApplyAt(t *testing.T) {
 		{"a run and a gap", map[uint32][]byte{1: page(2, ps), 2: page(3, 10), 3: page(4, 0), 6: page(5, 100)}, 6},
 		{"growing", map[uint32][]byte{7: page(6, 30), 8: page(7, 30)}, 8},
 		{"truncating", map[uint32][]byte{1: page(8, 20)}, 3},
+		{"a run longer than one write", long, 600},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := objectstore.Record{Tx: 2, PageSize: ps, DBPages: tc.dbPages, Pages: tc.pages}
@@ -312,6 +317,9 @@ func TestApplyPackedAtAsApplyAt(t *testing.T) {
 				var size int64
 				if packed {
 					size, err = applyPackedAt(f, int64(len(before)), c, &buf)
+					if cap(buf) > maxApplyRun {
+						t.Errorf("the write buffer grew to %d bytes", cap(buf))
+					}
 				} else {
 					size, err = rec.ApplyAt(f, int64(len(before)))
 				}
