@@ -80,28 +80,11 @@ func UnpackPage(b []byte, size int) (page, rest []byte, err error) {
 // UnpackPageInto reads one packed page of len(page) bytes from b into
 // page, whatever page held, and returns what follows it in b.
 func UnpackPageInto(page, b []byte) (rest []byte, err error) {
-	size := len(page)
-	i := 0
-	for i < size {
-		zeros, n := binary.Uvarint(b)
-		if n <= 0 || zeros > uint64(size-i) {
-			return nil, ErrBadPackedPage
-		}
-		b = b[n:]
-		clear(page[i : i+int(zeros)])
-		i += int(zeros)
-		lit, n := binary.Uvarint(b)
-		if n <= 0 || lit > uint64(size-i) || lit > uint64(len(b)-n) {
-			return nil, ErrBadPackedPage
-		}
-		b = b[n:]
-		if zeros == 0 && lit == 0 {
-			return nil, ErrBadPackedPage // no progress
-		}
-		i += copy(page[i:], b[:lit])
-		b = b[lit:]
+	n, err := walkPacked(b, len(page), page)
+	if err != nil {
+		return nil, err
 	}
-	return b, nil
+	return b[n:], nil
 }
 
 // PackedPageLen is the length of the packed page of size bytes that b
@@ -109,6 +92,12 @@ func UnpackPageInto(page, b []byte) (rest []byte, err error) {
 // what passes packed pages on as they are (the history archiving the
 // node log's records) needs only where each ends.
 func PackedPageLen(b []byte, size int) (int, error) {
+	return walkPacked(b, size, nil)
+}
+
+// walkPacked checks the packed page of size bytes that b starts with and
+// returns its length; with page (size bytes) set it unpacks it there.
+func walkPacked(b []byte, size int, page []byte) (int, error) {
 	i, off := 0, 0
 	for i < size {
 		zeros, n := binary.Uvarint(b[off:])
@@ -116,16 +105,19 @@ func PackedPageLen(b []byte, size int) (int, error) {
 			return 0, ErrBadPackedPage
 		}
 		off += n
-		i += int(zeros)
 		lit, n := binary.Uvarint(b[off:])
-		if n <= 0 || lit > uint64(size-i) || lit > uint64(len(b)-off-n) {
+		if n <= 0 || lit > uint64(size-i)-zeros || lit > uint64(len(b)-off-n) {
 			return 0, ErrBadPackedPage
 		}
 		off += n
 		if zeros == 0 && lit == 0 {
-			return 0, ErrBadPackedPage
+			return 0, ErrBadPackedPage // no progress
 		}
-		i += int(lit)
+		if page != nil {
+			clear(page[i : i+int(zeros)])
+			copy(page[i+int(zeros):], b[off:off+int(lit)])
+		}
+		i += int(zeros) + int(lit)
 		off += int(lit)
 	}
 	return off, nil
