@@ -66,49 +66,53 @@ func parseHead(b []byte) frameHead {
 func appendFrame(dst []byte, at int64, rec objectstore.Record) []byte {
 	pages := rec.SortedPages()
 	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // length and CRC, below
-	dst = binary.LittleEndian.AppendUint64(dst, rec.Tx)
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(at))
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(rec.PageSize))
-	dst = binary.LittleEndian.AppendUint32(dst, rec.DBPages)
-	countAt := len(dst)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(pages))|packedFlag)
-	for _, p := range pages {
-		dst = binary.LittleEndian.AppendUint32(dst, p)
-	}
+	dst = appendFrameHead(dst, at, rec, pages, true)
 	imagesAt, rawLen := len(dst), 0
 	for _, p := range pages {
 		dst = objectstore.AppendPackedPage(dst, rec.Pages[p])
 		rawLen += len(rec.Pages[p])
 	}
 	if len(dst)-imagesAt >= rawLen {
-		dst = dst[:imagesAt]
+		dst = appendFrameHead(dst[:start], at, rec, pages, false)
 		for _, p := range pages {
 			dst = append(dst, rec.Pages[p]...)
 		}
-		binary.LittleEndian.PutUint32(dst[countAt:], uint32(len(pages)))
 	}
-	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start-8))
-	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+8:], castagnoli))
-	return dst
+	return sealFrame(dst, start)
 }
 
 // appendPackedFrame appends the frame of t, whose pages are packed
 // already (Timed.Packed).
 func appendPackedFrame(dst []byte, t Timed) []byte {
 	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // length and CRC, below
-	dst = binary.LittleEndian.AppendUint64(dst, t.Rec.Tx)
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(t.At))
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(t.Rec.PageSize))
-	dst = binary.LittleEndian.AppendUint32(dst, t.Rec.DBPages)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(t.Numbers))|packedFlag)
-	for _, p := range t.Numbers {
-		dst = binary.LittleEndian.AppendUint32(dst, p)
-	}
+	dst = appendFrameHead(dst, t.At, t.Rec, t.Numbers, true)
 	for _, img := range t.Packed {
 		dst = append(dst, img...)
 	}
+	return sealFrame(dst, start)
+}
+
+// appendFrameHead appends a frame's length and CRC (left for sealFrame),
+// its fixed fields and page numbers.
+func appendFrameHead(dst []byte, at int64, rec objectstore.Record, pages []uint32, packed bool) []byte {
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
+	dst = binary.LittleEndian.AppendUint64(dst, rec.Tx)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(at))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(rec.PageSize))
+	dst = binary.LittleEndian.AppendUint32(dst, rec.DBPages)
+	count := uint32(len(pages))
+	if packed {
+		count |= packedFlag
+	}
+	dst = binary.LittleEndian.AppendUint32(dst, count)
+	for _, p := range pages {
+		dst = binary.LittleEndian.AppendUint32(dst, p)
+	}
+	return dst
+}
+
+// sealFrame writes the length and CRC of the frame starting at start.
+func sealFrame(dst []byte, start int) []byte {
 	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start-8))
 	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+8:], castagnoli))
 	return dst
