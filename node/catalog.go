@@ -52,26 +52,13 @@ func (rt *Runtime) catalogWriter(stop <-chan struct{}) {
 		case <-tick.C:
 			flush()
 		case done := <-rt.catalogSync:
-			for drained := false; !drained; {
-				select {
-				case r := <-rt.catalogCh:
-					batch = append(batch, r)
-				default:
-					drained = true
-				}
-			}
+			batch = rt.queuedRecords(batch)
 			flush()
 			close(done)
 		case <-stop:
-			for {
-				select {
-				case r := <-rt.catalogCh:
-					batch = append(batch, r)
-				default:
-					flush()
-					return
-				}
-			}
+			batch = rt.queuedRecords(batch)
+			flush()
+			return
 		}
 	}
 }
@@ -141,17 +128,19 @@ func (rt *Runtime) reconcileCatalog(ctx context.Context) error {
 
 // drainCatalog writes whatever is still queued, after the writer stopped.
 func (rt *Runtime) drainCatalog() {
-	var batch []nodedb.ObjectRecord
+	if err := rt.catalog.RecordObjects(rt.queuedRecords(nil)); err != nil {
+		rt.log.Error("cannot write the object catalog; it is rebuilt from the files at the next start", "err", err)
+	}
+}
+
+// queuedRecords appends to batch the records queued now, without waiting.
+func (rt *Runtime) queuedRecords(batch []nodedb.ObjectRecord) []nodedb.ObjectRecord {
 	for {
 		select {
 		case r := <-rt.catalogCh:
 			batch = append(batch, r)
-			continue
 		default:
+			return batch
 		}
-		break
-	}
-	if err := rt.catalog.RecordObjects(batch); err != nil {
-		rt.log.Error("cannot write the object catalog; it is rebuilt from the files at the next start", "err", err)
 	}
 }
