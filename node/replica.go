@@ -340,42 +340,14 @@ func copyIntoTar(tw *tar.Writer, path, name string) error {
 	return nil
 }
 
-// maxApplyRun bounds the bytes applyPackedAt writes at once (and keeps
-// in its buffer): a whole large database comes in pieces.
-const maxApplyRun = 256 << 10
-
 // applyPackedAt is objectstore.Record.ApplyAt for a commit whose pages
-// are packed (in ascending order): each run of consecutive pages, up to
-// maxApplyRun, is unpacked into buf, reused from one commit to the next,
-// and written at once.
+// are packed (in ascending order): each page is unpacked straight into
+// the run buffer, reused from one commit to the next.
 func applyPackedAt(f *os.File, size int64, c history.Timed, buf *[]byte) (int64, error) {
-	ps := c.Rec.PageSize
-	for i := 0; i < len(c.Numbers); {
-		j := i + 1
-		for j < len(c.Numbers) && c.Numbers[j] == c.Numbers[j-1]+1 && (j-i+1)*ps <= maxApplyRun {
-			j++
-		}
-		if cap(*buf) < (j-i)*ps {
-			*buf = make([]byte, (j-i)*ps)
-		}
-		run := (*buf)[:(j-i)*ps]
-		for k := i; k < j; k++ {
-			if _, err := objectstore.UnpackPageInto(run[(k-i)*ps:(k-i+1)*ps], c.Packed[k]); err != nil {
-				return -1, fmt.Errorf("apply record page %d: %w", c.Numbers[k], err)
-			}
-		}
-		if _, err := f.WriteAt(run, int64(c.Numbers[i]-1)*int64(ps)); err != nil {
-			return -1, fmt.Errorf("apply record page %d: %w", c.Numbers[i], err)
-		}
-		i = j
-	}
-	want := int64(c.Rec.DBPages) * int64(ps)
-	if size != want {
-		if err := f.Truncate(want); err != nil {
-			return -1, fmt.Errorf("apply record: truncate: %w", err)
-		}
-	}
-	return want, nil
+	return objectstore.ApplyPagesAt(f, size, c.Rec.PageSize, c.Rec.DBPages, c.Numbers, func(i int, dst []byte) error {
+		_, err := objectstore.UnpackPageInto(dst, c.Packed[i])
+		return err
+	}, buf)
 }
 
 // wholeDatabase reports whether a record holds every page of its

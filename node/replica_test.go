@@ -281,7 +281,7 @@ func TestApplyPackedAtAsApplyAt(t *testing.T) {
 		return b
 	}
 	long := map[uint32][]byte{}
-	for p := uint32(1); p <= 600; p++ { // past maxApplyRun
+	for p := uint32(1); p <= 600; p++ { // past objectstore.MaxApplyRun
 		long[p] = page(byte(p), int(p%50))
 	}
 	for _, tc := range []struct {
@@ -317,7 +317,7 @@ func TestApplyPackedAtAsApplyAt(t *testing.T) {
 				var size int64
 				if packed {
 					size, err = applyPackedAt(f, int64(len(before)), c, &buf)
-					if cap(buf) > maxApplyRun {
+					if cap(buf) > objectstore.MaxApplyRun {
 						t.Errorf("the write buffer grew to %d bytes", cap(buf))
 					}
 				} else {

@@ -48,26 +48,44 @@ func (r *Record) Apply(f *os.File) error {
 // its size changes. It returns the file's new size.
 func (r *Record) ApplyAt(f *os.File, size int64) (int64, error) {
 	pages := r.SortedPages()
-	var run []byte
-	for i := 0; i < len(pages); {
+	var buf []byte
+	return ApplyPagesAt(f, size, r.PageSize, r.DBPages, pages, func(i int, dst []byte) error {
+		copy(dst, r.Pages[pages[i]])
+		return nil
+	}, &buf)
+}
+
+// MaxApplyRun bounds the bytes ApplyPagesAt writes at once (and keeps in
+// its buffer): a whole large database goes in pieces.
+const MaxApplyRun = 256 << 10
+
+// ApplyPagesAt writes the pages numbered numbers (ascending, pageSize
+// bytes each) into f, a file of size bytes (-1: not known), fill putting
+// page numbers[i] into dst: each run of consecutive pages, up to
+// MaxApplyRun, is filled in buf (reused across calls) and written at
+// once. The file is then dbPages pages long, truncated only if its size
+// changes; the new size is returned.
+func ApplyPagesAt(f *os.File, size int64, pageSize int, dbPages uint32, numbers []uint32, fill func(i int, dst []byte) error, buf *[]byte) (int64, error) {
+	for i := 0; i < len(numbers); {
 		j := i + 1
-		for j < len(pages) && pages[j] == pages[j-1]+1 {
+		for j < len(numbers) && numbers[j] == numbers[j-1]+1 && (j-i+1)*pageSize <= MaxApplyRun {
 			j++
 		}
-		img := r.Pages[pages[i]]
-		if j-i > 1 {
-			run = run[:0]
-			for _, p := range pages[i:j] {
-				run = append(run, r.Pages[p]...)
-			}
-			img = run
+		if cap(*buf) < (j-i)*pageSize {
+			*buf = make([]byte, (j-i)*pageSize)
 		}
-		if _, err := f.WriteAt(img, int64(pages[i]-1)*int64(r.PageSize)); err != nil {
-			return -1, fmt.Errorf("apply record page %d: %w", pages[i], err)
+		run := (*buf)[:(j-i)*pageSize]
+		for k := i; k < j; k++ {
+			if err := fill(k, run[(k-i)*pageSize:(k-i+1)*pageSize]); err != nil {
+				return -1, fmt.Errorf("apply record page %d: %w", numbers[k], err)
+			}
+		}
+		if _, err := f.WriteAt(run, int64(numbers[i]-1)*int64(pageSize)); err != nil {
+			return -1, fmt.Errorf("apply record page %d: %w", numbers[i], err)
 		}
 		i = j
 	}
-	want := int64(r.DBPages) * int64(r.PageSize)
+	want := int64(dbPages) * int64(pageSize)
 	if size != want {
 		if err := f.Truncate(want); err != nil {
 			return -1, fmt.Errorf("apply record: truncate: %w", err)
