@@ -219,30 +219,39 @@ func (g *gate) Writable(p int) error {
 	return nil
 }
 
+// tallyClass counts rows: POST adds one, every request answers the
+// count; runs, if set, counts the requests its handler ran.
+func tallyClass(runs *atomic.Int32) Constructor {
+	return func(st *State) (Object, error) {
+		if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS n (v INTEGER)"); err != nil {
+			return nil, err
+		}
+		return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
+			if runs != nil {
+				runs.Add(1)
+			}
+			if r.Method == http.MethodPost {
+				if _, err := st.Storage().Exec("INSERT INTO n VALUES (1)"); err != nil {
+					return err
+				}
+			}
+			c, err := st.Storage().Exec("SELECT count(*) FROM n")
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(w, c.Raw()[0][0])
+			return nil
+		}}, nil
+	}
+}
+
 // Reads go on while a partition cannot take writes, including reads that
 // activate an object whose constructor creates its tables "IF NOT
 // EXISTS" (the failover found every object of a promoted partition
 // unavailable until its other replica was seeded again).
 func TestReadsGoOnWhenWritesCannotBeAcknowledged(t *testing.T) {
 	rt := newTestRuntime(t, t.TempDir(), func(c *Config) { c.MaxOpenFiles = FilesPerObject }, map[string]Constructor{
-		"tally": func(st *State) (Object, error) {
-			if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS n (v INTEGER)"); err != nil {
-				return nil, err
-			}
-			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
-				if r.Method == http.MethodPost {
-					if _, err := st.Storage().Exec("INSERT INTO n VALUES (1)"); err != nil {
-						return err
-					}
-				}
-				c, err := st.Storage().Exec("SELECT count(*) FROM n")
-				if err != nil {
-					return err
-				}
-				fmt.Fprint(w, c.Raw()[0][0])
-				return nil
-			}}, nil
-		},
+		"tally": tallyClass(nil),
 	})
 	g := &gate{}
 	if err := rt.SetReplicator(g); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync/atomic"
 	"testing"
 
@@ -43,27 +42,7 @@ func (d *doubtful) Confirm(p int) error {
 // settles it; other objects go on, and a partition set aside forgets it.
 func TestWriteOfUnknownOutcomeHoldsTheObject(t *testing.T) {
 	var runs atomic.Int32
-	rt := newTestRuntime(t, t.TempDir(), nil, map[string]Constructor{
-		"tally": func(st *State) (Object, error) {
-			if _, err := st.Storage().Exec("CREATE TABLE IF NOT EXISTS n (v INTEGER)"); err != nil {
-				return nil, err
-			}
-			return &funcObject{fetch: func(w http.ResponseWriter, r *http.Request) error {
-				runs.Add(1)
-				if r.Method == http.MethodPost {
-					if _, err := st.Storage().Exec("INSERT INTO n VALUES (1)"); err != nil {
-						return err
-					}
-				}
-				c, err := st.Storage().Exec("SELECT count(*) FROM n")
-				if err != nil {
-					return err
-				}
-				fmt.Fprint(w, c.Raw()[0][0])
-				return nil
-			}}, nil
-		},
-	})
+	rt := newTestRuntime(t, t.TempDir(), nil, map[string]Constructor{"tally": tallyClass(&runs)})
 	d := &doubtful{}
 	if err := rt.SetReplicator(d); err != nil {
 		t.Fatal(err)

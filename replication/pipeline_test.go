@@ -7,27 +7,36 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// transportPair is a leader's transport and a follower's answering each
+// append with answer; both close with the test.
+func transportPair(t *testing.T, answer func(*raft.AppendEntriesRequest) *raft.AppendEntriesResponse) (leader, follower *raft.NetworkTransport) {
+	t.Helper()
+	leader, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leader.Close() })
+	follower, err = raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follower.Close() })
+	go func() {
+		for rpc := range follower.Consumer() {
+			rpc.Respond(answer(rpc.Command.(*raft.AppendEntriesRequest)), nil)
+		}
+	}()
+	return leader, follower
+}
+
 // TestPipelineSendsWhenResponsesAreNotRead reproduces the state Raft
 // leaves a pipeline in once its decoder has stopped: nobody reads the
 // responses. Sends must go on (and the pipeline close) instead of
 // blocking for good, as they do on the bare transport.
 func TestPipelineSendsWhenResponsesAreNotRead(t *testing.T) {
-	leader, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer leader.Close()
-	follower, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
-	go func() {
-		for rpc := range follower.Consumer() {
-			req := rpc.Command.(*raft.AppendEntriesRequest)
-			rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry + 1, Success: true}, nil)
-		}
-	}()
+	leader, follower := transportPair(t, func(req *raft.AppendEntriesRequest) *raft.AppendEntriesResponse {
+		return &raft.AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry + 1, Success: true}
+	})
 
 	p, err := pipelinedTransport{NetworkTransport: leader}.AppendEntriesPipeline("f", follower.LocalAddr())
 	if err != nil {
@@ -86,23 +95,10 @@ func TestPipelineSendsWhenResponsesAreNotRead(t *testing.T) {
 // alone or through a pipeline, ends a silence that failing heartbeats
 // began; a refused one does not.
 func TestTransportNotesAcceptedAppends(t *testing.T) {
-	leader, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer leader.Close()
-	follower, err := raft.NewTCPTransport("127.0.0.1:0", nil, 2, 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
-	go func() {
-		for rpc := range follower.Consumer() {
-			req := rpc.Command.(*raft.AppendEntriesRequest)
-			// Term 2 stands for an append the follower refuses.
-			rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, Success: req.Term != 2}, nil)
-		}
-	}()
+	// Term 2 stands for an append the follower refuses.
+	leader, follower := transportPair(t, func(req *raft.AppendEntriesRequest) *raft.AppendEntriesResponse {
+		return &raft.AppendEntriesResponse{Term: req.Term, Success: req.Term != 2}
+	})
 	n := &RaftNode{contact: &contactTracker{failing: map[string]time.Time{}}, answers: newAnswers()}
 	tr := pipelinedTransport{NetworkTransport: leader, answers: n.answers}
 	cutAt := time.Now().Add(-time.Minute)
