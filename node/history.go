@@ -173,47 +173,14 @@ func (rt *Runtime) archivePassLocked(sync bool) error {
 // packed (the history keeps them so; a replica unpacks them straight into
 // its writes), only checked; else decoded.
 func commitForm(b []byte) (id string, t history.Timed, err error) {
-	const head = 14 // kind, partition, at, id length
-	if len(b) < head || b[0] != entryCommit || len(b) < head+int(b[13])+20 {
+	if len(b) == 0 || b[0] != entryCommit {
 		return "", t, errBadEntry
 	}
-	rest := b[head+int(b[13]):]
-	if binary.LittleEndian.Uint32(rest[16:20])&packedPages == 0 {
-		e, err := decodeEntry(b)
-		return e.id, history.Timed{At: e.at, Rec: e.rec}, err
+	e, err := decodeEntryAs(b, true)
+	if err != nil {
+		return "", t, err
 	}
-	id = string(b[head : head+int(b[13])])
-	t.At = int64(binary.LittleEndian.Uint64(b[5:13]))
-	t.Rec = objectstore.Record{
-		Tx:       binary.LittleEndian.Uint64(rest[0:8]),
-		PageSize: int(binary.LittleEndian.Uint32(rest[8:12])),
-		DBPages:  binary.LittleEndian.Uint32(rest[12:16]),
-	}
-	count := int(binary.LittleEndian.Uint32(rest[16:20]) &^ packedPages)
-	rest = rest[20:]
-	if t.Rec.PageSize < 512 || t.Rec.PageSize > 65536 || count > len(rest)/5 {
-		return "", t, errBadEntry
-	}
-	t.Numbers, t.Packed = make([]uint32, count), make([][]byte, count)
-	for i := range count {
-		if len(rest) < 4 {
-			return "", t, errBadEntry
-		}
-		no := binary.LittleEndian.Uint32(rest[0:4])
-		if i > 0 && no <= t.Numbers[i-1] {
-			return "", t, errBadEntry // pages are logged in ascending order
-		}
-		n, err := objectstore.PackedPageLen(rest[4:], t.Rec.PageSize)
-		if err != nil {
-			return "", t, err
-		}
-		t.Numbers[i], t.Packed[i] = no, rest[4:4+n]
-		rest = rest[4+n:]
-	}
-	if len(rest) != 0 {
-		return "", t, errBadEntry
-	}
-	return id, t, nil
+	return e.id, history.Timed{At: e.at, Rec: e.rec, Numbers: e.numbers, Packed: e.packed}, nil
 }
 
 // archiveEntries archives an object's commit records, in order, in one

@@ -46,6 +46,9 @@ type logEntry struct {
 	partition int
 	at        int64 // unix ms
 	rec       objectstore.Record
+	// numbers and packed: a commit's pages still packed (decodeEntryAs)
+	numbers []uint32
+	packed  [][]byte
 }
 
 // packedPages marks, in a commit entry's page count, pages packed
@@ -99,7 +102,11 @@ func peekCommit(b []byte) (id string, tx uint64, ok bool) {
 	return string(b[14 : 14+idLen]), binary.LittleEndian.Uint64(b[14+idLen:]), true
 }
 
-func decodeEntry(b []byte) (logEntry, error) {
+func decodeEntry(b []byte) (logEntry, error) { return decodeEntryAs(b, false) }
+
+// decodeEntryAs decodes an entry; with keepPacked a commit's packed pages
+// stay packed, in e.numbers and e.packed, and e.rec.Pages is not set.
+func decodeEntryAs(b []byte, keepPacked bool) (logEntry, error) {
 	var e logEntry
 	if len(b) < 14 {
 		return e, errBadEntry
@@ -132,7 +139,11 @@ func decodeEntry(b []byte) (logEntry, error) {
 	count := binary.LittleEndian.Uint32(b[16:20])
 	b = b[20:]
 	if count&packedPages != 0 {
-		return e, e.decodePacked(b, int(count&^packedPages))
+		err := e.splitPacked(b, int(count&^packedPages))
+		if err == nil && !keepPacked {
+			err = e.unpack()
+		}
+		return e, err
 	}
 	if e.rec.PageSize < 512 || len(b) != int(count)*(4+e.rec.PageSize) {
 		return e, errBadEntry
@@ -145,27 +156,45 @@ func decodeEntry(b []byte) (logEntry, error) {
 	return e, nil
 }
 
-// decodePacked reads count packed pages from b, which must hold exactly
-// them.
-func (e *logEntry) decodePacked(b []byte, count int) error {
+// splitPacked finds count packed pages in b, which must hold exactly
+// them in ascending page order, and keeps them packed.
+func (e *logEntry) splitPacked(b []byte, count int) error {
 	if e.rec.PageSize < 512 || e.rec.PageSize > 65536 || count > len(b)/5 {
 		return errBadEntry
 	}
-	e.rec.Pages = make(map[uint32][]byte, count)
-	for range count {
+	e.numbers, e.packed = make([]uint32, count), make([][]byte, count)
+	for i := range count {
 		if len(b) < 4 {
 			return errBadEntry
 		}
 		no := binary.LittleEndian.Uint32(b[0:4])
-		page, rest, err := objectstore.UnpackPage(b[4:], e.rec.PageSize)
+		if i > 0 && no <= e.numbers[i-1] {
+			return errBadEntry // pages are logged in ascending order
+		}
+		n, err := objectstore.PackedPageLen(b[4:], e.rec.PageSize)
 		if err != nil {
 			return err
 		}
-		e.rec.Pages[no], b = page, rest
+		e.numbers[i], e.packed[i] = no, b[4:4+n]
+		b = b[4+n:]
 	}
 	if len(b) != 0 {
 		return errBadEntry
 	}
+	return nil
+}
+
+// unpack makes e.rec.Pages of the pages splitPacked found.
+func (e *logEntry) unpack() error {
+	e.rec.Pages = make(map[uint32][]byte, len(e.numbers))
+	for i, no := range e.numbers {
+		page, _, err := objectstore.UnpackPage(e.packed[i], e.rec.PageSize)
+		if err != nil {
+			return err
+		}
+		e.rec.Pages[no] = page
+	}
+	e.numbers, e.packed = nil, nil
 	return nil
 }
 
