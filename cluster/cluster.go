@@ -168,6 +168,8 @@ type Cluster struct {
 	seenLeader  string
 	seenMembers map[string]replication.MemberStatus
 	owned       map[int]bool // partitions this node owned at the last look
+
+	hooks atomic.Pointer[Hooks] // tests' fault injection (hooks.go)
 }
 
 // NewCluster attaches a cluster to rt (before rt.Start); no I/O.
@@ -223,7 +225,7 @@ func New(rt *node.Runtime, cfg Config) (*Cluster, error) {
 	c.run = rand.Uint64()
 	if err := rt.SetReplicator(c); err == nil {
 		c.shipStream = &shipping.StreamTransport{Dial: c.dialShip, Hello: shipHello(cfg.Name, cfg.AdminToken), Fallback: peerShipper{c}}
-		c.ship = shipping.NewShipper(shipping.Config{Transport: c.shipStream, Logger: log})
+		c.ship = shipping.NewShipper(shipping.Config{Transport: hookedTransport{c, c.shipStream}, Logger: log})
 		c.recv = shipping.NewReceiver(shipping.ReceiverConfig{Log: rt.LogReplicated, Apply: c.applyReceived, Check: c.checkSender})
 	}
 	return c, nil

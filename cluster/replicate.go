@@ -26,13 +26,18 @@ import (
 // and to the replicas being seeded (followers), and acknowledges a write
 // once all of them have it durable, taking a replica that did not answer
 // in time out of the in-sync set (a Raft compare-and-set) before going on
-// without it. A follower that fails is only dropped: it starts over.
+// without it. A follower that fails is only dropped: it starts over, and
+// the primary admits into the in-sync set only a follower it has not
+// dropped (AdmitReplica): one that missed a record never counts.
 
 // stream is partition p's record numbering on its primary.
 type stream struct {
-	mu        sync.Mutex
-	seq       uint64
-	followers map[string]bool // replicas being seeded from here
+	mu  sync.Mutex
+	seq uint64
+	// followers: replicas seeded from here, each with the number of its
+	// seeding (gen), until a record shipped to it fails.
+	followers map[string]uint64
+	gen       uint64
 	// doubt: in-sync replicas that missed a write whose outcome is
 	// unknown, kept until Confirm has them out of the set.
 	doubt map[string]bool
@@ -66,12 +71,14 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 			to = append(to, m)
 		}
 	}
-	for m := range s.followers {
+	followed := map[string]uint64{} // the followers shipped to, and their seedings
+	for m, gen := range s.followers {
 		switch {
 		case !slices.Contains(part.Replicas, m):
 			delete(s.followers, m) // no longer a replica
 		case !slices.Contains(to, m):
 			to = append(to, m)
+			followed[m] = gen
 		}
 	}
 	if len(to) == 0 {
@@ -86,16 +93,7 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 	s.mu.Unlock()
 	return func() error {
 		lagging := pending.Wait(context.Background())
-		var dropped []string
-		for _, m := range lagging {
-			if slices.Contains(part.InSync, m) {
-				dropped = append(dropped, m)
-				continue
-			}
-			s.mu.Lock()
-			delete(s.followers, m)
-			s.mu.Unlock()
-		}
+		dropped := s.missed(c.state.Load().Partitions[p], part, lagging, followed)
 		if len(dropped) > 0 {
 			if err := c.leaveInSync(p, dropped); err != nil {
 				s.doubted(dropped)
@@ -107,6 +105,70 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 			return c.outcomeUnknown(err)
 		}
 		return nil
+	}
+}
+
+// missed sorts the replicas that did not acknowledge a record: those in
+// the in-sync set when it was shipped (was) or now (now, read under the
+// lock AdmitReplica holds while it adds a follower) must leave the set
+// before the write is acknowledged; a follower is dropped, unless it
+// was seeded again since the record was shipped (followed: the seedings
+// it went to), and AdmitReplica will refuse it.
+func (s *stream) missed(now, was replication.Partition, lagging []string, followed map[string]uint64) (dropped []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range lagging {
+		if slices.Contains(was.InSync, m) || slices.Contains(now.InSync, m) {
+			dropped = append(dropped, m)
+			continue
+		}
+		if gen, ok := s.followers[m]; ok && gen == followed[m] {
+			delete(s.followers, m)
+		}
+	}
+	return dropped
+}
+
+// AdmitReplica implements rpc.ClusterInternal: member, seeded from this
+// node's copy of partition p, enters p's in-sync set if every record
+// shipped to it since its snapshot began was acknowledged (it is still
+// a follower). The stream stays locked until the change is applied here,
+// so each write decides with member either a follower still (refused
+// admission if it misses the write) or in the set (taken out again).
+func (c *Cluster) AdmitReplica(ctx context.Context, p int, member string) error {
+	st := c.state.Load()
+	if st == nil || p < 0 || p >= len(st.Partitions) {
+		return fmt.Errorf("%w: no partition %d", apierr.ErrNotFound, p)
+	}
+	s := &c.streams[p]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.followers[member]; !ok {
+		return fmt.Errorf("%w: %s does not follow partition %d from %s: it missed a record since its snapshot, or was seeded elsewhere; seed it again", apierr.ErrConflict, member, p, c.cfg.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		st := c.state.Load()
+		part := st.Partitions[p]
+		if err := c.primaryErr(st, p); err != nil {
+			return err
+		}
+		if slices.Contains(part.InSync, member) {
+			return nil
+		}
+		if !slices.Contains(part.Replicas, member) {
+			return fmt.Errorf("%w: %s is not a replica of partition %d", apierr.ErrConflict, member, p)
+		}
+		changed := c.Changed()
+		if err := c.inSync.change(ctx, replication.InSyncChange{Partition: p, Version: part.Version, Add: []string{member}}); err != nil {
+			return fmt.Errorf("%w: %s cannot enter the in-sync set of partition %d: %v", apierr.ErrOwnerUnavailable, member, p, err)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: in-sync change of partition %d not applied on %s in time", apierr.ErrOwnerUnavailable, p, c.cfg.Name)
+		}
 	}
 }
 
@@ -446,9 +508,10 @@ func (c *Cluster) PartitionSnapshot(ctx context.Context, p int, to string, w htt
 	s := &c.streams[p]
 	s.mu.Lock()
 	if s.followers == nil {
-		s.followers = map[string]bool{}
+		s.followers = map[string]uint64{}
 	}
-	s.followers[to] = true
+	s.gen++
+	s.followers[to] = s.gen
 	delete(s.doubt, to) // seeded from this copy: it gets what it missed
 	c.ship.Resume(to, p)
 	s.mu.Unlock()

@@ -130,8 +130,18 @@ func (c *Cluster) seed(p int, owner string) error {
 	if err != nil {
 		return err
 	}
+	if h := c.hooks.Load(); h != nil && h.BeforeAdmit != nil {
+		h.BeforeAdmit(p)
+	}
+	// Only the primary knows whether every record since the snapshot
+	// reached this copy: it admits it into the in-sync set, or refuses.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	path := "/v1/internal/partitions/" + strconv.Itoa(p) + "/in-sync?member=" + url.QueryEscape(c.cfg.Name)
+	if _, err := c.peers.Call(ctx, rpc.Peer{Name: owner, Addr: m.Raft}, http.MethodPost, path, nil); err != nil {
+		c.recv.Stop(p)
+		return fmt.Errorf("enter the in-sync set: %w", err)
+	}
 	for {
 		part := c.state.Load().Partitions[p]
 		if part.Owner != owner {
@@ -142,15 +152,11 @@ func (c *Cluster) seed(p int, owner string) error {
 			break
 		}
 		changed := c.Changed()
-		if err := c.inSync.change(ctx, replication.InSyncChange{Partition: p, Version: part.Version, Add: []string{c.cfg.Name}}); err != nil {
-			c.recv.Stop(p)
-			return fmt.Errorf("enter the in-sync set: %w", err)
-		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
 			c.recv.Stop(p)
-			return fmt.Errorf("enter the in-sync set: %w", ctx.Err())
+			return fmt.Errorf("enter the in-sync set: admitted by %s, not applied here in time", owner)
 		}
 	}
 	c.metrics.expands.Inc()

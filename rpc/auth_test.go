@@ -27,6 +27,7 @@ func (fakeInternal) CommitIndex(context.Context) (uint64, error) { return 7, nil
 func (fakeInternal) PartitionSnapshot(context.Context, int, string, http.ResponseWriter) error {
 	return nil
 }
+func (fakeInternal) AdmitReplica(context.Context, int, string) error { return nil }
 func (fakeInternal) ReceiveRecords(context.Context, string, []byte) (any, error) {
 	return map[string]any{"acks": []any{}}, nil
 }
@@ -105,6 +106,7 @@ func TestTokensAndScopes(t *testing.T) {
 		{"internal route hidden, escaped", "GET", "/v1/%69nternal/commit", adminToken, nil, 404, "NOT_FOUND"},
 		{"record shipping hidden", "POST", "/v1/internal/replicate", adminToken, nil, 404, "NOT_FOUND"},
 		{"snapshots hidden", "GET", "/v1/internal/partitions/1/snapshot", adminToken, nil, 404, "NOT_FOUND"},
+		{"in-sync admission hidden", "POST", "/v1/internal/partitions/1/in-sync?member=x", adminToken, nil, 404, "NOT_FOUND"},
 		{"forged caller ignored", "GET", "/v1/cluster", "", map[string]string{rpc.HeaderCaller: "admin"}, 401, "UNAUTHENTICATED"},
 		{"forged hops do not skip auth", "GET", "/v1/cluster", "", map[string]string{rpc.HeaderHops: "1", rpc.HeaderCaller: "admin"}, 401, "UNAUTHENTICATED"},
 	}

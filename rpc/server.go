@@ -290,6 +290,17 @@ func (s *Server) clusterRoutes(in ClusterInternal) {
 		}
 		return in.PartitionSnapshot(r.Context(), p, r.URL.Query().Get("to"), w)
 	})
+	s.handle("POST /v1/internal/partitions/{p}/in-sync", "internal", func(w http.ResponseWriter, r *http.Request) error {
+		p, err := strconv.Atoi(r.PathValue("p"))
+		if err != nil {
+			return fmt.Errorf("%w: partition %q", apierr.ErrBadRequest, r.PathValue("p"))
+		}
+		member := r.URL.Query().Get("member")
+		if err := in.AdmitReplica(r.Context(), p, member); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{"partition": p, "in_sync": member})
+	})
 	s.handle("POST /v1/internal/replicate", "internal", func(w http.ResponseWriter, r *http.Request) error {
 		body, err := readBody(r, MaxReplicationBatch)
 		if err != nil {

@@ -238,6 +238,11 @@ type ClusterInternal interface {
 	// PartitionSnapshot streams a page-identical copy of partition p to
 	// its replica to, which follows p's records from then on.
 	PartitionSnapshot(ctx context.Context, p int, to string, w http.ResponseWriter) error
+	// AdmitReplica enters member, seeded from this node's copy of
+	// partition p, into p's in-sync set, if it has every record shipped
+	// since its snapshot began (CONFLICT if it missed one: it is seeded
+	// again).
+	AdmitReplica(ctx context.Context, p int, member string) error
 	// ReceiveRecords takes a batch of records a primary shipped here and
 	// answers how far each partition's are durable.
 	ReceiveRecords(ctx context.Context, from string, batch []byte) (any, error)
