@@ -3,6 +3,7 @@ package cluster
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -140,8 +141,8 @@ func (c *Cluster) takeOver(ctx context.Context, p int, from rpc.Peer, since uint
 		return err
 	}
 	defer resp.Body.Close()
-	h, err := tar.NewReader(resp.Body).Next()
-	if err != nil || h.Name != "END" {
+	keep, err := readDrain(resp.Body)
+	if err != nil {
 		return fmt.Errorf("drain of partition %d on %s did not complete: %v", p, from.Name, err)
 	}
 	cur := c.state.Load().Partitions[p]
@@ -159,7 +160,12 @@ func (c *Cluster) takeOver(ctx context.Context, p int, from rpc.Peer, since uint
 	if err := c.rt.PromoteReplica(p); err != nil {
 		return err
 	}
-	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since, FromCopy: true}); err != nil {
+	// The replicas kept in the set follow this node's records from the
+	// first: a stream to one cut off in the past starts again.
+	for _, m := range keep {
+		c.ship.Resume(m, p)
+	}
+	if err := c.Apply(ctx, replication.Command{Kind: replication.CmdHandoffDone, Partition: p, Name: c.cfg.Name, Epoch: since, FromCopy: true, Keep: keep}); err != nil {
 		return err
 	}
 	c.replicaCopy[p].Store(false)
@@ -168,6 +174,52 @@ func (c *Cluster) takeOver(ctx context.Context, p int, from rpc.Peer, since uint
 	c.mu.Unlock()
 	c.log.Info("partition taken over from its in-sync copy", "partition", p, "from", from.Name)
 	return nil
+}
+
+// drainKeep names the entry of a drain's answer that lists the in-sync
+// replicas the old owner vouches for (JSON), before END.
+const drainKeep = "IN-SYNC"
+
+// readDrain reads a drain's answer: the replicas vouched for, then END.
+func readDrain(r io.Reader) ([]string, error) {
+	tr := tar.NewReader(r)
+	var keep []string
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, err
+		}
+		switch h.Name {
+		case "END":
+			return keep, nil
+		case drainKeep:
+			if err := json.NewDecoder(io.LimitReader(tr, 1<<16)).Decode(&keep); err != nil {
+				return nil, fmt.Errorf("replicas vouched for: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("unexpected entry %q in a drain", h.Name)
+		}
+	}
+}
+
+// vouch names the in-sync replicas of partition p, other than this node
+// and to, that hold every record this node shipped for p (called once p
+// is drained here, so none follows): all of them, or none when a write's
+// outcome is in doubt, since one may lack it and another have it.
+func (c *Cluster) vouch(p int, to string) []string {
+	s := &c.streams[p]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.doubt) > 0 {
+		return nil
+	}
+	var keep []string
+	for _, m := range c.state.Load().Partitions[p].InSync {
+		if m != c.cfg.Name && m != to {
+			keep = append(keep, m)
+		}
+	}
+	return keep
 }
 
 // errEndedEarly: a stream of object files stopped before its END.
@@ -259,6 +311,15 @@ func (c *Cluster) PartitionArchive(ctx context.Context, p int, to string, since 
 	// END, and the puller discards what it got.
 	if now := c.state.Load().Partitions[p]; now.Owner != c.cfg.Name || now.Target != to || now.Since != since {
 		return fmt.Errorf("%w: partition %d moved on while it was archived", apierr.ErrConflict, p)
+	}
+	if drain {
+		b, _ := json.Marshal(c.vouch(p, to))
+		if err := tw.WriteHeader(&tar.Header{Name: drainKeep, Mode: 0o600, Size: int64(len(b))}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return err
+		}
 	}
 	// The alarms live in the replicated schedule: the new owner arms them
 	// from there once the partition is ready on it. END marks a complete

@@ -154,6 +154,11 @@ type Command struct {
 	// while that copy is still in sync, since the old owner may have
 	// acknowledged writes without it meanwhile.
 	FromCopy bool `json:"from_copy,omitempty"`
+	// Keep, on handoff_done from a copy, are the other in-sync replicas
+	// the old owner vouched for as it drained: they hold exactly the
+	// records the new owner holds, so they stay in the set and follow
+	// the new owner's records without being seeded again.
+	Keep []string `json:"keep,omitempty"`
 	// Alarm is the alarm of put_alarm.
 	Alarm *Alarm `json:"alarm,omitempty"`
 	// ObjectID names the object whose alarm delete_alarm removes. Entries
@@ -241,11 +246,21 @@ func (s *ClusterState) Apply(c Command, assign Assigner) error {
 		if c.FromCopy && !slices.Contains(p.InSync, c.Name) {
 			return fmt.Errorf("handoff_done: partition %d: %s left the in-sync set during the move, its copy may lack acknowledged writes", c.Partition, c.Name)
 		}
-		// The new owner's copy is the old owner's files, which the old
-		// owner drops; the other replicas followed the old owner's stream
-		// and are seeded again before they count (writes wait meanwhile).
+		// The new owner's copy is the old owner's files (or its own
+		// copy of them), which the old owner drops. The other replicas
+		// followed the old owner's stream: those it vouched for (Keep)
+		// stay in the set, the others are seeded again before they count.
+		var kept []string
+		if c.FromCopy {
+			for _, m := range c.Keep {
+				if m != p.Owner && m != p.Target && slices.Contains(p.InSync, m) && !slices.Contains(kept, m) {
+					kept = append(kept, m)
+				}
+			}
+		}
 		p.Owner, p.Target, p.Since = p.Target, "", 0
-		p.InSync = nil
+		p.InSync = append([]string{p.Owner}, kept...)
+		p.Version++
 		s.Epoch++
 		s.placeReplicas()
 		s.retireLeavers()

@@ -270,6 +270,57 @@ func TestMoveFromCopyNeedsTheTargetInSync(t *testing.T) {
 	}
 }
 
+// A move from a copy keeps in the in-sync set the replicas the old owner
+// vouched for, and only those: not the old owner, not a member that was
+// not in the set, not the new owner twice. A move of files keeps none.
+func TestHandoffKeepsVouchedReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fromCopy bool
+		keep     func(p Partition, to string) []string
+		want     func(p Partition, to string) []string
+	}{
+		{"vouched replica kept", true,
+			func(p Partition, to string) []string { return []string{other(p, to)} },
+			func(p Partition, to string) []string { return []string{to, other(p, to)} }},
+		{"none vouched", true,
+			func(Partition, string) []string { return nil },
+			func(p Partition, to string) []string { return []string{to} }},
+		{"old owner, new owner and strangers not kept", true,
+			func(p Partition, to string) []string { return []string{p.Owner, to, "zz", other(p, to), other(p, to)} },
+			func(p Partition, to string) []string { return []string{to, other(p, to)} }},
+		{"a move of files keeps none", false,
+			func(p Partition, to string) []string { return []string{other(p, to)} },
+			func(p Partition, to string) []string { return []string{to} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := syncedState(t)
+			p := s.Partitions[0]
+			to := p.InSync[1]
+			apply(t, s, Command{Kind: CmdMove, Moves: []Move{{Partition: 0, Version: p.Version, Target: to}}})
+			moving := s.Partitions[0]
+			apply(t, s, Command{Kind: CmdHandoffDone, Partition: 0, Name: to, Epoch: moving.Since, FromCopy: tc.fromCopy, Keep: tc.keep(p, to)})
+			got := s.Partitions[0]
+			if want := tc.want(p, to); got.Owner != to || !slices.Equal(got.InSync, want) {
+				t.Fatalf("after the handoff: owner %s, in sync %v; want %s, %v", got.Owner, got.InSync, to, want)
+			}
+			if got.Version <= moving.Version {
+				t.Fatalf("version %d after the handoff, %d before", got.Version, moving.Version)
+			}
+		})
+	}
+}
+
+// other is the in-sync replica of p that is neither its owner nor to.
+func other(p Partition, to string) string {
+	for _, m := range p.InSync {
+		if m != p.Owner && m != to {
+			return m
+		}
+	}
+	return ""
+}
+
 // A member back without its data cannot enter an in-sync set before it
 // takes its new directory, and moves to it are called off.
 func TestDataLostMemberEntersNoSet(t *testing.T) {

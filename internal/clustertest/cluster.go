@@ -23,6 +23,7 @@ import (
 	"github.com/dura-dev/dura/node"
 	"github.com/dura-dev/dura/replication"
 	"github.com/dura-dev/dura/rpc"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Node is one member of the test cluster.
@@ -36,6 +37,7 @@ type Node struct {
 	RT      *node.Runtime
 	Cluster *cluster.Cluster
 	Client  *rpc.Client
+	Metrics *prometheus.Registry // the cluster's metrics of this run of the node
 	srv     *http.Server
 	up      atomic.Bool // read by test goroutines while the test starts and stops nodes
 }
@@ -165,10 +167,11 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
 	cl, err := cluster.New(rt, cluster.Config{
 		Name: nd.Name, HTTP: nd.HTTP, GossipBind: gossipBind, RaftBind: raftBind, TLS: peerTLS, GossipKeys: keys,
 		Dir: filepath.Join(nd.Dir, "raft"), Join: join, BootstrapExpect: expect, Timing: cluster.LoopbackTiming(), Logger: log,
-		Replication: c.replication,
+		Replication: c.replication, Registerer: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +189,7 @@ func (c *Cluster) start(nd *Node, join []string, expect int) {
 	rt.SetObjectCaller(srv)
 	nd.srv = &http.Server{Handler: srv.Handler()}
 	go nd.srv.Serve(ln)
-	nd.RT, nd.Cluster = rt, cl
+	nd.RT, nd.Cluster, nd.Metrics = rt, cl, reg
 	nd.up.Store(true)
 	nd.Client = rpc.NewClient("http://"+nd.HTTP, nil)
 }

@@ -38,8 +38,9 @@ type Receiver struct {
 // stream is the state of one partition's records on this node.
 type stream struct {
 	from   string
-	run    uint64 // the primary's stream (Record.Run), once started
-	seq    uint64 // last record taken
+	run     uint64 // the primary's stream (Record.Run), once started
+	seq     uint64 // last record taken
+	version uint64 // the highest Record.Version taken
 	expect bool   // the next record from from starts the stream
 	busy   bool   // a batch of it is being logged
 	// hold keeps records (acknowledged, not logged or applied) until
@@ -257,9 +258,20 @@ func (r *Receiver) admit(from string, rec Record, last uint64) string {
 		// overlap only when two nodes ship it: one is stale.
 		return RefusedStale
 	}
-	if err := r.cfg.Check(from, rec.Partition, rec.Version); err != nil || st.from != from {
+	if err := r.cfg.Check(from, rec.Partition, rec.Version); err != nil {
 		return RefusedStale
 	}
+	if st.from != from {
+		// A new primary, which took the partition over from the one
+		// followed and kept this replica in the set: its stream starts
+		// here. Never back to an older one, nor while this copy is
+		// being seeded (held) from another.
+		if st.hold || rec.Version <= st.version {
+			return RefusedStale
+		}
+		st.from, st.expect = from, true
+	}
+	st.version = max(st.version, rec.Version)
 	prev := st.seq
 	if last != 0 {
 		prev = last

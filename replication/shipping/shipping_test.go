@@ -45,7 +45,8 @@ type replica struct {
 	logged  [][]byte
 	applied map[int][]string
 	failLog bool
-	primary string // who Check accepts
+	primary string // who Check accepts...
+	known   uint64 // ...and anyone shipping a version above this (0: no one)
 }
 
 func newReplica(primary string) *replica {
@@ -71,7 +72,7 @@ func newReplica(primary string) *replica {
 		Check: func(from string, p int, v uint64) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			if from != r.primary {
+			if from != r.primary && (r.known == 0 || v <= r.known) {
 				return fmt.Errorf("%s is not the primary", from)
 			}
 			return nil
@@ -155,6 +156,77 @@ func TestReceiverStreams(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// After a handoff that kept this replica in the in-sync set, the new
+// primary's records start a stream here: only a newer primary's (a
+// higher version), never an older one's again, and never while the copy
+// is being seeded from another.
+func TestReceiverFollowsANewPrimary(t *testing.T) {
+	at := func(v, run, seq uint64, entry string) Record {
+		return Record{Partition: 1, Version: v, Run: run, Seq: seq, Entry: []byte(entry)}
+	}
+	receive := func(t *testing.T, r *replica, from string, recs ...Record) Ack {
+		t.Helper()
+		acks, err := r.Receive(from, EncodeBatch(recs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acks[0]
+	}
+	t.Run("switches to the newer primary", func(t *testing.T) {
+		r := newReplica("a")
+		r.known = 1
+		r.follow(t, 1, "a")
+		receive(t, r, "a", at(1, 1, 5, "a5"), at(1, 1, 6, "a6"))
+		// b took over at version 2; this replica has not applied that yet.
+		if a := receive(t, r, "b", at(2, 9, 40, "b40"), at(2, 9, 41, "b41")); a.Refused != "" || a.Seq != 41 {
+			t.Fatalf("the new primary's first records: %+v", a)
+		}
+		// a's late record (Check still passes here: a is the primary
+		// this replica knows) is refused, and b's stream goes on.
+		if a := receive(t, r, "a", at(1, 1, 7, "a7")); a.Refused != RefusedStale {
+			t.Fatalf("the old primary's late record: %+v", a)
+		}
+	})
+	t.Run("a gap in the new stream is still refused", func(t *testing.T) {
+		r := newReplica("a")
+		r.known = 1
+		r.follow(t, 1, "a")
+		receive(t, r, "b", at(2, 9, 40, "b40"))
+		if a := receive(t, r, "b", at(2, 9, 42, "b42")); a.Refused != RefusedGap {
+			t.Fatalf("a gap after the switch: %+v", a)
+		}
+	})
+	t.Run("not to an older or equal version", func(t *testing.T) {
+		r := newReplica("a")
+		r.known = 3
+		r.follow(t, 1, "a")
+		receive(t, r, "a", at(3, 1, 5, "a5"))
+		r.mu.Lock()
+		r.primary = "b" // this replica's state says b (at version 3)
+		r.mu.Unlock()
+		if a := receive(t, r, "b", at(3, 9, 1, "b1")); a.Refused != RefusedStale {
+			t.Fatalf("a primary of the same version: %+v", a)
+		}
+	})
+	t.Run("not while seeded", func(t *testing.T) {
+		r := newReplica("a")
+		r.known = 1
+		r.Expect(1, "a")
+		if a := receive(t, r, "b", at(2, 9, 40, "b40")); a.Refused != RefusedStale {
+			t.Fatalf("a held stream switched: %+v", a)
+		}
+	})
+	r := newReplica("a")
+	r.known = 1
+	r.follow(t, 1, "a")
+	receive(t, r, "a", at(1, 1, 5, "a5"))
+	receive(t, r, "b", at(2, 9, 40, "b40"))
+	receive(t, r, "b", at(2, 9, 41, "b41"))
+	if got, want := r.appliedOf(1), []string{"a5", "b40", "b41"}; !slices.Equal(got, want) {
+		t.Fatalf("applied %v, want %v", got, want)
 	}
 }
 
