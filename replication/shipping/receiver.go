@@ -37,12 +37,12 @@ type Receiver struct {
 
 // stream is the state of one partition's records on this node.
 type stream struct {
-	from   string
+	from    string
 	run     uint64 // the primary's stream (Record.Run), once started
 	seq     uint64 // last record taken
 	version uint64 // the highest Record.Version taken
-	expect bool   // the next record from from starts the stream
-	busy   bool   // a batch of it is being logged
+	expect  bool   // the next record from from starts the stream
+	busy    bool   // a batch of it is being logged
 	// hold keeps records (acknowledged, not logged or applied) until
 	// Release: the replica is being seeded.
 	hold      bool
