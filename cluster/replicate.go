@@ -93,7 +93,7 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 	s.mu.Unlock()
 	return func() error {
 		lagging := pending.Wait(context.Background())
-		dropped := s.missed(c.state.Load().Partitions[p], part, lagging, followed)
+		dropped := s.missed(func() replication.Partition { return c.state.Load().Partitions[p] }, part, lagging, followed)
 		if len(dropped) > 0 {
 			if err := c.leaveInSync(p, dropped); err != nil {
 				s.doubted(dropped)
@@ -109,14 +109,15 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 }
 
 // missed sorts the replicas that did not acknowledge a record: those in
-// the in-sync set when it was shipped (was) or now (now, read under the
-// lock AdmitReplica holds while it adds a follower) must leave the set
-// before the write is acknowledged; a follower is dropped, unless it
-// was seeded again since the record was shipped (followed: the seedings
-// it went to), and AdmitReplica will refuse it.
-func (s *stream) missed(now, was replication.Partition, lagging []string, followed map[string]uint64) (dropped []string) {
+// the in-sync set when it was shipped (was) or now (read under the lock
+// AdmitReplica holds until the member it adds is in the set) must leave
+// the set before the write is acknowledged; a follower is dropped,
+// unless it was seeded again since the record was shipped (followed:
+// the seedings it went to), and AdmitReplica will refuse it.
+func (s *stream) missed(current func() replication.Partition, was replication.Partition, lagging []string, followed map[string]uint64) (dropped []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := current()
 	for _, m := range lagging {
 		if slices.Contains(was.InSync, m) || slices.Contains(now.InSync, m) {
 			dropped = append(dropped, m)
