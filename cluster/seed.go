@@ -143,13 +143,16 @@ func (c *Cluster) seed(p int, owner string) error {
 		return fmt.Errorf("enter the in-sync set: %w", err)
 	}
 	for {
+		// In the set, even if the partition moved on meanwhile (the old
+		// primary vouched for this copy as it drained): this stream
+		// follows the new primary's records.
 		part := c.state.Load().Partitions[p]
+		if slices.Contains(part.InSync, c.cfg.Name) {
+			break
+		}
 		if part.Owner != owner {
 			c.recv.Stop(p)
 			return fmt.Errorf("partition %d moved to %s while it was seeded", p, part.Owner)
-		}
-		if slices.Contains(part.InSync, c.cfg.Name) {
-			break
 		}
 		changed := c.Changed()
 		select {
