@@ -120,6 +120,7 @@ func (c *Cluster) seed(p int, owner string) error {
 		c.recv.Stop(p)
 		return err
 	}
+	fetched := time.Now()
 	c.replicaCopy[p].Store(true)
 	err = c.recv.Release(p, func(held [][]byte, first bool) error {
 		if first {
@@ -130,6 +131,7 @@ func (c *Cluster) seed(p int, owner string) error {
 	if err != nil {
 		return err
 	}
+	installed := time.Now()
 	if h := c.hooks.Load(); h != nil && h.BeforeAdmit != nil {
 		h.BeforeAdmit(p)
 	}
@@ -163,7 +165,9 @@ func (c *Cluster) seed(p int, owner string) error {
 		}
 	}
 	c.metrics.expands.Inc()
-	c.log.Info("replica in sync", "partition", p, "primary", owner, "took", time.Since(start).Round(time.Millisecond))
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	c.log.Info("replica in sync", "partition", p, "primary", owner, "took", ms(time.Since(start)),
+		"snapshot", ms(fetched.Sub(start)), "install", ms(installed.Sub(fetched)), "admission", ms(time.Since(installed)))
 	return nil
 }
 
