@@ -52,6 +52,9 @@ func (c *Cluster) followReplicas(st *replication.ClusterState) {
 			c.wg.Add(1)
 			go func(p int, owner string) {
 				defer c.wg.Done()
+				// The loop starts the next seeding waiting for a slot now,
+				// not at its next tick: a returning node seeds hundreds.
+				defer c.poke()
 				defer c.seeds.Add(-1)
 				defer c.seeding[p].Store(false)
 				if err := c.seed(p, owner); err != nil {
