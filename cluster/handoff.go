@@ -113,6 +113,7 @@ func (c *Cluster) pull(p int, owner string, since uint64) error {
 	if cur.Owner != owner || cur.Target != c.cfg.Name || cur.Since != since {
 		return fmt.Errorf("partition %d changed while it was pulled (now owner %q, target %q, since %d): archive discarded", p, cur.Owner, cur.Target, cur.Since)
 	}
+	c.streams[p].forgetFollowers()
 	if err := c.rt.AdoptPartition(p, dir); err != nil {
 		return err
 	}
@@ -157,6 +158,7 @@ func (c *Cluster) takeOver(ctx context.Context, p int, from rpc.Peer, since uint
 		return fmt.Errorf("partition %d: this node left the in-sync set while %s drained it", p, from.Name)
 	}
 	c.recv.Stop(p)
+	c.streams[p].forgetFollowers()
 	if err := c.rt.PromoteReplica(p); err != nil {
 		return err
 	}

@@ -43,6 +43,16 @@ type stream struct {
 	doubt map[string]bool
 }
 
+// forgetFollowers drops the followers of an earlier time this node was
+// the primary: they were seeded from a copy since replaced, and the
+// records of this node's new term must not reach them as if they
+// followed it (a kept replica's receiver takes a newer primary's stream).
+func (s *stream) forgetFollowers() {
+	s.mu.Lock()
+	s.followers = nil
+	s.mu.Unlock()
+}
+
 // doubted records the in-sync replicas a write not acknowledged may be
 // missing on.
 func (s *stream) doubted(missing []string) {

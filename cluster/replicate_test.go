@@ -52,3 +52,19 @@ func TestMissedSortsLaggards(t *testing.T) {
 		})
 	}
 }
+
+// A node that becomes a partition's primary again forgets the followers
+// of its earlier term: records of the new term go to the in-sync set
+// and to replicas seeded from it since, not to one seeded back then
+// (whose receiver would take them as a newer primary's stream).
+func TestForgetFollowers(t *testing.T) {
+	s := &stream{followers: map[string]uint64{"n1": 3}}
+	s.forgetFollowers()
+	if len(s.followers) != 0 {
+		t.Fatalf("followers of the earlier term kept: %v", s.followers)
+	}
+	s.missed(func() replication.Partition { return replication.Partition{} }, replication.Partition{}, []string{"n1"}, map[string]uint64{"n1": 3})
+	if len(s.followers) != 0 {
+		t.Fatalf("followers after a lag: %v", s.followers)
+	}
+}

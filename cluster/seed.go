@@ -94,6 +94,7 @@ func (c *Cluster) startPromotion(p int) {
 		defer c.wg.Done()
 		defer c.installing[p].Store(false)
 		c.recv.Stop(p)
+		c.streams[p].forgetFollowers()
 		if err := c.rt.PromoteReplica(p); err != nil {
 			c.log.Error("cannot ready a promoted replica; will retry", "partition", p, "err", err)
 			return
