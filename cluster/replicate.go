@@ -81,13 +81,16 @@ func (c *Cluster) Replicate(p int, entry []byte) func() error {
 			to = append(to, m)
 		}
 	}
-	followed := map[string]uint64{} // the followers shipped to, and their seedings
+	var followed map[string]uint64 // the followers shipped to, and their seedings
 	for m, gen := range s.followers {
 		switch {
 		case !slices.Contains(part.Replicas, m):
 			delete(s.followers, m) // no longer a replica
 		case !slices.Contains(to, m):
 			to = append(to, m)
+			if followed == nil {
+				followed = map[string]uint64{}
+			}
 			followed[m] = gen
 		}
 	}
@@ -159,21 +162,36 @@ func (c *Cluster) AdmitReplica(ctx context.Context, p int, member string) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for {
-		st := c.state.Load()
+	return c.commitInSync(ctx, p, func(st *replication.ClusterState) (*replication.InSyncChange, error) {
 		part := st.Partitions[p]
 		if err := c.primaryErr(st, p); err != nil {
-			return err
+			return nil, err
 		}
 		if slices.Contains(part.InSync, member) {
-			return nil
+			return nil, nil
 		}
 		if !slices.Contains(part.Replicas, member) {
-			return fmt.Errorf("%w: %s is not a replica of partition %d", apierr.ErrConflict, member, p)
+			return nil, fmt.Errorf("%w: %s is not a replica of partition %d", apierr.ErrConflict, member, p)
 		}
+		return &replication.InSyncChange{Add: []string{member}}, nil
+	})
+}
+
+// commitInSync changes partition p's in-sync set as next asks (nil: as
+// wanted), each change a compare-and-set on the partition's version as
+// this node sees it, until next is satisfied or fails; it returns once
+// this node applied the last change.
+func (c *Cluster) commitInSync(ctx context.Context, p int, next func(st *replication.ClusterState) (*replication.InSyncChange, error)) error {
+	for {
+		st := c.state.Load()
+		ch, err := next(st)
+		if err != nil || ch == nil {
+			return err
+		}
+		ch.Partition, ch.Version = p, st.Partitions[p].Version
 		changed := c.Changed()
-		if err := c.inSync.change(ctx, replication.InSyncChange{Partition: p, Version: part.Version, Add: []string{member}}); err != nil {
-			return fmt.Errorf("%w: %s cannot enter the in-sync set of partition %d: %v", apierr.ErrOwnerUnavailable, member, p, err)
+		if err := c.inSync.change(ctx, *ch); err != nil {
+			return fmt.Errorf("%w: in-sync change %+v of partition %d not committed: %v", apierr.ErrOwnerUnavailable, *ch, p, err)
 		}
 		select {
 		case <-changed:
@@ -269,37 +287,37 @@ func (c *Cluster) primaryErr(st *replication.ClusterState, p int) error {
 func (c *Cluster) leaveInSync(p int, names []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for {
-		part := c.state.Load().Partitions[p]
+	var removed []string
+	err := c.commitInSync(ctx, p, func(st *replication.ClusterState) (*replication.InSyncChange, error) {
+		part := st.Partitions[p]
+		if part.Owner != c.cfg.Name {
+			return nil, fmt.Errorf("%w: partition %d moved to %s during the write", apierr.ErrOwnerUnavailable, p, part.Owner)
+		}
 		var remove []string
 		for _, m := range names {
 			if m != part.Owner && slices.Contains(part.InSync, m) {
 				remove = append(remove, m)
+				if !slices.Contains(removed, m) {
+					removed = append(removed, m)
+				}
 			}
 		}
-		if part.Owner != c.cfg.Name {
-			return fmt.Errorf("%w: partition %d moved to %s during the write", apierr.ErrOwnerUnavailable, p, part.Owner)
-		}
 		if len(remove) == 0 {
-			return nil
+			return nil, nil
 		}
-		changed := c.Changed()
-		err := c.inSync.change(ctx, replication.InSyncChange{Partition: p, Version: part.Version, Remove: remove})
-		if err != nil {
-			return fmt.Errorf("%w: replicas %v of partition %d did not acknowledge and could not be taken out of its in-sync set: %v", apierr.ErrOwnerUnavailable, remove, p, err)
-		}
-		c.metrics.shrinks.Add(float64(len(remove)))
+		return &replication.InSyncChange{Remove: remove}, nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(removed) > 0 {
+		c.metrics.shrinks.Add(float64(len(removed)))
 		// A lost replica leaves the sets of all its partitions: one WARN
 		// per replica per 30 s, the rest DEBUG.
-		lvl, n := c.pullWarns.Level("in-sync:" + strings.Join(remove, ","))
-		c.log.Log(ctx, lvl, "replicas left the in-sync set: they did not acknowledge in time", "partition", p, "replicas", remove, "partitions_since_warn", n)
-		// Committed; wait until this node applied it (or anything).
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: in-sync change of partition %d not applied here in time", apierr.ErrOwnerUnavailable, p)
-		}
+		lvl, n := c.pullWarns.Level("in-sync:" + strings.Join(removed, ","))
+		c.log.Log(ctx, lvl, "replicas left the in-sync set: they did not acknowledge in time", "partition", p, "replicas", removed, "partitions_since_warn", n)
 	}
+	return nil
 }
 
 // inSyncBatcher gathers in-sync changes of many partitions into one Raft

@@ -175,10 +175,16 @@ func TestReceiverFollowsANewPrimary(t *testing.T) {
 		}
 		return acks[0]
 	}
-	t.Run("switches to the newer primary", func(t *testing.T) {
+	// following is a replica following a's stream of partition 1, that
+	// takes records above version known from anyone.
+	following := func(t *testing.T, known uint64) *replica {
 		r := newReplica("a")
-		r.known = 1
+		r.known = known
 		r.follow(t, 1, "a")
+		return r
+	}
+	t.Run("switches to the newer primary", func(t *testing.T) {
+		r := following(t, 1)
 		receive(t, r, "a", at(1, 1, 5, "a5"), at(1, 1, 6, "a6"))
 		// b took over at version 2; this replica has not applied that yet.
 		if a := receive(t, r, "b", at(2, 9, 40, "b40"), at(2, 9, 41, "b41")); a.Refused != "" || a.Seq != 41 {
@@ -191,18 +197,14 @@ func TestReceiverFollowsANewPrimary(t *testing.T) {
 		}
 	})
 	t.Run("a gap in the new stream is still refused", func(t *testing.T) {
-		r := newReplica("a")
-		r.known = 1
-		r.follow(t, 1, "a")
+		r := following(t, 1)
 		receive(t, r, "b", at(2, 9, 40, "b40"))
 		if a := receive(t, r, "b", at(2, 9, 42, "b42")); a.Refused != RefusedGap {
 			t.Fatalf("a gap after the switch: %+v", a)
 		}
 	})
 	t.Run("not to an older or equal version", func(t *testing.T) {
-		r := newReplica("a")
-		r.known = 3
-		r.follow(t, 1, "a")
+		r := following(t, 3)
 		receive(t, r, "a", at(3, 1, 5, "a5"))
 		r.mu.Lock()
 		r.primary = "b" // this replica's state says b (at version 3)
@@ -219,9 +221,7 @@ func TestReceiverFollowsANewPrimary(t *testing.T) {
 			t.Fatalf("a held stream switched: %+v", a)
 		}
 	})
-	r := newReplica("a")
-	r.known = 1
-	r.follow(t, 1, "a")
+	r := following(t, 1)
 	receive(t, r, "a", at(1, 1, 5, "a5"))
 	receive(t, r, "b", at(2, 9, 40, "b40"))
 	receive(t, r, "b", at(2, 9, 41, "b41"))
