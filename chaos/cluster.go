@@ -415,7 +415,7 @@ func (c *Cluster) WaitInSync(ctx context.Context, timeout time.Duration) error {
 		for _, i := range c.Running() {
 			info, err := c.Admin(i).Cluster(ctx)
 			if err == nil && info.UnderReplicated != 0 {
-				err = fmt.Errorf("%s: %d partitions under-replicated", c.Nodes[i].Name, info.UnderReplicated)
+				err = fmt.Errorf("%s: %d partitions under-replicated%s", c.Nodes[i].Name, info.UnderReplicated, laggingText(info.Lagging))
 			}
 			if err != nil {
 				why = err
@@ -432,6 +432,26 @@ func (c *Cluster) WaitInSync(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 	return fmt.Errorf("partitions not back in sync within %s: %v", timeout, why)
+}
+
+// laggingText names under-replicated partitions and their copies.
+func laggingText(ps []rpc.PartitionCopies) string {
+	var b strings.Builder
+	for k, p := range ps {
+		if k == 0 {
+			b.WriteString(" (")
+		} else {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "partition %d: primary %s, replicas %v, in sync %v, version %d", p.Partition, p.Primary, p.Replicas, p.InSync, p.Version)
+		if p.Target != "" {
+			b.WriteString(", moving to " + p.Target)
+		}
+	}
+	if len(ps) > 0 {
+		b.WriteString(")")
+	}
+	return b.String()
 }
 
 // Leader is the index of the node leading Raft, as a running node sees it.

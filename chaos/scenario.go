@@ -306,7 +306,7 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	}
 	defer c.Close()
 	defer func() {
-		if err != nil || rep.Findings.Failed() {
+		if err != nil || !rep.Pass {
 			rep.Logs = c.Logs(40)
 			if dir, kerr := c.KeepLogs(sc.Name); kerr == nil {
 				rep.Notes = append(rep.Notes, "node logs kept in "+dir)
@@ -346,8 +346,9 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	healAll(c, nt)
 	werr := c.WaitReady(ctx, 120*time.Second)
 	rep.ConvergeMs = time.Since(healed).Milliseconds()
+	var lagging error // the history is checked all the same
 	if werr == nil {
-		werr = c.WaitInSync(ctx, 120*time.Second)
+		lagging = c.WaitInSync(ctx, 120*time.Second)
 		rep.InSyncMs = time.Since(healed).Milliseconds()
 	}
 	// Let the workloads run on the healed cluster a little, then stop.
@@ -364,6 +365,9 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	}
 	if contains(opt.Workloads, Alarms) {
 		d.awaitAlarms(ctx, 90*time.Second)
+	}
+	if lagging != nil {
+		rep.Error = lagging.Error()
 	}
 	rep.check(h, final, hook.deliveries(), env.Lost)
 	for _, e := range c.UnexpectedExits() {

@@ -33,6 +33,11 @@ func (c *Cluster) Info() rpc.ClusterInfo {
 	primaries, replicas := st.ReplicaCounts()
 	info.ReplicationFactor = min(st.Replication.Copies(), max(len(st.ActiveMembers()), 1))
 	info.UnderReplicated = st.UnderReplicated()
+	for _, p := range st.Lagging(rpc.MaxLaggingListed) {
+		part := st.Partitions[p]
+		info.Lagging = append(info.Lagging, rpc.PartitionCopies{Partition: p, Primary: part.Owner,
+			Replicas: part.Replicas, InSync: part.InSync, Version: part.Version, Target: part.Target})
+	}
 	names := make([]string, 0, len(st.Members))
 	for n := range st.Members {
 		names = append(names, n)

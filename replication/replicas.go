@@ -220,15 +220,38 @@ func (s *ClusterState) WriteQuorum() int {
 // UnderReplicated counts the partitions whose in-sync set is smaller than
 // the replica count the active members allow.
 func (s *ClusterState) UnderReplicated() int {
-	want := min(s.Replication.Copies(), s.activeCount())
-	n := 0
+	n, want := 0, s.copiesWanted()
 	for _, p := range s.Partitions {
-		if p.Owner != "" && len(p.InSync) < want {
+		if lagging(p, want) {
 			n++
 		}
 	}
 	return n
 }
+
+// Lagging returns the first max under-replicated partitions, lowest
+// numbers first.
+func (s *ClusterState) Lagging(max int) []int {
+	var ps []int
+	want := s.copiesWanted()
+	for p, part := range s.Partitions {
+		if len(ps) == max {
+			break
+		}
+		if lagging(part, want) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// copiesWanted is the in-sync copies a partition should have: the
+// replica count the active members allow.
+func (s *ClusterState) copiesWanted() int {
+	return min(s.Replication.Copies(), s.activeCount())
+}
+
+func lagging(p Partition, want int) bool { return p.Owner != "" && len(p.InSync) < want }
 
 // ReplicaCounts returns, per member, how many partitions it is the
 // primary of and how many more it holds a replica of.

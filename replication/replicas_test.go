@@ -93,9 +93,15 @@ func TestReplicaSets(t *testing.T) {
 			if got := s.UnderReplicated(); got != want {
 				t.Fatalf("under-replicated %d, want %d", got, want)
 			}
+			if got := s.Lagging(5); len(got) != min(want, 5) || (want > 0 && (got[0] != 0 || got[len(got)-1] != 4)) {
+				t.Fatalf("lagging (first 5) %v, want the lowest %d partitions", got, min(want, 5))
+			}
 			syncAll(t, s)
 			if got := s.UnderReplicated(); got != 0 {
 				t.Fatalf("under-replicated %d after every replica synced", got)
+			}
+			if got := s.Lagging(5); len(got) != 0 {
+				t.Fatalf("lagging %v after every replica synced", got)
 			}
 		})
 	}

@@ -118,9 +118,13 @@ type ClusterInfo struct {
 	// ReplicationFactor is the copies kept of each partition (capped by
 	// the member count); UnderReplicated counts the partitions with fewer
 	// in-sync copies than that.
-	ReplicationFactor int      `json:"replication_factor"`
-	UnderReplicated   int      `json:"under_replicated"`
-	Members           []Member `json:"members"`
+	ReplicationFactor int `json:"replication_factor"`
+	UnderReplicated   int `json:"under_replicated"`
+	// Lagging names the first of those partitions (at most
+	// MaxLaggingListed, lowest numbers first) with their replica sets, so
+	// an operator sees which copies are missing; absent when none is.
+	Lagging []PartitionCopies `json:"under_replicated_partitions,omitempty"`
+	Members []Member          `json:"members"`
 	// UnavailablePartitions counts the partitions no live node can serve
 	// until someone acts: their owner is dead or lost its data.
 	UnavailablePartitions int `json:"unavailable_partitions"`
@@ -138,6 +142,22 @@ type ClusterInfo struct {
 	// History is the answering node's point-in-time recovery history;
 	// absent when it keeps none.
 	History *HistoryInfo `json:"history,omitempty"`
+}
+
+// MaxLaggingListed bounds ClusterInfo.Lagging.
+const MaxLaggingListed = 16
+
+// PartitionCopies is one partition's copies as the answering node's
+// control-plane state records them: its primary, the members holding a
+// copy (primary first), those known to hold every acknowledged write,
+// and the member it is moving to, if any.
+type PartitionCopies struct {
+	Partition int      `json:"partition"`
+	Primary   string   `json:"primary"`
+	Replicas  []string `json:"replicas"`
+	InSync    []string `json:"in_sync"`
+	Version   uint64   `json:"version"`
+	Target    string   `json:"target,omitempty"`
 }
 
 // HistoryInfo is one node's history: how long it keeps commits, the

@@ -858,3 +858,23 @@ func TestBookmarkAndRestore(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusListsLaggingPartitions(t *testing.T) {
+	info := rpc.ClusterInfo{UnderReplicated: 3, Lagging: []rpc.PartitionCopies{
+		{Partition: 7, Primary: "n1", Replicas: []string{"n1", "n2", "n3"}, InSync: []string{"n1", "n2"}},
+		{Partition: 9, Primary: "n2", Replicas: []string{"n2", "n3"}, InSync: []string{"n2"}, Target: "n3"},
+	}}
+	var b strings.Builder
+	writeLagging(&b, info)
+	want := "\nunder-replicated (the first 2): copies not yet in sync are being seeded\n" +
+		"  partition 7: primary n1, in sync n1,n2, behind n3\n" +
+		"  partition 9: primary n2, in sync n2, behind n3, moving to n3\n"
+	if b.String() != want {
+		t.Fatalf("got %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	writeLagging(&b, rpc.ClusterInfo{})
+	if b.String() != "" {
+		t.Fatalf("nothing lagging printed %q", b.String())
+	}
+}

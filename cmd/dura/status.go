@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/dura-dev/dura/rpc"
@@ -89,6 +91,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if info.MovingPartitions > 0 {
 		fmt.Fprintf(env.stdout, "\nmoving: %d partitions are being handed off; requests for them wait until they are ready\n", info.MovingPartitions)
 	}
+	writeLagging(env.stdout, info)
 	if info.UnavailablePartitions == 0 {
 		return nil
 	}
@@ -103,6 +106,33 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	return fmt.Errorf("%d partitions unavailable", info.UnavailablePartitions)
+}
+
+// writeLagging lists the under-replicated partitions the answer names,
+// with the copies each lacks.
+func writeLagging(w io.Writer, info rpc.ClusterInfo) {
+	if len(info.Lagging) == 0 {
+		return
+	}
+	more := ""
+	if info.UnderReplicated > len(info.Lagging) {
+		more = fmt.Sprintf(" (the first %d)", len(info.Lagging))
+	}
+	fmt.Fprintf(w, "\nunder-replicated%s: copies not yet in sync are being seeded\n", more)
+	for _, p := range info.Lagging {
+		var behind []string
+		for _, m := range p.Replicas {
+			if !slices.Contains(p.InSync, m) {
+				behind = append(behind, m)
+			}
+		}
+		line := fmt.Sprintf("  partition %d: primary %s, in sync %s, behind %s", p.Partition, orDash(p.Primary),
+			orDash(strings.Join(p.InSync, ",")), orDash(strings.Join(behind, ",")))
+		if p.Target != "" {
+			line += ", moving to " + p.Target
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func orDash(s string) string {
