@@ -28,6 +28,8 @@ import (
 //
 //	DURA_JS_BENCH=1 go test ./jsrt -run TestJSFigures -v
 //
+// DURA_JS_BENCH_ROUNDS and DURA_JS_BENCH_ROUND set the throughput rounds
+// (default 3) and the length of each class's share of one (default 3s).
 // DURA_JS_BENCH_OBJECTS sets how many objects the memory figure keeps
 // active (default 2000; 0 skips it). Each open object holds 3 files, so
 // 10 000 need an open-file limit above 30 000; the figure is per object.
@@ -71,9 +73,18 @@ func TestJSFigures(t *testing.T) {
 			resp.Body.Close()
 		}
 	}
-	for round := range 3 {
-		goRate := load(t, hc, n.url+"/objects/counter/g%d/increment", 64, 16, 3*time.Second)
-		jsRate := load(t, hc, n.url+"/objects/Counter/j%d/increment", 64, 16, 3*time.Second)
+	rounds, each := 3, 3*time.Second
+	if v := os.Getenv("DURA_JS_BENCH_ROUNDS"); v != "" {
+		rounds, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("DURA_JS_BENCH_ROUND"); v != "" {
+		if each, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range rounds {
+		goRate := load(t, hc, n.url+"/objects/counter/g%d/increment", 64, 16, each)
+		jsRate := load(t, hc, n.url+"/objects/Counter/j%d/increment", 64, 16, each)
 		t.Logf("round %d: counter upsert, 64 objects x 16 clients: Go %.0f/s, JavaScript %.0f/s (%.2fx)", round+1, goRate, jsRate, jsRate/goRate)
 	}
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"reflect"
 	"runtime"
@@ -141,6 +143,36 @@ func TestFetch(t *testing.T) {
 	if r.String() != "hello body" || r.header.Get("X-Method") != "PUT" || r.header.Get("X-Query") != "a b" || r.header.Get("Content-Type") != "text/plain" {
 		t.Fatalf("echo: %s %v", r, r.header)
 	}
+	for _, tc := range []struct{ body, want string }{
+		{"", `{"type":"text/plain","names":["x-one","x-two"],"cloned":"1","body":null,"used":false}`},
+		{"héllo", `{"type":"text/plain","names":["x-one","x-two"],"cloned":"1","body":"héllo","used":true}`},
+	} {
+		req, err := http.NewRequest("POST", n.url+"/objects/Features/f/request", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("X-One", "1")
+		req.Header.Add("X-Two", "2")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != tc.want || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("request with body %q: %d %s %v, want %s", tc.body, resp.StatusCode, b, resp.Header, tc.want)
+		}
+	}
+	r = n.do("GET", "/objects/Features/f/json", "", "")
+	if r.status != 202 || r.String() != `{"text":"{\"a\":[1,\"é\"]}","ok":true,"st":"Accepted","used":false,"n":14}` ||
+		r.header.Get("Content-Type") != "application/vnd.x+json" || r.header.Get("X-A") != "b" {
+		t.Fatalf("json: %d %s %v", r.status, r, r.header)
+	}
+	r = n.do("GET", "/objects/Features/f/json?nothing", "", "")
+	if r.status != 200 || r.String() != "" || r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("json(undefined): %d %q %v", r.status, r, r.header)
+	}
 	if r := n.do("GET", "/objects/Features/f/bytes", "", ""); r.String() != "hi" {
 		t.Fatalf("bytes: %s", r)
 	}
@@ -167,7 +199,8 @@ func TestStorage(t *testing.T) {
 		}},
 		{"globals", map[string]any{
 			"href": "https://example.com:8443/p/a%20b?x=1&y=two&z=3+4#h", "host": "example.com:8443", "pathname": "/p/a%20b",
-			"search": "?x=1&y=two&z=3+4", "x": "1", "params": "a=1&b=x+y", "header": "1, 2", "hasHeader": false,
+			"search": "?x=1&y=two&z=3+4", "x": "1", "params": "a=1&b=x+y",
+			"forms": [][]string{{"a", "1 2"}, {"b", "é+"}, {"c", ""}, {"d", "%zz%4"}, {"e", "\uFFFD"}, {"", "v"}}, "header": "1, 2", "hasHeader": false,
 			"encLen": 6, "dec": "héllo", "b64": "aGkh", "unb64": "hi!", "uuid": true, "rndLen": 8,
 			"cloneDate": true, "cloneMap": 1, "cloneArr": 2, "json": 1, "log": "function",
 		}},

@@ -53,7 +53,7 @@ func natives(rt *goja.Runtime, sh *shared) *goja.Object {
 		"setAlarm": n.setAlarm, "getAlarm": n.getAlarm, "deleteAlarm": n.deleteAlarm,
 		"currentBookmark": n.currentBookmark, "bookmarkForTime": n.bookmarkForTime, "restoreBookmark": n.restoreBookmark,
 		"stubFetch": n.stubFetch, "stubCall": n.stubCall, "idFromName": n.idFromName, "classes": n.classes,
-		"noMethod": n.noMethod, "handle": n.handle, "log": n.log, "parseURL": n.parseURL,
+		"noMethod": n.noMethod, "handle": n.handle, "log": n.log, "parseURL": n.parseURL, "parseQuery": n.parseQuery,
 		"encode": n.encode, "decode": n.decode, "atob": n.atob, "btoa": n.btoa,
 		"randomUUID": n.randomUUID, "randomFill": n.randomFill,
 	} {
@@ -518,6 +518,55 @@ func (n *native) parseURL(c goja.FunctionCall) goja.Value {
 	// runtime less than an object's eight properties.
 	out := n.rt.NewArray(u.Scheme+":", u.User.Username(), pw, u.Hostname(), u.Port(), path, search, hash)
 	return out
+}
+
+// parseQuery is URLSearchParams' list of a query string: [name, value]
+// pairs, "+" a space, percent escapes decoded where well formed and kept
+// as they are where not, and bytes that are not UTF-8 replaced (the
+// WHATWG URL standard's form parsing; decodeURIComponent would throw).
+func (n *native) parseQuery(c goja.FunctionCall) goja.Value {
+	s := strings.TrimPrefix(c.Argument(0).String(), "?")
+	var pairs []any
+	for part := range strings.SplitSeq(s, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		pairs = append(pairs, n.rt.NewArray(formDecode(k), formDecode(v)))
+	}
+	return n.rt.NewArray(pairs...)
+}
+
+// formDecode decodes one name or value of a form-encoded query.
+func formDecode(s string) string {
+	if !strings.ContainsAny(s, "+%") && utf8.ValidString(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b = append(b, ' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 func (n *native) encode(c goja.FunctionCall) goja.Value {

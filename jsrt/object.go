@@ -249,23 +249,35 @@ func (o *object) Fetch(w http.ResponseWriter, r *http.Request) error {
 		host = "localhost"
 	}
 	return o.run("fetch", func(rt *goja.Runtime) []goja.Value {
+		// The headers go flat (name, value, ...): the prelude makes its
+		// Headers from them only if the handler reads them.
 		var headers []any
 		for k, vs := range r.Header {
 			for _, v := range vs {
-				headers = append(headers, rt.NewArray(k, v))
+				headers = append(headers, k, v)
 			}
 		}
-		return []goja.Value{o.inst, rt.ToValue(r.Method), rt.ToValue("http://" + host + r.URL.RequestURI()),
-			rt.NewArray(headers...), rt.ToValue(rt.NewArrayBuffer(body))}
+		b := goja.Null()
+		if len(body) > 0 {
+			b = rt.ToValue(rt.NewArrayBuffer(body))
+		}
+		return []goja.Value{o.inst, rt.ToValue(r.Method), rt.ToValue("http://" + host + r.URL.RequestURI()), rt.NewArray(headers...), b}
 	}, func(rt *goja.Runtime, v goja.Value) error {
 		out := v.(*goja.Object)
-		n := &native{rt: rt}
-		for _, h := range n.array(out.Get("headers")) {
-			kv := n.array(h)
-			w.Header().Add(kv[0].String(), kv[1].String())
+		// The response's Headers map: lower-case names, combined values.
+		hs, _ := out.Get("headers").Export().([][2]any)
+		for _, kv := range hs {
+			name, _ := kv[0].(string)
+			value, _ := kv[1].(string)
+			w.Header().Add(name, value)
 		}
 		w.WriteHeader(int(out.Get("status").ToInteger()))
-		if b, ok := out.Get("body").Export().(goja.ArrayBuffer); ok {
+		// The body: the string the handler gave, or its bytes.
+		switch b := out.Get("body").Export().(type) {
+		case string:
+			_, err := io.WriteString(w, b)
+			return err
+		case goja.ArrayBuffer:
 			_, err := w.Write(b.Bytes())
 			return err
 		}

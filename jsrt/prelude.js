@@ -18,7 +18,7 @@
   }
   // Regular expressions used on every event, made once.
   const absoluteURL = /^https?:\/\/[^/?#]*[/?#]/;
-  const plus = /\+/g, space = /%20/g, reservedChars = /[!'()~]/g, utf8Label = /^utf-?8$/i;
+  const space = /%20/g, reservedChars = /[!'()~]/g, utf8Label = /^utf-?8$/i;
   class TextEncoder {
     get encoding() { return "utf-8"; }
     encode(s = "") { return new Uint8Array(native.encode(String(s))); }
@@ -32,7 +32,6 @@
   }
 
   // ---- URLs ----
-  function decodeForm(s) { return decodeURIComponent(s.replace(plus, " ")); }
   function encodeForm(s) {
     return encodeURIComponent(s).replace(space, "+").replace(reservedChars, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
   }
@@ -45,15 +44,9 @@
       else if (Array.isArray(init) || (init && typeof init[Symbol.iterator] === "function")) for (const [k, v] of init) this.append(k, v);
       else if (init && typeof init === "object") for (const k of Object.keys(init)) this.append(k, init[k]);
     }
-    _parse(s) {
-      this._list = [];
-      if (s.startsWith("?")) s = s.slice(1);
-      for (const part of s.split("&")) {
-        if (part === "") continue;
-        const i = part.indexOf("=");
-        this._list.push(i < 0 ? [decodeForm(part), ""] : [decodeForm(part.slice(0, i)), decodeForm(part.slice(i + 1))]);
-      }
-    }
+    // _parse reads application/x-www-form-urlencoded pairs (natively:
+    // malformed escapes are kept as they are, as browsers do).
+    _parse(s) { this._list = native.parseQuery(s); }
     _changed() { if (this._url) this._url._search = this._list.length ? "?" + this.toString() : ""; }
     get size() { return this._list.length; }
     append(k, v) { this._list.push([String(k), String(v)]); this._changed(); }
@@ -113,8 +106,6 @@
   }
 
   // ---- HTTP ----
-  // A Headers a Response may keep rather than copy: one made for it.
-  const ownHeaders = Symbol("ownHeaders");
   class Headers {
     constructor(init) {
       if (init instanceof Headers) { this._m = new Map(init._m); return; }
@@ -138,27 +129,60 @@
     *values() { for (const e of this.entries()) yield e[1]; }
     [Symbol.iterator]() { return this.entries(); }
   }
+  // A body is kept as given when it is a string (_str, _body undefined)
+  // and made bytes only when asked: a response's JSON goes to Go as the
+  // string it is. headers are made when first read from the pairs of a
+  // request that came in (_raw, flat: name, value, name, value, ...).
   class Body {
     _init(body, headers) {
-      this.headers = headers instanceof Headers ? headers : new Headers(headers);
+      this._headers = headers instanceof Headers ? headers : new Headers(headers);
+      this._raw = null;
       if (body instanceof URLSearchParams) {
-        if (!this.headers.has("content-type")) this.headers.set("content-type", "application/x-www-form-urlencoded;charset=UTF-8");
+        if (!this._headers.has("content-type")) this._headers.set("content-type", "application/x-www-form-urlencoded;charset=UTF-8");
         body = body.toString();
-      } else if (typeof body === "string" && !this.headers.has("content-type")) {
-        this.headers.set("content-type", "text/plain;charset=UTF-8");
+      } else if (typeof body === "string" && !this._headers.has("content-type")) {
+        this._headers.set("content-type", "text/plain;charset=UTF-8");
       }
-      this._body = bytesOf(body);
+      this._setBody(body);
       this.bodyUsed = false;
     }
-    get body() { return this._body === null ? null : this._body; }
+    _setBody(body) {
+      if (body === null || body === undefined || body instanceof ArrayBuffer || ArrayBuffer.isView(body)) {
+        this._str = null;
+        this._body = bytesOf(body);
+      } else {
+        this._str = String(body);
+        this._body = undefined;
+      }
+    }
+    get headers() {
+      if (this._headers === null) {
+        const h = new Headers(), raw = this._raw;
+        for (let i = 0; i < raw.length; i += 2) h.append(raw[i], raw[i + 1]);
+        this._headers = h;
+        this._raw = null;
+      }
+      return this._headers;
+    }
+    _bytes() {
+      if (this._body === undefined) this._body = bytesOf(this._str);
+      return this._body;
+    }
+    get body() { return this._bytes(); }
     _take() {
       if (this.bodyUsed) throw new TypeError("Body has already been used");
       this.bodyUsed = true;
-      return this._body;
+      return this._bytes();
     }
+    // _out is the body for Go: its string, or its bytes' buffer.
+    _out() { return this._body === undefined ? this._str : bufferOf(this._body); }
     async arrayBuffer() { return bufferOf(this._take()) || new ArrayBuffer(0); }
     async bytes() { return new Uint8Array(await this.arrayBuffer()); }
-    async text() { const b = this._take(); return b ? native.decode(bufferOf(b)) : ""; }
+    async text() {
+      if (this._body === undefined && !this.bodyUsed) { this.bodyUsed = true; return this._str; }
+      const b = this._take();
+      return b ? native.decode(bufferOf(b)) : "";
+    }
     async json() { return JSON.parse(await this.text()); }
     async formData() { return new URLSearchParams(await this.text()); }
   }
@@ -171,11 +195,27 @@
       // as it is; anything else is resolved and normalised.
       this.url = from ? from.url : absoluteURL.test(url) ? url : new URL(url, "http://localhost/").href;
       this.method = String(init.method || (from ? from.method : "GET")).toUpperCase();
-      this._init(init.body !== undefined ? init.body : from ? from._body : null, new Headers(init.headers || (from ? from.headers : undefined)));
+      this._init(init.body !== undefined ? init.body : from ? from._bytes() : null, new Headers(init.headers || (from ? from.headers : undefined)));
       this.signal = init.signal || null;
       this.cf = undefined;
     }
     clone() { return new Request(this); }
+  }
+  // incoming is the Request of an event: the constructor's checks and
+  // copies are not needed for what Go hands over, and its headers are
+  // made only if read.
+  function incoming(method, url, raw, body) {
+    const r = Object.create(Request.prototype);
+    r.url = url;
+    r.method = method;
+    r._headers = null;
+    r._raw = raw;
+    r._str = null;
+    r._body = body === null ? null : new Uint8Array(body);
+    r.bodyUsed = false;
+    r.signal = null;
+    r.cf = undefined;
+    return r;
   }
   class Response extends Body {
     constructor(body = null, init = {}) {
@@ -183,17 +223,30 @@
       this.status = init.status === undefined ? 200 : init.status | 0;
       if (this.status < 200 || this.status > 599) throw new RangeError("Response status " + this.status + " is outside 200..599");
       this.statusText = init.statusText || "";
-      this._init(body, init[ownHeaders] || new Headers(init.headers));
+      this._init(body, new Headers(init.headers));
       this.webSocket = null;
     }
     get ok() { return this.status >= 200 && this.status < 300; }
     get redirected() { return false; }
     get type() { return "default"; }
-    clone() { return new Response(this._body, { status: this.status, statusText: this.statusText, headers: this.headers }); }
+    clone() { return new Response(this._bytes(), { status: this.status, statusText: this.statusText, headers: this.headers }); }
     static json(data, init = {}) {
       const headers = new Headers(init.headers);
-      if (!headers.has("content-type")) headers.set("content-type", "application/json");
-      return new Response(JSON.stringify(data), { status: init.status, statusText: init.statusText, [ownHeaders]: headers });
+      if (!headers._m.has("content-type")) headers._m.set("content-type", "application/json");
+      // What the constructor would do for a string body and these
+      // headers, without its checks of what it is given.
+      const r = Object.create(Response.prototype);
+      r.status = init.status === undefined ? 200 : init.status | 0;
+      if (r.status < 200 || r.status > 599) throw new RangeError("Response status " + r.status + " is outside 200..599");
+      r.statusText = init.statusText || "";
+      r._headers = headers;
+      r._raw = null;
+      r._str = JSON.stringify(data);
+      r._body = undefined;
+      if (r._str === undefined) { r._str = null; r._body = null; }
+      r.bodyUsed = false;
+      r.webSocket = null;
+      return r;
     }
     static redirect(url, status = 302) { return new Response(null, { status, headers: { location: String(url) } }); }
     static error() { return new Response(null, { status: 500 }); }
@@ -359,7 +412,7 @@
       fetch(input, init) {
         try {
           const req = input instanceof Request && init === undefined ? input : new Request(input, init);
-          return native.stubFetch(h, cls, name, req.method, req.url, req.headers._sorted(), bufferOf(req._body))
+          return native.stubFetch(h, cls, name, req.method, req.url, req.headers._sorted(), bufferOf(req._bytes()))
             .then((r) => new Response(r.body, { status: r.status, headers: r.headers }));
         } catch (e) { return Promise.reject(e); }
       },
@@ -483,13 +536,13 @@
       return blocking === null ? Promise.resolve(inst) : Promise.all(blocking).then(() => inst);
     },
     fetch(inst, method, url, headers, body) {
-      const req = new Request(url, { method, headers, body: method === "GET" || method === "HEAD" ? null : body });
+      const req = incoming(method, url, headers, method === "GET" || method === "HEAD" ? null : body);
       return handle(inst.ctx, () => {
         if (typeof inst.obj.fetch !== "function") throw new TypeError("class has no fetch handler");
         return inst.obj.fetch(req, inst.obj.env, inst.ctx);
       }, (res) => {
         if (!(res instanceof Response)) throw new TypeError("fetch() must return a Response");
-        return { status: res.status, headers: res.headers._sorted(), body: bufferOf(res._body) };
+        return { status: res.status, headers: res.headers._m, body: res._out() };
       });
     },
     alarm(inst, retryCount) {

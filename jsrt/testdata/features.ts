@@ -19,6 +19,24 @@ export class Features extends DurableObject {
         headers: { "x-method": request.method, "x-query": url.searchParams.get("q") ?? "", "content-type": "text/plain" },
       });
     }
+    if (url.pathname === "/request") {
+      // What an event's request holds: its headers (made when read), and
+      // no body when none was sent.
+      const names = [...request.headers.keys()].filter((k) => k.startsWith("x-"));
+      const again = request.clone();
+      return Response.json({
+        type: request.headers.get("content-type"), names, cloned: again.headers.get("x-one"),
+        body: request.body === null ? null : await request.text(), used: request.bodyUsed,
+      });
+    }
+    if (url.pathname === "/json") {
+      // Response.json's own headers, status and body, as the constructor's.
+      try { Response.json({}, { status: 99 }); } catch (e: any) { if (!(e instanceof RangeError)) throw e; }
+      if (url.searchParams.has("nothing")) return Response.json(undefined);
+      const r = Response.json({ a: [1, "é"] }, { status: 202, statusText: "Accepted", headers: { "Content-Type": "application/vnd.x+json", "x-a": "b" } });
+      const copy = r.clone();
+      return new Response(JSON.stringify({ text: await copy.text(), ok: r.ok, st: r.statusText, used: r.bodyUsed, n: r.body!.byteLength }), { status: r.status, headers: r.headers });
+    }
     if (url.pathname === "/bytes") {
       return new Response(new Uint8Array([104, 105]));
     }
@@ -165,6 +183,8 @@ export class Features extends DurableObject {
     return {
       href: u.href, host: u.host, pathname: u.pathname, search: u.search, x: u.searchParams.get("x"),
       params: new URLSearchParams({ a: "1", b: "x y" }).toString(),
+      // Form decoding: "+", escapes (UTF-8, malformed kept), no "=", empty parts.
+      forms: [...new URLSearchParams("?a=1+2&b=%C3%A9%2B&&c&d=%zz%4&e=%FF&=v")],
       header: h.get("X-A"), hasHeader: h.has("x-b"),
       encLen: enc.length, dec: new TextDecoder().decode(enc),
       b64: btoa("hi!"), unb64: atob("aGkh"),
