@@ -361,7 +361,7 @@ func Run(ctx context.Context, sc Scenario, opt RunOptions) (rep ScenarioReport, 
 	}
 	final, err := d.finalReads(ctx, opt.Workloads)
 	if err != nil {
-		return rep, err
+		return rep, errors.Join(lagging, err)
 	}
 	if contains(opt.Workloads, Alarms) {
 		d.awaitAlarms(ctx, 90*time.Second)
