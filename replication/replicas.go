@@ -229,13 +229,13 @@ func (s *ClusterState) UnderReplicated() int {
 	return n
 }
 
-// Lagging returns the first max under-replicated partitions, lowest
+// Lagging returns the first limit under-replicated partitions, lowest
 // numbers first.
-func (s *ClusterState) Lagging(max int) []int {
+func (s *ClusterState) Lagging(limit int) []int {
 	var ps []int
 	want := s.copiesWanted()
 	for p, part := range s.Partitions {
-		if len(ps) == max {
+		if len(ps) == limit {
 			break
 		}
 		if lagging(part, want) {

@@ -866,7 +866,7 @@ func TestStatusListsLaggingPartitions(t *testing.T) {
 	}}
 	var b strings.Builder
 	writeLagging(&b, info)
-	want := "\nunder-replicated (the first 2): copies not yet in sync are being seeded\n" +
+	want := "\nunder-replicated (the first 2): fewer in-sync copies than the replication factor\n" +
 		"  partition 7: primary n1, in sync n1,n2, behind n3\n" +
 		"  partition 9: primary n2, in sync n2, behind n3, moving to n3\n"
 	if b.String() != want {

@@ -118,7 +118,7 @@ func writeLagging(w io.Writer, info rpc.ClusterInfo) {
 	if info.UnderReplicated > len(info.Lagging) {
 		more = fmt.Sprintf(" (the first %d)", len(info.Lagging))
 	}
-	fmt.Fprintf(w, "\nunder-replicated%s: copies not yet in sync are being seeded\n", more)
+	fmt.Fprintf(w, "\nunder-replicated%s: fewer in-sync copies than the replication factor\n", more)
 	for _, p := range info.Lagging {
 		var behind []string
 		for _, m := range p.Replicas {
