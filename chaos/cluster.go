@@ -436,22 +436,17 @@ func (c *Cluster) WaitInSync(ctx context.Context, timeout time.Duration) error {
 
 // laggingText names under-replicated partitions and their copies.
 func laggingText(ps []rpc.PartitionCopies) string {
-	var b strings.Builder
+	if len(ps) == 0 {
+		return ""
+	}
+	texts := make([]string, len(ps))
 	for k, p := range ps {
-		if k == 0 {
-			b.WriteString(" (")
-		} else {
-			b.WriteString("; ")
-		}
-		fmt.Fprintf(&b, "partition %d: primary %s, replicas %v, in sync %v, version %d", p.Partition, p.Primary, p.Replicas, p.InSync, p.Version)
+		texts[k] = fmt.Sprintf("partition %d: primary %s, replicas %v, in sync %v, version %d", p.Partition, p.Primary, p.Replicas, p.InSync, p.Version)
 		if p.Target != "" {
-			b.WriteString(", moving to " + p.Target)
+			texts[k] += ", moving to " + p.Target
 		}
 	}
-	if len(ps) > 0 {
-		b.WriteString(")")
-	}
-	return b.String()
+	return " (" + strings.Join(texts, "; ") + ")"
 }
 
 // Leader is the index of the node leading Raft, as a running node sees it.

@@ -75,7 +75,9 @@ func TestJSFigures(t *testing.T) {
 	}
 	rounds, each := 3, 3*time.Second
 	if v := os.Getenv("DURA_JS_BENCH_ROUNDS"); v != "" {
-		rounds, _ = strconv.Atoi(v)
+		if rounds, err = strconv.Atoi(v); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if v := os.Getenv("DURA_JS_BENCH_ROUND"); v != "" {
 		if each, err = time.ParseDuration(v); err != nil {

@@ -135,25 +135,25 @@
   // request that came in (_raw, flat: name, value, name, value, ...).
   class Body {
     _init(body, headers) {
-      this._headers = headers instanceof Headers ? headers : new Headers(headers);
-      this._raw = null;
+      const h = headers instanceof Headers ? headers : new Headers(headers);
       if (body instanceof URLSearchParams) {
-        if (!this._headers.has("content-type")) this._headers.set("content-type", "application/x-www-form-urlencoded;charset=UTF-8");
+        if (!h.has("content-type")) h.set("content-type", "application/x-www-form-urlencoded;charset=UTF-8");
         body = body.toString();
-      } else if (typeof body === "string" && !this._headers.has("content-type")) {
-        this._headers.set("content-type", "text/plain;charset=UTF-8");
+      } else if (typeof body === "string" && !h.has("content-type")) {
+        h.set("content-type", "text/plain;charset=UTF-8");
       }
-      this._setBody(body);
-      this.bodyUsed = false;
+      if (body === null || body === undefined || body instanceof ArrayBuffer || ArrayBuffer.isView(body)) this._fill(h, null, null, bytesOf(body));
+      else this._fill(h, null, String(body), undefined);
     }
-    _setBody(body) {
-      if (body === null || body === undefined || body instanceof ArrayBuffer || ArrayBuffer.isView(body)) {
-        this._str = null;
-        this._body = bytesOf(body);
-      } else {
-        this._str = String(body);
-        this._body = undefined;
-      }
+    // _fill sets every field of a body: its Headers (or null and the raw
+    // pairs to make them from), its string (or null) and its bytes
+    // (undefined while only the string is there).
+    _fill(headers, raw, str, bytes) {
+      this._headers = headers;
+      this._raw = raw;
+      this._str = str;
+      this._body = bytes;
+      this.bodyUsed = false;
     }
     get headers() {
       if (this._headers === null) {
@@ -208,11 +208,7 @@
     const r = Object.create(Request.prototype);
     r.url = url;
     r.method = method;
-    r._headers = null;
-    r._raw = raw;
-    r._str = null;
-    r._body = body === null ? null : new Uint8Array(body);
-    r.bodyUsed = false;
+    r._fill(null, raw, null, body === null ? null : new Uint8Array(body));
     r.signal = null;
     r.cf = undefined;
     return r;
@@ -239,12 +235,9 @@
       r.status = init.status === undefined ? 200 : init.status | 0;
       if (r.status < 200 || r.status > 599) throw new RangeError("Response status " + r.status + " is outside 200..599");
       r.statusText = init.statusText || "";
-      r._headers = headers;
-      r._raw = null;
-      r._str = JSON.stringify(data);
-      r._body = undefined;
-      if (r._str === undefined) { r._str = null; r._body = null; }
-      r.bodyUsed = false;
+      const text = JSON.stringify(data); // undefined: no body
+      if (text === undefined) r._fill(headers, null, null, null);
+      else r._fill(headers, null, text, undefined);
       r.webSocket = null;
       return r;
     }
