@@ -31,14 +31,19 @@ import (
 // DURA_JS_BENCH_ROUNDS and DURA_JS_BENCH_ROUND set the throughput rounds
 // (default 3) and the length of each class's share of one (default 3s).
 // DURA_JS_BENCH_OBJECTS sets how many objects the memory figure keeps
-// active (default 2000; 0 skips it). Each open object holds 3 files, so
-// 10 000 need an open-file limit above 30 000; the figure is per object.
+// live (default 2000; 0 skips it); the figure is per object. The node
+// keeps its default --max-open-files (3072: 1 024 databases open, the
+// other objects parked: live, their databases closed) unless
+// DURA_JS_BENCH_OPEN_FILES sets it (3 files per open object: 10 000
+// objects all open need a process limit above 30 000). --max-objects is
+// raised above both classes' objects, so none is evicted.
 // DURA_JS_BENCH_RELEASE_AFTER sets the node's --release-after (default
 // 10s; 0 turns releases off, and the figure after them is skipped).
 func TestJSFigures(t *testing.T) {
 	if os.Getenv("DURA_JS_BENCH") == "" {
 		t.Skip("set DURA_JS_BENCH=1 to measure")
 	}
+	var err error
 	active := 2000
 	if v := os.Getenv("DURA_JS_BENCH_OBJECTS"); v != "" {
 		active, _ = strconv.Atoi(v)
@@ -51,8 +56,15 @@ func TestJSFigures(t *testing.T) {
 		}
 		releaseAfter = d
 	}
+	openFiles := node.DefaultConfig("").MaxOpenFiles
+	if v := os.Getenv("DURA_JS_BENCH_OPEN_FILES"); v != "" {
+		if openFiles, err = strconv.Atoi(v); err != nil {
+			t.Fatal(err)
+		}
+	}
 	n := startJS(t, nodeOpts{config: func(c *node.Config) {
-		c.MaxOpenFiles = 6*active + 600
+		c.MaxOpenFiles = openFiles
+		c.MaxObjects = 2*active + 1000
 		c.ReleaseAfter = releaseAfter
 	}})
 	src, err := os.ReadFile("../examples/ts/counter.ts")
@@ -105,15 +117,16 @@ func TestJSFigures(t *testing.T) {
 	}
 	classes := []string{"Counter", "counter"}
 	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(2*node.FilesPerObject*active+600) {
-		// Both classes' objects stay open: with too few files for them,
-		// only the JavaScript figure (the target's) is taken.
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(min(2*node.FilesPerObject*active, openFiles)+600) {
+		// With too few files for both classes' open objects, only the
+		// JavaScript figure (the target's) is taken.
 		t.Logf("open-file limit %d is too low for %d objects of each class: JavaScript only", lim.Cur, active)
 		classes = classes[:1]
 	}
 	for _, class := range classes {
 		before, rssBefore := heapMB(), rssMB()
 		releasedBefore := metric(t, hc, n.url, "dura_idle_releases_total")
+		liveBefore, evictedBefore := metric(t, hc, n.url, "dura_active_objects"), metric(t, hc, n.url, "dura_evictions_total")
 		for i := range active {
 			resp, err := hc.Post(fmt.Sprintf("%s/objects/%s/mem%d/increment", n.url, class, i), "", nil)
 			if err != nil {
@@ -125,6 +138,11 @@ func TestJSFigures(t *testing.T) {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
 		}
+		if live, ev := metric(t, hc, n.url, "dura_active_objects")-liveBefore, metric(t, hc, n.url, "dura_evictions_total")-evictedBefore; live != float64(active) || ev != 0 {
+			t.Fatalf("%d objects activated: %v more live, %v evicted", active, live, ev)
+		}
+		t.Logf("%d %s objects live: %v databases open, %v parked so far", active, class,
+			metric(t, hc, n.url, "dura_open_databases"), metric(t, hc, n.url, "dura_parks_total"))
 		report := func(when string) {
 			after, rssAfter := heapMB(), rssMB()
 			t.Logf("%d more active %s objects, %s: Go heap +%.0f MiB (%.1f KiB each), process RSS +%.0f MiB (%.1f KiB each; 10 000 would take ~%.0f MiB)",

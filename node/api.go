@@ -289,9 +289,12 @@ func (rt *Runtime) Import(ctx context.Context, class, name string, r io.Reader) 
 	}
 	return rt.exclusive(ctx, ref, func(inst *instance) error {
 		if inst.store != nil {
+			parked := inst.store.Parked()
 			rt.closeStore(inst.store)
 			inst.store, inst.obj, inst.state = nil, nil, nil
-			rt.releaseOpenSlot()
+			if !parked {
+				rt.releaseOpenSlot()
+			}
 		}
 		_, statErr := os.Stat(rt.path(ref))
 		if err := objectstore.ReplaceFile(rt.path(ref), tmp.Name()); err != nil {

@@ -21,9 +21,7 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 		return fmt.Errorf("%w: %q", apierr.ErrUnknownClass, inst.ref.class)
 	}
 	start := rt.now()
-	for _, v := range rt.reserveOpenSlot() {
-		rt.closeLater(v)
-	}
+	rt.reserveOpenSlot()
 	path := rt.path(inst.ref)
 	isNew := false // decided inside the event: the file records its identity once
 	store, err := objectstore.Open(objectstore.Config{
@@ -76,25 +74,29 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 	return nil
 }
 
-// reserveOpenSlot counts one more open database and picks least recently
-// used idle objects to close so the open files stay under the cap. The
-// caller closes the returned stores outside the lock.
-func (rt *Runtime) reserveOpenSlot() []*objectstore.Store {
+// reserveOpenSlot counts one more open database and has least recently
+// used idle objects park theirs (close it and stay live) so the open
+// files stay under the cap; the parking happens outside the lock, by the
+// closers.
+func (rt *Runtime) reserveOpenSlot() {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
 	rt.open++
 	limit := rt.cfg.MaxOpenFiles / FilesPerObject
-	var victims []*objectstore.Store
-	for e := rt.lru.Back(); e != nil && rt.open > limit; {
-		prev := e.Prev()
+	var jobs []closeJob
+	for e := rt.lru.Back(); e != nil && rt.open > limit; e = e.Prev() {
 		inst := e.Value.(*instance)
-		if inst.refs == 0 && inst.store != nil {
-			victims = append(victims, rt.evictLocked(inst))
+		// refs == 0: no event holds the store, so reading it is safe.
+		if inst.refs == 0 && inst.store != nil && !inst.store.Parked() {
+			inst.refs++ // pinned until parked: not evicted, not picked again
+			rt.open--
+			jobs = append(jobs, closeJob{park: inst})
 		}
-		e = prev
 	}
 	rt.metrics.openDatabases.Set(float64(rt.open))
-	return victims
+	rt.mu.Unlock()
+	for _, j := range jobs {
+		rt.closeLater(j)
+	}
 }
 
 func (rt *Runtime) releaseOpenSlot() {
@@ -104,44 +106,105 @@ func (rt *Runtime) releaseOpenSlot() {
 	rt.mu.Unlock()
 }
 
-// closeLater hands an evicted store to the closer, so the event that
-// needed its slot does not wait for its checkpoint; when the closer is
-// behind, the caller closes it itself.
-func (rt *Runtime) closeLater(s *objectstore.Store) {
+// closeJob is work for the closers: an evicted store to close, or a live
+// object (pinned) whose store to park.
+type closeJob struct {
+	store *objectstore.Store
+	park  *instance
+}
+
+func (rt *Runtime) do(j closeJob) {
+	if j.park != nil {
+		rt.park(j.park)
+		return
+	}
+	rt.closeStore(j.store)
+}
+
+// closeLater hands a job to the closers, so the event that needed its
+// slot does not wait for a checkpoint; when they are behind, the caller
+// does it itself.
+func (rt *Runtime) closeLater(j closeJob) {
 	select {
-	case rt.closeQ <- s:
+	case rt.closeQ <- j:
 	default:
-		rt.closeStore(s)
+		rt.do(j)
 	}
 }
 
-// closer closes evicted stores until stop, then drains the queue.
+// closer does close jobs until stop, then drains the queue.
 func (rt *Runtime) closer(stop <-chan struct{}) {
 	for {
 		select {
-		case s := <-rt.closeQ:
-			rt.closeStore(s)
+		case j := <-rt.closeQ:
+			rt.do(j)
 		case <-stop:
-			for {
-				select {
-				case s := <-rt.closeQ:
-					rt.closeStore(s)
-				default:
-					return
-				}
-			}
+			rt.drainCloses()
+			return
 		}
 	}
 }
 
-// evictLocked forgets an idle instance and returns its store to close.
+// drainCloses does the queued close jobs.
+func (rt *Runtime) drainCloses() {
+	for {
+		select {
+		case j := <-rt.closeQ:
+			rt.do(j)
+		default:
+			return
+		}
+	}
+}
+
+// park closes the database of a live object picked by reserveOpenSlot
+// (pinned, its slot already given up). An object an event holds by now
+// keeps its database open, and its slot back.
+func (rt *Runtime) park(inst *instance) {
+	open := true
+	select {
+	case inst.sem <- struct{}{}:
+		if inst.store == nil || inst.store.Parked() {
+			open = false
+		} else if err := rt.parkStore(inst.store); err != nil {
+			rt.log.Warn("idle object kept its database open", "class", inst.ref.class, "object", inst.ref.name, "err", err)
+		} else {
+			open = false
+			rt.metrics.parks.Inc()
+		}
+		<-inst.sem
+	default: // an event has it: in use after all
+	}
+	rt.mu.Lock()
+	inst.refs--
+	if open {
+		rt.open++
+		rt.metrics.openDatabases.Set(float64(rt.open))
+	}
+	rt.mu.Unlock()
+}
+
+// unpark opens the database of a parked object again (object held).
+func (rt *Runtime) unpark(inst *instance) error {
+	rt.reserveOpenSlot()
+	if err := inst.store.Unpark(); err != nil {
+		rt.releaseOpenSlot()
+		return fmt.Errorf("reopen %s/%s: %w", inst.ref.class, inst.ref.name, err)
+	}
+	return nil
+}
+
+// evictLocked forgets an idle instance (open or parked) and returns its
+// store to close.
 func (rt *Runtime) evictLocked(inst *instance) *objectstore.Store {
 	s := inst.store
 	inst.store, inst.obj, inst.state = nil, nil, nil
 	rt.lru.Remove(inst.elem)
 	inst.elem = nil
 	delete(rt.objects, inst.ref.id)
-	rt.open--
+	if !s.Parked() {
+		rt.open--
+	}
 	rt.metrics.evictions.Inc()
 	rt.metrics.activeObjects.Set(float64(len(rt.objects)))
 	rt.metrics.openDatabases.Set(float64(rt.open))

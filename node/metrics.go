@@ -11,6 +11,7 @@ type metrics struct {
 	activations       prometheus.Counter
 	evictions         prometheus.Counter
 	releases          prometheus.Counter
+	parks             prometheus.Counter
 	alarmsFired       prometheus.Counter
 	alarmsRetried     prometheus.Counter
 	activationSeconds prometheus.Histogram
@@ -20,14 +21,15 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
 	m := &metrics{
-		activeObjects:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_active_objects", Help: "Objects activated on this node."}),
+		activeObjects:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_active_objects", Help: "Live objects on this node (database open or parked)."}),
 		openDatabases:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_open_databases", Help: "Object databases open on this node."}),
 		storageBytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_storage_bytes", Help: "Bytes of object database files on this node (sampled every minute)."}),
 		alarmsScheduled: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_alarms_scheduled", Help: "Alarms armed on this node."}),
 		openFilesLimit:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "dura_open_files_limit", Help: "The cap on files held by open object databases (--max-open-files)."}),
 		activations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_activations_total", Help: "Object activations."}),
-		evictions:       prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_evictions_total", Help: "Objects closed for idleness or the open-files cap."}),
+		evictions:       prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_evictions_total", Help: "Objects closed and forgotten (in-memory state lost) for idleness or the live-objects cap."}),
 		releases:        prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_idle_releases_total", Help: "Idle objects that gave back their SQLite statements and page cache (--release-after)."}),
+		parks:           prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_parks_total", Help: "Live objects whose database was closed to stay under the open-files cap (reopened by their next event)."}),
 		alarmsFired:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_alarms_fired_total", Help: "Alarm handler runs, successful or not."}),
 		alarmsRetried:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dura_alarms_retried_total", Help: "Alarm runs that failed and were rescheduled."}),
 		activationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dura_activation_seconds", Help: "Time to open an object and run its constructor.",
@@ -39,7 +41,7 @@ func newMetrics(reg prometheus.Registerer, rt *Runtime) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.activeObjects, m.openFilesLimit, m.openDatabases, m.storageBytes, m.alarmsScheduled, m.activations,
-			m.evictions, m.releases, m.alarmsFired, m.alarmsRetried, m.activationSeconds, m.alarmLag, m.adviceFindings,
+			m.evictions, m.releases, m.parks, m.alarmsFired, m.alarmsRetried, m.activationSeconds, m.alarmLag, m.adviceFindings,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dura_node_log_appends_total", Help: "Records appended to the node log."},
 				func() float64 { return float64(rt.logStats().Appends) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "dura_node_log_syncs_total", Help: "Group commits (fdatasync) of the node log."},

@@ -347,8 +347,8 @@ func (rt *Runtime) logPartitionReset(p int) error {
 // checkpointed first (synced: the file then holds the store's commits,
 // whichever other connection is open), which the log notes.
 func (rt *Runtime) closeStore(s *objectstore.Store) error {
-	if rt.nlog == nil {
-		return s.Close()
+	if rt.nlog == nil || s.Parked() {
+		return s.Close() // a parked store was checkpointed when parked
 	}
 	cerr := s.Checkpoint()
 	tx := s.TxNumber()
@@ -358,6 +358,25 @@ func (rt *Runtime) closeStore(s *objectstore.Store) error {
 		rt.logCheckpoint(id, rt.partitionOf(id), tx)
 	}
 	return err
+}
+
+// parkStore closes an idle store's connection, checkpointed first (and
+// the checkpoint logged) as closeStore does; the store stays the
+// object's, to be unparked by its next event.
+func (rt *Runtime) parkStore(s *objectstore.Store) error {
+	if rt.nlog == nil {
+		return s.Park()
+	}
+	if err := s.Checkpoint(); err != nil {
+		return err
+	}
+	tx := s.TxNumber()
+	if err := s.Park(); err != nil {
+		return err
+	}
+	id := objectIDOfPath(s.Path())
+	rt.logCheckpoint(id, rt.partitionOf(id), tx)
+	return nil
 }
 
 func objectIDOfPath(path string) string {

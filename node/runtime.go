@@ -58,8 +58,8 @@ type Runtime struct {
 	schedule    AlarmSchedule
 	catalog     *nodedb.LocalSchedule // object index (see catalog.go)
 	catalogCh   chan nodedb.ObjectRecord
-	catalogSync chan chan struct{}      // asks the catalog writer to write what is queued
-	closeQ      chan *objectstore.Store // evicted stores for the closer
+	catalogSync chan chan struct{} // asks the catalog writer to write what is queued
+	closeQ      chan closeJob      // stores to close, objects to park (lifecycle.go)
 	closers     []io.Closer
 	metrics     *metrics
 	timers      *timers
@@ -130,7 +130,7 @@ func New(cfg Config) (*Runtime, error) {
 		alarmSem:    make(chan struct{}, cfg.AlarmConcurrency),
 		catalogCh:   make(chan nodedb.ObjectRecord, 4096),
 		catalogSync: make(chan chan struct{}),
-		closeQ:      make(chan *objectstore.Store, maxPendingCloses),
+		closeQ:      make(chan closeJob, maxPendingCloses),
 	}
 	if rt.log == nil {
 		rt.log = slog.New(slog.DiscardHandler)
@@ -284,15 +284,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	if rt.catalog != nil {
 		rt.drainCatalog()
 	}
-	for {
-		select {
-		case s := <-rt.closeQ:
-			rt.closeStore(s)
-			continue
-		default:
-		}
-		break
-	}
+	rt.drainCloses()
 	rt.mu.Lock()
 	var stores []*objectstore.Store
 	for id, inst := range rt.objects {
@@ -388,20 +380,45 @@ type alarmChange struct {
 // belongs to events that already answered.
 func (rt *Runtime) acquire(ref objectRef, background bool) (*instance, error) {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
 	if rt.closing && !background {
+		rt.mu.Unlock()
 		return nil, apierr.NotExecuted(fmt.Errorf("%w: node %s is shutting down", apierr.ErrOwnerUnavailable, rt.cfg.NodeName))
 	}
+	var victims []*objectstore.Store
 	inst := rt.objects[ref.id]
 	if inst == nil {
 		inst = &instance{ref: ref, sem: make(chan struct{}, 1)}
 		inst.elem = rt.lru.PushFront(inst)
 		rt.objects[ref.id] = inst
+		victims = rt.overLiveCapLocked()
 		rt.metrics.activeObjects.Set(float64(len(rt.objects)))
 	}
 	inst.refs++
 	rt.inflight++
+	rt.mu.Unlock()
+	for _, s := range victims {
+		rt.closeLater(closeJob{store: s})
+	}
 	return inst, nil
+}
+
+// overLiveCapLocked evicts the least recently used idle objects while
+// more than MaxObjects are live, and returns their stores to close (most
+// are parked: closing them costs nothing). rt.mu held.
+func (rt *Runtime) overLiveCapLocked() []*objectstore.Store {
+	limit := rt.cfg.MaxObjects
+	if limit == 0 {
+		limit = DefaultMaxObjects
+	}
+	var victims []*objectstore.Store
+	for e := rt.lru.Back(); e != nil && len(rt.objects) > limit; {
+		prev := e.Prev()
+		if inst := e.Value.(*instance); inst.refs == 0 && inst.store != nil {
+			victims = append(victims, rt.evictLocked(inst))
+		}
+		e = prev
+	}
+	return victims
 }
 
 func (rt *Runtime) release(inst *instance) {
@@ -484,6 +501,8 @@ func (rt *Runtime) run(ctx context.Context, ref objectRef, fn func(inst *instanc
 			// An object that cannot be opened or constructed ran nothing
 			// of this event.
 			err = apierr.NotExecuted(rt.activate(ctx, inst))
+		} else if inst.store.Parked() {
+			err = apierr.NotExecuted(rt.unpark(inst))
 		}
 		if err == nil {
 			err = rt.event(ctx, inst, fn)

@@ -18,6 +18,8 @@ import (
 	"github.com/dura-dev/dura/internal/apierr"
 	"github.com/dura-dev/dura/internal/testutil"
 	"github.com/dura-dev/dura/rpc"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // newTestRuntime starts a runtime in a temp dir with cfg tweaks applied.
@@ -289,7 +291,13 @@ func TestEvictionKeepsStorageAndCapsOpenFiles(t *testing.T) {
 			t.Fatalf("open databases %d over cap %d", open, cap)
 		}
 	}
-	// o0 was evicted by the cap: memory is fresh, storage is not.
+	// o0 was evicted for idleness: memory is fresh, storage is not.
+	testutil.PollTrue(t, 5*time.Second, "o0 evicted", func() bool {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		ref, err := rt.ref("mem", "o0")
+		return err == nil && rt.objects[ref.id] == nil
+	})
 	if _, body, _ := call(t, rt, "mem", "o0", "POST", "/", ""); body != "1/2" {
 		t.Fatalf("after eviction: %q", body)
 	}
@@ -298,6 +306,76 @@ func TestEvictionKeepsStorageAndCapsOpenFiles(t *testing.T) {
 		defer rt.mu.Unlock()
 		return rt.open == 0
 	})
+}
+
+// TestOpenFilesCapParksLiveObjects: past the open-files cap the least
+// recently used objects close their databases and stay live (in-memory
+// state kept, reopened by their next event); past MaxObjects the least
+// recently used are evicted.
+func TestOpenFilesCapParksLiveObjects(t *testing.T) {
+	const cap, live, objects = 4, 10, 20
+	rt := newTestRuntime(t, t.TempDir(), func(c *Config) {
+		c.MaxOpenFiles = cap * FilesPerObject
+		c.MaxObjects = live
+		c.IdleTimeout = time.Hour
+	}, map[string]Constructor{
+		"mem": hitCounter,
+	})
+	counts := func() (open, objects int) {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		return rt.open, len(rt.objects)
+	}
+	for i := range objects {
+		if _, body, err := call(t, rt, "mem", fmt.Sprint("o", i), "POST", "/", ""); err != nil || body != "1/1" {
+			t.Fatalf("o%d: %q %v", i, body, err)
+		}
+		if open, n := counts(); open > cap || n > live {
+			t.Fatalf("after o%d: %d open databases (cap %d), %d live objects (cap %d)", i, open, cap, n, live)
+		}
+	}
+	// The parking is done by the closers; once done, exactly the cap's
+	// worth of databases are open (a park that kept the file open, or an
+	// unpark not counted, would show here).
+	testutil.PollTrue(t, 5*time.Second, "parkings done", func() bool {
+		open, _ := counts()
+		return open == cap && counterValue(rt.metrics.parks) >= objects-cap
+	})
+	if fds := openFilesUnder(t, filepath.Join(rt.cfg.DataDir, "partitions"), ".db"); fds > cap {
+		t.Fatalf("%d object database files open, cap %d", fds, cap)
+	}
+	// o12 was parked (o16..o19 hold the open slots): its memory is kept
+	// and its database reopened. o0 was evicted past MaxObjects: its
+	// memory is fresh, its storage kept.
+	for _, c := range []struct{ name, want string }{{"o12", "2/2"}, {"o19", "2/2"}, {"o12", "3/3"}, {"o0", "1/2"}} {
+		if _, body, err := call(t, rt, "mem", c.name, "POST", "/", ""); err != nil || body != c.want {
+			t.Fatalf("%s: %q %v, want %q", c.name, body, err, c.want)
+		}
+		if open, n := counts(); open > cap || n > live {
+			t.Fatalf("after %s: %d open databases, %d live objects", c.name, open, n)
+		}
+	}
+	if ev := counterValue(rt.metrics.evictions); ev < objects-live {
+		t.Fatalf("%v evictions, want at least %d", ev, objects-live)
+	}
+}
+
+// openFilesUnder counts this process's descriptors open on files under
+// dir whose name ends in suffix.
+func openFilesUnder(t *testing.T, dir, suffix string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir) && strings.HasSuffix(target, suffix) {
+			n++
+		}
+	}
+	return n
 }
 
 func TestMigrateCommitsEachVersion(t *testing.T) {
@@ -490,4 +568,12 @@ func TestKVBytesThatAreNotJSONReadAsBase64(t *testing.T) {
 	if err != nil || len(es) != 1 || string(es[0].Value) != `{"$base64":"aGVsbG8="}` {
 		t.Fatalf("list: %+v %v", es, err)
 	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -79,8 +79,8 @@ type PlanStep struct {
 // schema. It runs only the store's own reads (plans, counts, a sample of
 // rows), inside the current event if one is open.
 func (s *Store) Advice() ([]Finding, error) {
-	if s.closed {
-		return nil, ErrClosed
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	a := &advisor{s: s, tables: map[string]*tableInfo{}}
 	if err := a.loadTables(); err != nil {
@@ -104,8 +104,8 @@ func (s *Store) Advice() ([]Finding, error) {
 // and the findings that plan and the schema give. The sandbox judges the
 // statement as if it ran: a refused statement fails the same way.
 func (s *Store) Explain(stmt string, args ...any) ([]PlanStep, []Finding, error) {
-	if s.closed {
-		return nil, nil, ErrClosed
+	if err := s.usable(); err != nil {
+		return nil, nil, err
 	}
 	if len(stmt) > MaxStatementBytes {
 		return nil, nil, fmt.Errorf("%w: statement is %d bytes, the limit is %d", ErrTooLarge, len(stmt), MaxStatementBytes)
@@ -156,6 +156,9 @@ func (s *Store) planInternal(stmt string) ([]PlanStep, error) {
 func (s *Store) plan(q string, args []driver.NamedValue, nulls bool) ([]PlanStep, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StatementTimeout)
 	defer cancel()
+	if s.conn == nil {
+		return nil, errParked
+	}
 	st, err := s.conn.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, s.userErr(ctx, err)

@@ -89,6 +89,9 @@ func (s *Store) Checkpoint() error {
 	if s.closed {
 		return ErrClosed
 	}
+	if s.conn == nil {
+		return nil // parked: the close checkpointed
+	}
 	rows, err := s.queryInternal("PRAGMA wal_checkpoint(TRUNCATE)")
 	if err != nil {
 		return err

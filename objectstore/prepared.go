@@ -51,6 +51,9 @@ func (s *Store) prepared(ctx context.Context, q string) (*sqlite3.SQLiteStmt, er
 			return c.st, nil
 		}
 	}
+	if s.conn == nil {
+		return nil, errParked
+	}
 	st, err := s.conn.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err
@@ -93,6 +96,9 @@ func (s *Store) Release() error {
 	}
 	if s.inEvent {
 		return fmt.Errorf("%w: release during an event", ErrBadRequest)
+	}
+	if s.conn == nil {
+		return nil // parked: nothing held
 	}
 	s.finalizeAll()
 	s.internal = true

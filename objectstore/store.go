@@ -138,39 +138,51 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
 		return nil, fmt.Errorf("open object db: %w", err)
 	}
-	sync := "FULL"
-	if cfg.Capture {
-		sync = "NORMAL"
-	}
-	c, err := openConn(cfg.Path, "_journal_mode=WAL&_synchronous="+sync+"&_foreign_keys=1&_busy_timeout=5000&_stmt_cache_size=0")
-	if err != nil {
-		return nil, fmt.Errorf("open object db: %w", classify(err))
-	}
-	s := &Store{cfg: cfg, conn: c, tag: "/* dura " + randomHex() + " */ "}
+	s := &Store{cfg: cfg, tag: "/* dura " + randomHex() + " */ "}
 	if cfg.StatementShapes > 0 {
 		s.stats = newStmtStats(cfg.StatementShapes, cfg.StatsBudget)
 	}
-	c.RegisterAuthorizer(s.authorize)
-	if mathErr != nil {
-		c.Close()
-		return nil, fmt.Errorf("open object db: %w", mathErr)
-	}
-	applyLimits(c)
-	if err := s.applyMaxBytes(); err != nil {
-		c.Close()
-		return nil, err
-	}
-	if err := s.refreshChanges(); err != nil {
-		c.Close()
-		return nil, err
-	}
-	if cfg.Capture {
-		if err := s.startCapture(); err != nil {
-			c.Close()
-			return nil, err
+	if err := s.connect(); err != nil {
+		if s.stats != nil {
+			s.stats.release()
 		}
+		return nil, err
 	}
 	return s, nil
+}
+
+// connect opens the store's connection with Dura's pragmas, the sandbox,
+// the limits and (with Config.Capture) the WAL tail: at Open, and again
+// when a parked store is unparked.
+func (s *Store) connect() error {
+	sync := "FULL"
+	if s.cfg.Capture {
+		sync = "NORMAL"
+	}
+	c, err := openConn(s.cfg.Path, "_journal_mode=WAL&_synchronous="+sync+"&_foreign_keys=1&_busy_timeout=5000&_stmt_cache_size=0")
+	if err != nil {
+		return fmt.Errorf("open object db: %w", classify(err))
+	}
+	if mathErr != nil {
+		c.Close()
+		return fmt.Errorf("open object db: %w", mathErr)
+	}
+	s.conn = c
+	c.RegisterAuthorizer(s.authorize)
+	applyLimits(c)
+	err = s.applyMaxBytes()
+	if err == nil {
+		err = s.refreshChanges()
+	}
+	if err == nil && s.cfg.Capture {
+		err = s.startCapture()
+	}
+	if err != nil {
+		s.conn = nil
+		c.Close()
+		return err
+	}
+	return nil
 }
 
 func openConn(path, params string) (*sqlite3.SQLiteConn, error) {
@@ -211,6 +223,9 @@ func (s *Store) Close() error {
 		s.stats.release()
 	}
 	s.finalizeAll()
+	if s.conn == nil { // parked
+		return nil
+	}
 	return s.conn.Close()
 }
 
@@ -219,8 +234,8 @@ func (s *Store) Close() error {
 // holds the last statement's rows; RowsRead and RowsWritten add up all of
 // them.
 func (s *Store) Exec(query string, args ...any) (*Cursor, error) {
-	if s.closed {
-		return nil, ErrClosed
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	if s.aborted != nil {
 		return nil, s.abortedErr()
@@ -489,8 +504,8 @@ func (s *Store) execInternal(q string, args ...any) error {
 // queryInternal runs the store's own statements (possibly several, the
 // last taking args) past the sandbox and returns the last one's rows.
 func (s *Store) queryInternal(q string, args ...any) ([][]any, error) {
-	if s.closed {
-		return nil, ErrClosed
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	if s.aborted != nil {
 		return nil, s.abortedErr()

@@ -12,8 +12,8 @@ type savepoint struct {
 
 // Begin starts the implicit transaction of an event.
 func (s *Store) Begin() error {
-	if s.closed {
-		return ErrClosed
+	if err := s.usable(); err != nil {
+		return err
 	}
 	if s.inEvent {
 		return fmt.Errorf("%w: event already open", ErrBadRequest)

@@ -68,6 +68,7 @@ type Config struct {
 	Insecure         bool          // allow listening beyond loopback without a secret
 	MaxObjectBytes   int64         // size limit of one object's database, bytes
 	MaxOpenFiles     int           // files open object databases may hold (3 per object)
+	MaxObjects       int           // live objects (open or parked) before LRU eviction
 	AlarmConcurrency int           // alarm runs at once on this node
 	IdleTimeout      time.Duration // close an object's database after this long idle
 	ReleaseAfter     time.Duration // an idle object gives back its SQLite caches after this long
@@ -116,6 +117,7 @@ func DefaultConfig() Config {
 		Raft:              "127.0.0.1:7947",
 		MaxObjectBytes:    1 << 30,
 		MaxOpenFiles:      3072,
+		MaxObjects:        node.DefaultMaxObjects,
 		AlarmConcurrency:  node.DefaultConfig("").AlarmConcurrency,
 		IdleTimeout:       5 * time.Minute,
 		ReleaseAfter:      node.DefaultConfig("").ReleaseAfter,
@@ -160,7 +162,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this address instead of the HTTP API's")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "allow listening beyond loopback without a cluster secret")
 	fs.Int64Var(&c.MaxObjectBytes, "max-object-bytes", c.MaxObjectBytes, "size limit of one object's database, in bytes")
-	fs.IntVar(&c.MaxOpenFiles, "max-open-files", c.MaxOpenFiles, "files open object databases may hold (3 per open object); LRU objects are closed past it")
+	fs.IntVar(&c.MaxOpenFiles, "max-open-files", c.MaxOpenFiles, "files open object databases may hold (3 per open object); past it the least recently used idle objects close their databases and stay live")
+	fs.IntVar(&c.MaxObjects, "max-objects", c.MaxObjects, "live objects (in-memory state kept, database open or closed) this node keeps; past it the least recently used idle ones are evicted")
 	fs.IntVar(&c.AlarmConcurrency, "alarm-concurrency", c.AlarmConcurrency, "alarm runs at once on this node")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close an object's database after this long without events")
 	fs.DurationVar(&c.ReleaseAfter, "release-after", c.ReleaseAfter, "an object this long without events gives back its SQLite statements and page cache, staying open and active (0: never)")

@@ -186,6 +186,7 @@ func (c *Config) newNode(partitions int, advertise string, log *slog.Logger, reg
 	ncfg.IdleTimeout = c.IdleTimeout
 	ncfg.ReleaseAfter = c.ReleaseAfter
 	ncfg.MaxOpenFiles = c.MaxOpenFiles
+	ncfg.MaxObjects = c.MaxObjects
 	ncfg.AlarmConcurrency = c.AlarmConcurrency
 	ncfg.MaxObjectBytes = c.MaxObjectBytes
 	ncfg.StatementTimeout = c.StatementTimeout
