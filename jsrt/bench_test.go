@@ -145,9 +145,9 @@ func TestJSFigures(t *testing.T) {
 			metric(t, hc, n.url, "dura_open_databases"), metric(t, hc, n.url, "dura_parks_total"))
 		report := func(when string) {
 			after, rssAfter := heapMB(), rssMB()
-			t.Logf("%d more active %s objects, %s: Go heap +%.0f MiB (%.1f KiB each), process RSS +%.0f MiB (%.1f KiB each; 10 000 would take ~%.0f MiB)",
+			t.Logf("%d more active %s objects, %s: Go heap +%.0f MiB (%.1f KiB each), process RSS +%.0f MiB (%.1f KiB each; 10 000 would take ~%.0f MiB), %.0f MiB in all",
 				active, class, when, after-before, (after-before)*1024/float64(active), rssAfter-rssBefore, (rssAfter-rssBefore)*1024/float64(active),
-				(rssAfter-rssBefore)*10000/float64(active))
+				(rssAfter-rssBefore)*10000/float64(active), rssAfter)
 		}
 		report("just activated")
 		if releaseAfter == 0 {

@@ -289,12 +289,9 @@ func (rt *Runtime) Import(ctx context.Context, class, name string, r io.Reader) 
 	}
 	return rt.exclusive(ctx, ref, func(inst *instance) error {
 		if inst.store != nil {
-			parked := inst.store.Parked()
 			rt.closeStore(inst.store)
 			inst.store, inst.obj, inst.state = nil, nil, nil
-			if !parked {
-				rt.releaseOpenSlot()
-			}
+			rt.closed(inst)
 		}
 		_, statErr := os.Stat(rt.path(ref))
 		if err := objectstore.ReplaceFile(rt.path(ref), tmp.Name()); err != nil {

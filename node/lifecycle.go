@@ -66,6 +66,7 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 		rt.releaseOpenSlot()
 		return fmt.Errorf("activate %s/%s: %w", inst.ref.class, inst.ref.name, err)
 	}
+	rt.opened(inst)
 	if isNew {
 		rt.recordNew(inst.ref)
 	}
@@ -77,33 +78,65 @@ func (rt *Runtime) activate(ctx context.Context, inst *instance) error {
 // reserveOpenSlot counts one more open database and has least recently
 // used idle objects park theirs (close it and stay live) so the open
 // files stay under the cap; the parking happens outside the lock, by the
-// closers.
+// closers. The caller opens the database, then calls opened (or
+// releaseOpenSlot if it failed).
 func (rt *Runtime) reserveOpenSlot() {
 	rt.mu.Lock()
 	rt.open++
 	limit := rt.cfg.MaxOpenFiles / FilesPerObject
 	var jobs []closeJob
-	for e := rt.lru.Back(); e != nil && rt.open > limit; e = e.Prev() {
-		inst := e.Value.(*instance)
-		// refs == 0: no event holds the store, so reading it is safe.
-		if inst.refs == 0 && inst.store != nil && !inst.store.Parked() {
+	for e := rt.openLRU.Back(); e != nil && rt.open-rt.parking > limit; e = e.Prev() {
+		if inst := e.Value.(*instance); inst.refs == 0 {
 			inst.refs++ // pinned until parked: not evicted, not picked again
-			rt.open--
+			rt.parking++
 			jobs = append(jobs, closeJob{park: inst})
 		}
 	}
-	rt.metrics.openDatabases.Set(float64(rt.open))
+	rt.openGaugeLocked()
 	rt.mu.Unlock()
 	for _, j := range jobs {
 		rt.closeLater(j)
 	}
 }
 
+// opened records that inst's database is open in the slot reserved for
+// it (object held).
+func (rt *Runtime) opened(inst *instance) {
+	rt.mu.Lock()
+	inst.openElem = rt.openLRU.PushFront(inst)
+	rt.mu.Unlock()
+}
+
 func (rt *Runtime) releaseOpenSlot() {
 	rt.mu.Lock()
 	rt.open--
-	rt.metrics.openDatabases.Set(float64(rt.open))
+	rt.openGaugeLocked()
 	rt.mu.Unlock()
+}
+
+// closedLocked records that inst's database was closed (or parked) and
+// gives its slot back. rt.mu held.
+func (rt *Runtime) closedLocked(inst *instance) {
+	if inst.openElem == nil {
+		return
+	}
+	rt.openLRU.Remove(inst.openElem)
+	inst.openElem = nil
+	rt.open--
+	rt.openGaugeLocked()
+}
+
+// closed is closedLocked for a caller without rt.mu (object held).
+func (rt *Runtime) closed(inst *instance) {
+	rt.mu.Lock()
+	rt.closedLocked(inst)
+	rt.mu.Unlock()
+}
+
+// openGaugeLocked sets the open-databases gauge: those open and not being
+// parked. rt.mu held.
+func (rt *Runtime) openGaugeLocked() {
+	rt.metrics.openDatabases.Set(float64(rt.open - rt.parking))
 }
 
 // closeJob is work for the closers: an evicted store to close, or a live
@@ -113,9 +146,12 @@ type closeJob struct {
 	park  *instance
 }
 
-func (rt *Runtime) do(j closeJob) {
+// do does a job; wait says whether a park may wait for an event holding
+// the object (the closers may; a caller holding an object of its own
+// must not, or two objects could each wait for the other).
+func (rt *Runtime) do(j closeJob, wait bool) {
 	if j.park != nil {
-		rt.park(j.park)
+		rt.park(j.park, wait)
 		return
 	}
 	rt.closeStore(j.store)
@@ -128,7 +164,7 @@ func (rt *Runtime) closeLater(j closeJob) {
 	select {
 	case rt.closeQ <- j:
 	default:
-		rt.do(j)
+		rt.do(j, false)
 	}
 }
 
@@ -137,7 +173,7 @@ func (rt *Runtime) closer(stop <-chan struct{}) {
 	for {
 		select {
 		case j := <-rt.closeQ:
-			rt.do(j)
+			rt.do(j, true)
 		case <-stop:
 			rt.drainCloses()
 			return
@@ -150,7 +186,7 @@ func (rt *Runtime) drainCloses() {
 	for {
 		select {
 		case j := <-rt.closeQ:
-			rt.do(j)
+			rt.do(j, true)
 		default:
 			return
 		}
@@ -158,30 +194,42 @@ func (rt *Runtime) drainCloses() {
 }
 
 // park closes the database of a live object picked by reserveOpenSlot
-// (pinned, its slot already given up). An object an event holds by now
-// keeps its database open, and its slot back.
-func (rt *Runtime) park(inst *instance) {
-	open := true
-	select {
-	case inst.sem <- struct{}{}:
-		if inst.store == nil || inst.store.Parked() {
-			open = false
-		} else if err := rt.parkStore(inst.store); err != nil {
-			rt.log.Warn("idle object kept its database open", "class", inst.ref.class, "object", inst.ref.name, "err", err)
-		} else {
-			open = false
-			rt.metrics.parks.Inc()
+// (pinned). The closers wait for an event holding the object to end;
+// a caller parking in their place (wait false) does not: the object
+// is in use after all, and keeps its database.
+func (rt *Runtime) park(inst *instance, wait bool) {
+	parked := false
+	if wait {
+		inst.sem <- struct{}{}
+	}
+	if wait || tryAcquire(inst.sem) {
+		if inst.store != nil && !inst.store.Parked() {
+			if err := rt.parkStore(inst.store); err != nil {
+				rt.log.Warn("idle object kept its database open", "class", inst.ref.class, "object", inst.ref.name, "err", err)
+			} else {
+				parked = true
+				rt.metrics.parks.Inc()
+			}
 		}
 		<-inst.sem
-	default: // an event has it: in use after all
 	}
 	rt.mu.Lock()
 	inst.refs--
-	if open {
-		rt.open++
-		rt.metrics.openDatabases.Set(float64(rt.open))
+	rt.parking--
+	if parked {
+		rt.closedLocked(inst)
 	}
+	rt.openGaugeLocked()
 	rt.mu.Unlock()
+}
+
+func tryAcquire(sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 // unpark opens the database of a parked object again (object held).
@@ -191,6 +239,7 @@ func (rt *Runtime) unpark(inst *instance) error {
 		rt.releaseOpenSlot()
 		return fmt.Errorf("reopen %s/%s: %w", inst.ref.class, inst.ref.name, err)
 	}
+	rt.opened(inst)
 	return nil
 }
 
@@ -202,12 +251,9 @@ func (rt *Runtime) evictLocked(inst *instance) *objectstore.Store {
 	rt.lru.Remove(inst.elem)
 	inst.elem = nil
 	delete(rt.objects, inst.ref.id)
-	if !s.Parked() {
-		rt.open--
-	}
+	rt.closedLocked(inst)
 	rt.metrics.evictions.Inc()
 	rt.metrics.activeObjects.Set(float64(len(rt.objects)))
-	rt.metrics.openDatabases.Set(float64(rt.open))
 	return s
 }
 

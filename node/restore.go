@@ -260,12 +260,9 @@ func (rt *Runtime) restoreLocked(inst *instance, target uint64) (uint64, error) 
 func (rt *Runtime) commitFile(inst *instance, src string, alarm bool) (uint64, error) {
 	ref := inst.ref
 	if inst.store != nil {
-		parked := inst.store.Parked()
 		rt.closeStore(inst.store)
 		inst.store, inst.obj, inst.state = nil, nil, nil
-		if !parked {
-			rt.releaseOpenSlot()
-		}
+		rt.closed(inst)
 	}
 	live := rt.path(ref)
 	from := live

@@ -71,7 +71,9 @@ type Runtime struct {
 	mu            sync.Mutex
 	objects       map[string]*instance
 	lru           *list.List // of *instance, most recently used at the front
-	open          int        // instances holding an open database
+	openLRU       *list.List // the instances with an open database, likewise
+	open          int        // open databases and slots reserved for opening
+	parking       int        // of them, being parked
 	inflight      int        // events running or waiting
 	closing       bool
 	drained       chan struct{} // closed when inflight reaches 0 while closing
@@ -126,6 +128,7 @@ func New(cfg Config) (*Runtime, error) {
 		classes:     map[string]Constructor{},
 		objects:     map[string]*instance{},
 		lru:         list.New(),
+		openLRU:     list.New(),
 		stop:        make(chan struct{}),
 		alarmSem:    make(chan struct{}, cfg.AlarmConcurrency),
 		catalogCh:   make(chan nodedb.ObjectRecord, 4096),
@@ -295,6 +298,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 		delete(rt.objects, id)
 	}
 	rt.open = 0
+	rt.openLRU.Init()
 	rt.mu.Unlock()
 	for _, s := range stores {
 		rt.closeStore(s)
@@ -353,6 +357,7 @@ type instance struct {
 	// Guarded by Runtime.mu.
 	refs     int
 	elem     *list.Element
+	openElem *list.Element // in Runtime.openLRU while its database is open
 	lastUsed time.Time
 	released bool // its store gave back its caches since it was last used
 }
@@ -429,6 +434,9 @@ func (rt *Runtime) release(inst *instance) {
 	inst.released = false
 	if inst.elem != nil {
 		rt.lru.MoveToFront(inst.elem)
+	}
+	if inst.openElem != nil {
+		rt.openLRU.MoveToFront(inst.openElem)
 	}
 	if inst.refs == 0 && inst.store == nil && inst.elem != nil {
 		// Never activated (or failed to): nothing to keep.

@@ -285,7 +285,7 @@ func TestEvictionKeepsStorageAndCapsOpenFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		rt.mu.Lock()
-		open := rt.open
+		open := rt.open - rt.parking
 		rt.mu.Unlock()
 		if open > cap {
 			t.Fatalf("open databases %d over cap %d", open, cap)
@@ -321,10 +321,11 @@ func TestOpenFilesCapParksLiveObjects(t *testing.T) {
 	}, map[string]Constructor{
 		"mem": hitCounter,
 	})
+	// Open databases not being parked (the gauge's count), live objects.
 	counts := func() (open, objects int) {
 		rt.mu.Lock()
 		defer rt.mu.Unlock()
-		return rt.open, len(rt.objects)
+		return rt.open - rt.parking, len(rt.objects)
 	}
 	for i := range objects {
 		if _, body, err := call(t, rt, "mem", fmt.Sprint("o", i), "POST", "/", ""); err != nil || body != "1/1" {
@@ -338,8 +339,9 @@ func TestOpenFilesCapParksLiveObjects(t *testing.T) {
 	// worth of databases are open (a park that kept the file open, or an
 	// unpark not counted, would show here).
 	testutil.PollTrue(t, 5*time.Second, "parkings done", func() bool {
-		open, _ := counts()
-		return open == cap && counterValue(rt.metrics.parks) >= objects-cap
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		return rt.open == cap && rt.parking == 0 && rt.openLRU.Len() == cap && counterValue(rt.metrics.parks) >= objects-cap
 	})
 	if fds := openFilesUnder(t, filepath.Join(rt.cfg.DataDir, "partitions"), ".db"); fds > cap {
 		t.Fatalf("%d object database files open, cap %d", fds, cap)
