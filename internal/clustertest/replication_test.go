@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/dura-dev/dura/internal/testutil"
+	"github.com/dura-dev/dura/node"
+	"github.com/dura-dev/dura/replication"
 	"github.com/dura-dev/dura/rpc"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // waitInSync waits until every running node reports no under-replicated
@@ -61,6 +64,19 @@ func missingWrite(cli *rpc.Client, names []string, acked map[string][]string) st
 	return ""
 }
 
+// putRound writes v<i>-<round> into obj<i>, i < objects, each through
+// node (i+round) mod n, and notes each in acked.
+func putRound(t *testing.T, c *Cluster, objects, round int, acked map[string][]string) {
+	t.Helper()
+	for i := range objects {
+		name, value := fmt.Sprint("obj", i), fmt.Sprintf("v%d-%d", i, round)
+		if err := put(t, c.Nodes[(i+round)%len(c.Nodes)].Client, name, value); err != nil {
+			t.Fatalf("write %s: %v", name, err)
+		}
+		acked[name] = append(acked[name], value)
+	}
+}
+
 // objNames are obj0..obj(n-1).
 func objNames(n int) []string {
 	out := make([]string, n)
@@ -83,13 +99,10 @@ func TestReplicatedFailover(t *testing.T) {
 	acked := map[string][]string{}
 	firstRound := map[string]string{} // object -> bookmark after round 0
 	for round := range 3 {
+		putRound(t, c, objects, round, acked)
 		for i := range objects {
-			name, value := fmt.Sprint("obj", i), fmt.Sprintf("v%d-%d", i, round)
-			if err := put(t, c.Nodes[(i+round)%3].Client, name, value); err != nil {
-				t.Fatalf("write %s: %v", name, err)
-			}
-			acked[name] = append(acked[name], value)
 			if round == 0 {
+				name := fmt.Sprint("obj", i)
 				b, err := c.Nodes[i%3].Client.Bookmark(context.Background(), "db", name, time.Time{})
 				if err != nil {
 					t.Fatalf("bookmark of %s: %v", name, err)
@@ -425,4 +438,53 @@ func TestReplicatedJoinAndLeaveMoveNoFiles(t *testing.T) {
 		t.Fatal("no write was acknowledged")
 	}
 	checkAcked(t, c, acked)
+}
+
+// TestParkedObjectsFailOver: nodes that keep two databases open park
+// nearly every object between its events (closed, still live); commits
+// still reach every replica, and a killed node's objects answer through
+// the others with every acknowledged write.
+func TestParkedObjectsFailOver(t *testing.T) {
+	var regs []*prometheus.Registry // each node's runtime metrics
+	c := newCluster(t, 3, nil, func(cfg *node.Config) {
+		cfg.MaxOpenFiles = 2 * node.FilesPerObject
+		reg := prometheus.NewRegistry()
+		cfg.Registerer = reg
+		regs = append(regs, reg)
+	}, replication.Replication{Factor: 3, MinInSync: 2})
+	c.WaitConverged(30 * time.Second)
+	waitInSync(t, c, 60*time.Second)
+
+	const objects = 20
+	acked := map[string][]string{}
+	for round := range 3 {
+		putRound(t, c, objects, round, acked)
+	}
+	parks := 0.0
+	for _, reg := range regs {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "dura_parks_total" {
+				parks += mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+	}
+	if parks < objects {
+		t.Fatalf("%v objects parked in the cluster: the test did not exercise parking", parks)
+	}
+
+	victim := -1
+	for i, nd := range c.Nodes {
+		if c.Leader() != nd && victim < 0 {
+			victim = i
+		}
+	}
+	c.Kill(victim)
+	survivor := c.Nodes[(victim+1)%3]
+	testutil.PollEvery(t, 20*time.Second, 100*time.Millisecond, "every object served with its acknowledged writes", func() string {
+		return missingWrite(survivor.Client, objNames(objects), acked)
+	})
 }
