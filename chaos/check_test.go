@@ -43,6 +43,13 @@ func TestCheckCounters(t *testing.T) {
 		// uncertain, n1 acknowledges 3; a stale n2 then answers 2. The
 		// values are distinct and the final 3 is within reach, so only
 		// the real-time order shows it.
+		// A new primary whose copy lacks the last acknowledged
+		// increment (the eighth session's admission bug): its next
+		// increment repeats a value and is below one acknowledged
+		// before it, while the final value is not below any
+		// acknowledged one. One double serving, one linearizability
+		// finding, nothing lost: the seventh session's unexplained run.
+		{"new primary missing an acknowledged increment", []Op{incr(1, OK, "n1", 0), incr(2, OK, "n1", 10), incr(3, OK, "n1", 20), incr(3, OK, "n2", 30), incr(4, OK, "n2", 40)}, 4, 0, 0, 1, 1},
 		{"stale owner behind unknown increments", []Op{incr(1, OK, "n1", 0), incr(0, Unknown, "", 10), incr(3, OK, "n1", 20), incr(2, OK, "n2", 30)}, 3, 0, 0, 0, 1},
 	}
 	for _, tc := range cases {
