@@ -198,11 +198,13 @@ func (rt *Runtime) drainCloses() {
 // a caller parking in their place (wait false) does not: the object
 // is in use after all, and keeps its database.
 func (rt *Runtime) park(inst *instance, wait bool) {
-	parked := false
+	parked, held := false, wait
 	if wait {
 		inst.sem <- struct{}{}
+	} else {
+		held = tryAcquire(inst.sem)
 	}
-	if wait || tryAcquire(inst.sem) {
+	if held {
 		if inst.store != nil && !inst.store.Parked() {
 			if err := rt.parkStore(inst.store); err != nil {
 				rt.log.Warn("idle object kept its database open", "class", inst.ref.class, "object", inst.ref.name, "err", err)

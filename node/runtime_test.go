@@ -343,7 +343,7 @@ func TestOpenFilesCapParksLiveObjects(t *testing.T) {
 		defer rt.mu.Unlock()
 		return rt.open == cap && rt.parking == 0 && rt.openLRU.Len() == cap && counterValue(rt.metrics.parks) >= objects-cap
 	})
-	if fds := openFilesUnder(t, filepath.Join(rt.cfg.DataDir, "partitions"), ".db"); fds > cap {
+	if fds := testutil.OpenFilesUnder(t, filepath.Join(rt.cfg.DataDir, "partitions"), ".db"); fds > cap {
 		t.Fatalf("%d object database files open, cap %d", fds, cap)
 	}
 	// o12 was parked (o16..o19 hold the open slots): its memory is kept
@@ -360,24 +360,6 @@ func TestOpenFilesCapParksLiveObjects(t *testing.T) {
 	if ev := counterValue(rt.metrics.evictions); ev < objects-live {
 		t.Fatalf("%v evictions, want at least %d", ev, objects-live)
 	}
-}
-
-// openFilesUnder counts this process's descriptors open on files under
-// dir whose name ends in suffix.
-func openFilesUnder(t *testing.T, dir, suffix string) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	n := 0
-	for _, fd := range fds {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
-		if err == nil && strings.HasPrefix(target, dir) && strings.HasSuffix(target, suffix) {
-			n++
-		}
-	}
-	return n
 }
 
 func TestMigrateCommitsEachVersion(t *testing.T) {

@@ -156,9 +156,6 @@ func (s *Store) planInternal(stmt string) ([]PlanStep, error) {
 func (s *Store) plan(q string, args []driver.NamedValue, nulls bool) ([]PlanStep, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StatementTimeout)
 	defer cancel()
-	if s.conn == nil {
-		return nil, errParked
-	}
 	st, err := s.conn.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, s.userErr(ctx, err)

@@ -5,26 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-)
 
-// openFilesUnder counts this process's descriptors open on files in dir.
-func openFilesUnder(t *testing.T, dir string) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	n := 0
-	for _, fd := range fds {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
-		if err == nil && strings.HasPrefix(target, dir) {
-			n++
-		}
-	}
-	return n
-}
+	"github.com/dura-dev/dura/internal/testutil"
+)
 
 func counterEvent(t *testing.T, s *Store) {
 	t.Helper()
@@ -63,7 +47,7 @@ func TestParkClosesTheConnectionAndKeepsTheStore(t *testing.T) {
 		t.Fatalf("park with records not taken: %v", err)
 	}
 
-	filesBefore, memBefore := openFilesUnder(t, dir), MemoryUsed()
+	filesBefore, memBefore := testutil.OpenFilesUnder(t, dir, ""), MemoryUsed()
 	tx := s.TxNumber()
 	for _, s := range stores {
 		s.TakeRecords()
@@ -80,7 +64,7 @@ func TestParkClosesTheConnectionAndKeepsTheStore(t *testing.T) {
 	// Every descriptor of the databases, their WALs and -shm files is
 	// closed, and SQLite's connections are gone (each ~40 KiB after a
 	// release; a Park that kept the connection would fail here).
-	if got := openFilesUnder(t, dir); got != 0 {
+	if got := testutil.OpenFilesUnder(t, dir, ""); got != 0 {
 		t.Fatalf("%d files still open after parking (%d before)", got, filesBefore)
 	}
 	if per := (memBefore - MemoryUsed()) / n; per < 32<<10 {
